@@ -1,0 +1,20 @@
+from cython cimport floating
+
+cpdef enum Activation:
+    ACT_LINEAR = 0
+    ACT_RELU = 1
+    ACT_LEAKY_RELU = 2
+    ACT_SIGMOID = 3
+    ACT_TANH = 4
+    ACT_GELU = 5
+    ACT_ELU = 6
+    ACT_SOFTMAX = 7
+
+cdef bint backward_needs_input(int act) noexcept nogil
+
+cdef void act_forward(int act, double param, Py_ssize_t rows, Py_ssize_t cols,
+                      const floating* X, floating* Y) noexcept nogil
+
+cdef void act_backward(int act, double param, Py_ssize_t rows, Py_ssize_t cols,
+                       const floating* X, const floating* Y,
+                       const floating* dY, floating* dX) noexcept nogil

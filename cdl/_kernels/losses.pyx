@@ -1,0 +1,356 @@
+"""Loss functions (mean over all elements or over the batch) and gradients.
+
+Sums are accumulated in float64 whatever the input dtype, so a float32
+loss over a large batch does not lose precision. Every backward returns
+the gradient of the *mean*, i.e. it includes the 1/n factor.
+"""
+from cython cimport floating
+from libc.stdint cimport int64_t
+import numpy as np
+cimport numpy as cnp
+
+from cdl._kernels._checks cimport (
+    check_float_array, check_same_dtype, check_same_shape, data_ptr, is_float32)
+from cdl._kernels._math cimport f_exp, f_log, f_log1p, f_abs, f_sigmoid
+
+cnp.import_array()
+
+cpdef enum RegressionLoss:
+    LOSS_MSE = 0
+    LOSS_MAE = 1
+    LOSS_HUBER = 2
+
+
+# --- regression: MSE, MAE, Huber -------------------------------------------
+
+cdef double regression_forward(int kind, double delta, Py_ssize_t n,
+                               const floating* P, const floating* T) noexcept nogil:
+    """mean(l(P - T)) with l = d^2, |d| or Huber(delta)."""
+    cdef Py_ssize_t i
+    cdef double d, ad, total = 0.0
+    for i in range(n):
+        d = <double>P[i] - <double>T[i]
+        if kind == LOSS_MSE:
+            total += d * d
+        elif kind == LOSS_MAE:
+            total += d if d >= 0 else -d
+        else:
+            ad = d if d >= 0 else -d
+            total += 0.5 * d * d if ad < delta else delta * (ad - 0.5 * delta)
+    return total / n
+
+
+cdef void regression_backward(int kind, double delta, Py_ssize_t n,
+                              const floating* P, const floating* T,
+                              floating* dP) noexcept nogil:
+    """dP = l'(P - T) / n."""
+    cdef Py_ssize_t i
+    cdef double d, inv_n = 1.0 / n
+    for i in range(n):
+        d = <double>P[i] - <double>T[i]
+        if kind == LOSS_MSE:
+            dP[i] = <floating>(2.0 * d * inv_n)
+        elif kind == LOSS_MAE:
+            dP[i] = <floating>(inv_n if d > 0 else (-inv_n if d < 0 else 0.0))
+        else:
+            if d >= delta:
+                d = delta
+            elif d <= -delta:
+                d = -delta
+            dP[i] = <floating>(d * inv_n)
+
+
+def _check_pair(P, T):
+    check_float_array(P, "pred", -1, False)
+    check_float_array(T, "target", -1, False)
+    check_same_dtype(P, T, "pred", "target")
+    check_same_shape(P, T, "pred", "target")
+    if P.size == 0:
+        raise ValueError("the loss of an empty batch is undefined")
+
+
+def _check_kind(int kind):
+    if kind < LOSS_MSE or kind > LOSS_HUBER:
+        raise ValueError(f"unknown regression loss code {kind}")
+
+
+def regression_loss(int kind, P, T, double delta=1.0):
+    """Mean regression loss of predictions ``P`` against targets ``T``.
+
+    ``kind`` is LOSS_MSE, LOSS_MAE or LOSS_HUBER; ``delta`` is Huber's
+    threshold between its quadratic and linear parts.
+    """
+    _check_kind(kind)
+    _check_pair(P, T)
+    cdef Py_ssize_t n = P.size
+    cdef void* pp = data_ptr(P)
+    cdef void* pt = data_ptr(T)
+    cdef double loss
+    if is_float32(P):
+        with nogil:
+            loss = regression_forward(kind, delta, n, <float*>pp, <float*>pt)
+    else:
+        with nogil:
+            loss = regression_forward(kind, delta, n, <double*>pp, <double*>pt)
+    return loss
+
+
+def regression_grad(int kind, P, T, dP, double delta=1.0):
+    """Gradient of ``regression_loss`` with respect to ``P``, into ``dP``."""
+    _check_kind(kind)
+    _check_pair(P, T)
+    check_float_array(dP, "dP", -1, True)
+    check_same_dtype(P, dP, "pred", "dP")
+    check_same_shape(P, dP, "pred", "dP")
+    cdef Py_ssize_t n = P.size
+    cdef void* pp = data_ptr(P)
+    cdef void* pt = data_ptr(T)
+    cdef void* pd = data_ptr(dP)
+    if is_float32(P):
+        with nogil:
+            regression_backward(kind, delta, n, <float*>pp, <float*>pt, <float*>pd)
+    else:
+        with nogil:
+            regression_backward(kind, delta, n, <double*>pp, <double*>pt, <double*>pd)
+    return dP
+
+
+# --- softmax cross-entropy from logits ------------------------------------
+
+cdef double _log_softmax_row(Py_ssize_t c, const floating* z, floating* p) noexcept nogil:
+    """p = softmax(z); return log(sum(exp(z))) (log-sum-exp, max-shifted)."""
+    cdef Py_ssize_t j
+    cdef floating zmax = z[0]
+    cdef double total = 0.0
+    cdef floating e
+    for j in range(1, c):
+        if z[j] > zmax:
+            zmax = z[j]
+    for j in range(c):
+        e = f_exp(z[j] - zmax)
+        p[j] = e
+        total += e
+    for j in range(c):
+        p[j] = <floating>(p[j] / total)
+    return zmax + f_log(<floating>total) if floating is float else zmax + f_log(total)
+
+
+cdef double ce_labels_forward(Py_ssize_t n, Py_ssize_t c, const floating* Z,
+                              const int64_t* labels, floating* P) noexcept nogil:
+    """mean_i [logsumexp(Z_i) - Z_i[label_i]]; P = softmax(Z)."""
+    cdef Py_ssize_t i
+    cdef double lse, total = 0.0
+    for i in range(n):
+        lse = _log_softmax_row(c, Z + i * c, P + i * c)
+        total += lse - Z[i * c + labels[i]]
+    return total / n
+
+
+cdef void ce_labels_backward(Py_ssize_t n, Py_ssize_t c, const floating* P,
+                             const int64_t* labels, floating* dZ) noexcept nogil:
+    """dZ = (P - onehot(labels)) / n"""
+    cdef Py_ssize_t i, j
+    cdef floating inv_n = <floating>(1.0 / n)
+    for i in range(n):
+        for j in range(c):
+            dZ[i * c + j] = P[i * c + j] * inv_n
+        dZ[i * c + labels[i]] -= inv_n
+
+
+cdef double ce_soft_forward(Py_ssize_t n, Py_ssize_t c, const floating* Z,
+                            const floating* T, floating* P) noexcept nogil:
+    """mean_i sum_j T_ij [logsumexp(Z_i) - Z_ij]; P = softmax(Z)."""
+    cdef Py_ssize_t i, j
+    cdef double lse, total = 0.0
+    for i in range(n):
+        lse = _log_softmax_row(c, Z + i * c, P + i * c)
+        for j in range(c):
+            total += T[i * c + j] * (lse - Z[i * c + j])
+    return total / n
+
+
+cdef void ce_soft_backward(Py_ssize_t n, Py_ssize_t c, const floating* P,
+                           const floating* T, floating* dZ) noexcept nogil:
+    """dZ = (P * sum_j T_ij - T) / n"""
+    cdef Py_ssize_t i, j
+    cdef double mass, inv_n = 1.0 / n
+    for i in range(n):
+        mass = 0.0
+        for j in range(c):
+            mass += T[i * c + j]
+        for j in range(c):
+            dZ[i * c + j] = <floating>((P[i * c + j] * mass - T[i * c + j]) * inv_n)
+
+
+cdef Py_ssize_t _first_bad_label(Py_ssize_t n, Py_ssize_t c,
+                                 const int64_t* labels) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        if labels[i] < 0 or labels[i] >= c:
+            return i
+    return -1
+
+
+def _check_logits(Z, P):
+    check_float_array(Z, "logits", 2, False)
+    check_float_array(P, "probs", 2, True)
+    check_same_dtype(Z, P, "logits", "probs")
+    check_same_shape(Z, P, "logits", "probs")
+    if Z.shape[0] == 0:
+        raise ValueError("the loss of an empty batch is undefined")
+    if Z.shape[1] == 0:
+        raise ValueError("logits must have at least one class column")
+
+
+def _check_labels(labels, Py_ssize_t n, Py_ssize_t c):
+    if not isinstance(labels, np.ndarray) or labels.dtype != np.int64:
+        raise TypeError("labels must be an int64 ndarray")
+    if labels.ndim != 1 or labels.shape[0] != n:
+        raise ValueError(f"labels must have shape ({n},), got {labels.shape}")
+    if not labels.flags.c_contiguous:
+        raise ValueError("labels must be C-contiguous")
+    cdef const int64_t* pl = <const int64_t*>data_ptr(labels)
+    cdef Py_ssize_t bad
+    with nogil:
+        bad = _first_bad_label(n, c, pl)
+    if bad >= 0:
+        raise ValueError(
+            f"label {labels[bad]} at position {bad} is out of range for {c} classes")
+
+
+def cross_entropy_labels(Z, labels, P):
+    """Mean softmax cross-entropy of logits ``Z`` (n, c) against int64 labels.
+
+    Writes softmax(Z) into ``P`` (kept for the backward pass) and returns
+    the loss as a float.
+    """
+    _check_logits(Z, P)
+    cdef Py_ssize_t n = Z.shape[0], c = Z.shape[1]
+    _check_labels(labels, n, c)
+    cdef void* pz = data_ptr(Z)
+    cdef void* pp = data_ptr(P)
+    cdef const int64_t* pl = <const int64_t*>data_ptr(labels)
+    cdef double loss
+    if is_float32(Z):
+        with nogil:
+            loss = ce_labels_forward(n, c, <float*>pz, pl, <float*>pp)
+    else:
+        with nogil:
+            loss = ce_labels_forward(n, c, <double*>pz, pl, <double*>pp)
+    return loss
+
+
+def cross_entropy_labels_grad(P, labels, dZ):
+    """Gradient of ``cross_entropy_labels`` w.r.t. the logits, from P = softmax(Z)."""
+    _check_logits(P, dZ)
+    cdef Py_ssize_t n = P.shape[0], c = P.shape[1]
+    _check_labels(labels, n, c)
+    cdef void* pp = data_ptr(P)
+    cdef void* pd = data_ptr(dZ)
+    cdef const int64_t* pl = <const int64_t*>data_ptr(labels)
+    if is_float32(P):
+        with nogil:
+            ce_labels_backward(n, c, <float*>pp, pl, <float*>pd)
+    else:
+        with nogil:
+            ce_labels_backward(n, c, <double*>pp, pl, <double*>pd)
+    return dZ
+
+
+def cross_entropy_soft(Z, T, P):
+    """Mean softmax cross-entropy of logits ``Z`` against class probabilities ``T``.
+
+    Both (n, c). Writes softmax(Z) into ``P`` and returns the loss.
+    """
+    _check_logits(Z, P)
+    check_float_array(T, "target", 2, False)
+    check_same_dtype(Z, T, "logits", "target")
+    check_same_shape(Z, T, "logits", "target")
+    cdef Py_ssize_t n = Z.shape[0], c = Z.shape[1]
+    cdef void* pz = data_ptr(Z)
+    cdef void* pt = data_ptr(T)
+    cdef void* pp = data_ptr(P)
+    cdef double loss
+    if is_float32(Z):
+        with nogil:
+            loss = ce_soft_forward(n, c, <float*>pz, <float*>pt, <float*>pp)
+    else:
+        with nogil:
+            loss = ce_soft_forward(n, c, <double*>pz, <double*>pt, <double*>pp)
+    return loss
+
+
+def cross_entropy_soft_grad(P, T, dZ):
+    """Gradient of ``cross_entropy_soft`` w.r.t. the logits, from P = softmax(Z)."""
+    _check_logits(P, dZ)
+    check_float_array(T, "target", 2, False)
+    check_same_dtype(P, T, "probs", "target")
+    check_same_shape(P, T, "probs", "target")
+    cdef Py_ssize_t n = P.shape[0], c = P.shape[1]
+    cdef void* pp = data_ptr(P)
+    cdef void* pt = data_ptr(T)
+    cdef void* pd = data_ptr(dZ)
+    if is_float32(P):
+        with nogil:
+            ce_soft_backward(n, c, <float*>pp, <float*>pt, <float*>pd)
+    else:
+        with nogil:
+            ce_soft_backward(n, c, <double*>pp, <double*>pt, <double*>pd)
+    return dZ
+
+
+# --- binary cross-entropy from logits --------------------------------------
+
+cdef double bce_forward(Py_ssize_t n, const floating* Z, const floating* T) noexcept nogil:
+    """mean(max(z, 0) - z t + log(1 + exp(-|z|))), stable for any |z|."""
+    cdef Py_ssize_t i
+    cdef double total = 0.0
+    cdef floating z
+    for i in range(n):
+        z = Z[i]
+        total += (z if z > 0 else 0) - <double>z * T[i] + f_log1p(f_exp(-f_abs(z)))
+    return total / n
+
+
+cdef void bce_backward(Py_ssize_t n, const floating* Z, const floating* T,
+                       floating* dZ) noexcept nogil:
+    """dZ = (sigmoid(Z) - T) / n"""
+    cdef Py_ssize_t i
+    cdef double inv_n = 1.0 / n
+    for i in range(n):
+        dZ[i] = <floating>((f_sigmoid(Z[i]) - T[i]) * inv_n)
+
+
+def binary_cross_entropy(Z, T):
+    """Mean binary cross-entropy of logits ``Z`` against targets ``T`` in [0, 1]."""
+    _check_pair(Z, T)
+    cdef Py_ssize_t n = Z.size
+    cdef void* pz = data_ptr(Z)
+    cdef void* pt = data_ptr(T)
+    cdef double loss
+    if is_float32(Z):
+        with nogil:
+            loss = bce_forward(n, <float*>pz, <float*>pt)
+    else:
+        with nogil:
+            loss = bce_forward(n, <double*>pz, <double*>pt)
+    return loss
+
+
+def binary_cross_entropy_grad(Z, T, dZ):
+    """Gradient of ``binary_cross_entropy`` with respect to the logits, into ``dZ``."""
+    _check_pair(Z, T)
+    check_float_array(dZ, "dZ", -1, True)
+    check_same_dtype(Z, dZ, "logits", "dZ")
+    check_same_shape(Z, dZ, "logits", "dZ")
+    cdef Py_ssize_t n = Z.size
+    cdef void* pz = data_ptr(Z)
+    cdef void* pt = data_ptr(T)
+    cdef void* pd = data_ptr(dZ)
+    if is_float32(Z):
+        with nogil:
+            bce_backward(n, <float*>pz, <float*>pt, <float*>pd)
+    else:
+        with nogil:
+            bce_backward(n, <double*>pz, <double*>pt, <double*>pd)
+    return dZ

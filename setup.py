@@ -1,0 +1,61 @@
+"""Build script for cdl's compiled kernels.
+
+All Cython directives live in ``CYTHON_DIRECTIVES`` below. Set the
+environment variable ``CDL_DEBUG=1`` at build time to turn bounds and
+wraparound checking back on (slower, for hunting memory errors).
+"""
+import os
+
+import Cython
+import numpy
+import scipy
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+DEBUG = os.environ.get("CDL_DEBUG", "0") not in ("", "0", "false", "False")
+
+CYTHON_DIRECTIVES = {
+    "language_level": 3,
+    "boundscheck": DEBUG,
+    "wraparound": DEBUG,
+    "initializedcheck": DEBUG,
+    "nonecheck": False,
+    "cdivision": True,
+    "embedsignature": True,
+}
+
+KERNELS = ["_checks", "_blas", "activations", "dense", "losses", "dropout", "_build_info"]
+
+
+def _c_string(value):
+    return '"%s"' % value
+
+
+def kernel_extension(name):
+    macros = [("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")]
+    if name == "_build_info":
+        # Versions seen at build time, reported by `python -m cdl info`.
+        macros += [
+            ("CDL_BUILD_CYTHON", _c_string(Cython.__version__)),
+            ("CDL_BUILD_NUMPY", _c_string(numpy.__version__)),
+            ("CDL_BUILD_SCIPY", _c_string(scipy.__version__)),
+            ("CDL_BUILD_DEBUG", "1" if DEBUG else "0"),
+        ]
+    compile_args = ["-O0", "-g"] if DEBUG else ["-O3"]
+    return Extension(
+        "cdl._kernels." + name,
+        sources=["cdl/_kernels/%s.pyx" % name],
+        include_dirs=[numpy.get_include()],
+        define_macros=macros,
+        extra_compile_args=compile_args,
+    )
+
+
+setup(
+    ext_modules=cythonize(
+        [kernel_extension(name) for name in KERNELS],
+        compiler_directives=CYTHON_DIRECTIVES,
+        # Rebuild when the debug switch flips: directives change the C code.
+        force=DEBUG,
+    ),
+)
