@@ -20,6 +20,9 @@ cpdef enum RegressionLoss:
     LOSS_MAE = 1
     LOSS_HUBER = 2
 
+#: Regression loss names mapped to kernel codes.
+KINDS = {"mse": LOSS_MSE, "mae": LOSS_MAE, "huber": LOSS_HUBER}
+
 
 # --- regression: MSE, MAE, Huber -------------------------------------------
 

@@ -1,0 +1,71 @@
+"""Layers without weights that reshape or regularise: Dropout, Flatten."""
+import math
+
+import numpy as np
+
+from cdl._kernels import dropout as _dropout
+from cdl._validation import check_number
+from cdl.layers.base import Layer
+
+
+class Dropout(Layer):
+    """Inverted dropout: during training, zero each element with probability
+    ``rate`` and scale the rest by 1 / (1 - rate); at inference, identity.
+
+    The mask is drawn from the model's seeded generator.
+
+    Parameters
+    ----------
+    rate : float in [0, 1)
+    """
+
+    def __init__(self, rate, name=None, dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.rate = check_number(rate, "rate", low=0.0, high=1.0, high_inclusive=False)
+        self._mask = None
+        self._out_shape = None
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate}
+
+    def forward(self, x, training=False):
+        x = self._check_input(x)
+        self._out_shape = x.shape
+        if not training or self.rate == 0.0:
+            self._mask = None
+            return x
+        mask = self._rng.random(x.shape, dtype=self.dtype)
+        y = np.empty_like(x)
+        _dropout.forward(x, mask, mask, y, self.rate)
+        self._mask = mask
+        return y
+
+    def backward(self, grad):
+        dy = self._check_grad(grad, self._out_shape)
+        if self._mask is None:
+            return dy
+        dx = np.empty_like(dy)
+        _dropout.backward(self._mask, dy, dx)
+        return dx
+
+
+class Flatten(Layer):
+    """Flatten each sample to one axis: (n, d1, d2, ...) -> (n, d1 * d2 * ...)."""
+
+    def __init__(self, name=None, dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self._in_shape = None
+
+    def compute_output_shape(self, input_shape):
+        return (math.prod(input_shape),)
+
+    def forward(self, x, training=False):
+        x = self._check_input(x)
+        self._in_shape = x.shape
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, grad):
+        if self._in_shape is None:
+            raise RuntimeError(f"{self.name}: backward called before forward")
+        expected = (self._in_shape[0], math.prod(self._in_shape[1:]))
+        return self._check_grad(grad, expected).reshape(self._in_shape)

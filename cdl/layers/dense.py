@@ -1,0 +1,85 @@
+"""Dense (fully connected) layer."""
+import numpy as np
+
+from cdl import initializers
+from cdl._kernels import activations as _act
+from cdl._kernels import dense as _dense
+from cdl._validation import check_number
+from cdl.layers.activation import resolve_activation
+from cdl.layers.base import Layer
+
+
+class Dense(Layer):
+    """y = activation(x @ kernel + bias), over the last axis of ``x``.
+
+    Parameters
+    ----------
+    units : int
+        Number of outputs.
+    activation : str or None
+        Fused into the layer's kernel: "relu", "leaky_relu" (slope 0.01),
+        "sigmoid", "tanh", "gelu", "elu" (alpha 1), "softmax" or None
+        (linear).
+    use_bias : bool
+    kernel_initializer, bias_initializer : str or callable
+        Defaults: glorot uniform kernel, zero bias.
+
+    Attributes
+    ----------
+    kernel : ndarray of shape (input_dim, units)
+    bias : ndarray of shape (units,), if ``use_bias``
+    """
+
+    def __init__(self, units, activation=None, use_bias=True,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 name=None, dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.units = check_number(units, "units", low=1, integer=True)
+        self.activation, self._code, self._param = resolve_activation(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = initializers.get(kernel_initializer)
+        self.bias_initializer = initializers.get(bias_initializer)
+        self._needs_z = _act.needs_input(self._code)
+        self._cache = None
+
+    def get_config(self):
+        config = {**super().get_config(), "units": self.units,
+                  "activation": None if self.activation == "linear" else self.activation,
+                  "use_bias": self.use_bias}
+        for key in ("kernel_initializer", "bias_initializer"):
+            name = initializers.name_of(getattr(self, key))
+            if name is not None:
+                config[key] = name
+        return config
+
+    def build(self, input_shape):
+        if len(input_shape) < 1:
+            raise ValueError(f"{self.name}: Dense needs inputs with a feature axis")
+        self.add_weight("kernel", (input_shape[-1], self.units), self.kernel_initializer)
+        if self.use_bias:
+            self.add_weight("bias", (self.units,), self.bias_initializer)
+
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[:-1]) + (self.units,)
+
+    def forward(self, x, training=False):
+        x = self._check_input(x)
+        x2 = x.reshape(-1, x.shape[-1])
+        y = np.empty((x2.shape[0], self.units), dtype=self.dtype)
+        z = np.empty_like(y) if self._needs_z else y
+        _dense.forward(x2, self.kernel, self.bias if self.use_bias else None,
+                       z, y, self._code, self._param)
+        self._cache = (x2, z, y, x.shape)
+        return y.reshape(x.shape[:-1] + (self.units,))
+
+    def backward(self, grad):
+        if self._cache is None:
+            raise RuntimeError(f"{self.name}: backward called before forward")
+        x2, z, y, x_shape = self._cache
+        dy = self._check_grad(grad, x_shape[:-1] + (self.units,)).reshape(y.shape)
+        dx = np.empty_like(x2)
+        dz = np.empty_like(dy) if self._code != _act.CODES["linear"] else dy
+        _dense.backward(x2, self.kernel, z, y, dy, dz, self.kernel_grad,
+                        self.bias_grad if self.use_bias else None, dx,
+                        self._code, self._param)
+        return dx.reshape(x_shape)

@@ -1,0 +1,196 @@
+"""Sequential: a stack of layers with one flat parameter buffer."""
+import numpy as np
+
+from cdl._validation import (
+    as_float_array, as_float_dtype, check_feature_shape, check_finite, check_shape_tuple)
+from cdl.layers.base import Layer
+
+
+class Sequential:
+    """A linear stack of layers.
+
+    Parameters
+    ----------
+    layers : list of Layer, optional
+    input_shape : tuple of int, optional
+        Shape of one sample (without the batch axis). If given, the model
+        is built at once; otherwise on the first ``forward``.
+    dtype : {"float32", "float64"}
+        Dtype of every weight, activation and gradient in the model.
+    seed : int, optional
+        Seeds the generator used for weight initialisation and dropout.
+    name : str, optional
+
+    Attributes
+    ----------
+    params : list of ndarray
+        Every layer's weights, in layer order, weight before bias; views
+        into one flat, contiguous buffer (``param_buffer``).
+    grads : list of ndarray
+        Gradients aligned with ``params``, views into ``grad_buffer``;
+        ``backward`` overwrites them.
+
+    Examples
+    --------
+    >>> import cdl
+    >>> from cdl import layers
+    >>> model = cdl.Sequential([layers.Dense(3, activation="sigmoid"),
+    ...                         layers.Dense(1)], input_shape=(2,), seed=0)
+    >>> model.forward([[0.0, 1.0]]).shape
+    (1, 1)
+    """
+
+    def __init__(self, layers=None, input_shape=None, dtype="float32", seed=None,
+                 name="sequential"):
+        self.name = name
+        self.dtype = as_float_dtype(dtype)
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+        self.input_shape = None if input_shape is None else check_shape_tuple(input_shape)
+        self.output_shape = None
+        self._layers = []
+        self.built = False
+        self.param_buffer = np.zeros(0, dtype=self.dtype)
+        self.grad_buffer = np.zeros(0, dtype=self.dtype)
+        self.params = []
+        self.grads = []
+        self._out_shape = None
+        for layer in layers or ():
+            self.add(layer)
+        if self.input_shape is not None and self._layers:
+            self.build()
+
+    # --- structure ---------------------------------------------------------
+
+    @property
+    def layers(self):
+        """The layers, in order (a copy of the list)."""
+        return list(self._layers)
+
+    def add(self, layer):
+        """Append a layer; the model is (re)built before its next use."""
+        if not isinstance(layer, Layer):
+            raise TypeError(f"Sequential takes Layer instances, got {layer!r}")
+        if any(existing is layer for existing in self._layers):
+            raise ValueError(f"layer {layer.name!r} is already in this model")
+        if any(existing.name == layer.name for existing in self._layers):
+            raise ValueError(f"a layer named {layer.name!r} is already in this model")
+        if layer.dtype is not None and layer.dtype != self.dtype:
+            raise ValueError(
+                f"layer {layer.name!r} has dtype {layer.dtype}, the model {self.dtype}")
+        self._layers.append(layer)
+        self.built = False
+
+    def build(self, input_shape=None):
+        """Build every layer for samples of ``input_shape`` and pack the
+        weights into one flat buffer (and the gradients into another)."""
+        if input_shape is not None:
+            input_shape = check_shape_tuple(input_shape)
+            if self.built and input_shape != self.input_shape:
+                raise ValueError(
+                    f"model was built for inputs of shape {self.input_shape}, "
+                    f"not {input_shape}")
+            self.input_shape = input_shape
+        if self.input_shape is None:
+            raise ValueError("the model needs an input_shape to be built")
+        if not self._layers:
+            raise ValueError("the model has no layers")
+        shape = self.input_shape
+        for layer in self._layers:
+            shape = layer._build(shape, self.dtype, self.rng)
+        self.output_shape = shape
+        self._pack()
+        self.built = True
+
+    def _pack(self):
+        """Move every weight into one flat buffer and every gradient into another."""
+        owners = [(layer, name) for layer in self._layers for name in layer._param_names]
+        total = sum(getattr(layer, name).size for layer, name in owners)
+        self.param_buffer = np.zeros(total, dtype=self.dtype)
+        self.grad_buffer = np.zeros(total, dtype=self.dtype)
+        offset = 0
+        for layer, name in owners:
+            value = getattr(layer, name)
+            if value.dtype != self.dtype:
+                raise TypeError(
+                    f"weight {layer.name}.{name} has dtype {value.dtype}, the model {self.dtype}")
+            end = offset + value.size
+            layer._rebind(name, self.param_buffer[offset:end].reshape(value.shape),
+                          self.grad_buffer[offset:end].reshape(value.shape))
+            offset = end
+        self.params = [getattr(layer, name) for layer, name in owners]
+        self.grads = [getattr(layer, name + "_grad") for layer, name in owners]
+
+    def count_params(self):
+        """Total number of scalar weights."""
+        self._ensure_built()
+        return int(self.param_buffer.size)
+
+    def _ensure_built(self):
+        if not self.built:
+            self.build()
+
+    def get_config(self):
+        """Architecture as a JSON-friendly dict."""
+        return {
+            "name": self.name,
+            "dtype": self.dtype.name,
+            "seed": self.seed,
+            "input_shape": None if self.input_shape is None else list(self.input_shape),
+            "layers": [{"class_name": type(layer).__name__, "config": layer.get_config()}
+                       for layer in self._layers],
+        }
+
+    # --- computing ---------------------------------------------------------
+
+    def _check_batch(self, x):
+        """Return the input batch as a checked array of the model's dtype."""
+        if not self.built and self.input_shape is None:
+            x = as_float_array(x, self.dtype, "x")
+            if x.ndim < 2:
+                raise ValueError(
+                    f"x has shape {x.shape}; expected (batch_size, features...): "
+                    "for a single sample use x[None]")
+            self.build(x.shape[1:])
+        else:
+            self._ensure_built()
+            x = as_float_array(x, self.dtype, "x")
+        check_feature_shape(x, self.input_shape, "x")
+        check_finite(x, "x")
+        return x
+
+    def forward(self, x, training=False):
+        """Run the batch ``x`` through every layer and return the output.
+
+        Parameters
+        ----------
+        x : array_like of shape (batch_size, *input_shape)
+        training : bool
+            Training-mode behaviour (dropout active).
+        """
+        x = self._check_batch(x)
+        for layer in self._layers:
+            x = layer.forward(x, training)
+        self._out_shape = x.shape
+        return x
+
+    def backward(self, grad):
+        """Back-propagate d loss / d output of the last ``forward``.
+
+        Overwrites ``grads`` and returns d loss / d input.
+        """
+        if self._out_shape is None:
+            raise RuntimeError("backward called before forward")
+        grad = as_float_array(grad, self.dtype, "grad")
+        if grad.shape != self._out_shape:
+            raise ValueError(
+                f"grad has shape {grad.shape}, expected {self._out_shape} "
+                "(the shape of the last forward output)")
+        for layer in reversed(self._layers):
+            grad = layer.backward(grad)
+        return grad
+
+    __call__ = forward
+
+    def __repr__(self):
+        return f"<Sequential {self.name!r}: {len(self._layers)} layers, dtype {self.dtype}>"
