@@ -4,6 +4,7 @@ Everything that reaches a compiled kernel passes through here first (or
 through a layer's own check built on these), so that bad input becomes a
 ``TypeError``/``ValueError`` naming what was wrong.
 """
+import math
 import numbers
 
 import numpy as np
@@ -42,13 +43,20 @@ def as_float_array(x, dtype, name="x"):
     if kind not in "biuf":
         raise TypeError(
             f"{name} must hold real numbers, got an array of dtype {arr.dtype}")
-    return np.ascontiguousarray(arr, dtype=dtype)
+    # Not np.ascontiguousarray: it turns a 0-d array into shape (1,), and it
+    # returns an unaligned array as is, which the kernels reject.
+    arr = np.asarray(arr, dtype=dtype, order="C")
+    if not arr.flags.aligned:
+        arr = arr.copy()
+    return arr
 
 
 def check_finite(x, name="x"):
     """Raise ValueError if the float array ``x`` holds NaN or infinity."""
     if x.size and not np.isfinite(x).all():
         bad = "NaN" if np.isnan(x).any() else "infinity"
+        if bad == "infinity" and x.dtype == np.float32:
+            bad += " (or values too large for float32)"
         raise ValueError(f"{name} contains {bad}")
 
 
@@ -65,11 +73,11 @@ def check_number(value, name, low=None, high=None, low_inclusive=True,
     """Validate a numeric hyper-parameter and return it as float (or int)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {value!r}")
+    if not isinstance(value, numbers.Integral) and not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
     if integer and value != int(value):
         raise TypeError(f"{name} must be an integer, got {value!r}")
     value = int(value) if integer else float(value)
-    if not np.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
     if low is not None and (value < low or (value == low and not low_inclusive)):
         raise ValueError(f"{name} must be {'>=' if low_inclusive else '>'} {low}, got {value}")
     if high is not None and (value > high or (value == high and not high_inclusive)):

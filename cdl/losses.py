@@ -147,22 +147,33 @@ class CrossEntropy(Loss):
     def get_config(self):
         return {"label_smoothing": self.label_smoothing}
 
-    def _labels(self, target, n):
+    def _labels(self, target, n, classes):
         """Integer labels as int64 of shape (n,), or None if ``target`` holds
         probabilities."""
-        target = np.asarray(target)
+        try:
+            target = np.asarray(target)
+        except ValueError as err:  # ragged nested lists
+            raise ValueError(f"target could not be turned into an array: {err}") from None
         if target.dtype.kind in "iub" or (target.ndim == 1 and target.dtype.kind == "f"):
             if target.ndim == 2 and target.shape[1] == 1:
                 target = target[:, 0]
             if target.ndim != 1:
                 raise ValueError(
-                    f"integer labels must have shape ({n},), got {target.shape}")
+                    f"integer labels must have shape ({n},) or ({n}, 1), got "
+                    f"{target.shape}; pass class probabilities as floats")
             if target.dtype.kind == "f":
                 check_finite(target, "labels")
                 if not np.array_equal(target, np.round(target)):
                     raise ValueError(
                         "1-D float labels must hold whole class numbers; "
                         "pass class probabilities with shape (n, classes)")
+            if target.dtype.kind in "fu":
+                # Range-check before the cast: int64 would wrap huge values.
+                bad = np.flatnonzero((target < 0) | (target >= classes))
+                if bad.size:
+                    raise ValueError(
+                        f"label {target[bad[0]]} at position {bad[0]} is out of "
+                        f"range for {classes} classes")
             return np.ascontiguousarray(target, dtype=np.int64)
         return None
 
@@ -172,7 +183,7 @@ class CrossEntropy(Loss):
             raise ValueError(f"logits must have shape (n, classes), got {logits.shape}")
         n, classes = logits.shape
         probs = np.empty_like(logits)
-        labels = self._labels(target, n)
+        labels = self._labels(target, n, classes)
         if labels is not None and labels.shape[0] != n:
             raise ValueError(f"labels have shape {labels.shape}, expected ({n},) to match pred")
         if labels is not None and self.label_smoothing == 0.0:

@@ -62,7 +62,8 @@ class Flatten(Layer):
     def forward(self, x, training=False):
         x = self._check_input(x)
         self._in_shape = x.shape
-        return x.reshape(x.shape[0], -1)
+        # An explicit size, not -1, which NumPy cannot infer for an empty batch.
+        return x.reshape(x.shape[0], math.prod(x.shape[1:]))
 
     def backward(self, grad):
         if self._in_shape is None:
