@@ -24,7 +24,7 @@ CYTHON_DIRECTIVES = {
     "embedsignature": True,
 }
 
-KERNELS = ["_checks", "_blas", "activations", "dense", "losses", "dropout", "_build_info"]
+KERNELS = ["_checks", "_blas", "activations", "dense", "losses", "dropout", "optim", "clip", "_build_info"]
 
 
 def _c_string(value):

@@ -1,0 +1,355 @@
+"""Fused, in-place optimizer updates over flat parameter buffers.
+
+Each kernel performs one optimizer step for ``n`` parameters: it reads
+the gradient, updates the optimizer's state buffers and the parameters in
+a single pass, without temporaries. Scalar work that is the same for every
+element (bias corrections, schedules) is done by the caller in Python and
+passed in. The formulas follow PyTorch's ``torch.optim`` single-tensor
+implementations, including the order of operations where it matters for
+reproducibility. Gradients are never modified.
+"""
+from cython cimport floating
+from libc.math cimport sqrt, sqrtf, fabs, fabsf
+
+from cdl._kernels._checks cimport check_float_array, check_same_dtype, data_ptr, is_float32
+
+
+cdef inline floating f_sqrt(floating x) noexcept nogil:
+    if floating is float:
+        return sqrtf(x)
+    else:
+        return sqrt(x)
+
+
+cdef inline floating f_fabs(floating x) noexcept nogil:
+    if floating is float:
+        return fabsf(x)
+    else:
+        return fabs(x)
+
+
+cdef inline floating lerp(floating start, floating end, floating weight) noexcept nogil:
+    """start + weight * (end - start), evaluated as torch.lerp does."""
+    if weight < 0.5:
+        return start + weight * (end - start)
+    return end - (end - start) * (1 - weight)
+
+
+# --- kernels ----------------------------------------------------------------
+
+cdef void sgd_kernel(Py_ssize_t n, floating* p, const floating* g, floating* buf,
+                     floating lr, floating wd, floating momentum, floating dampening,
+                     bint nesterov, bint first) noexcept nogil:
+    """d = g + wd p; buf = d (first step) or momentum buf + (1 - dampening) d;
+    p -= lr * (d + momentum buf if nesterov else buf)   (buf NULL: p -= lr d)"""
+    cdef Py_ssize_t i
+    cdef floating d
+    for i in range(n):
+        d = g[i]
+        if wd != 0:
+            d = d + wd * p[i]
+        if buf != NULL:
+            if first:
+                buf[i] = d
+            else:
+                buf[i] = momentum * buf[i] + (1 - dampening) * d
+            if nesterov:
+                d = d + momentum * buf[i]
+            else:
+                d = buf[i]
+        p[i] = p[i] - lr * d
+
+
+cdef void adagrad_kernel(Py_ssize_t n, floating* p, const floating* g, floating* sums,
+                         floating clr, floating wd, floating eps) noexcept nogil:
+    """d = g + wd p; sums += d^2; p -= clr * d / (sqrt(sums) + eps)"""
+    cdef Py_ssize_t i
+    cdef floating d
+    for i in range(n):
+        d = g[i]
+        if wd != 0:
+            d = d + wd * p[i]
+        sums[i] = sums[i] + d * d
+        p[i] = p[i] - clr * (d / (f_sqrt(sums[i]) + eps))
+
+
+cdef void rmsprop_kernel(Py_ssize_t n, floating* p, const floating* g, floating* square_avg,
+                         floating* grad_avg, floating* buf, floating lr, floating alpha,
+                         floating eps, floating wd, floating momentum) noexcept nogil:
+    """d = g + wd p; s = alpha s + (1 - alpha) d^2; (centered: a = lerp(a, d, 1 - alpha),
+    denom = sqrt(s - a^2) + eps, else sqrt(s) + eps); buf = momentum buf + d / denom,
+    p -= lr buf (momentum > 0) or p -= lr d / denom."""
+    cdef Py_ssize_t i
+    cdef floating d, denom
+    for i in range(n):
+        d = g[i]
+        if wd != 0:
+            d = d + wd * p[i]
+        square_avg[i] = square_avg[i] * alpha + (1 - alpha) * d * d
+        if grad_avg != NULL:
+            grad_avg[i] = lerp(grad_avg[i], d, 1 - alpha)
+            denom = f_sqrt(square_avg[i] - grad_avg[i] * grad_avg[i]) + eps
+        else:
+            denom = f_sqrt(square_avg[i]) + eps
+        if buf != NULL:
+            buf[i] = buf[i] * momentum + d / denom
+            p[i] = p[i] - lr * buf[i]
+        else:
+            p[i] = p[i] - lr * (d / denom)
+
+
+cdef void adam_kernel(Py_ssize_t n, floating* p, const floating* g, floating* m,
+                      floating* v, floating* v_max, floating step_size,
+                      floating bc2_sqrt, floating beta1, floating beta2, floating eps,
+                      floating wd, floating decay) noexcept nogil:
+    """p *= decay (AdamW); d = g + wd p (Adam); m = lerp(m, d, 1 - beta1);
+    v = beta2 v + (1 - beta2) d^2; v_max = max(v_max, v) (amsgrad);
+    p -= step_size * m / (sqrt(v or v_max) / bc2_sqrt + eps)"""
+    cdef Py_ssize_t i
+    cdef floating d, second
+    for i in range(n):
+        if decay != 1:
+            p[i] = p[i] * decay
+        d = g[i]
+        if wd != 0:
+            d = d + wd * p[i]
+        m[i] = lerp(m[i], d, 1 - beta1)
+        v[i] = v[i] * beta2 + (1 - beta2) * d * d
+        second = v[i]
+        if v_max != NULL:
+            if v[i] > v_max[i]:
+                v_max[i] = v[i]
+            second = v_max[i]
+        p[i] = p[i] - step_size * (m[i] / (f_sqrt(second) / bc2_sqrt + eps))
+
+
+cdef void adamax_kernel(Py_ssize_t n, floating* p, const floating* g, floating* m,
+                        floating* u, floating clr, floating beta1, floating beta2,
+                        floating eps, floating wd) noexcept nogil:
+    """d = g + wd p; m = lerp(m, d, 1 - beta1); u = max(beta2 u, |d| + eps);
+    p -= clr * m / u"""
+    cdef Py_ssize_t i
+    cdef floating d, a
+    for i in range(n):
+        d = g[i]
+        if wd != 0:
+            d = d + wd * p[i]
+        m[i] = lerp(m[i], d, 1 - beta1)
+        a = f_fabs(d) + eps
+        u[i] = u[i] * beta2
+        if a > u[i]:
+            u[i] = a
+        p[i] = p[i] - clr * (m[i] / u[i])
+
+
+cdef void nadam_kernel(Py_ssize_t n, floating* p, const floating* g, floating* m,
+                       floating* v, floating c_grad, floating c_avg, floating bc2,
+                       floating beta1, floating beta2, floating eps, floating wd,
+                       floating decay) noexcept nogil:
+    """p *= decay (decoupled); d = g + wd p; m = lerp(m, d, 1 - beta1);
+    v = beta2 v + (1 - beta2) d^2; denom = sqrt(v / bc2) + eps;
+    p -= c_grad d / denom; p -= c_avg m / denom"""
+    cdef Py_ssize_t i
+    cdef floating d, denom
+    for i in range(n):
+        if decay != 1:
+            p[i] = p[i] * decay
+        d = g[i]
+        if wd != 0:
+            d = d + wd * p[i]
+        m[i] = lerp(m[i], d, 1 - beta1)
+        v[i] = v[i] * beta2 + (1 - beta2) * d * d
+        denom = f_sqrt(v[i] / bc2) + eps
+        p[i] = p[i] - c_grad * (d / denom)
+        p[i] = p[i] - c_avg * (m[i] / denom)
+
+
+cdef void radam_kernel(Py_ssize_t n, floating* p, const floating* g, floating* m,
+                       floating* v, floating lr, floating bc1, floating bc2_sqrt,
+                       floating rect, bint rectified, floating beta1, floating beta2,
+                       floating eps, floating wd, floating decay) noexcept nogil:
+    """p *= decay (decoupled); d = g + wd p; m = lerp(m, d, 1 - beta1);
+    v = beta2 v + (1 - beta2) d^2; m_hat = m / bc1;
+    p -= lr * m_hat * rect * bc2_sqrt / (sqrt(v) + eps) if rectified else lr * m_hat"""
+    cdef Py_ssize_t i
+    cdef floating d, m_hat
+    for i in range(n):
+        if decay != 1:
+            p[i] = p[i] * decay
+        d = g[i]
+        if wd != 0:
+            d = d + wd * p[i]
+        m[i] = lerp(m[i], d, 1 - beta1)
+        v[i] = v[i] * beta2 + (1 - beta2) * d * d
+        m_hat = m[i] / bc1
+        if rectified:
+            p[i] = p[i] + m_hat * lr * (bc2_sqrt / (f_sqrt(v[i]) + eps)) * rect * -1
+        else:
+            p[i] = p[i] + m_hat * lr * -1
+
+
+# --- checked entry points -----------------------------------------------------
+
+cdef Py_ssize_t _check_flat(p, g, tuple states) except -1:
+    """Check a parameter vector, its gradient and state vectors (None allowed)."""
+    check_float_array(p, "param", 1, True)
+    check_float_array(g, "grad", 1, False)
+    check_same_dtype(p, g, "param", "grad")
+    cdef Py_ssize_t n = p.shape[0]
+    if g.shape[0] != n:
+        raise ValueError(f"grad has {g.shape[0]} elements, param {n}")
+    for i, s in enumerate(states):
+        if s is None:
+            continue
+        check_float_array(s, f"state buffer {i}", 1, True)
+        check_same_dtype(p, s, "param", f"state buffer {i}")
+        if s.shape[0] != n:
+            raise ValueError(f"state buffer {i} has {s.shape[0]} elements, param {n}")
+    return n
+
+
+cdef void* _ptr(a):
+    return NULL if a is None else data_ptr(a)
+
+
+def sgd(p, g, buf, double lr, double weight_decay, double momentum, double dampening,
+        bint nesterov, bint first):
+    """One SGD step in place; ``buf`` is the momentum buffer or None."""
+    cdef Py_ssize_t n = _check_flat(p, g, (buf,))
+    cdef void* pp = data_ptr(p)
+    cdef void* pg = data_ptr(g)
+    cdef void* pb = _ptr(buf)
+    if is_float32(p):
+        with nogil:
+            sgd_kernel(n, <float*>pp, <float*>pg, <float*>pb, <float>lr, <float>weight_decay,
+                       <float>momentum, <float>dampening, nesterov, first)
+    else:
+        with nogil:
+            sgd_kernel(n, <double*>pp, <double*>pg, <double*>pb, lr, weight_decay,
+                       momentum, dampening, nesterov, first)
+
+
+def adagrad(p, g, sums, double clr, double weight_decay, double eps):
+    """One Adagrad step in place with the decayed learning rate ``clr``."""
+    cdef Py_ssize_t n = _check_flat(p, g, (sums,))
+    if sums is None:
+        raise ValueError("Adagrad needs its sum buffer")
+    cdef void* pp = data_ptr(p)
+    cdef void* pg = data_ptr(g)
+    cdef void* ps = data_ptr(sums)
+    if is_float32(p):
+        with nogil:
+            adagrad_kernel(n, <float*>pp, <float*>pg, <float*>ps, <float>clr,
+                           <float>weight_decay, <float>eps)
+    else:
+        with nogil:
+            adagrad_kernel(n, <double*>pp, <double*>pg, <double*>ps, clr, weight_decay, eps)
+
+
+def rmsprop(p, g, square_avg, grad_avg, buf, double lr, double alpha, double eps,
+            double weight_decay, double momentum):
+    """One RMSprop step in place; ``grad_avg`` (centered) and ``buf`` (momentum) may be None."""
+    cdef Py_ssize_t n = _check_flat(p, g, (square_avg, grad_avg, buf))
+    if square_avg is None:
+        raise ValueError("RMSprop needs its square average buffer")
+    cdef void* pp = data_ptr(p)
+    cdef void* pg = data_ptr(g)
+    cdef void* ps = data_ptr(square_avg)
+    cdef void* pa = _ptr(grad_avg)
+    cdef void* pb = _ptr(buf)
+    if is_float32(p):
+        with nogil:
+            rmsprop_kernel(n, <float*>pp, <float*>pg, <float*>ps, <float*>pa, <float*>pb,
+                           <float>lr, <float>alpha, <float>eps, <float>weight_decay,
+                           <float>momentum)
+    else:
+        with nogil:
+            rmsprop_kernel(n, <double*>pp, <double*>pg, <double*>ps, <double*>pa, <double*>pb,
+                           lr, alpha, eps, weight_decay, momentum)
+
+
+def adam(p, g, m, v, v_max, double step_size, double bc2_sqrt, double beta1, double beta2,
+         double eps, double weight_decay, double decay):
+    """One Adam/AdamW step in place; ``v_max`` (amsgrad) may be None.
+
+    ``weight_decay`` is the coupled L2 term (Adam); ``decay`` the factor
+    1 - lr * weight_decay applied to the parameters first (AdamW), else 1.
+    """
+    cdef Py_ssize_t n = _check_flat(p, g, (m, v, v_max))
+    if m is None or v is None:
+        raise ValueError("Adam needs its moment buffers")
+    cdef void* pp = data_ptr(p)
+    cdef void* pg = data_ptr(g)
+    cdef void* pm = data_ptr(m)
+    cdef void* pv = data_ptr(v)
+    cdef void* px = _ptr(v_max)
+    if is_float32(p):
+        with nogil:
+            adam_kernel(n, <float*>pp, <float*>pg, <float*>pm, <float*>pv, <float*>px,
+                        <float>step_size, <float>bc2_sqrt, <float>beta1, <float>beta2,
+                        <float>eps, <float>weight_decay, <float>decay)
+    else:
+        with nogil:
+            adam_kernel(n, <double*>pp, <double*>pg, <double*>pm, <double*>pv, <double*>px,
+                        step_size, bc2_sqrt, beta1, beta2, eps, weight_decay, decay)
+
+
+def adamax(p, g, m, u, double clr, double beta1, double beta2, double eps, double weight_decay):
+    """One Adamax step in place."""
+    cdef Py_ssize_t n = _check_flat(p, g, (m, u))
+    if m is None or u is None:
+        raise ValueError("Adamax needs its moment buffers")
+    cdef void* pp = data_ptr(p)
+    cdef void* pg = data_ptr(g)
+    cdef void* pm = data_ptr(m)
+    cdef void* pu = data_ptr(u)
+    if is_float32(p):
+        with nogil:
+            adamax_kernel(n, <float*>pp, <float*>pg, <float*>pm, <float*>pu, <float>clr,
+                          <float>beta1, <float>beta2, <float>eps, <float>weight_decay)
+    else:
+        with nogil:
+            adamax_kernel(n, <double*>pp, <double*>pg, <double*>pm, <double*>pu, clr,
+                          beta1, beta2, eps, weight_decay)
+
+
+def nadam(p, g, m, v, double c_grad, double c_avg, double bc2, double beta1, double beta2,
+          double eps, double weight_decay, double decay):
+    """One NAdam step in place, with the momentum-schedule coefficients precomputed."""
+    cdef Py_ssize_t n = _check_flat(p, g, (m, v))
+    if m is None or v is None:
+        raise ValueError("NAdam needs its moment buffers")
+    cdef void* pp = data_ptr(p)
+    cdef void* pg = data_ptr(g)
+    cdef void* pm = data_ptr(m)
+    cdef void* pv = data_ptr(v)
+    if is_float32(p):
+        with nogil:
+            nadam_kernel(n, <float*>pp, <float*>pg, <float*>pm, <float*>pv, <float>c_grad,
+                         <float>c_avg, <float>bc2, <float>beta1, <float>beta2, <float>eps,
+                         <float>weight_decay, <float>decay)
+    else:
+        with nogil:
+            nadam_kernel(n, <double*>pp, <double*>pg, <double*>pm, <double*>pv, c_grad,
+                         c_avg, bc2, beta1, beta2, eps, weight_decay, decay)
+
+
+def radam(p, g, m, v, double lr, double bc1, double bc2_sqrt, double rect, bint rectified,
+          double beta1, double beta2, double eps, double weight_decay, double decay):
+    """One RAdam step in place; ``rect`` is the variance rectification term."""
+    cdef Py_ssize_t n = _check_flat(p, g, (m, v))
+    if m is None or v is None:
+        raise ValueError("RAdam needs its moment buffers")
+    cdef void* pp = data_ptr(p)
+    cdef void* pg = data_ptr(g)
+    cdef void* pm = data_ptr(m)
+    cdef void* pv = data_ptr(v)
+    if is_float32(p):
+        with nogil:
+            radam_kernel(n, <float*>pp, <float*>pg, <float*>pm, <float*>pv, <float>lr,
+                         <float>bc1, <float>bc2_sqrt, <float>rect, rectified, <float>beta1,
+                         <float>beta2, <float>eps, <float>weight_decay, <float>decay)
+    else:
+        with nogil:
+            radam_kernel(n, <double*>pp, <double*>pg, <double*>pm, <double*>pv, lr, bc1,
+                         bc2_sqrt, rect, rectified, beta1, beta2, eps, weight_decay, decay)

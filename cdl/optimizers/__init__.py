@@ -1,0 +1,27 @@
+"""Optimizers: compiled, in-place updates that follow ``torch.optim``'s rules.
+
+Every optimizer has ``step(params, grads)``, a settable ``lr``,
+``state_dict()``/``load_state_dict()``, and accepts ``param_groups`` and
+``exclude_bias_decay`` (see ``Optimizer``).
+"""
+from cdl.optimizers.adam import Adam, Adamax, AdamW, NAdam, RAdam
+from cdl.optimizers.adaptive import Adagrad, RMSprop
+from cdl.optimizers.base import Optimizer
+from cdl.optimizers.clip import clip_grad_norm, clip_grad_value
+from cdl.optimizers.sgd import SGD
+
+__all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adamax", "NAdam",
+           "RAdam", "clip_grad_norm", "clip_grad_value", "get"]
+
+_BY_NAME = {cls.__name__.lower(): cls for cls in
+            (SGD, Adagrad, RMSprop, Adam, AdamW, Adamax, NAdam, RAdam)}
+
+
+def get(identifier, **kwargs):
+    """Return an optimizer from a name (``"adam"``, ``"sgd"``, ...) or an instance."""
+    if isinstance(identifier, Optimizer):
+        return identifier
+    if isinstance(identifier, str) and identifier.lower() in _BY_NAME:
+        return _BY_NAME[identifier.lower()](**kwargs)
+    known = ", ".join(sorted(_BY_NAME))
+    raise ValueError(f"unknown optimizer {identifier!r}; expected one of {known}")

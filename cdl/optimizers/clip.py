@@ -1,0 +1,78 @@
+"""Gradient clipping, in place, over a list of gradient arrays."""
+import math
+
+import numpy as np
+
+from cdl._kernels import clip as _k
+from cdl._validation import check_number
+from cdl.optimizers.base import _as_list, _flat_span
+
+
+def _flat_views(grads):
+    """1-D views to clip: one over the whole run if the gradients are
+    consecutive views of one buffer (a model's), else one per array."""
+    grads = _as_list(grads, "grads")
+    for i, g in enumerate(grads):
+        if g.dtype not in (np.float32, np.float64):
+            raise TypeError(f"grads[{i}] must be float32 or float64, got {g.dtype}")
+        if not g.flags.c_contiguous or not g.flags.writeable:
+            raise ValueError(f"grads[{i}] must be C-contiguous and writeable")
+    span = _flat_span(grads) if len(grads) > 1 else None
+    return [span] if span is not None else [g.reshape(-1) for g in grads]
+
+
+def clip_grad_norm(grads, max_norm, norm_type=2.0, error_if_nonfinite=False):
+    r"""Scale gradients in place so that their joint norm is at most ``max_norm``.
+
+    The rule is PyTorch's ``clip_grad_norm_``: with the total norm
+    :math:`N = \|(\|g_1\|_p, \ldots, \|g_k\|_p)\|_p`, every gradient is
+    multiplied by :math:`\min(1, \text{max\_norm} / (N + 10^{-6}))`.
+
+    Parameters
+    ----------
+    grads : list of ndarray, or one ndarray
+        E.g. ``model.grads`` or ``model.grad_buffer``.
+    max_norm : float
+    norm_type : float, default 2
+        p of the norm; ``float("inf")`` for the largest absolute value.
+    error_if_nonfinite : bool, default False
+        Raise ``FloatingPointError`` if the total norm is NaN or infinite
+        (the gradients are then left untouched).
+
+    Returns
+    -------
+    float
+        The total norm before clipping.
+    """
+    max_norm = check_number(max_norm, "max_norm", low=0.0)
+    norm_type = float(norm_type)
+    if not norm_type > 0:
+        raise ValueError(f"norm_type must be positive, got {norm_type}")
+    views = _flat_views(grads)
+    norms = [_k.norm(v, norm_type) for v in views]
+    if math.isinf(norm_type):
+        total = max(norms)
+    else:
+        total = math.fsum(n ** norm_type for n in norms) ** (1.0 / norm_type)
+    if not math.isfinite(total):
+        if error_if_nonfinite:
+            raise FloatingPointError(
+                f"the total norm of order {norm_type} of the gradients is non-finite ({total})")
+    coef = min(max_norm / (total + 1e-6), 1.0)
+    if coef < 1.0 or not math.isfinite(total):
+        for v in views:
+            _k.scale(v, coef)
+    return total
+
+
+def clip_grad_value(grads, clip_value):
+    """Clamp every gradient element to [-clip_value, clip_value], in place.
+
+    Parameters
+    ----------
+    grads : list of ndarray, or one ndarray
+    clip_value : float >= 0
+    """
+    clip_value = check_number(clip_value, "clip_value", low=0.0)
+    for v in _flat_views(grads):
+        _k.clamp(v, clip_value)
