@@ -25,3 +25,23 @@ def test_seed_xor_learns_xor():
         # MSE < 0.01 bounds the root-mean-square error by 0.1; one point may
         # sit slightly further out, never past sqrt(4 * 0.01) = 0.2.
         assert abs(float(prediction) - int(target)) < 0.15
+
+
+def test_optimizers_example_trains_with_every_optimizer(tmp_path):
+    png = tmp_path / "curves.png"
+    result = subprocess.run([sys.executable, str(EXAMPLES / "optimizers.py"), "--epochs", "8",
+                             "--png", str(png)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    rows = {line.split("  ")[0]: line.split()[-5:] for line in result.stdout.splitlines()[1:]
+            if re.match(r"^[A-Z]", line) and "saved" not in line and "matplotlib" not in line}
+    for name in ("GD (full batch)", "SGD", "Momentum", "AdaGrad", "RMSprop", "Adam", "NAdam",
+                 "RAdam", "Adamax", "AdamW", "Nesterov"):
+        first, *_, last, accuracy = (float(v) for v in rows[name])
+        assert last < first, f"{name} did not reduce the loss"
+        assert 0.0 <= accuracy <= 1.0
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert "matplotlib is not installed" in result.stdout
+    else:
+        assert png.stat().st_size > 10_000

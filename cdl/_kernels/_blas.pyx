@@ -66,6 +66,15 @@ cdef void _gemv(BLAS_Trans ta, blas_int m, blas_int n, floating alpha,
     transpose flag flips and the dimensions swap.
     """
     cdef char trans = b't' if ta == NoTrans else b'n'
+    cdef blas_int i, n_in = n if ta == NoTrans else m
+    cdef blas_int n_out = m if ta == NoTrans else n
+    cdef blas_int step = incy if incy > 0 else -incy
+    if n_in == 0:
+        # BLAS returns at once when a dimension is 0, leaving y as it was;
+        # the empty product is 0, so y := beta * y (0 for beta = 0, as BLAS).
+        for i in range(n_out):
+            y[i * step] = 0 if beta == 0 else beta * y[i * step]
+        return
     if lda < 1:
         lda = 1
     if floating is float:
