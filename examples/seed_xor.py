@@ -2,7 +2,8 @@
 
 The four steps of every training iteration are written out:
 forward propagation, the loss, backpropagation, and the gradient-descent
-update w <- w - lr * dL/dw. Training stops when the mean squared error
+update w <- w - lr * dL/dw (``optimizers.SGD`` without momentum, over the
+whole data set: batch gradient descent). Training stops when the mean squared error
 falls below 0.01 or after 20,000 iterations.
 
 Run: python examples/seed_xor.py
@@ -10,7 +11,7 @@ Run: python examples/seed_xor.py
 import numpy as np
 
 import cdl
-from cdl import layers, losses
+from cdl import layers, losses, optimizers
 
 X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=np.float32)
 y = np.array([[0], [1], [1], [0]], dtype=np.float32)
@@ -21,8 +22,8 @@ model = cdl.Sequential([
     layers.Dense(1, activation="sigmoid"),
 ], input_shape=(2,), seed=0)
 loss_fn = losses.MSE()
+optimizer = optimizers.SGD(lr=2.0)
 
-learning_rate = 2.0
 loss_threshold = 0.01
 max_iterations = 20_000
 
@@ -31,8 +32,7 @@ for iteration in range(1, max_iterations + 1):
     loss = loss_fn.forward(out, y)           # mean squared error
     grad = loss_fn.backward()                # d loss / d out
     model.backward(grad)                     # backpropagation: fills model.grads
-    for param, param_grad in zip(model.params, model.grads):
-        param -= learning_rate * param_grad  # gradient descent, in place
+    optimizer.step(model.params, model.grads)  # w <- w - lr * dL/dw, in place
     if loss < loss_threshold:
         break
 
