@@ -15,8 +15,9 @@ __all__ = ["Loss", "MSE", "MAE", "Huber", "CrossEntropy", "BinaryCrossEntropy", 
 
 def _as_pred(pred):
     """Predictions as a float array (float32 stays float32, anything else float64)."""
-    dtype = pred.dtype if isinstance(pred, np.ndarray) and pred.dtype in (
-        np.float32, np.float64) else np.float64
+    # In native byte order, so that big-endian float32 stays float32 too.
+    dtype = np.float32 if isinstance(pred, np.ndarray) and \
+        pred.dtype.newbyteorder("=") == np.float32 else np.float64
     return as_float_array(pred, dtype, "pred")
 
 

@@ -64,8 +64,9 @@ cdef void act_forward(int act, double param, Py_ssize_t rows, Py_ssize_t cols,
     if act == ACT_SOFTMAX:
         _softmax_rows(rows, cols, X, Y)
     elif act == ACT_RELU:
+        # Written so that NaN propagates (NaN <= 0 is false), as in PyTorch.
         for i in range(n):
-            Y[i] = X[i] if X[i] > 0 else 0
+            Y[i] = 0 if X[i] <= 0 else X[i]
     elif act == ACT_LEAKY_RELU:
         for i in range(n):
             Y[i] = X[i] if X[i] > 0 else X[i] * slope
@@ -110,7 +111,7 @@ cdef void act_backward(int act, double param, Py_ssize_t rows, Py_ssize_t cols,
         _softmax_backward_rows(rows, cols, Y, dY, dX)
     elif act == ACT_RELU:
         for i in range(n):
-            dX[i] = dY[i] if Y[i] > 0 else 0
+            dX[i] = 0 if Y[i] <= 0 else dY[i]
     elif act == ACT_LEAKY_RELU:
         for i in range(n):
             dX[i] = dY[i] if X[i] > 0 else dY[i] * slope

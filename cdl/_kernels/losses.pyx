@@ -26,41 +26,76 @@ KINDS = {"mse": LOSS_MSE, "mae": LOSS_MAE, "huber": LOSS_HUBER}
 
 # --- regression: MSE, MAE, Huber -------------------------------------------
 
-cdef double regression_forward(int kind, double delta, Py_ssize_t n,
-                               const floating* P, const floating* T) noexcept nogil:
-    """mean(l(P - T)) with l = d^2, |d| or Huber(delta)."""
-    cdef Py_ssize_t i
-    cdef double d, ad, total = 0.0
-    for i in range(n):
-        d = <double>P[i] - <double>T[i]
-        if kind == LOSS_MSE:
-            total += d * d
-        elif kind == LOSS_MAE:
-            total += d if d >= 0 else -d
-        else:
-            ad = d if d >= 0 else -d
-            total += 0.5 * d * d if ad < delta else delta * (ad - 0.5 * delta)
-    return total / n
+cdef inline double _weight(const floating* W, Py_ssize_t row) noexcept nogil:
+    return 1.0 if W == NULL else <double>W[row]
 
 
-cdef void regression_backward(int kind, double delta, Py_ssize_t n,
-                              const floating* P, const floating* T,
+cdef double regression_forward(int kind, double delta, Py_ssize_t rows, Py_ssize_t cols,
+                               const floating* P, const floating* T,
+                               const floating* W) noexcept nogil:
+    """sum(w_row * l(P - T)) / n with l = d^2, |d| or Huber(delta); W may be NULL."""
+    cdef Py_ssize_t r, j, i
+    cdef double d, ad, row_total, total = 0.0
+    for r in range(rows):
+        row_total = 0.0
+        for j in range(cols):
+            i = r * cols + j
+            d = <double>P[i] - <double>T[i]
+            if kind == LOSS_MSE:
+                row_total += d * d
+            elif kind == LOSS_MAE:
+                row_total += d if d >= 0 else -d
+            else:
+                ad = d if d >= 0 else -d
+                row_total += 0.5 * d * d if ad < delta else delta * (ad - 0.5 * delta)
+        total += _weight(W, r) * row_total
+    return total / (rows * cols)
+
+
+cdef void regression_backward(int kind, double delta, Py_ssize_t rows, Py_ssize_t cols,
+                              const floating* P, const floating* T, const floating* W,
                               floating* dP) noexcept nogil:
-    """dP = l'(P - T) / n."""
-    cdef Py_ssize_t i
-    cdef double d, inv_n = 1.0 / n
-    for i in range(n):
-        d = <double>P[i] - <double>T[i]
-        if kind == LOSS_MSE:
-            dP[i] = <floating>(2.0 * d * inv_n)
-        elif kind == LOSS_MAE:
-            dP[i] = <floating>(inv_n if d > 0 else (-inv_n if d < 0 else 0.0))
-        else:
-            if d >= delta:
-                d = delta
-            elif d <= -delta:
-                d = -delta
-            dP[i] = <floating>(d * inv_n)
+    """dP = w_row * l'(P - T) / n. NaN in P - T gives NaN."""
+    cdef Py_ssize_t r, j, i
+    cdef double d, scale
+    for r in range(rows):
+        scale = _weight(W, r) / (rows * cols)
+        for j in range(cols):
+            i = r * cols + j
+            d = <double>P[i] - <double>T[i]
+            if kind == LOSS_MSE:
+                dP[i] = <floating>(2.0 * d * scale)
+            elif kind == LOSS_MAE:
+                # sign(d), propagating NaN (d != d) so that it is not hidden.
+                dP[i] = <floating>(scale if d > 0 else (-scale if d < 0 else d * scale))
+            else:
+                if d >= delta:
+                    d = delta
+                elif d <= -delta:
+                    d = -delta
+                dP[i] = <floating>(d * scale)
+
+
+def _rows_cols(P):
+    """Rows (samples, weighted together) and elements per row of a prediction."""
+    rows = P.shape[0] if P.ndim > 0 else 1
+    return rows, (P.size // rows if rows else 0)
+
+
+def _check_weights(W, P, str name="pred"):
+    """Per-sample weights: None, or a 1-D array of P's dtype with one per row."""
+    if W is None:
+        return
+    check_float_array(W, "sample_weight", 1, False)
+    check_same_dtype(P, W, name, "sample_weight")
+    rows = P.shape[0] if P.ndim > 0 else 1
+    if W.shape[0] != rows:
+        raise ValueError(
+            f"sample_weight has {W.shape[0]} elements, expected one per sample ({rows})")
+
+
+cdef void* _weights_ptr(W):
+    return NULL if W is None else data_ptr(W)
 
 
 def _check_pair(P, T):
@@ -77,44 +112,54 @@ def _check_kind(int kind):
         raise ValueError(f"unknown regression loss code {kind}")
 
 
-def regression_loss(int kind, P, T, double delta=1.0):
+def regression_loss(int kind, P, T, double delta=1.0, W=None):
     """Mean regression loss of predictions ``P`` against targets ``T``.
 
     ``kind`` is LOSS_MSE, LOSS_MAE or LOSS_HUBER; ``delta`` is Huber's
-    threshold between its quadratic and linear parts.
+    threshold between its quadratic and linear parts. ``W``, optional,
+    weights each sample (row); the sum is still divided by the number of
+    elements.
     """
     _check_kind(kind)
     _check_pair(P, T)
-    cdef Py_ssize_t n = P.size
+    _check_weights(W, P)
+    rows, cols = _rows_cols(P)
+    cdef Py_ssize_t r = rows, c = cols
     cdef void* pp = data_ptr(P)
     cdef void* pt = data_ptr(T)
+    cdef void* pw = _weights_ptr(W)
     cdef double loss
     if is_float32(P):
         with nogil:
-            loss = regression_forward(kind, delta, n, <float*>pp, <float*>pt)
+            loss = regression_forward(kind, delta, r, c, <float*>pp, <float*>pt, <float*>pw)
     else:
         with nogil:
-            loss = regression_forward(kind, delta, n, <double*>pp, <double*>pt)
+            loss = regression_forward(kind, delta, r, c, <double*>pp, <double*>pt, <double*>pw)
     return loss
 
 
-def regression_grad(int kind, P, T, dP, double delta=1.0):
+def regression_grad(int kind, P, T, dP, double delta=1.0, W=None):
     """Gradient of ``regression_loss`` with respect to ``P``, into ``dP``."""
     _check_kind(kind)
     _check_pair(P, T)
+    _check_weights(W, P)
     check_float_array(dP, "dP", -1, True)
     check_same_dtype(P, dP, "pred", "dP")
     check_same_shape(P, dP, "pred", "dP")
-    cdef Py_ssize_t n = P.size
+    rows, cols = _rows_cols(P)
+    cdef Py_ssize_t r = rows, c = cols
     cdef void* pp = data_ptr(P)
     cdef void* pt = data_ptr(T)
+    cdef void* pw = _weights_ptr(W)
     cdef void* pd = data_ptr(dP)
     if is_float32(P):
         with nogil:
-            regression_backward(kind, delta, n, <float*>pp, <float*>pt, <float*>pd)
+            regression_backward(kind, delta, r, c, <float*>pp, <float*>pt, <float*>pw,
+                                <float*>pd)
     else:
         with nogil:
-            regression_backward(kind, delta, n, <double*>pp, <double*>pt, <double*>pd)
+            regression_backward(kind, delta, r, c, <double*>pp, <double*>pt, <double*>pw,
+                                <double*>pd)
     return dP
 
 
@@ -139,50 +184,58 @@ cdef double _log_softmax_row(Py_ssize_t c, const floating* z, floating* p) noexc
 
 
 cdef double ce_labels_forward(Py_ssize_t n, Py_ssize_t c, const floating* Z,
-                              const int64_t* labels, floating* P) noexcept nogil:
-    """mean_i [logsumexp(Z_i) - Z_i[label_i]]; P = softmax(Z)."""
+                              const int64_t* labels, const floating* W,
+                              floating* P) noexcept nogil:
+    """sum_i w_i [logsumexp(Z_i) - Z_i[label_i]] / n; P = softmax(Z)."""
     cdef Py_ssize_t i
     cdef double lse, total = 0.0
     for i in range(n):
         lse = _log_softmax_row(c, Z + i * c, P + i * c)
-        total += lse - Z[i * c + labels[i]]
+        total += _weight(W, i) * (lse - Z[i * c + labels[i]])
     return total / n
 
 
 cdef void ce_labels_backward(Py_ssize_t n, Py_ssize_t c, const floating* P,
-                             const int64_t* labels, floating* dZ) noexcept nogil:
-    """dZ = (P - onehot(labels)) / n"""
+                             const int64_t* labels, const floating* W,
+                             floating* dZ) noexcept nogil:
+    """dZ = w_i (P - onehot(labels)) / n"""
     cdef Py_ssize_t i, j
-    cdef floating inv_n = <floating>(1.0 / n)
+    cdef floating scale
     for i in range(n):
+        scale = <floating>(_weight(W, i) / n)
         for j in range(c):
-            dZ[i * c + j] = P[i * c + j] * inv_n
-        dZ[i * c + labels[i]] -= inv_n
+            dZ[i * c + j] = P[i * c + j] * scale
+        dZ[i * c + labels[i]] -= scale
 
 
 cdef double ce_soft_forward(Py_ssize_t n, Py_ssize_t c, const floating* Z,
-                            const floating* T, floating* P) noexcept nogil:
-    """mean_i sum_j T_ij [logsumexp(Z_i) - Z_ij]; P = softmax(Z)."""
+                            const floating* T, const floating* W,
+                            floating* P) noexcept nogil:
+    """sum_i w_i sum_j T_ij [logsumexp(Z_i) - Z_ij] / n; P = softmax(Z)."""
     cdef Py_ssize_t i, j
-    cdef double lse, total = 0.0
+    cdef double lse, row_total, total = 0.0
     for i in range(n):
         lse = _log_softmax_row(c, Z + i * c, P + i * c)
+        row_total = 0.0
         for j in range(c):
-            total += T[i * c + j] * (lse - Z[i * c + j])
+            row_total += T[i * c + j] * (lse - Z[i * c + j])
+        total += _weight(W, i) * row_total
     return total / n
 
 
 cdef void ce_soft_backward(Py_ssize_t n, Py_ssize_t c, const floating* P,
-                           const floating* T, floating* dZ) noexcept nogil:
-    """dZ = (P * sum_j T_ij - T) / n"""
+                           const floating* T, const floating* W,
+                           floating* dZ) noexcept nogil:
+    """dZ = w_i (P * sum_j T_ij - T) / n"""
     cdef Py_ssize_t i, j
-    cdef double mass, inv_n = 1.0 / n
+    cdef double mass, scale
     for i in range(n):
+        scale = _weight(W, i) / n
         mass = 0.0
         for j in range(c):
             mass += T[i * c + j]
         for j in range(c):
-            dZ[i * c + j] = <floating>((P[i * c + j] * mass - T[i * c + j]) * inv_n)
+            dZ[i * c + j] = <floating>((P[i * c + j] * mass - T[i * c + j]) * scale)
 
 
 cdef Py_ssize_t _first_bad_label(Py_ssize_t n, Py_ssize_t c,
@@ -221,51 +274,58 @@ def _check_labels(labels, Py_ssize_t n, Py_ssize_t c):
             f"label {labels[bad]} at position {bad} is out of range for {c} classes")
 
 
-def cross_entropy_labels(Z, labels, P):
+def cross_entropy_labels(Z, labels, P, W=None):
     """Mean softmax cross-entropy of logits ``Z`` (n, c) against int64 labels.
 
     Writes softmax(Z) into ``P`` (kept for the backward pass) and returns
-    the loss as a float.
+    the loss as a float. ``W``, optional, weights each sample; the sum is
+    divided by n either way.
     """
     _check_logits(Z, P)
+    _check_weights(W, Z, "logits")
     cdef Py_ssize_t n = Z.shape[0], c = Z.shape[1]
     _check_labels(labels, n, c)
     cdef void* pz = data_ptr(Z)
     cdef void* pp = data_ptr(P)
+    cdef void* pw = _weights_ptr(W)
     cdef const int64_t* pl = <const int64_t*>data_ptr(labels)
     cdef double loss
     if is_float32(Z):
         with nogil:
-            loss = ce_labels_forward(n, c, <float*>pz, pl, <float*>pp)
+            loss = ce_labels_forward(n, c, <float*>pz, pl, <float*>pw, <float*>pp)
     else:
         with nogil:
-            loss = ce_labels_forward(n, c, <double*>pz, pl, <double*>pp)
+            loss = ce_labels_forward(n, c, <double*>pz, pl, <double*>pw, <double*>pp)
     return loss
 
 
-def cross_entropy_labels_grad(P, labels, dZ):
+def cross_entropy_labels_grad(P, labels, dZ, W=None):
     """Gradient of ``cross_entropy_labels`` w.r.t. the logits, from P = softmax(Z)."""
     _check_logits(P, dZ)
+    _check_weights(W, P, "probs")
     cdef Py_ssize_t n = P.shape[0], c = P.shape[1]
     _check_labels(labels, n, c)
     cdef void* pp = data_ptr(P)
     cdef void* pd = data_ptr(dZ)
+    cdef void* pw = _weights_ptr(W)
     cdef const int64_t* pl = <const int64_t*>data_ptr(labels)
     if is_float32(P):
         with nogil:
-            ce_labels_backward(n, c, <float*>pp, pl, <float*>pd)
+            ce_labels_backward(n, c, <float*>pp, pl, <float*>pw, <float*>pd)
     else:
         with nogil:
-            ce_labels_backward(n, c, <double*>pp, pl, <double*>pd)
+            ce_labels_backward(n, c, <double*>pp, pl, <double*>pw, <double*>pd)
     return dZ
 
 
-def cross_entropy_soft(Z, T, P):
+def cross_entropy_soft(Z, T, P, W=None):
     """Mean softmax cross-entropy of logits ``Z`` against class probabilities ``T``.
 
-    Both (n, c). Writes softmax(Z) into ``P`` and returns the loss.
+    Both (n, c). Writes softmax(Z) into ``P`` and returns the loss; ``W``,
+    optional, weights each sample.
     """
     _check_logits(Z, P)
+    _check_weights(W, Z, "logits")
     check_float_array(T, "target", 2, False)
     check_same_dtype(Z, T, "logits", "target")
     check_same_shape(Z, T, "logits", "target")
@@ -273,19 +333,21 @@ def cross_entropy_soft(Z, T, P):
     cdef void* pz = data_ptr(Z)
     cdef void* pt = data_ptr(T)
     cdef void* pp = data_ptr(P)
+    cdef void* pw = _weights_ptr(W)
     cdef double loss
     if is_float32(Z):
         with nogil:
-            loss = ce_soft_forward(n, c, <float*>pz, <float*>pt, <float*>pp)
+            loss = ce_soft_forward(n, c, <float*>pz, <float*>pt, <float*>pw, <float*>pp)
     else:
         with nogil:
-            loss = ce_soft_forward(n, c, <double*>pz, <double*>pt, <double*>pp)
+            loss = ce_soft_forward(n, c, <double*>pz, <double*>pt, <double*>pw, <double*>pp)
     return loss
 
 
-def cross_entropy_soft_grad(P, T, dZ):
+def cross_entropy_soft_grad(P, T, dZ, W=None):
     """Gradient of ``cross_entropy_soft`` w.r.t. the logits, from P = softmax(Z)."""
     _check_logits(P, dZ)
+    _check_weights(W, P, "probs")
     check_float_array(T, "target", 2, False)
     check_same_dtype(P, T, "probs", "target")
     check_same_shape(P, T, "probs", "target")
@@ -293,67 +355,83 @@ def cross_entropy_soft_grad(P, T, dZ):
     cdef void* pp = data_ptr(P)
     cdef void* pt = data_ptr(T)
     cdef void* pd = data_ptr(dZ)
+    cdef void* pw = _weights_ptr(W)
     if is_float32(P):
         with nogil:
-            ce_soft_backward(n, c, <float*>pp, <float*>pt, <float*>pd)
+            ce_soft_backward(n, c, <float*>pp, <float*>pt, <float*>pw, <float*>pd)
     else:
         with nogil:
-            ce_soft_backward(n, c, <double*>pp, <double*>pt, <double*>pd)
+            ce_soft_backward(n, c, <double*>pp, <double*>pt, <double*>pw, <double*>pd)
     return dZ
 
 
 # --- binary cross-entropy from logits --------------------------------------
 
-cdef double bce_forward(Py_ssize_t n, const floating* Z, const floating* T) noexcept nogil:
-    """mean(max(z, 0) - z t + log(1 + exp(-|z|))), stable for any |z|."""
-    cdef Py_ssize_t i
-    cdef double total = 0.0
+cdef double bce_forward(Py_ssize_t rows, Py_ssize_t cols, const floating* Z,
+                        const floating* T, const floating* W) noexcept nogil:
+    """sum(w_row (max(z, 0) - z t + log(1 + exp(-|z|)))) / n, stable for any |z|."""
+    cdef Py_ssize_t r, j, i
+    cdef double row_total, total = 0.0
     cdef floating z
-    for i in range(n):
-        z = Z[i]
-        total += (z if z > 0 else 0) - <double>z * T[i] + f_log1p(f_exp(-f_abs(z)))
-    return total / n
+    for r in range(rows):
+        row_total = 0.0
+        for j in range(cols):
+            i = r * cols + j
+            z = Z[i]
+            row_total += (z if z > 0 else 0) - <double>z * T[i] + f_log1p(f_exp(-f_abs(z)))
+        total += _weight(W, r) * row_total
+    return total / (rows * cols)
 
 
-cdef void bce_backward(Py_ssize_t n, const floating* Z, const floating* T,
-                       floating* dZ) noexcept nogil:
-    """dZ = (sigmoid(Z) - T) / n"""
-    cdef Py_ssize_t i
-    cdef double inv_n = 1.0 / n
-    for i in range(n):
-        dZ[i] = <floating>((f_sigmoid(Z[i]) - T[i]) * inv_n)
+cdef void bce_backward(Py_ssize_t rows, Py_ssize_t cols, const floating* Z,
+                       const floating* T, const floating* W, floating* dZ) noexcept nogil:
+    """dZ = w_row (sigmoid(Z) - T) / n"""
+    cdef Py_ssize_t r, j, i
+    cdef double scale
+    for r in range(rows):
+        scale = _weight(W, r) / (rows * cols)
+        for j in range(cols):
+            i = r * cols + j
+            dZ[i] = <floating>((f_sigmoid(Z[i]) - T[i]) * scale)
 
 
-def binary_cross_entropy(Z, T):
-    """Mean binary cross-entropy of logits ``Z`` against targets ``T`` in [0, 1]."""
+def binary_cross_entropy(Z, T, W=None):
+    """Mean binary cross-entropy of logits ``Z`` against targets ``T`` in [0, 1];
+    ``W``, optional, weights each sample (row)."""
     _check_pair(Z, T)
-    cdef Py_ssize_t n = Z.size
+    _check_weights(W, Z)
+    rows, cols = _rows_cols(Z)
+    cdef Py_ssize_t r = rows, c = cols
     cdef void* pz = data_ptr(Z)
     cdef void* pt = data_ptr(T)
+    cdef void* pw = _weights_ptr(W)
     cdef double loss
     if is_float32(Z):
         with nogil:
-            loss = bce_forward(n, <float*>pz, <float*>pt)
+            loss = bce_forward(r, c, <float*>pz, <float*>pt, <float*>pw)
     else:
         with nogil:
-            loss = bce_forward(n, <double*>pz, <double*>pt)
+            loss = bce_forward(r, c, <double*>pz, <double*>pt, <double*>pw)
     return loss
 
 
-def binary_cross_entropy_grad(Z, T, dZ):
+def binary_cross_entropy_grad(Z, T, dZ, W=None):
     """Gradient of ``binary_cross_entropy`` with respect to the logits, into ``dZ``."""
     _check_pair(Z, T)
+    _check_weights(W, Z)
     check_float_array(dZ, "dZ", -1, True)
     check_same_dtype(Z, dZ, "logits", "dZ")
     check_same_shape(Z, dZ, "logits", "dZ")
-    cdef Py_ssize_t n = Z.size
+    rows, cols = _rows_cols(Z)
+    cdef Py_ssize_t r = rows, c = cols
     cdef void* pz = data_ptr(Z)
     cdef void* pt = data_ptr(T)
+    cdef void* pw = _weights_ptr(W)
     cdef void* pd = data_ptr(dZ)
     if is_float32(Z):
         with nogil:
-            bce_backward(n, <float*>pz, <float*>pt, <float*>pd)
+            bce_backward(r, c, <float*>pz, <float*>pt, <float*>pw, <float*>pd)
     else:
         with nogil:
-            bce_backward(n, <double*>pz, <double*>pt, <double*>pd)
+            bce_backward(r, c, <double*>pz, <double*>pt, <double*>pw, <double*>pd)
     return dZ

@@ -4,7 +4,8 @@ import itertools
 import numpy as np
 
 from cdl import initializers
-from cdl._validation import as_float_array, as_float_dtype, check_feature_shape
+from cdl._validation import (
+    FLOAT_DTYPES, as_float_array, as_float_dtype, check_feature_shape)
 
 _layer_ids = itertools.count()
 
@@ -171,9 +172,10 @@ class Layer:
         """Build on first use, then return ``x`` as a C-contiguous array of the
         layer's dtype with the per-sample shape the layer was built for."""
         if not self.built:
-            if self.dtype is None and isinstance(x, np.ndarray) and x.dtype.kind == "f" \
-                    and x.dtype.itemsize in (4, 8):
-                self.dtype = x.dtype
+            if self.dtype is None and isinstance(x, np.ndarray):
+                native = x.dtype.newbyteorder("=")  # the kernels read raw memory
+                if native in FLOAT_DTYPES:
+                    self.dtype = native
             x = as_float_array(x, self.dtype or np.float32, f"input of {self.name}")
             if x.ndim < 1:
                 raise ValueError(f"input of {self.name} must have a batch axis, got a scalar")
