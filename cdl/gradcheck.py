@@ -39,8 +39,8 @@ def _numeric_gradient(f, array, eps):
     return grad.reshape(array.shape)
 
 
-def gradcheck(obj, x, target=None, *, loss=None, training=False, eps=1e-6,
-              tol=1e-6, seed=0, raise_on_error=True):
+def gradcheck(obj, x, target=None, *, loss=None, sample_weight=None, training=False,
+              eps=1e-6, tol=1e-6, seed=0, raise_on_error=True):
     """Check the analytic gradients of a layer, a loss or a model numerically.
 
     The scalar being differentiated is ``loss.forward(obj(x), target)`` if a
@@ -60,6 +60,8 @@ def gradcheck(obj, x, target=None, *, loss=None, training=False, eps=1e-6,
         Targets, for a loss.
     loss : Loss or str, optional
         Loss applied to the output of a layer or model.
+    sample_weight : array_like of shape (batch_size,), optional
+        Per-sample weights passed to the loss.
     training : bool
         Run forward in training mode; random layers (dropout) reuse one
         mask for every evaluation.
@@ -83,7 +85,7 @@ def gradcheck(obj, x, target=None, *, loss=None, training=False, eps=1e-6,
 
     x = np.array(x, dtype=np.float64)  # a private copy, perturbed in place
     if isinstance(obj, Loss):
-        return _check_loss(obj, x, target, eps, tol, raise_on_error)
+        return _check_loss(obj, x, target, sample_weight, eps, tol, raise_on_error)
     if not isinstance(obj, (Layer, Sequential)):
         raise TypeError(f"gradcheck takes a Layer, a Sequential or a Loss, got {obj!r}")
     if isinstance(obj, Layer) and not obj.built and obj.dtype is None:
@@ -108,7 +110,7 @@ def gradcheck(obj, x, target=None, *, loss=None, training=False, eps=1e-6,
             g.bit_generator.state = state
         y = obj.forward(x, training=training)
         if loss_fn is not None:
-            return loss_fn.forward(y, target)
+            return loss_fn.forward(y, target, sample_weight)
         return float(np.sum(y * projection))
 
     evaluate()
@@ -128,12 +130,12 @@ def gradcheck(obj, x, target=None, *, loss=None, training=False, eps=1e-6,
     return _report(errors, tol, raise_on_error)
 
 
-def _check_loss(loss_fn, pred, target, eps, tol, raise_on_error):
+def _check_loss(loss_fn, pred, target, sample_weight, eps, tol, raise_on_error):
     if target is None:
         raise ValueError("gradcheck of a loss needs a target")
-    loss_fn.forward(pred, target)
+    loss_fn.forward(pred, target, sample_weight)
     analytic = np.array(loss_fn.backward(), dtype=np.float64)
-    numeric = _numeric_gradient(lambda: loss_fn.forward(pred, target), pred, eps)
+    numeric = _numeric_gradient(lambda: loss_fn.forward(pred, target, sample_weight), pred, eps)
     return _report({"input": _relative_error(analytic, numeric)}, tol, raise_on_error)
 
 

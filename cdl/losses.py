@@ -1,8 +1,10 @@
 """Loss functions.
 
-Each loss is an object with ``forward(pred, target) -> float`` (the mean
-over the batch) and ``backward() -> d loss / d pred`` for the last
-forward call. Classification losses take logits (unnormalised scores)
+Each loss is an object with ``forward(pred, target, sample_weight=None)
+-> float`` (the mean over the batch) and ``backward() -> d loss / d pred``
+for the last forward call. With ``sample_weight``, each sample's loss is
+multiplied by its weight and the sum is still divided by the batch size
+(Keras' convention), so weights of 1 change nothing. Classification losses take logits (unnormalised scores)
 and apply the (log-)softmax or sigmoid themselves, stably.
 """
 import numpy as np
@@ -34,6 +36,21 @@ def _as_dense_target(target, pred, name="target"):
     return target
 
 
+def _as_weights(sample_weight, pred):
+    """Per-sample weights as a 1-D array of pred's dtype, or None."""
+    if sample_weight is None:
+        return None
+    weights = as_float_array(sample_weight, pred.dtype, "sample_weight")
+    rows = pred.shape[0] if pred.ndim else 1
+    if weights.shape != (rows,):
+        raise ValueError(
+            f"sample_weight has shape {weights.shape}, expected ({rows},): one per sample")
+    check_finite(weights, "sample_weight")
+    if (weights < 0).any():
+        raise ValueError("sample_weight must be non-negative")
+    return weights
+
+
 class Loss:
     """Base class of losses: ``forward(pred, target)`` then ``backward()``."""
 
@@ -42,16 +59,24 @@ class Loss:
     def __init__(self):
         self._cache = None
 
-    def forward(self, pred, target):
-        """Return the mean loss of ``pred`` against ``target`` as a float."""
+    def forward(self, pred, target, sample_weight=None):
+        """Return the mean loss of ``pred`` against ``target`` as a float.
+
+        Parameters
+        ----------
+        pred : array_like
+        target : array_like
+        sample_weight : array_like of shape (batch_size,), optional
+            Non-negative weight of each sample's loss.
+        """
         raise NotImplementedError
 
     def backward(self):
         """Return d loss / d pred for the last ``forward``, shaped like pred."""
         raise NotImplementedError
 
-    def __call__(self, pred, target):
-        return self.forward(pred, target)
+    def __call__(self, pred, target, sample_weight=None):
+        return self.forward(pred, target, sample_weight)
 
     def _need_forward(self):
         if self._cache is None:
@@ -73,17 +98,18 @@ class _RegressionLoss(Loss):
     def _delta(self):
         return 1.0
 
-    def forward(self, pred, target):
+    def forward(self, pred, target, sample_weight=None):
         pred = _as_pred(pred)
         target = _as_dense_target(target, pred)
-        loss = _k.regression_loss(self._kind, pred, target, self._delta())
-        self._cache = (pred, target)
+        weights = _as_weights(sample_weight, pred)
+        loss = _k.regression_loss(self._kind, pred, target, self._delta(), weights)
+        self._cache = (pred, target, weights)
         return loss
 
     def backward(self):
-        pred, target = self._need_forward()
+        pred, target, weights = self._need_forward()
         grad = np.empty_like(pred)
-        _k.regression_grad(self._kind, pred, target, grad, self._delta())
+        _k.regression_grad(self._kind, pred, target, grad, self._delta(), weights)
         return grad
 
 
@@ -178,7 +204,7 @@ class CrossEntropy(Loss):
             return np.ascontiguousarray(target, dtype=np.int64)
         return None
 
-    def forward(self, pred, target):
+    def forward(self, pred, target, sample_weight=None):
         logits = _as_pred(pred)
         if logits.ndim != 2:
             raise ValueError(f"logits must have shape (n, classes), got {logits.shape}")
@@ -188,8 +214,9 @@ class CrossEntropy(Loss):
         if labels is not None and labels.shape[0] != n:
             raise ValueError(f"labels have shape {labels.shape}, expected ({n},) to match pred")
         if labels is not None and self.label_smoothing == 0.0:
-            loss = _k.cross_entropy_labels(logits, labels, probs)
-            self._cache = (probs, labels, None)
+            weights = _as_weights(sample_weight, logits)
+            loss = _k.cross_entropy_labels(logits, labels, probs, weights)
+            self._cache = (probs, labels, None, weights)
             return loss
         if labels is not None:
             _k.cross_entropy_labels(logits, labels, probs)  # range check of labels
@@ -202,17 +229,18 @@ class CrossEntropy(Loss):
         if self.label_smoothing:
             soft = soft * (1.0 - self.label_smoothing) + self.label_smoothing / classes
             soft = np.ascontiguousarray(soft, dtype=logits.dtype)
-        loss = _k.cross_entropy_soft(logits, soft, probs)
-        self._cache = (probs, None, soft)
+        weights = _as_weights(sample_weight, logits)
+        loss = _k.cross_entropy_soft(logits, soft, probs, weights)
+        self._cache = (probs, None, soft, weights)
         return loss
 
     def backward(self):
-        probs, labels, soft = self._need_forward()
+        probs, labels, soft, weights = self._need_forward()
         grad = np.empty_like(probs)
         if labels is not None:
-            _k.cross_entropy_labels_grad(probs, labels, grad)
+            _k.cross_entropy_labels_grad(probs, labels, grad, weights)
         else:
-            _k.cross_entropy_soft_grad(probs, soft, grad)
+            _k.cross_entropy_soft_grad(probs, soft, grad, weights)
         return grad
 
 
@@ -223,19 +251,20 @@ class BinaryCrossEntropy(Loss):
 
     name = "binary_cross_entropy"
 
-    def forward(self, pred, target):
+    def forward(self, pred, target, sample_weight=None):
         logits = _as_pred(pred)
         target = _as_dense_target(target, logits)
         if target.size and (target.min() < 0 or target.max() > 1):
             raise ValueError("binary cross-entropy targets must lie in [0, 1]")
-        loss = _k.binary_cross_entropy(logits, target)
-        self._cache = (logits, target)
+        weights = _as_weights(sample_weight, logits)
+        loss = _k.binary_cross_entropy(logits, target, weights)
+        self._cache = (logits, target, weights)
         return loss
 
     def backward(self):
-        logits, target = self._need_forward()
+        logits, target, weights = self._need_forward()
         grad = np.empty_like(logits)
-        _k.binary_cross_entropy_grad(logits, target, grad)
+        _k.binary_cross_entropy_grad(logits, target, grad, weights)
         return grad
 
 

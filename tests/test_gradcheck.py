@@ -167,3 +167,36 @@ def test_gradcheck_rejects_float32_and_bad_objects():
         cdl.gradcheck(lambda x: x, np.ones((2, 3)))
     with pytest.raises(ValueError, match="target"):
         cdl.gradcheck(losses.MSE(), np.ones((2, 3)))
+
+
+WEIGHTED_LOSSES = [
+    pytest.param(losses.MSE(), random_array((6, 3), seed=20), id="MSE"),
+    pytest.param(losses.Huber(delta=0.5), random_array((6, 3), seed=20), id="Huber"),
+    pytest.param(losses.CrossEntropy(), np.array([0, 2, 1, 1, 0, 2]), id="CE-labels"),
+    pytest.param(losses.CrossEntropy(label_smoothing=0.1), np.array([0, 2, 1, 1, 0, 2]),
+                 id="CE-smoothing"),
+    pytest.param(losses.BinaryCrossEntropy(), random_array((6, 3), seed=20, low=0.0, high=1.0),
+                 id="BCE"),
+]
+
+
+@pytest.mark.parametrize("loss, target", WEIGHTED_LOSSES)
+def test_losses_with_sample_weights(loss, target):
+    weights = random_array((6,), seed=21, low=0.0, high=3.0)
+    pred = random_array((6, 3), seed=22) * 2
+    errors = cdl.gradcheck(loss, pred, target, sample_weight=weights)
+    assert errors["input"] < GRADCHECK_TOL
+    # Weighting is per sample: the weighted loss is the mean of weighted per-sample losses.
+    per_sample = [loss.forward(pred[i:i + 1], target[i:i + 1]) for i in range(6)]
+    assert np.isclose(loss.forward(pred, target, weights), np.mean(weights * per_sample),
+                      rtol=1e-12)
+    assert np.isclose(loss.forward(pred, target, np.ones(6)), loss.forward(pred, target),
+                      rtol=1e-14)
+
+
+def test_model_gradcheck_with_weighted_loss():
+    model = cdl.Sequential([layers.Dense(4, activation="tanh"), layers.Dense(3)],
+                           input_shape=(2,), dtype="float64", seed=1)
+    errors = cdl.gradcheck(model, random_array((5, 2), seed=23), np.array([0, 1, 2, 1, 0]),
+                           loss="cross_entropy", sample_weight=[1.0, 0.0, 2.0, 0.5, 1.5])
+    assert max(errors.values()) < GRADCHECK_TOL
