@@ -12,7 +12,8 @@ import numpy as np
 from cdl._kernels import losses as _k
 from cdl._validation import as_float_array, check_finite, check_number
 
-__all__ = ["Loss", "MSE", "MAE", "Huber", "CrossEntropy", "BinaryCrossEntropy", "get"]
+__all__ = ["Loss", "MSE", "MAE", "Huber", "CrossEntropy", "BinaryCrossEntropy", "get",
+           "from_config"]
 
 
 def _as_pred(pred):
@@ -291,3 +292,12 @@ def get(identifier):
             raise ValueError(f"unknown loss {identifier!r}; expected one of {known}")
         return _BY_NAME[identifier]()
     raise TypeError(f"a loss must be a name or a Loss, got {identifier!r}")
+
+
+def from_config(config):
+    """A loss from ``{"class_name": ..., "config": {...}}`` (its ``get_config``)."""
+    classes = {cls.__name__: cls for cls in (MSE, MAE, Huber, CrossEntropy, BinaryCrossEntropy)}
+    name = config.get("class_name") if isinstance(config, dict) else None
+    if name not in classes:
+        raise ValueError(f"unknown loss class {name!r}")
+    return classes[name](**config.get("config", {}))

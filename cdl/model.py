@@ -4,9 +4,10 @@ import numpy as np
 from cdl._validation import (
     as_float_array, as_float_dtype, check_feature_shape, check_finite, check_shape_tuple)
 from cdl.layers.base import Layer
+from cdl.training import TrainingMixin
 
 
-class Sequential:
+class Sequential(TrainingMixin):
     """A linear stack of layers.
 
     Parameters
@@ -168,7 +169,10 @@ class Sequential:
         training : bool
             Training-mode behaviour (dropout active).
         """
-        x = self._check_batch(x)
+        return self._forward_checked(self._check_batch(x), training)
+
+    def _forward_checked(self, x, training):
+        """Forward pass of an input already checked by ``_check_batch``."""
         for layer in self._layers:
             x = layer.forward(x, training)
         self._out_shape = x.shape
@@ -186,6 +190,10 @@ class Sequential:
             raise ValueError(
                 f"grad has shape {grad.shape}, expected {self._out_shape} "
                 "(the shape of the last forward output)")
+        return self._backward_checked(grad)
+
+    def _backward_checked(self, grad):
+        """Backward pass of a gradient already known to fit the last output."""
         for layer in reversed(self._layers):
             grad = layer.backward(grad)
         return grad

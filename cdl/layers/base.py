@@ -1,5 +1,6 @@
 """The Layer base class: configuration, weights, and the forward/backward contract."""
 import itertools
+import math
 
 import numpy as np
 
@@ -165,6 +166,12 @@ class Layer:
     def count_params(self):
         """Number of scalar weights."""
         return sum(p.size for p in self.params)
+
+    def flops_per_sample(self, input_shape):
+        """Floating-point operations of a forward pass per sample (for
+        ``summary``). The default counts one per output element; layers that
+        only reshape return 0 and layers with products count multiply-adds."""
+        return int(math.prod(self.compute_output_shape(input_shape)))
 
     # --- computing ---------------------------------------------------------
 

@@ -59,6 +59,9 @@ class Flatten(Layer):
     def compute_output_shape(self, input_shape):
         return (math.prod(input_shape),)
 
+    def flops_per_sample(self, input_shape):
+        return 0
+
     def forward(self, x, training=False):
         x = self._check_input(x)
         self._in_shape = x.shape

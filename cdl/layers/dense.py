@@ -1,4 +1,6 @@
 """Dense (fully connected) layer."""
+import math
+
 import numpy as np
 
 from cdl import initializers
@@ -61,6 +63,13 @@ class Dense(Layer):
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)
+
+    def flops_per_sample(self, input_shape):
+        rows = math.prod(input_shape[:-1])
+        flops = 2 * input_shape[-1] * self.units + (self.units if self.use_bias else 0)
+        if self.activation != "linear":
+            flops += self.units
+        return int(rows * flops)
 
     def forward(self, x, training=False):
         x = self._check_input(x)

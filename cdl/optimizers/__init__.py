@@ -11,7 +11,7 @@ from cdl.optimizers.clip import clip_grad_norm, clip_grad_value
 from cdl.optimizers.sgd import SGD
 
 __all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "AdamW", "Adamax", "NAdam",
-           "RAdam", "clip_grad_norm", "clip_grad_value", "get"]
+           "RAdam", "clip_grad_norm", "clip_grad_value", "get", "from_config"]
 
 _BY_NAME = {cls.__name__.lower(): cls for cls in
             (SGD, Adagrad, RMSprop, Adam, AdamW, Adamax, NAdam, RAdam)}
@@ -25,3 +25,15 @@ def get(identifier, **kwargs):
         return _BY_NAME[identifier.lower()](**kwargs)
     known = ", ".join(sorted(_BY_NAME))
     raise ValueError(f"unknown optimizer {identifier!r}; expected one of {known}")
+
+
+def from_config(config):
+    """An optimizer from ``{"class_name": ..., "config": {...}}`` (its ``get_config``)."""
+    name = config.get("class_name", "") if isinstance(config, dict) else ""
+    cls = _BY_NAME.get(name.lower())
+    if cls is None or cls.__name__ != name:
+        raise ValueError(f"unknown optimizer class {name!r}")
+    kwargs = dict(config.get("config", {}))
+    if "betas" in kwargs:
+        kwargs["betas"] = tuple(kwargs["betas"])
+    return cls(**kwargs)

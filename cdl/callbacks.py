@@ -1,0 +1,597 @@
+"""Callbacks: code that runs at fixed points of ``model.fit``.
+
+The hooks and names are Keras': ``on_train_begin/end(logs)``,
+``on_epoch_begin/end(epoch, logs)``, ``on_train_batch_begin/end(batch,
+logs)`` and ``on_test_begin/end(logs)``. ``logs`` is a dict: after a batch
+it holds that batch's ``"loss"``; after an epoch the epoch's mean
+``"loss"``, each compiled metric by its name, the same prefixed with
+``"val_"`` when there is validation data, and ``"lr"``. A callback stops
+training by setting ``self.model.stop_training = True``; ``fit`` checks it
+after every batch.
+"""
+import csv
+import math
+import os
+import sys
+import time
+
+from cdl import schedules as _schedules
+from cdl._validation import check_number, choose
+
+__all__ = [
+    "Callback", "CallbackList", "History", "ProgbarLogger", "EarlyStopping",
+    "ModelCheckpoint", "ReduceLROnPlateau", "LearningRateScheduler", "TerminateOnNaN",
+    "CSVLogger", "LambdaCallback", "LossThreshold",
+]
+
+_BATCH_HOOKS = ("on_train_batch_begin", "on_train_batch_end")
+
+
+class Callback:
+    """Base class: override the hooks you need; ``self.model`` is the model
+    being trained and ``self.params`` holds ``epochs``, ``steps`` (batches
+    per epoch), ``verbose`` and ``batch_size``."""
+
+    def __init__(self):
+        self.model = None
+        self.params = {}
+
+    def set_model(self, model):
+        self.model = model
+
+    def set_params(self, params):
+        self.params = params
+
+    def on_train_begin(self, logs=None):
+        pass
+
+    def on_train_end(self, logs=None):
+        pass
+
+    def on_epoch_begin(self, epoch, logs=None):
+        pass
+
+    def on_epoch_end(self, epoch, logs=None):
+        pass
+
+    def on_train_batch_begin(self, batch, logs=None):
+        pass
+
+    def on_train_batch_end(self, batch, logs=None):
+        pass
+
+    def on_test_begin(self, logs=None):
+        pass
+
+    def on_test_end(self, logs=None):
+        pass
+
+
+def _overrides(callback, hook):
+    """True if ``callback`` has its own ``hook`` (in its class or set on the instance)."""
+    return hook in vars(callback) or getattr(type(callback), hook) is not getattr(Callback, hook)
+
+
+class CallbackList:
+    """Calls each hook on every callback, in order.
+
+    Batch hooks are called only on callbacks that override them, so that
+    callbacks which work per epoch add no per-batch cost.
+    """
+
+    def __init__(self, callbacks, model, params):
+        self.callbacks = list(callbacks)
+        for cb in self.callbacks:
+            if not isinstance(cb, Callback):
+                raise TypeError(f"callbacks must be Callback instances, got {cb!r}")
+            cb.set_model(model)
+            cb.set_params(params)
+        self._batch_begin = [cb for cb in self.callbacks if _overrides(cb, _BATCH_HOOKS[0])]
+        self._batch_end = [cb for cb in self.callbacks if _overrides(cb, _BATCH_HOOKS[1])]
+
+    @property
+    def wants_batch_logs(self):
+        """True if any callback listens to batch hooks."""
+        return bool(self._batch_begin or self._batch_end)
+
+    def on_train_begin(self, logs=None):
+        for cb in self.callbacks:
+            cb.on_train_begin(logs)
+
+    def on_train_end(self, logs=None):
+        for cb in self.callbacks:
+            cb.on_train_end(logs)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        for cb in self.callbacks:
+            cb.on_epoch_begin(epoch, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        for cb in self.callbacks:
+            cb.on_epoch_end(epoch, logs)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        for cb in self._batch_begin:
+            cb.on_train_batch_begin(batch, logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        for cb in self._batch_end:
+            cb.on_train_batch_end(batch, logs)
+
+    def on_test_begin(self, logs=None):
+        for cb in self.callbacks:
+            cb.on_test_begin(logs)
+
+    def on_test_end(self, logs=None):
+        for cb in self.callbacks:
+            cb.on_test_end(logs)
+
+
+class History(Callback):
+    """Records every epoch's logs; ``fit`` returns it.
+
+    Attributes
+    ----------
+    history : dict of str to list of float
+        One list per key of the epoch logs (``"loss"``, ``"val_loss"``, ...).
+    epoch : list of int
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.history = {}
+        self.epoch = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch.append(epoch)
+        for key, value in (logs or {}).items():
+            self.history.setdefault(key, []).append(value)
+
+    def plot(self, path, keys=None):
+        """Plot the loss and metric curves (train and validation) to a PNG.
+
+        Parameters
+        ----------
+        path : str or path-like
+        keys : list of str, optional
+            Which training keys to plot (default: every key except ``lr``
+            and the ``val_`` ones, which are drawn beside their training
+            curve).
+
+        Raises
+        ------
+        ImportError
+            If matplotlib is not installed.
+        """
+        try:
+            import matplotlib
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            raise ImportError(
+                "History.plot needs matplotlib, an optional dependency: "
+                "pip install matplotlib") from None
+        keys = keys or [k for k in self.history if k != "lr" and not k.startswith("val_")]
+        if not keys:
+            raise ValueError("there is nothing to plot: the history is empty")
+        fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 4), squeeze=False)
+        epochs = [e + 1 for e in self.epoch]
+        for ax, key in zip(axes[0], keys):
+            ax.plot(epochs, self.history[key], label=f"train {key}")
+            if "val_" + key in self.history:
+                ax.plot(epochs, self.history["val_" + key], label=f"validation {key}")
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(key)
+            ax.legend()
+        fig.tight_layout()
+        fig.savefig(os.fspath(path), dpi=100)
+        plt.close(fig)
+        return path
+
+
+def _format_logs(logs, skip=("lr",)):
+    return " - ".join(f"{k}: {v:.4f}" for k, v in logs.items()
+                      if k not in skip and isinstance(v, (int, float)))
+
+
+class ProgbarLogger(Callback):
+    """Prints progress: a live bar with loss, metrics and ETA on a terminal,
+    and one line per epoch otherwise (or with ``verbose=2``).
+
+    Parameters
+    ----------
+    verbose : {1, 2}
+        1: live bar when the stream is a terminal; 2: one line per epoch.
+    stream : file-like, default sys.stdout
+    """
+
+    def __init__(self, verbose=1, stream=None):
+        super().__init__()
+        self.verbose = choose(verbose, (1, 2), "verbose")
+        self.stream = stream
+        self._live = False
+
+    def on_train_begin(self, logs=None):
+        stream = self.stream or sys.stdout
+        self._out = stream
+        self._live = self.verbose == 1 and hasattr(stream, "isatty") and stream.isatty()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = time.perf_counter()
+        self._last_draw = 0.0
+        self._loss_sum = 0.0
+        self._seen = 0
+        if self._live:
+            self._out.write(f"Epoch {epoch + 1}/{self.params.get('epochs')}\n")
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not self._live:
+            return
+        self._loss_sum += logs.get("loss", float("nan"))
+        self._seen = batch + 1
+        now = time.perf_counter()
+        steps = self.params.get("steps") or 0
+        if now - self._last_draw < 0.1 and self._seen < steps:
+            return  # redraw at most ten times a second
+        self._last_draw = now
+        elapsed = now - self._epoch_start
+        eta = elapsed / self._seen * (steps - self._seen) if steps else 0.0
+        width = 30
+        done = int(width * self._seen / steps) if steps else width
+        bar = "=" * max(done - 1, 0) + (">" if done < width else "=") + "." * (width - done)
+        self._out.write(f"\r{self._seen}/{steps} [{bar}] - ETA: {eta:4.0f}s - "
+                        f"loss: {self._loss_sum / self._seen:.4f}")
+        self._out.flush()
+
+    def on_epoch_end(self, epoch, logs=None):
+        elapsed = time.perf_counter() - self._epoch_start
+        text = _format_logs(logs or {})
+        if self._live:
+            self._out.write(f"\r{self._seen}/{self.params.get('steps')} - {elapsed:.1f}s - "
+                            f"{text}\033[K\n")
+        else:
+            self._out.write(f"Epoch {epoch + 1}/{self.params.get('epochs')} - "
+                            f"{elapsed:.1f}s - {text}\n")
+        self._out.flush()
+
+
+def _monitor_mode(mode, monitor):
+    """Resolve ``mode="auto"``: maximise accuracies and scores, minimise the rest."""
+    mode = choose(mode, ("auto", "min", "max"), "mode")
+    if mode == "auto":
+        maximise = ("acc", "accuracy", "auc", "precision", "recall", "f1", "r2")
+        mode = "max" if any(monitor.endswith(m) for m in maximise) else "min"
+    return mode
+
+
+def _monitored(logs, monitor, who):
+    if monitor not in (logs or {}):
+        available = ", ".join(sorted(logs or {}))
+        raise KeyError(f"{who} monitors {monitor!r}, which is not in the logs "
+                       f"(available: {available}); with monitor='val_...' pass validation data")
+    return float(logs[monitor])
+
+
+class EarlyStopping(Callback):
+    """Stop training when a monitored quantity stops improving.
+
+    Parameters
+    ----------
+    monitor : str, default "val_loss"
+    min_delta : float, default 0
+        Smallest change that counts as an improvement.
+    patience : int, default 0
+        Epochs without improvement before stopping.
+    mode : {"auto", "min", "max"}
+    baseline : float, optional
+        Training stops if the monitored value does not beat it within
+        ``patience`` epochs.
+    restore_best_weights : bool, default False
+        At the end of training (whether stopped early or because the epochs
+        ran out), restore the weights of the best epoch.
+    start_from_epoch : int, default 0
+        Epochs to wait before monitoring starts.
+
+    Attributes
+    ----------
+    stopped_epoch : int or None
+    best : float
+    best_epoch : int or None
+    """
+
+    def __init__(self, monitor="val_loss", min_delta=0.0, patience=0, mode="auto",
+                 baseline=None, restore_best_weights=False, start_from_epoch=0):
+        super().__init__()
+        self.monitor = monitor
+        self.min_delta = abs(check_number(min_delta, "min_delta"))
+        self.patience = check_number(patience, "patience", low=0, integer=True)
+        self.mode = _monitor_mode(mode, monitor)
+        self.baseline = None if baseline is None else check_number(baseline, "baseline")
+        self.restore_best_weights = bool(restore_best_weights)
+        self.start_from_epoch = check_number(start_from_epoch, "start_from_epoch", low=0,
+                                             integer=True)
+
+    def _improved(self, value, reference):
+        if self.mode == "min":
+            return value < reference - self.min_delta
+        return value > reference + self.min_delta
+
+    def on_train_begin(self, logs=None):
+        self.wait = 0
+        self.stopped_epoch = None
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.best_epoch = None
+        self.best_weights = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch < self.start_from_epoch:
+            return
+        value = _monitored(logs, self.monitor, "EarlyStopping")
+        if self.restore_best_weights and self.best_weights is None:
+            # Until something improves, the first monitored weights are the best.
+            self.best_weights = self.model.get_weights()
+            self.best_epoch = epoch
+        self.wait += 1
+        if self._improved(value, self.best):
+            self.best = value
+            self.best_epoch = epoch
+            if self.restore_best_weights:
+                self.best_weights = self.model.get_weights()
+            # Only a value that also beats the baseline restarts the wait.
+            if self.baseline is None or self._improved(value, self.baseline):
+                self.wait = 0
+            return
+        if self.wait >= self.patience and epoch > 0:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+    def on_train_end(self, logs=None):
+        if self.restore_best_weights and self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+
+
+class ModelCheckpoint(Callback):
+    """Save the model (or its weights) after every epoch or only when the
+    monitored quantity improves. Each save is atomic: a crash mid-save leaves
+    the previous file intact.
+
+    Parameters
+    ----------
+    filepath : str
+        May contain ``{epoch}`` (1-based) and log keys as format fields, e.g.
+        ``"ckpt-{epoch:02d}-{val_loss:.3f}.cdl"``.
+    monitor : str, default "val_loss"
+    save_best_only : bool, default False
+    save_weights_only : bool, default False
+    mode : {"auto", "min", "max"}
+
+    Attributes
+    ----------
+    best : float
+    last_saved : str or None
+        Path of the most recent save.
+    """
+
+    def __init__(self, filepath, monitor="val_loss", save_best_only=False,
+                 save_weights_only=False, mode="auto", verbose=0):
+        super().__init__()
+        self.filepath = os.fspath(filepath)
+        self.monitor = monitor
+        self.save_best_only = bool(save_best_only)
+        self.save_weights_only = bool(save_weights_only)
+        self.mode = _monitor_mode(mode, monitor)
+        self.verbose = verbose
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.last_saved = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self.save_best_only:
+            value = _monitored(logs, self.monitor, "ModelCheckpoint")
+            better = value < self.best if self.mode == "min" else value > self.best
+            if not better:
+                return
+            self.best = value
+        path = self.filepath.format(epoch=epoch + 1, **logs)
+        if self.save_weights_only:
+            self.model.save_weights(path)
+        else:
+            self.model.save(path)
+        self.last_saved = path
+        if self.verbose:
+            print(f"Epoch {epoch + 1}: saved {path}")
+
+
+class ReduceLROnPlateau(Callback):
+    """Multiply the learning rate by ``factor`` when a monitored quantity has
+    not improved for ``patience`` epochs (Keras' arguments, driving
+    ``cdl.schedules.ReduceLROnPlateau`` with an absolute ``min_delta``).
+
+    Parameters
+    ----------
+    monitor : str, default "val_loss"
+    factor : float in (0, 1), default 0.1
+    patience : int, default 10
+    mode : {"auto", "min", "max"}
+    min_delta : float, default 1e-4
+    cooldown : int, default 0
+    min_lr : float, default 0
+    """
+
+    def __init__(self, monitor="val_loss", factor=0.1, patience=10, mode="auto",
+                 min_delta=1e-4, cooldown=0, min_lr=0.0, verbose=0):
+        super().__init__()
+        self.monitor = monitor
+        self.mode = _monitor_mode(mode, monitor)
+        self._kwargs = dict(mode=self.mode, factor=factor, patience=patience,
+                            threshold=min_delta, threshold_mode="abs", cooldown=cooldown,
+                            min_lr=min_lr)
+        # Validate now rather than at the start of training.
+        _schedules.ReduceLROnPlateau(_LrHolder(), **self._kwargs)
+        self.verbose = verbose
+        self.scheduler = None
+
+    def on_train_begin(self, logs=None):
+        self.scheduler = _schedules.ReduceLROnPlateau(self.model.optimizer, **self._kwargs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        before = self.model.optimizer.lr
+        self.scheduler.step(_monitored(logs, self.monitor, "ReduceLROnPlateau"))
+        if self.verbose and self.model.optimizer.lr < before:
+            print(f"Epoch {epoch + 1}: learning rate reduced to {self.model.optimizer.lr:.3g}")
+
+
+class _LrHolder:
+    lr = 1.0
+
+
+class LearningRateScheduler(Callback):
+    """Drive the learning rate from a schedule.
+
+    Parameters
+    ----------
+    schedule : cdl.schedules scheduler or callable
+        A scheduler built on the model's optimizer (its ``step()`` is called
+        after every epoch, or every batch with ``per="batch"``), or a
+        function ``(epoch, lr) -> new lr`` called at the start of each epoch
+        (Keras' form).
+    per : {"epoch", "batch"}
+    """
+
+    def __init__(self, schedule, per="epoch", verbose=0):
+        super().__init__()
+        if not (callable(schedule) or hasattr(schedule, "step")):
+            raise TypeError("schedule must be a cdl.schedules scheduler or a function")
+        self.schedule = schedule
+        self.per = choose(per, ("epoch", "batch"), "per")
+        self.verbose = verbose
+        self._is_scheduler = isinstance(schedule, _schedules.LRScheduler)
+        if self._is_scheduler and self.per == "batch":
+            # Only then does this callback need the (per-batch) hook.
+            self.on_train_batch_end = self._step_batch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if not self._is_scheduler:
+            lr = self.schedule(epoch, self.model.optimizer.lr)
+            self.model.optimizer.lr = check_number(lr, "the scheduled learning rate", low=0.0)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._is_scheduler and self.per == "epoch":
+            self.schedule.step()
+        if logs is not None:
+            logs["lr"] = self.model.optimizer.lr
+
+    def _step_batch(self, batch, logs=None):
+        self.schedule.step()
+
+
+class TerminateOnNaN(Callback):
+    """Stop training in the batch whose loss is NaN or infinite."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(loss):
+            print(f"Batch {batch}: invalid loss {loss}, terminating training")
+            self.model.stop_training = True
+
+
+class LossThreshold(Callback):
+    """Stop when the monitored loss falls below ``threshold``: the rule
+    "train until the loss is small enough or the iteration limit is reached".
+
+    Parameters
+    ----------
+    threshold : float
+    monitor : str, default "loss"
+        A key of the logs, e.g. "loss" or "val_loss".
+    per_batch : bool, default False
+        Check after every batch (the batch's loss) instead of every epoch.
+
+    Attributes
+    ----------
+    stopped_epoch : int or None
+    """
+
+    def __init__(self, threshold, monitor="loss", per_batch=False):
+        super().__init__()
+        self.threshold = check_number(threshold, "threshold")
+        self.monitor = monitor
+        self.per_batch = bool(per_batch)
+        self.stopped_epoch = None
+        if self.per_batch:
+            self.on_train_batch_end = self._check_batch
+
+    def _check_batch(self, batch, logs=None):
+        if logs and logs.get(self.monitor, math.inf) < self.threshold:
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.model.stop_training and self.per_batch and self.stopped_epoch is None:
+            self.stopped_epoch = epoch
+        elif not self.per_batch and _monitored(logs, self.monitor, "LossThreshold") \
+                < self.threshold:
+            self.stopped_epoch = epoch
+            self.model.stop_training = True
+
+
+class CSVLogger(Callback):
+    """Write each epoch's logs as a row of a CSV file.
+
+    Parameters
+    ----------
+    filename : str or path-like
+    separator : str, default ","
+    append : bool, default False
+        Append to an existing file instead of overwriting it.
+    """
+
+    def __init__(self, filename, separator=",", append=False):
+        super().__init__()
+        self.filename = os.fspath(filename)
+        self.separator = separator
+        self.append = bool(append)
+        self._file = None
+
+    def on_train_begin(self, logs=None):
+        exists = self.append and os.path.exists(self.filename) \
+            and os.path.getsize(self.filename) > 0
+        self._file = open(self.filename, "a" if self.append else "w", newline="")
+        self._writer = None
+        self._write_header = not exists
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if self._writer is None:
+            self._keys = sorted(logs)
+            self._writer = csv.DictWriter(self._file, fieldnames=["epoch"] + self._keys,
+                                          delimiter=self.separator)
+            if self._write_header:
+                self._writer.writeheader()
+        row = {"epoch": epoch}
+        row.update({k: logs.get(k, "NA") for k in self._keys})
+        self._writer.writerow(row)
+        self._file.flush()
+
+    def on_train_end(self, logs=None):
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+class LambdaCallback(Callback):
+    """A callback from plain functions, e.g.
+    ``LambdaCallback(on_epoch_end=lambda epoch, logs: print(logs["loss"]))``."""
+
+    def __init__(self, on_epoch_begin=None, on_epoch_end=None, on_train_batch_begin=None,
+                 on_train_batch_end=None, on_train_begin=None, on_train_end=None):
+        super().__init__()
+        hooks = dict(on_epoch_begin=on_epoch_begin, on_epoch_end=on_epoch_end,
+                     on_train_batch_begin=on_train_batch_begin,
+                     on_train_batch_end=on_train_batch_end,
+                     on_train_begin=on_train_begin, on_train_end=on_train_end)
+        for name, fn in hooks.items():
+            if fn is not None:
+                if not callable(fn):
+                    raise TypeError(f"{name} must be callable")
+                setattr(self, name, fn)
+
