@@ -17,11 +17,12 @@ except ImportError as _err:  # pragma: no cover - depends on how cdl was install
         "directory after `pip install .`, or build in place with "
         "`pip install -e .`.") from None
 
-from cdl import initializers, layers, losses, optimizers, schedules
+from cdl import callbacks, data, datasets, initializers, layers, losses, metrics, optimizers, schedules
 from cdl.gradcheck import GradcheckError, gradcheck
 from cdl.model import Sequential
 
 __all__ = [
     "__version__", "Sequential", "gradcheck", "GradcheckError",
-    "layers", "losses", "optimizers", "schedules", "initializers",
+    "layers", "losses", "optimizers", "schedules", "initializers", "callbacks", "metrics",
+    "data", "datasets",
 ]

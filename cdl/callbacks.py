@@ -337,10 +337,12 @@ class EarlyStopping(Callback):
             self.best_epoch = epoch
             if self.restore_best_weights:
                 self.best_weights = self.model.get_weights()
-            # Only a value that also beats the baseline restarts the wait.
+            # Only a value that also beats the baseline restarts the wait; an
+            # improvement short of the baseline still counts towards patience
+            # (Keras would never stop while such improvements continue).
             if self.baseline is None or self._improved(value, self.baseline):
                 self.wait = 0
-            return
+                return
         if self.wait >= self.patience and epoch > 0:
             self.stopped_epoch = epoch
             self.model.stop_training = True
@@ -476,10 +478,9 @@ class LearningRateScheduler(Callback):
             self.model.optimizer.lr = check_number(lr, "the scheduled learning rate", low=0.0)
 
     def on_epoch_end(self, epoch, logs=None):
+        # The logs keep the rate used during this epoch; the step sets the next one.
         if self._is_scheduler and self.per == "epoch":
             self.schedule.step()
-        if logs is not None:
-            logs["lr"] = self.model.optimizer.lr
 
     def _step_batch(self, batch, logs=None):
         self.schedule.step()

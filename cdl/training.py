@@ -376,8 +376,11 @@ class TrainingMixin:
                 size = xb.shape[0]
                 loss_sum += loss * size
                 seen += size
-                for m in self.metrics:
-                    m.update(yb, out, wb)
+                if self.metrics and math.isfinite(loss):
+                    # A diverged batch (NaN outputs) is left to the loss and
+                    # TerminateOnNaN; metrics reject non-finite predictions.
+                    for m in self.metrics:
+                        m.update(yb, out, wb)
                 total_steps += 1
                 if batch_logs:
                     cb.on_train_batch_end(b, {"loss": loss})

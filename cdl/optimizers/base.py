@@ -83,7 +83,9 @@ class Optimizer:
         ``weight_decay * weight_decay_mult``.
     exclude_bias_decay : bool
         If True, parameters with at most one axis (biases, normalisation
-        scales) get no weight decay.
+        scales) get no weight decay. This is judged on the arrays given to
+        ``step``: pass ``model.params``, not the flat ``model.param_buffer``
+        (which is itself one-dimensional, so all of it would be exempt).
 
     Notes
     -----
@@ -311,20 +313,24 @@ class Optimizer:
         unknown = set(state) - set(self._state_names)
         if unknown:
             raise ValueError(f"unknown optimizer state {sorted(unknown)}")
-        for key, value in state_dict["config"].items():
-            setattr(self, key, value)
-        self.iterations = int(state_dict["iterations"])
-        self._load_scalar_state(state_dict.get("scalars", {}))
         loaded = {name: (None if state.get(name) is None
                          else np.array(state[name], copy=True).reshape(-1))
                   for name in self._state_names}
         if self._layout is not None:
+            # Check everything before changing anything: a rejected state
+            # leaves this optimizer as it was.
             for name, array in loaded.items():
                 current = self.state.get(name)
                 if (array is None) != (current is None) or (
                         array is not None and array.size != current.size):
                     raise ValueError(f"loaded state {name!r} does not fit these parameters")
+        for key, value in state_dict["config"].items():
+            setattr(self, key, value)
+        self.iterations = int(state_dict["iterations"])
+        self._load_scalar_state(state_dict.get("scalars", {}))
+        if self._layout is not None:
+            for name, array in loaded.items():
                 if array is not None:
-                    current[...] = array
+                    self.state[name][...] = array
         else:
             self.state = loaded

@@ -51,7 +51,8 @@ def clip_grad_norm(grads, max_norm, norm_type=2.0, error_if_nonfinite=False):
     views = _flat_views(grads)
     norms = [_k.norm(v, norm_type) for v in views]
     if math.isinf(norm_type):
-        total = max(norms)
+        # max() would drop a NaN that is not first; the total must be NaN then.
+        total = math.nan if any(math.isnan(n) for n in norms) else max(norms)
     else:
         total = math.fsum(n ** norm_type for n in norms) ** (1.0 / norm_type)
     if not math.isfinite(total):

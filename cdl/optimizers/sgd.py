@@ -1,4 +1,8 @@
 """Stochastic gradient descent, with momentum and Nesterov momentum."""
+import math
+
+import numpy as np
+
 from cdl._kernels import optim as _k
 from cdl._validation import check_number
 from cdl.optimizers.base import Optimizer
@@ -70,5 +74,10 @@ class SGD(Optimizer):
                self.momentum, self.dampening, self.nesterov, self._first)
 
     def _begin_step(self):
-        # The momentum buffer is created from the first gradient it sees.
+        # The momentum buffer is created from the first gradient it sees,
+        # also when momentum is switched on after some plain steps.
         self._first = self.iterations == 1
+        if self.momentum and self.state.get("momentum_buffer", 0) is None:
+            size = sum(math.prod(shape) for shape in self._layout)
+            self.state["momentum_buffer"] = np.zeros(size, dtype=self._params_seen[0].dtype)
+            self._first = True
