@@ -1,4 +1,4 @@
-"""Command line: ``python -m cdl info``."""
+"""Command line: ``python -m cdl info`` and ``python -m cdl demo``."""
 import argparse
 import sys
 
@@ -7,10 +7,20 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m cdl", description="cdl utilities")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("info", help="print versions, the build and the BLAS in use")
+    demo = commands.add_parser(
+        "demo", help="train a digit classifier, save it, reload it and check it")
+    demo.add_argument("--out", default="cdl-demo", help="folder for the model and curves")
+    demo.add_argument("--epochs", type=int, default=30)
+    demo.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     if args.command == "info":
         from cdl._info import format_info, info
         print(format_info(info()))
+    elif args.command == "demo":
+        from cdl.demo import run
+        result = run(args.out, epochs=args.epochs, seed=args.seed)
+        if not result["identical"]:
+            return 1
     return 0
 
 

@@ -1,0 +1,105 @@
+"""The bundled digits data set and the container returned by loaders."""
+import gzip
+from importlib import resources
+
+import numpy as np
+
+from cdl.data import _check_bool
+
+__all__ = ["Bunch", "load_digits"]
+
+_DIGITS_DESCR = """\
+Optical recognition of handwritten digits
+-----------------------------------------
+
+1,797 samples, 10 classes (digits 0..9), 64 features: an 8x8 image whose
+pixels are integers 0..16. From 32x32 bitmaps of digits written by 43
+people, each 4x4 block of pixels is replaced by its count of set pixels
+(NIST preprocessing). This is the test part (optdigits.tes) of the UCI
+data set; the writers are different from those of its training part.
+
+Class counts for 0..9: 178, 182, 177, 183, 181, 182, 181, 179, 174, 180.
+
+Source: E. Alpaydin and C. Kaynak (1998). Optical Recognition of
+Handwritten Digits [Dataset]. UCI Machine Learning Repository.
+https://doi.org/10.24432/C50P49 -- licensed CC BY 4.0.
+The bundled file was taken unchanged from scikit-learn (BSD 3-Clause);
+see cdl/datasets/data/README.txt.
+"""
+
+
+class Bunch(dict):
+    """A dict whose keys are also attributes: ``bunch.data is bunch["data"]``."""
+
+    def __getattr__(self, key):
+        try:
+            return self[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+    def __setattr__(self, key, value):
+        self[key] = value
+
+    def __dir__(self):
+        return list(self.keys())
+
+
+def load_digits(return_X_y=False):
+    """Load the UCI optical-recognition handwritten digits (8x8 images).
+
+    1,797 samples of 64 pixel counts in 0..16, labels 0..9, read from a
+    compressed copy bundled with cdl (no network access).
+
+    Parameters
+    ----------
+    return_X_y : bool, default False
+        Return ``(data, target)`` instead of a :class:`Bunch`.
+
+    Returns
+    -------
+    Bunch with
+        ``data`` : ndarray of float64, shape (1797, 64)
+            Pixel values 0..16 as floats (like scikit-learn). Divide by 16 to
+            get values in [0, 1].
+        ``target`` : ndarray of int64, shape (1797,)
+        ``images`` : ndarray of float64, shape (1797, 8, 8)
+            ``data`` reshaped to images (a view of ``data``).
+        ``feature_names`` : list of str -- ``"pixel_<row>_<col>"``
+        ``target_names`` : ndarray of int64 -- ``0 .. 9``
+        ``DESCR`` : str
+    or ``(data, target)`` if ``return_X_y``.
+
+    Notes
+    -----
+    Data: E. Alpaydin and C. Kaynak (1998), Optical Recognition of
+    Handwritten Digits [Dataset], UCI Machine Learning Repository,
+    https://doi.org/10.24432/C50P49, licensed CC BY 4.0. The bundled file
+    ``cdl/datasets/data/digits.csv.gz`` is scikit-learn's copy (the package
+    is BSD 3-Clause licensed), unchanged; ``data/README.txt`` beside it has
+    the details.
+
+    Examples
+    --------
+    >>> X, y = load_digits(return_X_y=True)
+    >>> X.shape, y.shape
+    ((1797, 64), (1797,))
+    """
+    return_X_y = _check_bool(return_X_y, "return_X_y")
+    source = resources.files("cdl.datasets").joinpath("data", "digits.csv.gz")
+    with source.open("rb") as raw, gzip.open(raw, "rt") as text:
+        table = np.loadtxt(text, delimiter=",", dtype=np.float64)
+    if table.shape != (1797, 65):  # pragma: no cover - guards a damaged install
+        raise RuntimeError(f"the bundled digits file has shape {table.shape}, "
+                           "expected (1797, 65); reinstall cdl")
+    data = np.ascontiguousarray(table[:, :64])
+    target = table[:, 64].astype(np.int64)
+    if return_X_y:
+        return data, target
+    return Bunch(
+        data=data,
+        target=target,
+        images=data.reshape(-1, 8, 8),
+        feature_names=[f"pixel_{r}_{c}" for r in range(8) for c in range(8)],
+        target_names=np.arange(10, dtype=np.int64),
+        DESCR=_DIGITS_DESCR,
+    )

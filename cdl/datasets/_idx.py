@@ -1,0 +1,234 @@
+"""Reading IDX files, the format of MNIST and its look-alikes.
+
+An IDX file is a 4-byte magic number -- two zero bytes, a type code and the
+number of dimensions -- then each dimension as a big-endian unsigned 32-bit
+integer, then the values in C order, big-endian. Type codes: 0x08 unsigned
+byte, 0x09 signed byte, 0x0B int16, 0x0C int32, 0x0D float32, 0x0E float64.
+"""
+import gzip
+import math
+import os
+import struct
+import zlib
+
+import numpy as np
+
+from cdl._validation import choose
+
+__all__ = ["read_idx", "load_mnist"]
+
+_TYPES = {
+    0x08: np.dtype(">u1"),
+    0x09: np.dtype(">i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+
+#: zlib cannot expand data by more than about 1032:1, so a gzip file claiming
+#: more than this many bytes per compressed byte is corrupt or truncated.
+_MAX_GZIP_RATIO = 1100
+
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _is_gzip(path):
+    with open(path, "rb") as f:
+        return f.read(2) == _GZIP_MAGIC
+
+
+def _read_header(f, path):
+    """Return (type code, dtype, dims, header length) from an open IDX stream."""
+    magic = f.read(4)
+    if len(magic) < 4:
+        raise ValueError(f"{path}: too short for an IDX header ({len(magic)} bytes)")
+    zero0, zero1, code, ndim = magic
+    if zero0 or zero1:
+        raise ValueError(
+            f"{path}: not an IDX file (magic number {magic.hex()} should start with "
+            "two zero bytes)")
+    if code not in _TYPES:
+        known = ", ".join(f"0x{c:02X}" for c in _TYPES)
+        raise ValueError(f"{path}: unknown IDX type code 0x{code:02X} (expected one of {known})")
+    if ndim == 0:
+        raise ValueError(f"{path}: the IDX header declares 0 dimensions")
+    raw_dims = f.read(4 * ndim)
+    if len(raw_dims) < 4 * ndim:
+        raise ValueError(
+            f"{path}: truncated IDX header: {ndim} dimensions need {4 * ndim} bytes "
+            f"after the magic number, found {len(raw_dims)}")
+    dims = struct.unpack(f">{ndim}I", raw_dims)
+    return code, _TYPES[code], dims, 4 + 4 * ndim
+
+
+def _size_error(path, dims, dtype, expected, actual):
+    what = "truncated" if actual < expected else "longer than its header says"
+    return ValueError(
+        f"{path}: file is {what}: the header declares shape {dims} of "
+        f"{dtype.itemsize}-byte values ({expected} bytes of data) but the file holds "
+        f"{actual} bytes of data")
+
+
+def _read(path, mmap_mode=None):
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no such IDX file: {path}")
+    if _is_gzip(path):
+        if mmap_mode is not None:
+            raise ValueError(f"{path}: a gzip-compressed file cannot be memory-mapped; "
+                             "decompress it first or use mmap_mode=None")
+        try:
+            with gzip.open(path, "rb") as f:
+                return _read_stream(f, path, max_bytes=_MAX_GZIP_RATIO * os.path.getsize(path))
+        except (OSError, EOFError, zlib.error) as err:
+            raise ValueError(f"{path}: corrupt or truncated gzip data ({err})") from None
+    with open(path, "rb") as f:
+        code, dtype, dims, header = _read_header(f, path)
+        expected = math.prod(dims) * dtype.itemsize
+        actual = os.path.getsize(path) - header
+        if actual != expected:
+            raise _size_error(path, dims, dtype, expected, actual)
+        if mmap_mode is None:
+            return code, _read_values(f, path, dtype, dims)
+    mmap_mode = choose(mmap_mode, ("r", "r+", "c"), "mmap_mode")
+    if expected == 0:  # np.memmap cannot map zero bytes
+        return code, np.zeros(dims, dtype=dtype)
+    return code, np.memmap(path, dtype=dtype, mode=mmap_mode, offset=header, shape=dims)
+
+
+def _read_stream(f, path, max_bytes):
+    code, dtype, dims, _ = _read_header(f, path)
+    expected = math.prod(dims) * dtype.itemsize
+    if expected > max_bytes:
+        raise ValueError(
+            f"{path}: the header declares shape {dims} ({expected} bytes of data), more "
+            "than this compressed file can hold; it is corrupt or truncated")
+    return code, _read_values(f, path, dtype, dims)
+
+
+def _read_values(f, path, dtype, dims):
+    count = math.prod(dims)
+    values = np.empty(count, dtype=dtype)
+    view = memoryview(values.view(np.uint8))
+    filled = 0
+    while filled < len(view):
+        got = f.readinto(view[filled:])
+        if not got:
+            break
+        filled += got
+    if filled < len(view):
+        raise _size_error(path, dims, dtype, len(view), filled)
+    extra = len(f.read(1 << 16))
+    if extra:
+        raise _size_error(path, dims, dtype, len(view), len(view) + extra)
+    values = values.reshape(dims)
+    if dtype.itemsize > 1:
+        values = values.astype(dtype.newbyteorder("="))
+    else:
+        values = values.view(dtype.newbyteorder("="))
+    return values
+
+
+def read_idx(path, mmap_mode=None):
+    """Read one IDX file (gzip-compressed or not) into an array.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file. Compression is recognised from the content (the gzip magic
+        bytes), not the file name.
+    mmap_mode : {None, 'r', 'r+', 'c'}, optional
+        Memory-map an uncompressed file instead of reading it (see
+        ``numpy.memmap``); the result then keeps the file's big-endian dtype
+        for multi-byte types, and can be fed to ``cdl.data.BatchLoader``
+        without loading it whole.
+
+    Returns
+    -------
+    ndarray
+        Of the header's shape and type (uint8, int8, int16, int32, float32 or
+        float64), in native byte order unless memory-mapped.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` is not a file.
+    ValueError
+        Naming the file, if the magic number or type code is invalid, the
+        header is cut short, or the data is shorter or longer than the
+        header's dimensions say (or the gzip stream is corrupt).
+    """
+    return _read(path, mmap_mode)[1]
+
+
+_KINDS = {"train": "train", "test": "t10k"}
+
+
+def _find(folder, prefix, what):
+    tried = []
+    for stem in (f"{prefix}-{what}-idx", f"{prefix}-{what}.idx"):
+        for ext in ("", ".gz"):
+            name = f"{stem}{3 if what == 'images' else 1}-ubyte{ext}"
+            candidate = os.path.join(folder, name)
+            if os.path.isfile(candidate):
+                return candidate
+            tried.append(name)
+    raise FileNotFoundError(
+        f"no MNIST {what} file in {folder}; looked for {', '.join(tried)}")
+
+
+def load_mnist(path, kind="train"):
+    """Load MNIST (or Fashion-MNIST, KMNIST, ...) from IDX files you already have.
+
+    Nothing is downloaded: ``path`` is a folder holding the standard files
+    ``train-images-idx3-ubyte`` and ``train-labels-idx1-ubyte`` (for
+    ``kind="train"``) or ``t10k-images-idx3-ubyte`` and
+    ``t10k-labels-idx1-ubyte`` (for ``kind="test"``), each optionally
+    gzip-compressed with a ``.gz`` suffix. The ``train-images.idx3-ubyte``
+    spelling (a dot before ``idx``) is accepted too.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The folder.
+    kind : {'train', 'test'}, default 'train'
+
+    Returns
+    -------
+    images : ndarray of uint8, shape (n, rows, cols)
+        The header's dimensions: (60000, 28, 28) / (10000, 28, 28) for MNIST.
+        Divide by 255 for values in [0, 1].
+    labels : ndarray of int64, shape (n,)
+
+    Raises
+    ------
+    FileNotFoundError
+        If the folder or a file is missing (naming the names tried).
+    ValueError
+        Naming the file, if it is not a valid IDX file, is not an unsigned
+        byte array of the right number of dimensions (3 for images, 1 for
+        labels), or if the images and labels counts differ.
+    """
+    kind = choose(kind, tuple(_KINDS), "kind")
+    folder = os.fspath(path)
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"MNIST folder not found (or not a folder): {folder}")
+    prefix = _KINDS[kind]
+    images_path = _find(folder, prefix, "images")
+    labels_path = _find(folder, prefix, "labels")
+    code, images = _read(images_path)
+    if code != 0x08 or images.ndim != 3:
+        raise ValueError(
+            f"{images_path}: expected unsigned-byte images of 3 dimensions (magic number "
+            f"0x00000803), got {images.dtype} data of shape {images.shape}")
+    code, labels = _read(labels_path)
+    if code != 0x08 or labels.ndim != 1:
+        raise ValueError(
+            f"{labels_path}: expected unsigned-byte labels of 1 dimension (magic number "
+            f"0x00000801), got {labels.dtype} data of shape {labels.shape}")
+    if images.shape[0] != labels.shape[0]:
+        raise ValueError(
+            f"{images_path} holds {images.shape[0]} images but {labels_path} holds "
+            f"{labels.shape[0]} labels")
+    return images, labels.astype(np.int64)
