@@ -20,9 +20,10 @@ except ImportError as _err:  # pragma: no cover - depends on how cdl was install
 from cdl import callbacks, data, datasets, initializers, layers, losses, metrics, optimizers, schedules
 from cdl.gradcheck import GradcheckError, gradcheck
 from cdl.model import Sequential
+from cdl.io import load_model, register_layer
 
 __all__ = [
     "__version__", "Sequential", "gradcheck", "GradcheckError",
     "layers", "losses", "optimizers", "schedules", "initializers", "callbacks", "metrics",
-    "data", "datasets",
+    "data", "datasets", "load_model", "register_layer",
 ]

@@ -202,3 +202,22 @@ class Sequential(TrainingMixin):
 
     def __repr__(self):
         return f"<Sequential {self.name!r}: {len(self._layers)} layers, dtype {self.dtype}>"
+
+    # --- saving ------------------------------------------------------------
+
+    def save(self, path, include_optimizer=True):
+        """Save the architecture, weights, compile settings, optimizer state
+        and random generator to ``path`` (see ``cdl.io``); reload with
+        ``cdl.load_model``."""
+        from cdl import io
+        io.save_model(self, path, include_optimizer=include_optimizer)
+
+    def save_weights(self, path):
+        """Save only the weights to ``path`` (see ``cdl.io.save_weights``)."""
+        from cdl import io
+        io.save_weights(self, path)
+
+    def load_weights(self, path):
+        """Load weights saved by ``save_weights`` or ``save`` into this model."""
+        from cdl import io
+        io.load_weights(self, path)

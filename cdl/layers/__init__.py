@@ -7,15 +7,54 @@ from cdl.layers.dense import Dense
 
 __all__ = [
     "Layer", "Dense", "Activation", "ReLU", "LeakyReLU", "Sigmoid", "Tanh",
-    "Softmax", "GELU", "ELU", "Dropout", "Flatten", "get",
+    "Softmax", "GELU", "ELU", "Dropout", "Flatten", "get", "register_layer",
 ]
 
 _BY_NAME = {cls.__name__: cls for cls in (
     Dense, Activation, ReLU, LeakyReLU, Sigmoid, Tanh, Softmax, GELU, ELU, Dropout, Flatten)}
 
 
+#: Layer classes registered by users with ``register_layer`` (name -> class).
+_REGISTERED = {}
+
+
+def register_layer(cls):
+    """Make a user-defined ``Layer`` subclass loadable from saved models.
+
+    Usable as a decorator::
+
+        @cdl.register_layer
+        class Scale(cdl.layers.Layer):
+            ...
+
+    The class is registered under its ``__name__``, which is what
+    ``Sequential.get_config`` records. Built-in names cannot be taken;
+    registering a name again replaces the earlier user class.
+
+    Returns
+    -------
+    cls, unchanged
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Layer)):
+        raise TypeError(f"register_layer takes a Layer subclass, got {cls!r}")
+    name = cls.__name__
+    if name in _BY_NAME:
+        if _BY_NAME[name] is cls:
+            return cls
+        raise ValueError(f"{name!r} is the name of a built-in layer; give your class "
+                         "another name")
+    _REGISTERED[name] = cls
+    return cls
+
+
 def get(class_name):
-    """Return the built-in layer class called ``class_name`` (for configs)."""
-    if class_name not in _BY_NAME:
-        raise ValueError(f"unknown layer class {class_name!r}")
-    return _BY_NAME[class_name]
+    """Return the layer class called ``class_name`` (for configs): a built-in
+    one, else one registered with ``register_layer``."""
+    if isinstance(class_name, str):
+        if class_name in _BY_NAME:
+            return _BY_NAME[class_name]
+        if class_name in _REGISTERED:
+            return _REGISTERED[class_name]
+    raise ValueError(f"unknown layer class {class_name!r}; built-in layers are "
+                     f"{', '.join(sorted(_BY_NAME))}, and your own classes must be "
+                     "registered with cdl.register_layer")
