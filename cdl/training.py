@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 
+from cdl import _fused
 from cdl import callbacks as _callbacks
 from cdl import losses as _losses
 from cdl import optimizers as _optimizers
@@ -63,6 +64,12 @@ class _Inputs:
         return np.ascontiguousarray(rows)
 
 
+def _whole_numbers(values):
+    """True for a float array of finite whole numbers within int64's range."""
+    return values.dtype.kind == "f" and bool(np.isfinite(values).all()) and bool(
+        (np.abs(values) < 2 ** 62).all()) and np.array_equal(values, np.round(values))
+
+
 class _Targets:
     """Targets (and per-sample weights) gathered batch by batch."""
 
@@ -70,21 +77,36 @@ class _Targets:
         if y is None:
             raise ValueError(f"{name} is required to train or evaluate")
         y = np.asarray(y) if not _is_streamed(y) else y
-        if y.shape[0] != n:
-            raise ValueError(f"{name} has {y.shape[0]} samples, x has {n}")
+        self.loss, self.name, self.dtype = loss, name, dtype
+        if y.ndim == 0 or y.shape[0] != n:
+            raise ValueError(f"{name} has {y.shape[0] if y.ndim else 0} samples, x has {n}")
         if y.dtype.kind not in "biuf":
             raise TypeError(f"{name} must hold numbers, got dtype {y.dtype}")
-        if isinstance(loss, _losses.CrossEntropy) and y.dtype.kind in "biu":
+        if isinstance(loss, _losses.CrossEntropy) and not _is_streamed(y) and y.ndim == 1 \
+                and (y.dtype.kind in "biu" or _whole_numbers(y)):
+            # Class labels, converted once (the loss checks their range per batch).
             self.data = np.ascontiguousarray(y, dtype=np.int64)
         elif _is_streamed(y):
             self.data = y
         else:
             self.data = as_float_array(y, dtype, name)
-        self.name = name
+            self._check(self.data)
+
+    def _check(self, values):
+        """What the losses check per batch, done once for the whole array."""
+        if values.dtype.kind == "f":
+            check_finite(values, self.name)
+            if isinstance(self.loss, _losses.BinaryCrossEntropy) and values.size and (
+                    values.min() < 0 or values.max() > 1):
+                raise ValueError("binary cross-entropy targets must lie in [0, 1]")
 
     def batch(self, index):
-        rows = self.data[index]
-        return np.ascontiguousarray(rows)
+        rows = np.ascontiguousarray(self.data[index])
+        if _is_streamed(self.data):
+            rows = as_float_array(rows, self.dtype, self.name) if rows.dtype.kind == "f" \
+                else rows
+            self._check(rows)
+        return rows
 
 
 def _class_weights(class_weight, y, n_classes_hint=None):
@@ -146,6 +168,11 @@ class TrainingMixin:
     loss = None
     metrics = ()
     stop_training = False
+    #: Use the fused compiled training step when the model supports it; the
+    #: layer-by-layer path computes the same numbers and is kept for tests.
+    use_fused_step = True
+    _plan = None
+    _plan_key = None
 
     # --- configuration ------------------------------------------------------
 
@@ -238,11 +265,29 @@ class TrainingMixin:
 
     # --- one step ------------------------------------------------------------
 
+    def _fused_plan(self, batch_size):
+        """The fused training step for batches of up to ``batch_size``, or None
+        if a layer or the loss is one it does not cover."""
+        key = (batch_size, id(self.param_buffer), id(self.loss), len(self._layers))
+        if key == self._plan_key:
+            return self._plan
+        self._plan, self._plan_key = _fused.build_plan(self, batch_size), key
+        return self._plan
+
     def _step(self, x, y, w):
         """Forward, loss, backward, clip and update on one checked batch."""
-        out = self._forward_checked(x, True)
-        loss = self.loss.forward(out, y, w)
-        self._backward_checked(self.loss.backward())
+        plan = self._fused_plan(max(x.shape[0], 1)) if self.use_fused_step else None
+        targets = None if plan is None else _fused.plan_targets(plan, y, x.shape[0])
+        if targets is not None:
+            n = x.shape[0]
+            for uniforms, width in zip(plan.uniforms, plan.dropout_widths):
+                self.rng.random(out=uniforms[:n * width], dtype=self.dtype)
+            loss = plan.train_step(x, targets, w)
+            out = plan.output(n)
+        else:
+            out = self._forward_checked(x, True)
+            loss = self.loss.forward(out, y, w)
+            self._backward_checked(self.loss.backward())
         if self.clip_value is not None:
             _optimizers.clip_grad_value(self.grad_buffer, self.clip_value)
         if self.clip_norm is not None:

@@ -15,11 +15,6 @@ from cdl._kernels._math cimport f_exp, f_log, f_log1p, f_abs, f_sigmoid
 
 cnp.import_array()
 
-cpdef enum RegressionLoss:
-    LOSS_MSE = 0
-    LOSS_MAE = 1
-    LOSS_HUBER = 2
-
 #: Regression loss names mapped to kernel codes.
 KINDS = {"mse": LOSS_MSE, "mae": LOSS_MAE, "huber": LOSS_HUBER}
 
@@ -238,7 +233,7 @@ cdef void ce_soft_backward(Py_ssize_t n, Py_ssize_t c, const floating* P,
             dZ[i * c + j] = <floating>((P[i * c + j] * mass - T[i * c + j]) * scale)
 
 
-cdef Py_ssize_t _first_bad_label(Py_ssize_t n, Py_ssize_t c,
+cdef Py_ssize_t first_bad_label(Py_ssize_t n, Py_ssize_t c,
                                  const int64_t* labels) noexcept nogil:
     cdef Py_ssize_t i
     for i in range(n):
@@ -268,7 +263,7 @@ def _check_labels(labels, Py_ssize_t n, Py_ssize_t c):
     cdef const int64_t* pl = <const int64_t*>data_ptr(labels)
     cdef Py_ssize_t bad
     with nogil:
-        bad = _first_bad_label(n, c, pl)
+        bad = first_bad_label(n, c, pl)
     if bad >= 0:
         raise ValueError(
             f"label {labels[bad]} at position {bad} is out of range for {c} classes")

@@ -29,10 +29,19 @@ cdef inline floating f_fabs(floating x) noexcept nogil:
 
 
 cdef inline floating lerp(floating start, floating end, floating weight) noexcept nogil:
-    """start + weight * (end - start), evaluated as torch.lerp does."""
-    if weight < 0.5:
-        return start + weight * (end - start)
-    return end - (end - start) * (1 - weight)
+    """start + weight * (end - start), evaluated as torch.lerp does.
+
+    Both forms are computed and one selected, which keeps loops free of
+    branches (and so vectorisable); ``weight`` is the same for every element.
+    """
+    cdef floating low = start + weight * (end - start)
+    cdef floating high = end - (end - start) * (1 - weight)
+    return low if weight < 0.5 else high
+
+
+cdef inline floating nan_max(floating a, floating b) noexcept nogil:
+    """max(a, b) propagating NaN from either side, as torch.maximum."""
+    return a if (a > b or a != a) else b
 
 
 # --- kernels ----------------------------------------------------------------
@@ -41,23 +50,38 @@ cdef void sgd_kernel(Py_ssize_t n, floating* p, const floating* g, floating* buf
                      floating lr, floating wd, floating momentum, floating dampening,
                      bint nesterov, bint first) noexcept nogil:
     """d = g + wd p; buf = d (first step) or momentum buf + (1 - dampening) d;
-    p -= lr * (d + momentum buf if nesterov else buf)   (buf NULL: p -= lr d)"""
+    p -= lr * (d + momentum buf if nesterov else buf)   (buf NULL: p -= lr d)
+
+    The branches are taken outside the loops, so that each loop is simple
+    enough for the compiler to vectorise.
+    """
     cdef Py_ssize_t i
-    cdef floating d
-    for i in range(n):
-        d = g[i]
+    cdef floating d, keep = 1 - dampening
+    if buf == NULL:
         if wd != 0:
-            d = d + wd * p[i]
-        if buf != NULL:
-            if first:
-                buf[i] = d
-            else:
-                buf[i] = momentum * buf[i] + (1 - dampening) * d
-            if nesterov:
-                d = d + momentum * buf[i]
-            else:
-                d = buf[i]
-        p[i] = p[i] - lr * d
+            for i in range(n):
+                p[i] = p[i] - lr * (g[i] + wd * p[i])
+        else:
+            for i in range(n):
+                p[i] = p[i] - lr * g[i]
+        return
+    if wd != 0:
+        for i in range(n):
+            d = g[i] + wd * p[i]
+            buf[i] = d if first else momentum * buf[i] + keep * d
+            p[i] = p[i] - lr * (d + momentum * buf[i] if nesterov else buf[i])
+    elif first:
+        for i in range(n):
+            buf[i] = g[i]
+            p[i] = p[i] - lr * (g[i] + momentum * buf[i] if nesterov else buf[i])
+    elif nesterov:
+        for i in range(n):
+            buf[i] = momentum * buf[i] + keep * g[i]
+            p[i] = p[i] - lr * (g[i] + momentum * buf[i])
+    else:
+        for i in range(n):
+            buf[i] = momentum * buf[i] + keep * g[i]
+            p[i] = p[i] - lr * buf[i]
 
 
 cdef void adagrad_kernel(Py_ssize_t n, floating* p, const floating* g, floating* sums,
@@ -98,29 +122,54 @@ cdef void rmsprop_kernel(Py_ssize_t n, floating* p, const floating* g, floating*
             p[i] = p[i] - lr * (d / denom)
 
 
+cdef inline void _adam_one(Py_ssize_t i, floating* p, const floating* g, floating* m,
+                           floating* v, floating* v_max, floating step_size,
+                           floating bc2_sqrt, floating beta1, floating beta2, floating eps,
+                           floating wd, bint coupled, bint amsgrad) noexcept nogil:
+    cdef floating d = g[i] + wd * p[i] if coupled else g[i]
+    cdef floating second
+    m[i] = lerp(m[i], d, 1 - beta1)
+    v[i] = v[i] * beta2 + (1 - beta2) * d * d
+    second = v[i]
+    if amsgrad:
+        v_max[i] = nan_max(v[i], v_max[i])
+        second = v_max[i]
+    p[i] = p[i] - step_size * (m[i] / (f_sqrt(second) / bc2_sqrt + eps))
+
+
 cdef void adam_kernel(Py_ssize_t n, floating* p, const floating* g, floating* m,
                       floating* v, floating* v_max, floating step_size,
                       floating bc2_sqrt, floating beta1, floating beta2, floating eps,
                       floating wd, floating decay) noexcept nogil:
     """p *= decay (AdamW); d = g + wd p (Adam); m = lerp(m, d, 1 - beta1);
     v = beta2 v + (1 - beta2) d^2; v_max = max(v_max, v) (amsgrad);
-    p -= step_size * m / (sqrt(v or v_max) / bc2_sqrt + eps)"""
+    p -= step_size * m / (sqrt(v or v_max) / bc2_sqrt + eps)
+
+    One loop per combination of options (the flags are constants in each
+    inlined copy of ``_adam_one``), so that each loop can be vectorised.
+    """
     cdef Py_ssize_t i
-    cdef floating d, second
-    for i in range(n):
-        if decay != 1:
+    cdef bint coupled = wd != 0
+    if decay != 1:
+        for i in range(n):
             p[i] = p[i] * decay
-        d = g[i]
-        if wd != 0:
-            d = d + wd * p[i]
-        m[i] = lerp(m[i], d, 1 - beta1)
-        v[i] = v[i] * beta2 + (1 - beta2) * d * d
-        second = v[i]
-        if v_max != NULL:
-            if v[i] > v_max[i]:
-                v_max[i] = v[i]
-            second = v_max[i]
-        p[i] = p[i] - step_size * (m[i] / (f_sqrt(second) / bc2_sqrt + eps))
+    if v_max == NULL:
+        if coupled:
+            for i in range(n):
+                _adam_one(i, p, g, m, v, v_max, step_size, bc2_sqrt, beta1, beta2, eps, wd,
+                          True, False)
+        else:
+            for i in range(n):
+                _adam_one(i, p, g, m, v, v_max, step_size, bc2_sqrt, beta1, beta2, eps, wd,
+                          False, False)
+    elif coupled:
+        for i in range(n):
+            _adam_one(i, p, g, m, v, v_max, step_size, bc2_sqrt, beta1, beta2, eps, wd,
+                      True, True)
+    else:
+        for i in range(n):
+            _adam_one(i, p, g, m, v, v_max, step_size, bc2_sqrt, beta1, beta2, eps, wd,
+                      False, True)
 
 
 cdef void adamax_kernel(Py_ssize_t n, floating* p, const floating* g, floating* m,
@@ -136,9 +185,7 @@ cdef void adamax_kernel(Py_ssize_t n, floating* p, const floating* g, floating* 
             d = d + wd * p[i]
         m[i] = lerp(m[i], d, 1 - beta1)
         a = f_fabs(d) + eps
-        u[i] = u[i] * beta2
-        if a > u[i]:
-            u[i] = a
+        u[i] = nan_max(u[i] * beta2, a)
         p[i] = p[i] - clr * (m[i] / u[i])
 
 

@@ -1,0 +1,86 @@
+"""Which models the fused training step covers, and how to describe them to it.
+
+``build_plan(model, batch_size)`` turns a Sequential of dense, activation,
+dropout and (no-op) flatten layers, trained with a supported loss, into a
+``cdl._kernels.fused.TrainPlan``; any other model gets None and trains
+layer by layer. Both paths run the same kernels in the same order.
+"""
+import numpy as np
+
+from cdl import losses
+from cdl._kernels import fused as _k
+from cdl.layers import activation as _activation
+from cdl.layers.core import Dropout, Flatten
+from cdl.layers.dense import Dense
+
+_ACTIVATION_LAYERS = (
+    _activation.Activation, _activation.ReLU, _activation.LeakyReLU, _activation.Sigmoid,
+    _activation.Tanh, _activation.Softmax, _activation.GELU, _activation.ELU)
+
+
+class Plan:
+    """A ``TrainPlan`` with what the Python side needs to drive it."""
+
+    def __init__(self, plan, dropout_widths, label_targets, d_out):
+        self._plan = plan
+        self.uniforms = plan.uniforms
+        self.dropout_widths = dropout_widths
+        self.label_targets = label_targets
+        self.d_out = d_out
+        self.train_step = plan.train_step
+        self.output = plan.output
+
+
+def _loss_code(loss):
+    if type(loss) is losses.CrossEntropy and loss.label_smoothing == 0.0:
+        return _k.LOSS_CROSS_ENTROPY, 1.0
+    if type(loss) is losses.BinaryCrossEntropy:
+        return _k.LOSS_BINARY_CROSS_ENTROPY, 1.0
+    if type(loss) in (losses.MSE, losses.MAE, losses.Huber):
+        return loss._kind, loss._delta()
+    return None, None
+
+
+def build_plan(model, batch_size):
+    """A ``Plan`` for ``model``, or None if it has a layer or loss the fused
+    step does not cover (user layers, multi-axis inputs, soft-label losses)."""
+    code, delta = _loss_code(model.loss)
+    if code is None or model.input_shape is None or len(model.input_shape) != 1:
+        return None
+    steps, widths = [], []
+    for layer in model._layers:
+        kind = type(layer)
+        if len(layer.input_shape) != 1:
+            return None
+        width = layer.input_shape[0]
+        if kind is Dense:
+            steps.append((_k.DENSE, width, layer.units, layer._code, layer._param,
+                          layer.kernel, layer.bias if layer.use_bias else None,
+                          layer.kernel_grad, layer.bias_grad if layer.use_bias else None))
+        elif kind in _ACTIVATION_LAYERS:
+            steps.append((_k.ACTIVATION, width, width, layer._code, layer._param,
+                          None, None, None, None))
+        elif kind is Dropout:
+            if layer.rate > 0.0:  # rate 0 is the identity, and draws nothing
+                steps.append((_k.DROPOUT, width, width, 0, layer.rate, None, None, None, None))
+                widths.append(width)
+        elif kind is not Flatten:
+            return None
+    if not steps or steps[0][0] != _k.DENSE:
+        return None
+    plan = _k.TrainPlan(steps, batch_size, model.dtype, code, delta)
+    return Plan(plan, widths, code == _k.LOSS_CROSS_ENTROPY, steps[-1][2])
+
+
+def plan_targets(plan, y, n):
+    """Targets in the form the plan takes, or None to use the layer-by-layer
+    path (which also reports any problem with them)."""
+    if plan.label_targets:
+        if y.dtype == np.int64 and y.shape == (n,):
+            return y
+        return None
+    if y.ndim == 1 and plan.d_out == 1:
+        y = y.reshape(n, 1)
+    if y.shape != (n, plan.d_out) or y.dtype != plan._plan.dtype:
+        return None
+    return y
