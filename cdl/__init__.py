@@ -17,10 +17,29 @@ except ImportError as _err:  # pragma: no cover - depends on how cdl was install
         "directory after `pip install .`, or build in place with "
         "`pip install -e .`.") from None
 
-from cdl import callbacks, data, datasets, initializers, layers, losses, metrics, optimizers, schedules
+from cdl import initializers, layers, losses, optimizers
 from cdl.gradcheck import GradcheckError, gradcheck
+from cdl.layers import register_layer
 from cdl.model import Sequential
-from cdl.io import load_model, register_layer
+
+# Loaded on first use, to keep ``import cdl`` fast: scripts that only train
+# never pay for the data sets, metrics or file format code.
+_LAZY_MODULES = ("callbacks", "data", "datasets", "metrics", "schedules", "io", "bench")
+
+
+def __getattr__(name):
+    import importlib
+
+    if name in _LAZY_MODULES:
+        return importlib.import_module(f"cdl.{name}")
+    raise AttributeError(f"module 'cdl' has no attribute {name!r}")
+
+
+def load_model(path):
+    """Load a model saved with ``model.save`` (see ``cdl.io.load_model``)."""
+    from cdl.io import load_model as _load_model
+
+    return _load_model(path)
 
 __all__ = [
     "__version__", "Sequential", "gradcheck", "GradcheckError",

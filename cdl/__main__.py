@@ -1,4 +1,4 @@
-"""Command line: ``python -m cdl info`` and ``python -m cdl demo``."""
+"""Command line: ``python -m cdl info``, ``demo`` and ``bench``."""
 import argparse
 import sys
 
@@ -12,6 +12,12 @@ def main(argv=None):
     demo.add_argument("--out", default="cdl-demo", help="folder for the model and curves")
     demo.add_argument("--epochs", type=int, default=30)
     demo.add_argument("--seed", type=int, default=0)
+    commands.add_parser("bench", help="benchmark cdl against PyTorch and NumPy "
+                        "(options: python -m cdl bench --help)", add_help=False)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:
+        from cdl.bench import main as bench_main
+        return bench_main(argv[1:])
     args = parser.parse_args(argv)
     if args.command == "info":
         from cdl._info import format_info, info

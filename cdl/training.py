@@ -12,7 +12,6 @@ import time
 import numpy as np
 
 from cdl import _fused
-from cdl import callbacks as _callbacks
 from cdl import losses as _losses
 from cdl import optimizers as _optimizers
 from cdl._validation import as_float_array, check_finite, check_number, choose
@@ -274,9 +273,9 @@ class TrainingMixin:
         self._plan, self._plan_key = _fused.build_plan(self, batch_size), key
         return self._plan
 
-    def _step(self, x, y, w):
-        """Forward, loss, backward, clip and update on one checked batch."""
-        plan = self._fused_plan(max(x.shape[0], 1)) if self.use_fused_step else None
+    def _step(self, x, y, w, plan=None):
+        """Forward, loss, backward, clip and update on one checked batch;
+        ``plan`` is the fused step to use (None: layer by layer)."""
         targets = None if plan is None else _fused.plan_targets(plan, y, x.shape[0])
         if targets is not None:
             n = x.shape[0]
@@ -305,7 +304,8 @@ class TrainingMixin:
         x = self._check_batch(x)
         weights = None if sample_weight is None else _sample_weights(
             sample_weight, None, None, x.shape[0], self.dtype)
-        loss, _ = self._step(x, y, weights)
+        plan = self._fused_plan(max(x.shape[0], 1)) if self.use_fused_step else None
+        loss, _ = self._step(x, y, weights, plan)
         return loss
 
     # --- fit ------------------------------------------------------------------
@@ -355,6 +355,8 @@ class TrainingMixin:
         -------
         cdl.callbacks.History
         """
+        from cdl import callbacks as _callbacks
+
         self._require_compiled()
         epochs = check_number(epochs, "epochs", low=0, integer=True)
         batch_size = check_number(batch_size, "batch_size", low=1, integer=True)
@@ -401,6 +403,7 @@ class TrainingMixin:
                                                  "verbose": verbose,
                                                  "batch_size": batch_size})
         batch_logs = cb.wants_batch_logs
+        plan = self._fused_plan(min(batch_size, n)) if self.use_fused_step else None
         self.stop_training = False
         self.history = history
         start = time.perf_counter()
@@ -417,7 +420,7 @@ class TrainingMixin:
                 xb = inputs.batch(index)
                 yb = targets.batch(index)
                 wb = None if weights is None else weights[index]
-                loss, out = self._step(xb, yb, wb)
+                loss, out = self._step(xb, yb, wb, plan)
                 size = xb.shape[0]
                 loss_sum += loss * size
                 seen += size

@@ -40,13 +40,13 @@ cdef void _softmax_rows(Py_ssize_t rows, Py_ssize_t cols,
                         const floating* X, floating* Y) noexcept nogil:
     """Y[i] = exp(X[i] - max X[i]) / sum(exp(X[i] - max X[i]))"""
     cdef Py_ssize_t i, j
-    cdef floating row_max, e
+    cdef floating row_max, e, x
     cdef double total
     for i in range(rows):
         row_max = X[i * cols]
         for j in range(1, cols):
-            if X[i * cols + j] > row_max:
-                row_max = X[i * cols + j]
+            x = X[i * cols + j]
+            row_max = x if x > row_max else row_max
         total = 0.0
         for j in range(cols):
             e = f_exp(X[i * cols + j] - row_max)
@@ -63,13 +63,17 @@ cdef void act_forward(int act, double param, Py_ssize_t rows, Py_ssize_t cols,
     cdef floating x, slope = <floating>param
     if act == ACT_SOFTMAX:
         _softmax_rows(rows, cols, X, Y)
+    # Operands are loaded before each select so that the loops compile
+    # without branches (vectorised, and blind to the data's sign pattern).
     elif act == ACT_RELU:
         # Written so that NaN propagates (NaN <= 0 is false), as in PyTorch.
         for i in range(n):
-            Y[i] = 0 if X[i] <= 0 else X[i]
+            x = X[i]
+            Y[i] = 0 if x <= 0 else x
     elif act == ACT_LEAKY_RELU:
         for i in range(n):
-            Y[i] = X[i] if X[i] > 0 else X[i] * slope
+            x = X[i]
+            Y[i] = x if x > 0 else x * slope
     elif act == ACT_SIGMOID:
         for i in range(n):
             Y[i] = f_sigmoid(X[i])
@@ -106,15 +110,19 @@ cdef void act_backward(int act, double param, Py_ssize_t rows, Py_ssize_t cols,
                        const floating* dY, floating* dX) noexcept nogil:
     """dX = f'(.) * dY for the activation ``act``."""
     cdef Py_ssize_t i, n = rows * cols
-    cdef floating x, y, slope = <floating>param
+    cdef floating x, y, d, slope = <floating>param
     if act == ACT_SOFTMAX:
         _softmax_backward_rows(rows, cols, Y, dY, dX)
     elif act == ACT_RELU:
         for i in range(n):
-            dX[i] = 0 if Y[i] <= 0 else dY[i]
+            y = Y[i]
+            d = dY[i]
+            dX[i] = 0 if y <= 0 else d
     elif act == ACT_LEAKY_RELU:
         for i in range(n):
-            dX[i] = dY[i] if X[i] > 0 else dY[i] * slope
+            x = X[i]
+            d = dY[i]
+            dX[i] = d if x > 0 else d * slope
     elif act == ACT_SIGMOID:
         for i in range(n):
             y = Y[i]

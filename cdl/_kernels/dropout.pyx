@@ -16,9 +16,11 @@ cdef void dropout_forward(Py_ssize_t n, double rate, const floating* X,
     cdef Py_ssize_t i
     cdef floating keep = <floating>(1.0 / (1.0 - rate))
     cdef floating r = <floating>rate
+    cdef floating m
     for i in range(n):
-        mask[i] = keep if U[i] >= r else 0
-        Y[i] = X[i] * mask[i]
+        m = keep if U[i] >= r else 0
+        mask[i] = m
+        Y[i] = X[i] * m
 
 
 cdef void dropout_backward(Py_ssize_t n, const floating* mask, const floating* dY,

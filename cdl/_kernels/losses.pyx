@@ -64,10 +64,8 @@ cdef void regression_backward(int kind, double delta, Py_ssize_t rows, Py_ssize_
                 # sign(d), propagating NaN (d != d) so that it is not hidden.
                 dP[i] = <floating>(scale if d > 0 else (-scale if d < 0 else d * scale))
             else:
-                if d >= delta:
-                    d = delta
-                elif d <= -delta:
-                    d = -delta
+                d = delta if d >= delta else d
+                d = -delta if d <= -delta else d
                 dP[i] = <floating>(d * scale)
 
 
@@ -165,10 +163,10 @@ cdef double _log_softmax_row(Py_ssize_t c, const floating* z, floating* p) noexc
     cdef Py_ssize_t j
     cdef floating zmax = z[0]
     cdef double total = 0.0
-    cdef floating e
+    cdef floating e, x
     for j in range(1, c):
-        if z[j] > zmax:
-            zmax = z[j]
+        x = z[j]
+        zmax = x if x > zmax else zmax
     for j in range(c):
         e = f_exp(z[j] - zmax)
         p[j] = e

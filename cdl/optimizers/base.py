@@ -107,6 +107,7 @@ class Optimizer:
         self._grads_seen = None
         self._segments = None         # runs of parameters sharing multipliers
         self._cached_segments = None  # those runs paired with parameter/gradient storage
+        self._work = None             # segments with their state slices
 
     # --- hyper-parameters -----------------------------------------------------
 
@@ -169,12 +170,16 @@ class Optimizer:
                 a is not b for a, b in zip(grads_list, self._grads_seen)):
             self._cached_segments = self._segments_for(params_list, grads_list)
             self._grads_seen = grads_list
-        segments = self._cached_segments
+            self._work = None
         self.iterations += 1
         self._begin_step()
-        for segment in segments:
-            views = {name: None if array is None else array[segment.start:segment.stop]
-                     for name, array in self.state.items()}
+        if self._work is None:
+            # Each segment's slices of the state, made once and reused every step.
+            self._work = [(segment, {name: None if array is None
+                                     else array[segment.start:segment.stop]
+                                     for name, array in self.state.items()})
+                          for segment in self._cached_segments]
+        for segment, views in self._work:
             self._update(segment, views)
 
     def _begin_step(self):

@@ -81,3 +81,4 @@ class SGD(Optimizer):
             size = sum(math.prod(shape) for shape in self._layout)
             self.state["momentum_buffer"] = np.zeros(size, dtype=self._params_seen[0].dtype)
             self._first = True
+            self._work = None  # the cached state slices predate the new buffer

@@ -1,0 +1,11 @@
+"""Benchmarks of cdl against PyTorch, NumPy and scikit-learn.
+
+Run: python benchmarks/run.py [--quick] [--rounds 3] [--threads 2]
+(the same as ``python -m cdl bench``; see ``cdl.bench`` for the method).
+"""
+import sys
+
+from cdl.bench import main
+
+if __name__ == "__main__":
+    sys.exit(main())
