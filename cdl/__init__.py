@@ -19,6 +19,7 @@ except ImportError as _err:  # pragma: no cover - depends on how cdl was install
 
 from cdl import initializers, layers, losses, optimizers
 from cdl.gradcheck import GradcheckError, gradcheck
+from cdl._threads import get_num_threads, set_num_threads, threads
 from cdl.layers import register_layer
 from cdl.model import Sequential
 
@@ -44,5 +45,6 @@ def load_model(path):
 __all__ = [
     "__version__", "Sequential", "gradcheck", "GradcheckError",
     "layers", "losses", "optimizers", "schedules", "initializers", "callbacks", "metrics",
-    "data", "datasets", "load_model", "register_layer",
+    "data", "datasets", "load_model", "register_layer", "get_num_threads",
+    "set_num_threads", "threads",
 ]

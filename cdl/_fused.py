@@ -41,10 +41,11 @@ def _loss_code(loss):
     return None, None
 
 
-def build_plan(model, batch_size):
+def build_plan(model, batch_size, training=True):
     """A ``Plan`` for ``model``, or None if it has a layer or loss the fused
-    step does not cover (user layers, multi-axis inputs, soft-label losses)."""
-    code, delta = _loss_code(model.loss)
+    step does not cover (user layers, multi-axis inputs, soft-label losses).
+    With ``training=False`` the plan serves ``predict`` only and any loss will do."""
+    code, delta = _loss_code(model.loss) if training else (0, 1.0)
     if code is None or model.input_shape is None or len(model.input_shape) != 1:
         return None
     steps, widths = [], []

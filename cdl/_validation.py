@@ -32,6 +32,17 @@ def as_float_array(x, dtype, name="x"):
     if type(x) is np.ndarray and x.dtype == dtype and x.flags.c_contiguous \
             and x.flags.aligned:
         return x
+    arr = as_real_array(x, name)
+    # Not np.ascontiguousarray: it turns a 0-d array into shape (1,), and it
+    # returns an unaligned array as is, which the kernels reject.
+    arr = np.asarray(arr, dtype=dtype, order="C")
+    if not arr.flags.aligned:
+        arr = arr.copy()
+    return arr
+
+
+def as_real_array(x, name="x"):
+    """``x`` as an ndarray of real numbers (bool, int or float, any width), or raise."""
     if isinstance(x, np.ndarray):
         arr = x
     else:
@@ -39,15 +50,8 @@ def as_float_array(x, dtype, name="x"):
             arr = np.asarray(x)
         except ValueError as err:  # ragged nested lists
             raise ValueError(f"{name} could not be turned into an array: {err}") from None
-    kind = arr.dtype.kind
-    if kind not in "biuf":
-        raise TypeError(
-            f"{name} must hold real numbers, got an array of dtype {arr.dtype}")
-    # Not np.ascontiguousarray: it turns a 0-d array into shape (1,), and it
-    # returns an unaligned array as is, which the kernels reject.
-    arr = np.asarray(arr, dtype=dtype, order="C")
-    if not arr.flags.aligned:
-        arr = arr.copy()
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got an array of dtype {arr.dtype}")
     return arr
 
 

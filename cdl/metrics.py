@@ -27,7 +27,7 @@ import re
 
 import numpy as np
 
-from cdl._validation import as_float_array, check_finite, check_number, choose
+from cdl._validation import as_float_array, as_real_array, check_finite, check_number, choose
 
 __all__ = [
     # functions
@@ -52,15 +52,7 @@ _MAX_LABEL = 2 ** 53
 
 def _as_array(x, name):
     """``x`` as an ndarray of real numbers (any numeric dtype), or raise."""
-    if isinstance(x, np.ndarray):
-        arr = x
-    else:
-        try:
-            arr = np.asarray(x)
-        except ValueError as err:  # ragged nested lists
-            raise ValueError(f"{name} could not be turned into an array: {err}") from None
-    if arr.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must hold real numbers, got an array of dtype {arr.dtype}")
+    arr = as_real_array(x, name)
     if arr.ndim == 0:
         raise ValueError(f"{name} must be an array with one entry per sample, got a scalar")
     return arr

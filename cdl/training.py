@@ -77,6 +77,7 @@ class _Targets:
             raise ValueError(f"{name} is required to train or evaluate")
         y = np.asarray(y) if not _is_streamed(y) else y
         self.loss, self.name, self.dtype = loss, name, dtype
+        self._buffer = None
         if y.ndim == 0 or y.shape[0] != n:
             raise ValueError(f"{name} has {y.shape[0] if y.ndim else 0} samples, x has {n}")
         if y.dtype.kind not in "biuf":
@@ -100,7 +101,16 @@ class _Targets:
                 raise ValueError("binary cross-entropy targets must lie in [0, 1]")
 
     def batch(self, index):
-        rows = np.ascontiguousarray(self.data[index])
+        if isinstance(index, slice) or _is_streamed(self.data):
+            rows = np.ascontiguousarray(self.data[index])
+        else:
+            # Shuffled in-memory targets: gather into one buffer reused by every batch.
+            n = len(index)
+            if self._buffer is None or self._buffer.shape[0] < n:
+                self._buffer = np.empty((n,) + self.data.shape[1:], dtype=self.data.dtype)
+            rows = self._buffer[:n]
+            np.take(self.data, index, axis=0, out=rows)
+            return rows
         if _is_streamed(self.data):
             rows = as_float_array(rows, self.dtype, self.name) if rows.dtype.kind == "f" \
                 else rows
@@ -108,7 +118,7 @@ class _Targets:
         return rows
 
 
-def _class_weights(class_weight, y, n_classes_hint=None):
+def _class_weights(class_weight, y):
     """Per-sample weights from ``class_weight`` (a dict or "balanced")."""
     y = np.asarray(y)
     labels = y.argmax(axis=1) if y.ndim == 2 and y.shape[1] > 1 else y.reshape(-1)
@@ -172,6 +182,8 @@ class TrainingMixin:
     use_fused_step = True
     _plan = None
     _plan_key = None
+    _predict_plan = None
+    _predict_plan_key = None
 
     # --- configuration ------------------------------------------------------
 
@@ -272,6 +284,14 @@ class TrainingMixin:
             return self._plan
         self._plan, self._plan_key = _fused.build_plan(self, batch_size), key
         return self._plan
+
+    def _inference_plan(self, batch_size):
+        """The fused forward pass for ``predict``, or None (see ``_fused_plan``)."""
+        key = (batch_size, id(self.param_buffer), len(self._layers))
+        if key != self._predict_plan_key:
+            self._predict_plan = _fused.build_plan(self, batch_size, training=False)
+            self._predict_plan_key = key
+        return self._predict_plan
 
     def _step(self, x, y, w, plan=None):
         """Forward, loss, backward, clip and update on one checked batch;
@@ -524,8 +544,13 @@ class TrainingMixin:
         inputs = _Inputs(self, x)
         n = len(inputs)
         out = np.empty((n,) + tuple(self.output_shape), dtype=self.dtype)
+        plan = self._inference_plan(min(batch_size, max(n, 1))) if self.use_fused_step \
+            else None
         for index in _batches(n, batch_size, False, None):
-            out[index] = self._forward_checked(inputs.batch(index), False)
+            if plan is not None:
+                plan._plan.predict(inputs.batch(index), out[index])
+            else:
+                out[index] = self._forward_checked(inputs.batch(index), False)
         return out
 
     def predict_proba(self, x, batch_size=256):

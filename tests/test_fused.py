@@ -148,3 +148,27 @@ def test_plan_constructor_rejects_bad_steps():
                       (_k.ACTIVATION, 5, 5, 1, 0.0, None, None, None, None)], 8, "float64", 0)
     with pytest.raises(ValueError, match="loss"):
         _k.TrainPlan([(_k.DENSE, 4, 3, 0, 0.0, w, None, w, None)], 8, "float64", 7)
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_fused_predict_equals_layer_by_layer(arch, dtype):
+    model = cdl.Sequential(ARCHITECTURES[arch](), input_shape=(5,), dtype=dtype, seed=3)
+    x = np.random.default_rng(2).standard_normal((37, 5))
+    fused = model.predict(x, batch_size=8)
+    assert model._predict_plan is not None
+    one = model.predict(x[:1])  # one sample takes the matrix-vector route
+    model.use_fused_step = False
+    np.testing.assert_array_equal(fused, model.predict(x, batch_size=8))
+    np.testing.assert_array_equal(one, model.predict(x[:1]))
+
+
+def test_predict_plan_checks_its_inputs():
+    model = cdl.Sequential([layers.Dense(3)], input_shape=(4,), dtype="float64", seed=0)
+    plan = _fused.build_plan(model, 4, training=False)._plan
+    with pytest.raises(ValueError, match="up to 4"):
+        plan.predict(np.zeros((5, 4)), np.zeros((5, 3)))
+    with pytest.raises(ValueError, match="out"):
+        plan.predict(np.zeros((2, 4)), np.zeros((2, 2)))
+    with pytest.raises(TypeError, match="float64"):
+        plan.predict(np.zeros((2, 4), np.float32), np.zeros((2, 3), np.float32))

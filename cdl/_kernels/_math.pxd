@@ -47,6 +47,13 @@ cdef inline floating f_erf(floating x) noexcept nogil:
         return erf(x)
 
 
+cdef inline floating f_sqrt(floating x) noexcept nogil:
+    if floating is float:
+        return sqrtf(x)
+    else:
+        return sqrt(x)
+
+
 cdef inline floating f_abs(floating x) noexcept nogil:
     if floating is float:
         return fabsf(x)

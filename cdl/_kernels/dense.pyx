@@ -7,7 +7,7 @@ Python-level kernel call each way.
 """
 from cython cimport floating
 
-from cdl._kernels._blas cimport _gemm, NoTrans, Trans, blas_int, check_blas_int
+from cdl._kernels._blas cimport _gemm, _gemv, NoTrans, Trans, blas_int, check_blas_int
 from cdl._kernels._checks cimport (
     check_float_array, check_same_dtype, data_ptr, is_float32)
 from cdl._kernels.activations cimport (
@@ -28,8 +28,14 @@ cdef void dense_forward(Py_ssize_t n, Py_ssize_t d_in, Py_ssize_t d_out,
             for j in range(d_out):
                 Z[i * d_out + j] = b[j]
         beta = 1
-    _gemm(NoTrans, NoTrans, <blas_int>n, <blas_int>d_out, <blas_int>d_in,
-          <floating>1, X, <blas_int>d_in, W, <blas_int>d_out, beta, Z, <blas_int>d_out)
+    if n == 1:
+        # One sample (online prediction): a matrix-vector product reads W once
+        # with less overhead than a one-row matrix product.
+        _gemv(Trans, <blas_int>d_in, <blas_int>d_out, <floating>1, W, <blas_int>d_out,
+              X, 1, beta, Z, 1)
+    else:
+        _gemm(NoTrans, NoTrans, <blas_int>n, <blas_int>d_out, <blas_int>d_in,
+              <floating>1, X, <blas_int>d_in, W, <blas_int>d_out, beta, Z, <blas_int>d_out)
     if act != ACT_LINEAR or Z != Y:
         act_forward(act, param, n, d_out, Z, Y)
 

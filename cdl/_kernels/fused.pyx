@@ -120,6 +120,28 @@ cdef double _run(Step* steps, int n_steps, Py_ssize_t n, const floating* X,
     return value
 
 
+cdef const floating* _infer(Step* steps, int n_steps, Py_ssize_t n,
+                            const floating* X) noexcept nogil:
+    """Inference forward pass (dropout is the identity); returns the output."""
+    cdef int s
+    cdef Step* st
+    cdef const floating* inp = X
+    for s in range(n_steps):
+        st = &steps[s]
+        if st.kind == STEP_DENSE:
+            dense_forward(n, st.d_in, st.d_out, inp, <floating*>st.W, <floating*>st.b,
+                          st.act, st.param, <floating*>st.Z, <floating*>st.Y)
+        elif st.kind == STEP_ACTIVATION:
+            if st.act == ACT_SOFTMAX:
+                act_forward(st.act, st.param, n, st.d_out, inp, <floating*>st.Y)
+            else:
+                act_forward(st.act, st.param, 1, n * st.d_out, inp, <floating*>st.Y)
+        else:
+            continue
+        inp = <floating*>st.Y
+    return inp
+
+
 cdef class TrainPlan:
     """Buffers and parameter pointers for fused training steps of one model.
 
@@ -237,6 +259,42 @@ cdef class TrainPlan:
 
     def __dealloc__(self):
         free(self._steps)
+
+    def predict(self, X, out):
+        """Inference forward pass of the batch ``X`` into ``out`` (dropout off).
+
+        Parameters
+        ----------
+        X : ndarray of shape (n, d_in), the plan's dtype, C-contiguous
+        out : ndarray of shape (n, d_out), the plan's dtype, C-contiguous
+        """
+        check_float_array(X, "X", 2, False)
+        check_float_array(out, "out", 2, True)
+        if X.dtype != self.dtype or out.dtype != self.dtype:
+            raise TypeError(f"X and out must be {self.dtype}")
+        cdef Py_ssize_t n = X.shape[0]
+        if X.shape[1] != self._d_in or out.shape[0] != n or out.shape[1] != self._d_out:
+            raise ValueError(f"X must be (n, {self._d_in}) and out (n, {self._d_out})")
+        if n > self.batch_size:
+            raise ValueError(f"batch of {n} samples; the plan serves up to {self.batch_size}")
+        if n == 0:
+            return out
+        cdef void* px = data_ptr(X)
+        cdef void* po = data_ptr(out)
+        cdef const float* rf
+        cdef const double* rd
+        cdef Py_ssize_t i, size = n * self._d_out
+        if self.dtype == np.float32:
+            with nogil:
+                rf = _infer(self._steps, self._n_steps, n, <const float*>px)
+                for i in range(size):
+                    (<float*>po)[i] = rf[i]
+        else:
+            with nogil:
+                rd = _infer(self._steps, self._n_steps, n, <const double*>px)
+                for i in range(size):
+                    (<double*>po)[i] = rd[i]
+        return out
 
     def output(self, Py_ssize_t n):
         """The last step's output for the last batch of ``n`` samples (a view)."""

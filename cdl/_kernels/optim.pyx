@@ -9,23 +9,9 @@ implementations, including the order of operations where it matters for
 reproducibility. Gradients are never modified.
 """
 from cython cimport floating
-from libc.math cimport sqrt, sqrtf, fabs, fabsf
 
 from cdl._kernels._checks cimport check_float_array, check_same_dtype, data_ptr, is_float32
-
-
-cdef inline floating f_sqrt(floating x) noexcept nogil:
-    if floating is float:
-        return sqrtf(x)
-    else:
-        return sqrt(x)
-
-
-cdef inline floating f_fabs(floating x) noexcept nogil:
-    if floating is float:
-        return fabsf(x)
-    else:
-        return fabs(x)
+from cdl._kernels._math cimport f_sqrt, f_abs
 
 
 cdef inline floating lerp(floating start, floating end, floating weight) noexcept nogil:
@@ -184,9 +170,27 @@ cdef void adamax_kernel(Py_ssize_t n, floating* p, const floating* g, floating* 
         if wd != 0:
             d = d + wd * p[i]
         m[i] = lerp(m[i], d, 1 - beta1)
-        a = f_fabs(d) + eps
+        a = f_abs(d) + eps
         u[i] = nan_max(u[i] * beta2, a)
         p[i] = p[i] - clr * (m[i] / u[i])
+
+
+cdef inline floating _adam_moments(Py_ssize_t i, floating* p, const floating* g,
+                                   floating* m, floating* v, floating beta1, floating beta2,
+                                   floating wd, floating decay) noexcept nogil:
+    """p *= decay; d = g + wd p; m = lerp(m, d, 1 - beta1); v = beta2 v + (1 - beta2) d^2.
+
+    The first half of an NAdam or RAdam step; returns d.
+    """
+    cdef floating d
+    if decay != 1:
+        p[i] = p[i] * decay
+    d = g[i]
+    if wd != 0:
+        d = d + wd * p[i]
+    m[i] = lerp(m[i], d, 1 - beta1)
+    v[i] = v[i] * beta2 + (1 - beta2) * d * d
+    return d
 
 
 cdef void nadam_kernel(Py_ssize_t n, floating* p, const floating* g, floating* m,
@@ -199,13 +203,7 @@ cdef void nadam_kernel(Py_ssize_t n, floating* p, const floating* g, floating* m
     cdef Py_ssize_t i
     cdef floating d, denom
     for i in range(n):
-        if decay != 1:
-            p[i] = p[i] * decay
-        d = g[i]
-        if wd != 0:
-            d = d + wd * p[i]
-        m[i] = lerp(m[i], d, 1 - beta1)
-        v[i] = v[i] * beta2 + (1 - beta2) * d * d
+        d = _adam_moments(i, p, g, m, v, beta1, beta2, wd, decay)
         denom = f_sqrt(v[i] / bc2) + eps
         p[i] = p[i] - c_grad * (d / denom)
         p[i] = p[i] - c_avg * (m[i] / denom)
@@ -219,15 +217,9 @@ cdef void radam_kernel(Py_ssize_t n, floating* p, const floating* g, floating* m
     v = beta2 v + (1 - beta2) d^2; m_hat = m / bc1;
     p -= lr * m_hat * rect * bc2_sqrt / (sqrt(v) + eps) if rectified else lr * m_hat"""
     cdef Py_ssize_t i
-    cdef floating d, m_hat
+    cdef floating m_hat
     for i in range(n):
-        if decay != 1:
-            p[i] = p[i] * decay
-        d = g[i]
-        if wd != 0:
-            d = d + wd * p[i]
-        m[i] = lerp(m[i], d, 1 - beta1)
-        v[i] = v[i] * beta2 + (1 - beta2) * d * d
+        _adam_moments(i, p, g, m, v, beta1, beta2, wd, decay)
         m_hat = m[i] / bc1
         if rectified:
             p[i] = p[i] + m_hat * lr * (bc2_sqrt / (f_sqrt(v[i]) + eps)) * rect * -1

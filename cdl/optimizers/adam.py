@@ -28,6 +28,12 @@ class _AdamBase(Optimizer):
     def get_config(self):
         return {**super().get_config(), "betas": tuple(self.betas), "eps": self.eps}
 
+    @staticmethod
+    def _weight_decay_terms(lr, wd, decoupled):
+        """(L2 coefficient added to the gradient, factor the parameters are
+        first multiplied by): (wd, 1) coupled, (0, 1 - lr wd) decoupled."""
+        return (0.0, 1.0 - lr * wd) if decoupled else (wd, 1.0)
+
 
 class Adam(_AdamBase):
     r"""Adam, as ``torch.optim.Adam``.
@@ -85,9 +91,7 @@ class Adam(_AdamBase):
         wd = self.weight_decay * segment.wd_mult
         _k.adam(segment.param, segment.grad, state["exp_avg"], state["exp_avg_sq"],
                 state["max_exp_avg_sq"], lr / (1 - beta1 ** t), math.sqrt(1 - beta2 ** t),
-                beta1, beta2, self.eps,
-                0.0 if self._decoupled else wd,
-                1.0 - lr * wd if self._decoupled else 1.0)
+                beta1, beta2, self.eps, *self._weight_decay_terms(lr, wd, self._decoupled))
 
 
 class AdamW(Adam):
@@ -227,8 +231,7 @@ class NAdam(_AdamBase):
         c_avg = lr * self._mu_next / (1.0 - self.mu_product * self._mu_next)
         _k.nadam(segment.param, segment.grad, state["exp_avg"], state["exp_avg_sq"],
                  c_grad, c_avg, 1 - beta2 ** self.iterations, beta1, beta2, self.eps,
-                 0.0 if self.decoupled_weight_decay else wd,
-                 1.0 - lr * wd if self.decoupled_weight_decay else 1.0)
+                 *self._weight_decay_terms(lr, wd, self.decoupled_weight_decay))
 
 
 class RAdam(_AdamBase):
@@ -288,5 +291,4 @@ class RAdam(_AdamBase):
                          / ((rho_inf - 4) * (rho_inf - 2) * rho_t)) if rectified else 0.0
         _k.radam(segment.param, segment.grad, state["exp_avg"], state["exp_avg_sq"], lr,
                  1 - beta1 ** t, bc2 ** 0.5, rect, rectified, beta1, beta2, self.eps,
-                 0.0 if self.decoupled_weight_decay else wd,
-                 1.0 - lr * wd if self.decoupled_weight_decay else 1.0)
+                 *self._weight_decay_terms(lr, wd, self.decoupled_weight_decay))

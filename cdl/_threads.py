@@ -1,0 +1,59 @@
+"""How many threads the BLAS under cdl's kernels uses.
+
+cdl's own kernels are single-threaded loops; the matrix products go to the
+BLAS that SciPy ships, whose thread pool these functions size (through
+threadpoolctl, which finds the BLAS libraries loaded in the process and
+calls each one's own thread-setting function). They act on every BLAS
+loaded in the process, NumPy's included.
+"""
+import contextlib
+
+__all__ = ["get_num_threads", "set_num_threads", "threads"]
+
+
+def _check(n):
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"the number of threads must be a positive int, got {n!r}")
+    return n
+
+
+def get_num_threads():
+    """Threads of the BLAS that cdl's kernels call.
+
+    Returns
+    -------
+    int
+    """
+    from cdl._info import blas_info
+
+    libraries = blas_info()
+    used = [lib for lib in libraries if lib["used_by_cdl"]] or libraries
+    return int(used[0]["num_threads"]) if used else 1
+
+
+def set_num_threads(n):
+    """Use ``n`` BLAS threads from now on (1 is often fastest for tiny layers).
+
+    Parameters
+    ----------
+    n : int >= 1
+    """
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=_check(n), user_api="blas")
+
+
+@contextlib.contextmanager
+def threads(n):
+    """Use ``n`` BLAS threads inside a ``with`` block, then restore the previous count.
+
+    Examples
+    --------
+    >>> import cdl
+    >>> with cdl.threads(1):
+    ...     pass  # small models often train fastest on one thread
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=_check(n), user_api="blas"):
+        yield
