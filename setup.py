@@ -2,8 +2,10 @@
 
 All Cython directives live in ``CYTHON_DIRECTIVES`` below. Set the
 environment variable ``CDL_DEBUG=1`` at build time to turn bounds and
-wraparound checking back on (slower, for hunting memory errors).
+wraparound checking back on (slower, for hunting memory errors), and
+``CDL_ONLY=name,...`` to build only some of the kernel modules.
 """
+import glob
 import os
 
 import Cython
@@ -24,7 +26,13 @@ CYTHON_DIRECTIVES = {
     "embedsignature": True,
 }
 
-KERNELS = ["_checks", "_blas", "activations", "dense", "losses", "dropout", "optim", "clip", "fused", "_build_info"]
+# Every Cython module under cdl/_kernels is an extension of its own.
+KERNELS = sorted(os.path.splitext(os.path.basename(path))[0]
+                 for path in glob.glob(os.path.join("cdl", "_kernels", "*.pyx")))
+# CDL_ONLY=conv,pooling builds just those modules (for working on one kernel
+# while others are mid-edit); a release build leaves it unset.
+if os.environ.get("CDL_ONLY"):
+    KERNELS = [k for k in KERNELS if k in os.environ["CDL_ONLY"].split(",")]
 
 
 def _c_string(value):

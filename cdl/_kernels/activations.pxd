@@ -9,8 +9,14 @@ cpdef enum Activation:
     ACT_GELU = 5
     ACT_ELU = 6
     ACT_SOFTMAX = 7
+    # The highest code: entry points accept ACT_LINEAR .. ACT_LAST.
+    ACT_LAST = 7
 
 cdef bint backward_needs_input(int act) noexcept nogil
+
+# True for activations computed per row of the last axis (softmax), False
+# for element-by-element ones.
+cdef bint act_rowwise(int act) noexcept nogil
 
 cdef void act_forward(int act, double param, Py_ssize_t rows, Py_ssize_t cols,
                       const floating* X, floating* Y) noexcept nogil

@@ -36,6 +36,10 @@ cdef bint backward_needs_input(int act) noexcept nogil:
     return act == ACT_LEAKY_RELU or act == ACT_GELU or act == ACT_ELU
 
 
+cdef bint act_rowwise(int act) noexcept nogil:
+    return act == ACT_SOFTMAX
+
+
 cdef void _softmax_rows(Py_ssize_t rows, Py_ssize_t cols,
                         const floating* X, floating* Y) noexcept nogil:
     """Y[i] = exp(X[i] - max X[i]) / sum(exp(X[i] - max X[i]))"""
@@ -147,7 +151,7 @@ cdef void act_backward(int act, double param, Py_ssize_t rows, Py_ssize_t cols,
 
 def _rows_cols(X, int act):
     """Rows and row length seen by the kernel: softmax works on the last axis."""
-    if act == ACT_SOFTMAX:
+    if act_rowwise(act):
         if X.ndim == 0:
             raise ValueError("softmax needs at least one axis")
         cols = X.shape[X.ndim - 1]
@@ -156,7 +160,7 @@ def _rows_cols(X, int act):
 
 
 def _check_code(int act):
-    if act < ACT_LINEAR or act > ACT_SOFTMAX:
+    if act < ACT_LINEAR or act > ACT_LAST:
         raise ValueError(f"unknown activation code {act}")
 
 

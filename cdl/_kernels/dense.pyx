@@ -11,7 +11,7 @@ from cdl._kernels._blas cimport _gemm, _gemv, NoTrans, Trans, blas_int, check_bl
 from cdl._kernels._checks cimport (
     check_float_array, check_same_dtype, data_ptr, is_float32)
 from cdl._kernels.activations cimport (
-    act_forward, act_backward, backward_needs_input, ACT_LINEAR, ACT_SOFTMAX)
+    act_forward, act_backward, backward_needs_input, ACT_LINEAR, ACT_LAST)
 
 
 cdef void dense_forward(Py_ssize_t n, Py_ssize_t d_in, Py_ssize_t d_out,
@@ -96,7 +96,7 @@ cdef int _check_sizes(Py_ssize_t n, Py_ssize_t d_in, Py_ssize_t d_out) except -1
 
 
 def _check_activation(int act):
-    if act < ACT_LINEAR or act > ACT_SOFTMAX:
+    if act < ACT_LINEAR or act > ACT_LAST:
         raise ValueError(f"unknown activation code {act}")
 
 

@@ -21,7 +21,8 @@ cimport numpy as cnp
 
 from cdl._kernels._checks cimport check_float_array, check_same_dtype, data_ptr, is_float32
 from cdl._kernels._blas cimport check_blas_int
-from cdl._kernels.activations cimport act_forward, act_backward, ACT_LINEAR, ACT_SOFTMAX
+from cdl._kernels.activations cimport (
+    act_forward, act_backward, act_rowwise, backward_needs_input, ACT_LINEAR, ACT_LAST)
 from cdl._kernels.dense cimport dense_forward, dense_backward
 from cdl._kernels.dropout cimport dropout_forward, dropout_backward
 from cdl._kernels.losses cimport (
@@ -79,7 +80,7 @@ cdef double _run(Step* steps, int n_steps, Py_ssize_t n, const floating* X,
             dense_forward(n, st.d_in, st.d_out, inp, <floating*>st.W, <floating*>st.b,
                           st.act, st.param, <floating*>st.Z, <floating*>st.Y)
         elif st.kind == STEP_ACTIVATION:
-            if st.act == ACT_SOFTMAX:
+            if act_rowwise(st.act):
                 act_forward(st.act, st.param, n, st.d_out, inp, <floating*>st.Y)
             else:
                 act_forward(st.act, st.param, 1, n * st.d_out, inp, <floating*>st.Y)
@@ -108,7 +109,7 @@ cdef double _run(Step* steps, int n_steps, Py_ssize_t n, const floating* X,
             if s == 0:
                 break
         elif st.kind == STEP_ACTIVATION:
-            if st.act == ACT_SOFTMAX:
+            if act_rowwise(st.act):
                 act_backward(st.act, st.param, n, st.d_out, inp, <floating*>st.Y, g, other)
             else:
                 act_backward(st.act, st.param, 1, n * st.d_out, inp, <floating*>st.Y, g, other)
@@ -132,7 +133,7 @@ cdef const floating* _infer(Step* steps, int n_steps, Py_ssize_t n,
             dense_forward(n, st.d_in, st.d_out, inp, <floating*>st.W, <floating*>st.b,
                           st.act, st.param, <floating*>st.Z, <floating*>st.Y)
         elif st.kind == STEP_ACTIVATION:
-            if st.act == ACT_SOFTMAX:
+            if act_rowwise(st.act):
                 act_forward(st.act, st.param, n, st.d_out, inp, <floating*>st.Y)
             else:
                 act_forward(st.act, st.param, 1, n * st.d_out, inp, <floating*>st.Y)
@@ -204,7 +205,7 @@ cdef class TrainPlan:
         for i, (kind, d_in, d_out, act, param, W, b, dW, db) in enumerate(steps):
             if d_in != d_prev or d_out < 1:
                 raise ValueError(f"step {i} takes {d_in} inputs after a step with {d_prev} outputs")
-            if act < ACT_LINEAR or act > ACT_SOFTMAX:
+            if act < ACT_LINEAR or act > ACT_LAST:
                 raise ValueError(f"step {i}: unknown activation code {act}")
             check_blas_int(batch_size * max(d_in, d_out), "plan buffer size")
             st = &self._steps[i]
@@ -234,7 +235,7 @@ cdef class TrainPlan:
                 st.W, st.dW = data_ptr(W), data_ptr(dW)
                 st.b = NULL if b is None else data_ptr(b)
                 st.db = NULL if db is None else data_ptr(db)
-                if act in (2, 5, 6):  # leaky ReLU, GELU, ELU read the pre-activation
+                if backward_needs_input(act):  # its derivative reads the pre-activation
                     Z = np.empty(batch_size * d_out, dtype=self.dtype)
                     self._keep.append(Z)
                     st.Z = data_ptr(Z)

@@ -1,17 +1,27 @@
-"""Built-in layers and the Layer base class for writing your own."""
-from cdl.layers.activation import (
-    ELU, GELU, Activation, LeakyReLU, ReLU, Sigmoid, Softmax, Tanh)
+"""Built-in layers and the Layer base class for writing your own.
+
+Each module listed in ``_MODULES`` declares its public layers in
+``__all__``; they are exported here and registered by class name, which is
+how saved models find them again.
+"""
+import importlib
+
 from cdl.layers.base import Layer
-from cdl.layers.core import Dropout, Flatten
-from cdl.layers.dense import Dense
 
-__all__ = [
-    "Layer", "Dense", "Activation", "ReLU", "LeakyReLU", "Sigmoid", "Tanh",
-    "Softmax", "GELU", "ELU", "Dropout", "Flatten", "get", "register_layer",
-]
+#: The modules that hold built-in layers, in the order they are exported.
+_MODULES = ("dense", "activation", "core")
 
-_BY_NAME = {cls.__name__: cls for cls in (
-    Dense, Activation, ReLU, LeakyReLU, Sigmoid, Tanh, Softmax, GELU, ELU, Dropout, Flatten)}
+_BY_NAME = {}
+for _module_name in _MODULES:
+    _module = importlib.import_module(f"cdl.layers.{_module_name}")
+    for _name in _module.__all__:
+        _obj = getattr(_module, _name)
+        globals()[_name] = _obj
+        if isinstance(_obj, type) and issubclass(_obj, Layer):
+            _BY_NAME[_name] = _obj
+del _module_name, _module, _name, _obj
+
+__all__ = ["Layer", *_BY_NAME, "get", "register_layer"]
 
 
 #: Layer classes registered by users with ``register_layer`` (name -> class).

@@ -5,6 +5,8 @@ from cdl._kernels import activations as _act
 from cdl._validation import check_number, choose
 from cdl.layers.base import Layer
 
+__all__ = ["Activation", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softmax", "GELU", "ELU"]
+
 #: Default parameter (slope of leaky ReLU, alpha of ELU) per activation name.
 DEFAULT_PARAMS = {"leaky_relu": 0.01, "elu": 1.0}
 

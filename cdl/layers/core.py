@@ -7,6 +7,8 @@ from cdl._kernels import dropout as _dropout
 from cdl._validation import check_number
 from cdl.layers.base import Layer
 
+__all__ = ["Dropout", "Flatten"]
+
 
 class Dropout(Layer):
     """Inverted dropout: during training, zero each element with probability

@@ -10,6 +10,8 @@ from cdl._validation import check_number
 from cdl.layers.activation import resolve_activation
 from cdl.layers.base import Layer
 
+__all__ = ["Dense"]
+
 
 class Dense(Layer):
     """y = activation(x @ kernel + bias), over the last axis of ``x``.
