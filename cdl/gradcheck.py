@@ -117,8 +117,8 @@ def gradcheck(obj, x, target=None, *, loss=None, sample_weight=None, training=Fa
     upstream = loss_fn.backward() if loss_fn is not None else projection
     analytic = {"input": np.array(obj.backward(upstream), dtype=np.float64)}
     layers = obj.layers if isinstance(obj, Sequential) else [obj]
-    owned = [(f"{layer.name}.{name}", layer, name)
-             for layer in layers for name in layer._param_names]
+    owned = [(f"{owner.name}.{name}", owner, name)
+             for layer in layers for owner, name in layer.weight_owners()]
     for key, layer, name in owned:
         analytic[key] = np.array(getattr(layer, name + "_grad"), dtype=np.float64)
 

@@ -148,8 +148,8 @@ def _jsonable(value):
 
 
 def _param_layout(model):
-    return [{"layer": layer.name, "weight": name, "shape": list(getattr(layer, name).shape)}
-            for layer in model.layers for name in layer._param_names]
+    return [{"layer": owner.name, "weight": name, "shape": list(getattr(owner, name).shape)}
+            for layer in model.layers for owner, name in layer.weight_owners()]
 
 
 def _model_header(model, kind, include_optimizer):

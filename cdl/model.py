@@ -105,7 +105,7 @@ class Sequential(TrainingMixin):
 
     def _pack(self):
         """Move every weight into one flat buffer and every gradient into another."""
-        owners = [(layer, name) for layer in self._layers for name in layer._param_names]
+        owners = [owner for layer in self._layers for owner in layer.weight_owners()]
         total = sum(getattr(layer, name).size for layer, name in owners)
         self.param_buffer = np.zeros(total, dtype=self.dtype)
         self.grad_buffer = np.zeros(total, dtype=self.dtype)

@@ -153,15 +153,20 @@ class Layer:
         """Names of the layer's weights, in order (weight before bias)."""
         return list(self._param_names)
 
+    def weight_owners(self):
+        """``(layer, weight name)`` for every weight, in order; layers that hold
+        other layers (``Residual``, ``Concatenate``) list their sublayers' too."""
+        return [(self, name) for name in self._param_names]
+
     @property
     def params(self):
         """The layer's weights, in order (arrays; views into the model's buffer)."""
-        return [getattr(self, n) for n in self._param_names]
+        return [getattr(layer, n) for layer, n in self.weight_owners()]
 
     @property
     def grads(self):
         """Gradients aligned with ``params``, filled by ``backward``."""
-        return [getattr(self, n + "_grad") for n in self._param_names]
+        return [getattr(layer, n + "_grad") for layer, n in self.weight_owners()]
 
     def count_params(self):
         """Number of scalar weights."""
