@@ -25,7 +25,8 @@ from cdl.model import Sequential
 
 # Loaded on first use, to keep ``import cdl`` fast: scripts that only train
 # never pay for the data sets, metrics or file format code.
-_LAZY_MODULES = ("callbacks", "data", "datasets", "metrics", "schedules", "io", "bench")
+_LAZY_MODULES = ("callbacks", "data", "datasets", "metrics", "regularizers", "schedules", "io",
+                 "bench")
 
 
 def __getattr__(name):

@@ -122,6 +122,21 @@ class Sequential(TrainingMixin):
         self.params = [getattr(layer, name) for layer, name in owners]
         self.grads = [getattr(layer, name + "_grad") for layer, name in owners]
 
+    def regularization_loss(self):
+        """Sum of every weight penalty and of the activity penalties of the last
+        training forward pass (see ``cdl.regularizers``)."""
+        return sum(layer.regularization_loss() + layer.activity_penalty
+                   for layer in self._layers)
+
+    def _has_regularization(self):
+        return any(owner._regularizers for layer in self._layers
+                   for owner, _ in layer.weight_owners()) or any(
+            getattr(layer, "activity_regularizer", None) is not None for layer in self._layers)
+
+    def _add_regularization_gradients(self):
+        for layer in self._layers:
+            layer.add_regularization_gradients()
+
     def count_params(self):
         """Total number of scalar weights."""
         self._ensure_built()

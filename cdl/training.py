@@ -180,6 +180,7 @@ class TrainingMixin:
     #: Use the fused compiled training step when the model supports it; the
     #: layer-by-layer path computes the same numbers and is kept for tests.
     use_fused_step = True
+    _regularized = False
     _plan = None
     _plan_key = None
     _predict_plan = None
@@ -307,6 +308,9 @@ class TrainingMixin:
             out = self._forward_checked(x, True)
             loss = self.loss.forward(out, y, w)
             self._backward_checked(self.loss.backward())
+        if self._regularized:
+            loss += self.regularization_loss()
+            self._add_regularization_gradients()
         if self.clip_value is not None:
             _optimizers.clip_grad_value(self.grad_buffer, self.clip_value)
         if self.clip_norm is not None:
@@ -325,6 +329,7 @@ class TrainingMixin:
         weights = None if sample_weight is None else _sample_weights(
             sample_weight, None, None, x.shape[0], self.dtype)
         plan = self._fused_plan(max(x.shape[0], 1)) if self.use_fused_step else None
+        self._regularized = self._has_regularization()
         loss, _ = self._step(x, y, weights, plan)
         return loss
 
@@ -424,6 +429,7 @@ class TrainingMixin:
                                                  "batch_size": batch_size})
         batch_logs = cb.wants_batch_logs
         plan = self._fused_plan(min(batch_size, n)) if self.use_fused_step else None
+        self._regularized = self._has_regularization()
         self.stop_training = False
         self.history = history
         start = time.perf_counter()
@@ -525,7 +531,9 @@ class TrainingMixin:
             total += self.loss.forward(out, yb, wb) * xb.shape[0]
             for m in self.metrics:
                 m.update(yb, out, wb)
-        results = {"loss": total / n}
+        # Weight penalties count in the reported loss, as in fit (and Keras).
+        results = {"loss": total / n + sum(layer.regularization_loss()
+                                           for layer in self._layers)}
         results.update({m.name: float(m.result()) for m in self.metrics})
         return results
 

@@ -55,6 +55,8 @@ class Layer:
         self.input_shape = None
         self.output_shape = None
         self._param_names = []
+        self._regularizers = {}       # weight name -> Regularizer
+        self.activity_penalty = 0.0   # set by forward in training, for activity regularizers
         self._rng = None
 
     # --- configuration -----------------------------------------------------
@@ -111,7 +113,7 @@ class Layer:
         self.built = True
         return self.output_shape
 
-    def add_weight(self, name, shape, initializer="zeros"):
+    def add_weight(self, name, shape, initializer="zeros", regularizer=None):
         """Create a weight and its gradient; store them as ``name`` and ``name_grad``.
 
         Parameters
@@ -121,6 +123,8 @@ class Layer:
         shape : tuple of int
         initializer : str or callable
             See ``cdl.initializers.get``.
+        regularizer : str or cdl.regularizers.Regularizer, optional
+            Penalty on this weight, added to the loss during training.
 
         Returns
         -------
@@ -137,6 +141,9 @@ class Layer:
         setattr(self, name, value)
         setattr(self, name + "_grad", np.zeros_like(value))
         self._param_names.append(name)
+        if regularizer is not None:
+            from cdl import regularizers
+            self._regularizers[name] = regularizers.get(regularizer)
         return value
 
     def _rebind(self, name, value_view, grad_view):
@@ -167,6 +174,18 @@ class Layer:
     def grads(self):
         """Gradients aligned with ``params``, filled by ``backward``."""
         return [getattr(layer, n + "_grad") for layer, n in self.weight_owners()]
+
+    def regularization_loss(self):
+        """The penalties of this layer's regularized weights (sublayers' too)."""
+        return sum(owner._regularizers[name].penalty(getattr(owner, name))
+                   for owner, name in self.weight_owners() if name in owner._regularizers)
+
+    def add_regularization_gradients(self):
+        """Add the penalties' gradients to the weights' gradients, in place."""
+        for owner, name in self.weight_owners():
+            if name in owner._regularizers:
+                owner._regularizers[name].add_gradient(getattr(owner, name),
+                                                       getattr(owner, name + "_grad"))
 
     def count_params(self):
         """Number of scalar weights."""

@@ -3,7 +3,7 @@ import math
 
 import numpy as np
 
-from cdl import initializers
+from cdl import initializers, regularizers
 from cdl._kernels import activations as _act
 from cdl._kernels import dense as _dense
 from cdl._validation import check_number
@@ -27,6 +27,11 @@ class Dense(Layer):
     use_bias : bool
     kernel_initializer, bias_initializer : str or callable
         Defaults: glorot uniform kernel, zero bias.
+    kernel_regularizer, bias_regularizer : str or Regularizer, optional
+        Penalties on the weights (``cdl.regularizers``), added to the loss.
+    activity_regularizer : str or Regularizer, optional
+        Penalty on the layer's output, averaged over the batch, added to the
+        training loss.
 
     Attributes
     ----------
@@ -36,8 +41,12 @@ class Dense(Layer):
 
     def __init__(self, units, activation=None, use_bias=True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
                  name=None, dtype=None):
         super().__init__(name=name, dtype=dtype)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.activity_regularizer = regularizers.get(activity_regularizer)
         self.units = check_number(units, "units", low=1, integer=True)
         self.activation, self._code, self._param = resolve_activation(activation)
         self.use_bias = bool(use_bias)
@@ -54,14 +63,18 @@ class Dense(Layer):
             name = initializers.name_of(getattr(self, key))
             if name is not None:
                 config[key] = name
+        for key in ("kernel_regularizer", "bias_regularizer", "activity_regularizer"):
+            if getattr(self, key) is not None:
+                config[key] = regularizers.config_of(getattr(self, key))
         return config
 
     def build(self, input_shape):
         if len(input_shape) < 1:
             raise ValueError(f"{self.name}: Dense needs inputs with a feature axis")
-        self.add_weight("kernel", (input_shape[-1], self.units), self.kernel_initializer)
+        self.add_weight("kernel", (input_shape[-1], self.units), self.kernel_initializer,
+                        self.kernel_regularizer)
         if self.use_bias:
-            self.add_weight("bias", (self.units,), self.bias_initializer)
+            self.add_weight("bias", (self.units,), self.bias_initializer, self.bias_regularizer)
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)
@@ -81,6 +94,9 @@ class Dense(Layer):
         _dense.forward(x2, self.kernel, self.bias if self.use_bias else None,
                        z, y, self._code, self._param)
         self._cache = (x2, z, y, x.shape)
+        if self.activity_regularizer is not None:
+            self.activity_penalty = (self.activity_regularizer.penalty(y) / max(len(y), 1)
+                                     if training else 0.0)
         return y.reshape(x.shape[:-1] + (self.units,))
 
     def backward(self, grad):
@@ -88,6 +104,11 @@ class Dense(Layer):
             raise RuntimeError(f"{self.name}: backward called before forward")
         x2, z, y, x_shape = self._cache
         dy = self._check_grad(grad, x_shape[:-1] + (self.units,)).reshape(y.shape)
+        if self.activity_regularizer is not None and self.activity_penalty:
+            dy = dy.copy()  # the caller's gradient is not ours to change
+            scaled = np.zeros_like(dy)
+            self.activity_regularizer.add_gradient(y, scaled)
+            dy += scaled / max(len(y), 1)
         dx = np.empty_like(x2)
         dz = np.empty_like(dy) if self._code != _act.CODES["linear"] else dy
         _dense.backward(x2, self.kernel, z, y, dy, dz, self.kernel_grad,
