@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 
-from cdl.bench.workloads import train_flops
+from cdl.bench.workloads import cnn_flops, train_flops
 
 #: Training configurations: name -> (layer sizes, batch size).
 TRAIN_CONFIGS = {
@@ -84,8 +84,13 @@ def import_time(module, threads):
     return best
 
 
+def _has_conv():
+    from cdl import layers
+    return hasattr(layers, "Conv2D")
+
+
 def run(configs=None, optimizers=("sgd", "adam"), rounds=3, threads=2, min_seconds=0.3,
-        frameworks=("cdl", "torch", "numpy"), digits=True, predict=True, log=print):
+        frameworks=("cdl", "torch", "numpy"), digits=True, predict=True, cnn=True, log=print):
     """Run the benchmarks and return the results as a dict (see ``format_report``)."""
     frameworks = [f for f in frameworks if available(f)]
     configs = list(TRAIN_CONFIGS) if configs is None else list(configs)
@@ -115,6 +120,14 @@ def run(configs=None, optimizers=("sgd", "adam"), rounds=3, threads=2, min_secon
             res = measure(tasks, rounds)
             results["predict"][name] = res
             log(_line(name, res, frameworks))
+    if cnn and _has_conv():
+        fws = [fw for fw in ("cdl", "torch") if fw in frameworks]
+        tasks = {fw: {"framework": fw, "kind": "cnn", "steps": 20, "threads": threads,
+                      "min_seconds": min_seconds} for fw in fws}
+        res = measure(tasks, rounds)
+        res["gflops"] = cnn_flops() / res["cdl"]["seconds"] / 1e9
+        results["train"]["small-cnn/sgd"] = res
+        log(_line("small-cnn sgd", res, fws))
     if digits:
         fws = [fw for fw in ("cdl", "torch", "sklearn") if available(fw)]
         tasks = {fw: {"framework": fw, "kind": "fit_digits", "threads": threads} for fw in fws}
@@ -191,16 +204,17 @@ def main(argv=None):
                         choices=["cdl", "torch", "numpy"])
     parser.add_argument("--no-digits", action="store_true")
     parser.add_argument("--no-predict", action="store_true")
+    parser.add_argument("--no-cnn", action="store_true")
     parser.add_argument("--quick", action="store_true",
                         help="one round of the tiny configuration only (a smoke test)")
     parser.add_argument("--json", help="also write the raw results to this file")
     args = parser.parse_args(argv)
     if args.quick:
         args.configs, args.optimizers, args.rounds, args.min_seconds = ["tiny"], ["sgd"], 1, 0.05
-        args.no_digits = args.no_predict = True
+        args.no_digits = args.no_predict = args.no_cnn = True
     start = time.perf_counter()
     results = run(args.configs, args.optimizers, args.rounds, args.threads, args.min_seconds,
-                  args.frameworks, not args.no_digits, not args.no_predict)
+                  args.frameworks, not args.no_digits, not args.no_predict, not args.no_cnn)
     print()
     print(format_report(results))
     print(f"\n(benchmark took {time.perf_counter() - start:.0f} s)")

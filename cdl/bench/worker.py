@@ -40,6 +40,9 @@ def run(task):
         seconds, accuracy = fn()
         result["times"] = [seconds]
         result["accuracy"] = accuracy
+    elif kind == "cnn":
+        fn = {"cdl": w.cdl_cnn_train, "torch": w.torch_cnn_train}[framework]
+        result["times"] = fn(task["steps"], task["min_seconds"])
     elif kind == "sgemm":
         result["gflops"] = w.sgemm_gflops(task.get("n", 2048), task["min_seconds"])
     elif kind == "import":

@@ -276,3 +276,70 @@ def sgemm_gflops(n=2048, min_seconds=1.0):
     times = _timed_epochs(lambda: _blas.gemm(a, b, c), min_seconds)
     # The best run: the roofline is what the library can reach, not a typical run.
     return 2 * n ** 3 / float(np.min(times)) / 1e9
+
+
+# --- a small CNN (channels-last in cdl, channels-first in PyTorch) ------------
+
+#: (input height, width, channels), filters of the two 3x3 convolutions, classes, batch.
+CNN_SHAPE, CNN_FILTERS, CNN_CLASSES, CNN_BATCH = (16, 16, 3), (16, 32), 10, 64
+
+
+def cnn_flops(batch=CNN_BATCH):
+    """FLOPs of one training step of the small CNN (convolutions and dense layer,
+    forward and backward, no input gradient for the first layer)."""
+    h, w, c = CNN_SHAPE
+    f1, f2 = CNN_FILTERS
+    conv1 = 2 * h * w * 9 * c * f1            # "same" padding
+    conv2 = 2 * (h - 2) * (w - 2) * 9 * f1 * f2  # "valid" padding
+    dense = 2 * (h - 2) * (w - 2) * f2 * CNN_CLASSES
+    return batch * (3 * (conv2 + dense) + 2 * conv1)
+
+
+def _cnn_data(steps):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((CNN_BATCH * steps,) + CNN_SHAPE).astype(np.float32)
+    y = rng.integers(0, CNN_CLASSES, CNN_BATCH * steps).astype(np.int64)
+    return x, y
+
+
+def cdl_cnn_train(steps, min_seconds):
+    import cdl
+    from cdl import layers, optimizers
+    model = cdl.Sequential([
+        layers.Conv2D(CNN_FILTERS[0], 3, padding="same", activation="relu"),
+        layers.Conv2D(CNN_FILTERS[1], 3, activation="relu"),
+        layers.Flatten(),
+        layers.Dense(CNN_CLASSES),
+    ], input_shape=CNN_SHAPE, seed=0)
+    model.compile(optimizers.SGD(lr=LR, momentum=0.9), "cross_entropy")
+    x, y = _cnn_data(steps)
+
+    def epoch():
+        model.fit(x, y, epochs=1, batch_size=CNN_BATCH, verbose=0)
+    epoch()
+    return [t / steps for t in _timed_epochs(epoch, min_seconds)]
+
+
+def torch_cnn_train(steps, min_seconds):
+    import torch
+    h, w, c = CNN_SHAPE
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(c, CNN_FILTERS[0], 3, padding=1), torch.nn.ReLU(),
+        torch.nn.Conv2d(CNN_FILTERS[0], CNN_FILTERS[1], 3), torch.nn.ReLU(),
+        torch.nn.Flatten(), torch.nn.Linear((h - 2) * (w - 2) * CNN_FILTERS[1], CNN_CLASSES))
+    opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=0.9)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    x, y = _cnn_data(steps)
+    x = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+    y = torch.from_numpy(y)
+    generator = torch.Generator().manual_seed(0)
+
+    def epoch():
+        order = torch.randperm(len(x), generator=generator)
+        for start in range(0, len(x), CNN_BATCH):
+            idx = order[start:start + CNN_BATCH]
+            opt.zero_grad()
+            loss_fn(model(x[idx]), y[idx]).backward()
+            opt.step()
+    epoch()
+    return [t / steps for t in _timed_epochs(epoch, min_seconds)]
