@@ -42,6 +42,12 @@ The header object holds:
 ``param_layout``
     One entry per weight, in the order of ``model.params``:
     ``{"layer", "weight", "shape"}``.
+``buffers``
+    One entry per layer buffer (non-trainable state such as BatchNorm's
+    running statistics, see ``Layer.buffers``), in layer order:
+    ``{"layer", "buffer", "array"}``, ``array`` naming its entry in the
+    array table. Empty for an unbuilt model; files without the field have
+    no buffers.
 ``compile``
     ``model.compile_config()``, or null if the model was not compiled (always
     null in a weights file).
@@ -63,7 +69,8 @@ The header object holds:
     ``"int64"``; ``offset`` counts bytes from the start of the data section;
     ``nbytes`` is exactly ``prod(shape) * itemsize``; arrays lie inside the
     data section and do not overlap. Names are ``"params"`` (the flat
-    parameter buffer, ``model.param_buffer``) and ``"optimizer/<state
+    parameter buffer, ``model.param_buffer``), ``"buffers/<layer
+    name>/<buffer name>"`` (in the model's dtype) and ``"optimizer/<state
     name>"``. Writers place arrays in table order, each at a multiple of 64
     bytes, with zero padding; readers must not rely on this.
 
@@ -129,7 +136,8 @@ def save_model(model, path, include_optimizer=True):
 
 
 def save_weights(model, path):
-    """Save only the model's weights (its flat parameter buffer)."""
+    """Save only the model's weights (its flat parameter buffer) and the
+    layers' buffers (such as BatchNorm's running statistics)."""
     header, arrays = _model_header(model, "weights", False)
     _atomic_write(path, lambda f: _write_file(f, header, arrays))
 
@@ -152,6 +160,21 @@ def _param_layout(model):
             for layer in model.layers for owner, name in layer.weight_owners()]
 
 
+def _buffer_layout(model):
+    """[(layer, buffer name, array)] of every layer buffer, in layer order."""
+    entries = []
+    for layer in model.layers:
+        for name, array in layer.buffers().items():
+            if not (isinstance(name, str) and name):
+                raise ValueError(f"layer {layer.name!r} has a buffer named {name!r}; buffer "
+                                 "names must be non-empty strings")
+            if not isinstance(array, np.ndarray):
+                raise TypeError(f"buffer {layer.name}.{name} must be an ndarray, got "
+                                f"{type(array).__name__}")
+            entries.append((layer, name, array))
+    return entries
+
+
 def _model_header(model, kind, include_optimizer):
     """The header dict (without the array table) and the arrays to write."""
     import cdl
@@ -164,6 +187,13 @@ def _model_header(model, kind, include_optimizer):
     if kind == "weights" and not model.built:
         raise ValueError("the model has no weights yet: build it (or run it once) first")
     arrays = [("params", model.param_buffer)]
+    buffers = []
+    for layer, name, array in (_buffer_layout(model) if model.built else []):
+        array_name = f"buffers/{layer.name}/{name}"
+        if any(entry["array"] == array_name for entry in buffers):
+            raise ValueError(f"two buffers would be saved as {array_name!r}; rename a layer")
+        buffers.append({"layer": layer.name, "buffer": name, "array": array_name})
+        arrays.append((array_name, array))
     header = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -172,6 +202,7 @@ def _model_header(model, kind, include_optimizer):
         "model": model.get_config(),
         "built": bool(model.built),
         "param_layout": _param_layout(model) if model.built else [],
+        "buffers": buffers,
         "compile": None,
         "optimizer": None,
         "rng": None,
@@ -521,6 +552,55 @@ def _check_layout(check, header, model, what="the file"):
                          f"{len(current)} (from {mine['layer']}.{mine['weight']} on)")
 
 
+def _buffer_values(check, header, model, arrays, by_name):
+    """Pair each buffer of ``model`` with the file's: by layer and buffer name
+    (``load_model``, whose layers carry the saved names; dtypes must agree) or
+    by position (``load_weights``: layer names may differ, as for weights;
+    float dtypes are converted). Everything is checked before anything is
+    written. Returns ([(target array, saved array)], names of the arrays used)."""
+    saved = []
+    for i, entry in enumerate(check.expect(header.get("buffers", []), list, "buffers")):
+        where = f"buffers[{i}]"
+        check.expect(entry, dict, where)
+        key = (check.key(entry, "layer", str, where), check.key(entry, "buffer", str, where))
+        array_name = check.key(entry, "array", str, where)
+        if array_name not in arrays:
+            check.fail(f"buffer {key[0]}.{key[1]} refers to a missing array {array_name!r}")
+        saved.append((key, array_name))
+    mine = _buffer_layout(model)
+    if by_name:
+        index = dict(saved)
+        if len(index) != len(saved):
+            check.fail("the header lists a buffer twice")
+        missing = [f"{layer.name}.{name}" for layer, name, _ in mine
+                   if (layer.name, name) not in index]
+        extra = sorted(set(index) - {(layer.name, name) for layer, name, _ in mine})
+        if missing or extra:
+            check.fail(f"the file's buffers do not match the model's: missing {missing}, "
+                       f"unknown {['.'.join(k) for k in extra]}")
+        matched = [(index[(layer.name, name)], layer, name, target)
+                   for layer, name, target in mine]
+    else:
+        if len(saved) != len(mine):
+            raise ValueError(f"{check.path}: the file has {len(saved)} buffers, the model "
+                             f"{len(mine)} ({[f'{layer.name}.{n}' for layer, n, _ in mine]})")
+        matched = [(array_name, layer, name, target)
+                   for (_, array_name), (layer, name, target) in zip(saved, mine)]
+    pairs, used = [], set()
+    for array_name, layer, name, target in matched:
+        value = arrays[array_name]
+        if value.shape != target.shape:
+            raise ValueError(f"{check.path}: buffer {array_name!r} has shape "
+                             f"{list(value.shape)} in the file but {list(target.shape)} "
+                             f"in the model ({layer.name}.{name})")
+        if value.dtype != target.dtype and (by_name or value.dtype.kind != target.dtype.kind):
+            check.fail(f"buffer {array_name!r} is {value.dtype}, the model's "
+                       f"{layer.name}.{name} {target.dtype}")
+        pairs.append((target, value))
+        used.add(array_name)
+    return pairs, used
+
+
 def _params_array(check, file, size):
     params = file.arrays.get("params")
     if params is None:
@@ -578,6 +658,13 @@ def load_model(path):
     params = _params_array(check, file, model.param_buffer.size)
     if params.dtype != model.dtype:
         check.fail(f"the 'params' array is {params.dtype}, the model {model.dtype}")
+    try:
+        buffer_pairs, used = _buffer_values(check, header, model, file.arrays, by_name=True)
+    except ModelFileError:
+        raise
+    except ValueError as err:
+        raise ModelFileError(str(err)) from None
+    known |= used
 
     compile_config = header.get("compile")
     opt_section = header.get("optimizer")
@@ -597,6 +684,8 @@ def load_model(path):
         check.fail(f"the file has arrays nothing refers to: {sorted(extra)}")
     _restore_rng(check, model, header.get("rng"))
     model.param_buffer[...] = params
+    for target, saved in buffer_pairs:
+        target[...] = saved
     return model
 
 
@@ -680,7 +769,8 @@ def _restore_rng(check, model, state):
 
 
 def load_weights(model, path):
-    """Copy the weights saved by ``save_weights`` (or ``save_model``) into ``model``.
+    """Copy the weights saved by ``save_weights`` (or ``save_model``) into ``model``,
+    and the layers' buffers (such as BatchNorm's running statistics).
 
     The model's weights must have the same shapes, in the same order, as
     the saved ones (layer names may differ). An unbuilt model is built for
@@ -712,4 +802,7 @@ def load_weights(model, path):
             model.build()
     _check_layout(check, header, model)
     params = _params_array(check, file, model.param_buffer.size)
+    buffer_pairs, _ = _buffer_values(check, header, model, file.arrays, by_name=False)
     model.param_buffer[...] = params.astype(model.dtype, copy=False)
+    for target, saved in buffer_pairs:
+        target[...] = saved

@@ -96,6 +96,11 @@ class Sequential(TrainingMixin):
             raise ValueError("the model needs an input_shape to be built")
         if not self._layers:
             raise ValueError("the model has no layers")
+        for layer in self._layers[1:]:
+            if not layer.has_input_gradient:
+                raise ValueError(
+                    f"{layer.name} ({type(layer).__name__}) has no input gradient, so it can "
+                    "only be the first layer of a model")
         shape = self.input_shape
         for layer in self._layers:
             shape = layer._build(shape, self.dtype, self.rng)

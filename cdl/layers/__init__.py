@@ -9,7 +9,7 @@ import importlib
 from cdl.layers.base import Layer
 
 #: The modules that hold built-in layers, in the order they are exported.
-_MODULES = ("dense", "activation", "core", "composite")
+_MODULES = ("dense", "activation", "core", "composite", "normalization", "embedding")
 
 _BY_NAME = {}
 for _module_name in _MODULES:

@@ -46,6 +46,10 @@ class Layer:
     ``cdl.gradcheck(layer, x)`` then checks the gradients numerically.
     """
 
+    #: False for layers whose input is not differentiable (Embedding's
+    #: indices): their ``backward`` returns None, so they must come first.
+    has_input_gradient = True
+
     def __init__(self, name=None, dtype=None):
         if name is not None and not isinstance(name, str):
             raise TypeError(f"name must be a string, got {name!r}")
@@ -186,6 +190,20 @@ class Layer:
             if name in owner._regularizers:
                 owner._regularizers[name].add_gradient(getattr(owner, name),
                                                        getattr(owner, name + "_grad"))
+
+    def buffers(self):
+        """Non-trainable state saved with the model, as ``{name: array}``.
+
+        Arrays that ``forward`` updates but no optimizer may touch (such as
+        BatchNorm's running statistics) are not weights: a layer keeps them
+        as plain attributes, created in ``build``, and lists them here in a
+        fixed order once built. ``cdl.io`` saves them with the model and
+        restores them in place (``array[...] = saved``), so return the
+        layer's own arrays, not copies. A layer holding other layers returns
+        theirs too, under names unique within it (such as
+        ``"<sublayer name>/<buffer name>"``). The default: none.
+        """
+        return {}
 
     def count_params(self):
         """Number of scalar weights."""

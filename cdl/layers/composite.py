@@ -56,6 +56,11 @@ class _Container(Layer):
         return [owner for chain in self._chains() for layer in chain
                 for owner in layer.weight_owners()]
 
+    def buffers(self):
+        # Sublayers' state (e.g. BatchNorm's running statistics) is saved too.
+        return {f"{layer.name}/{name}": array for chain in self._chains() for layer in chain
+                for name, array in layer.buffers().items()}
+
     def flops_per_sample(self, input_shape):
         total = 0
         for chain in self._chains():
