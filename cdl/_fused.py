@@ -32,7 +32,8 @@ class Plan:
 
 
 def _loss_code(loss):
-    if type(loss) is losses.CrossEntropy and loss.label_smoothing == 0.0:
+    if type(loss) is losses.CrossEntropy and loss.label_smoothing == 0.0 \
+            and loss.weight is None:  # the fused step knows no class weights
         return _k.LOSS_CROSS_ENTROPY, 1.0
     if type(loss) is losses.BinaryCrossEntropy:
         return _k.LOSS_BINARY_CROSS_ENTROPY, 1.0

@@ -4,16 +4,25 @@ Each loss is an object with ``forward(pred, target, sample_weight=None)
 -> float`` (the mean over the batch) and ``backward() -> d loss / d pred``
 for the last forward call. With ``sample_weight``, each sample's loss is
 multiplied by its weight and the sum is still divided by the batch size
-(Keras' convention), so weights of 1 change nothing. Classification losses take logits (unnormalised scores)
-and apply the (log-)softmax or sigmoid themselves, stably.
+(Keras' convention), so weights of 1 change nothing. Class weights
+(``CrossEntropy(weight=...)``, ``NLL(weight=...)``) follow PyTorch instead:
+the sum is divided by the total class weight of the batch's labels.
+
+``CrossEntropy`` and ``BinaryCrossEntropy`` take logits (unnormalised
+scores) and apply the (log-)softmax or sigmoid themselves, stably; ``NLL``
+and ``KLDivergence`` take log-probabilities (the output of a LogSoftmax
+layer), as their PyTorch namesakes do.
 """
+import numbers
+
 import numpy as np
 
 from cdl._kernels import losses as _k
-from cdl._validation import as_float_array, check_finite, check_number
+from cdl._kernels import losses_extra as _kx
+from cdl._validation import as_float_array, as_real_array, check_finite, check_number
 
-__all__ = ["Loss", "MSE", "MAE", "Huber", "CrossEntropy", "BinaryCrossEntropy", "get",
-           "from_config"]
+__all__ = ["Loss", "MSE", "MAE", "Huber", "CrossEntropy", "BinaryCrossEntropy", "NLL",
+           "KLDivergence", "Poisson", "CosineSimilarity", "Hinge", "get", "from_config"]
 
 
 def _as_pred(pred):
@@ -24,8 +33,10 @@ def _as_pred(pred):
     return as_float_array(pred, dtype, "pred")
 
 
-def _as_dense_target(target, pred, name="target"):
-    """Target with the dtype and shape of ``pred``; (n,) is accepted for (n, 1)."""
+def _as_dense_target(target, pred, name="target", allow_minus_inf=False):
+    """Target with the dtype and shape of ``pred``; (n,) is accepted for (n, 1).
+    NaN and infinities are rejected (-inf is let through with ``allow_minus_inf``,
+    for log-probabilities)."""
     target = as_float_array(target, pred.dtype, name)
     if target.shape != pred.shape:
         if pred.ndim >= 1 and pred.shape[-1] == 1 and target.shape == pred.shape[:-1]:
@@ -33,7 +44,12 @@ def _as_dense_target(target, pred, name="target"):
         else:
             raise ValueError(
                 f"{name} has shape {target.shape}, expected {pred.shape} (the shape of pred)")
-    check_finite(target, name)
+    if not allow_minus_inf:
+        check_finite(target, name)
+    elif target.size and np.isnan(target).any():
+        raise ValueError(f"{name} contains NaN")
+    elif target.size and (target == np.inf).any():
+        raise ValueError(f"{name} contains +infinity")
     return target
 
 
@@ -50,6 +66,79 @@ def _as_weights(sample_weight, pred):
     if (weights < 0).any():
         raise ValueError("sample_weight must be non-negative")
     return weights
+
+
+def _as_class_weights(weight):
+    """A per-class weight vector as a read-only float64 array, or None."""
+    if weight is None:
+        return None
+    weights = np.array(as_real_array(weight, "weight"), dtype=np.float64)
+    if weights.ndim != 1 or weights.size == 0:
+        raise ValueError(
+            f"weight must be a 1-D sequence with one weight per class, got shape "
+            f"{weights.shape}")
+    check_finite(weights, "weight")
+    if (weights < 0).any():
+        raise ValueError("weight (class weights) must be non-negative")
+    if not (weights > 0).any():
+        raise ValueError("weight (class weights) must have at least one positive entry")
+    weights.flags.writeable = False
+    return weights
+
+
+class _ClassWeights:
+    """The ``weight=`` of a loss over classes, cast once per dtype."""
+
+    def __init__(self, weight):
+        self.weight = _as_class_weights(weight)
+        self._cast = {}
+
+    def _class_weights(self, classes, dtype):
+        """The class weights in ``dtype`` (None without), checked against ``classes``."""
+        if self.weight is None:
+            return None
+        if self.weight.shape[0] != classes:
+            raise ValueError(
+                f"weight has {self.weight.shape[0]} class weights but pred has {classes} "
+                "classes")
+        dtype = np.dtype(dtype)
+        if dtype not in self._cast:
+            self._cast[dtype] = np.ascontiguousarray(self.weight, dtype=dtype)
+        return self._cast[dtype]
+
+    def _weight_config(self):
+        return None if self.weight is None else [float(w) for w in self.weight]
+
+
+def _class_labels(target, n, classes):
+    """Integer labels as int64 of shape (n,), or None if ``target`` holds
+    class probabilities (floats of more than one dimension)."""
+    try:
+        target = np.asarray(target)
+    except ValueError as err:  # ragged nested lists
+        raise ValueError(f"target could not be turned into an array: {err}") from None
+    if target.dtype.kind in "iub" or (target.ndim == 1 and target.dtype.kind == "f"):
+        if target.ndim == 2 and target.shape[1] == 1:
+            target = target[:, 0]
+        if target.ndim != 1:
+            raise ValueError(
+                f"integer labels must have shape ({n},) or ({n}, 1), got "
+                f"{target.shape}; pass class probabilities as floats")
+        if target.dtype.kind == "f":
+            check_finite(target, "labels")
+            if not np.array_equal(target, np.round(target)):
+                raise ValueError(
+                    "1-D float labels must hold whole class numbers; "
+                    "pass class probabilities with shape (n, classes)")
+        if target.dtype.kind in "fu":
+            # Range-check before the cast: int64 would wrap huge values.
+            bad = np.flatnonzero((target < 0) | (target >= classes))
+            if bad.size:
+                raise ValueError(
+                    f"label {target[bad[0]]} at position {bad[0]} is out of "
+                    f"range for {classes} classes")
+        return np.ascontiguousarray(target, dtype=np.int64)
+    return None
 
 
 class Loss:
@@ -151,7 +240,7 @@ class Huber(_RegressionLoss):
         return {"delta": self.delta}
 
 
-class CrossEntropy(Loss):
+class CrossEntropy(_ClassWeights, Loss):
     """Softmax cross-entropy from logits, averaged over the batch.
 
     ``forward(logits, target)`` takes logits of shape (n, classes) and
@@ -159,51 +248,46 @@ class CrossEntropy(Loss):
     probabilities of shape (n, classes). Integer-valued float labels of
     shape (n,) are accepted as labels.
 
+    With l_ij = logsumexp(z_i) - z_ij (minus the log-softmax), labels y_i,
+    class weights c_j (all 1 without ``weight``), smoothing s and sample
+    weights w_i (all 1 without ``sample_weight``), the loss is, as PyTorch's
+    ``CrossEntropyLoss(weight=c, label_smoothing=s)``::
+
+        labels:         sum_i w_i [(1 - s) c_{y_i} l_{i,y_i} + (s / C) sum_j c_j l_ij]
+                        / sum_i c_{y_i}
+        probabilities:  sum_i w_i sum_j c_j t_ij l_ij / n,
+                        t = (1 - s) target + s / C
+
+    so with class weights and integer labels the mean divides by the total
+    class weight of the batch's labels, not by n (PyTorch's rule; a batch
+    whose labels all have weight 0 raises ValueError), while probability
+    targets keep dividing by n. ``sample_weight`` never changes the divisor.
+    Keras' CategoricalCrossentropy takes probabilities by default
+    (``from_logits=False``) and has no per-class weights.
+
     Parameters
     ----------
+    weight : sequence of float, optional
+        Non-negative weight of each class (one per column of the logits).
     label_smoothing : float in [0, 1)
         As PyTorch: the target becomes (1 - s) * onehot + s / classes.
     """
 
     name = "cross_entropy"
 
-    def __init__(self, label_smoothing=0.0):
-        super().__init__()
+    def __init__(self, weight=None, label_smoothing=0.0):
+        Loss.__init__(self)
+        _ClassWeights.__init__(self, weight)
         self.label_smoothing = check_number(
             label_smoothing, "label_smoothing", low=0.0, high=1.0, high_inclusive=False)
 
     def get_config(self):
-        return {"label_smoothing": self.label_smoothing}
+        return {"weight": self._weight_config(), "label_smoothing": self.label_smoothing}
 
     def _labels(self, target, n, classes):
         """Integer labels as int64 of shape (n,), or None if ``target`` holds
         probabilities."""
-        try:
-            target = np.asarray(target)
-        except ValueError as err:  # ragged nested lists
-            raise ValueError(f"target could not be turned into an array: {err}") from None
-        if target.dtype.kind in "iub" or (target.ndim == 1 and target.dtype.kind == "f"):
-            if target.ndim == 2 and target.shape[1] == 1:
-                target = target[:, 0]
-            if target.ndim != 1:
-                raise ValueError(
-                    f"integer labels must have shape ({n},) or ({n}, 1), got "
-                    f"{target.shape}; pass class probabilities as floats")
-            if target.dtype.kind == "f":
-                check_finite(target, "labels")
-                if not np.array_equal(target, np.round(target)):
-                    raise ValueError(
-                        "1-D float labels must hold whole class numbers; "
-                        "pass class probabilities with shape (n, classes)")
-            if target.dtype.kind in "fu":
-                # Range-check before the cast: int64 would wrap huge values.
-                bad = np.flatnonzero((target < 0) | (target >= classes))
-                if bad.size:
-                    raise ValueError(
-                        f"label {target[bad[0]]} at position {bad[0]} is out of "
-                        f"range for {classes} classes")
-            return np.ascontiguousarray(target, dtype=np.int64)
-        return None
+        return _class_labels(target, n, classes)
 
     def forward(self, pred, target, sample_weight=None):
         logits = _as_pred(pred)
@@ -214,10 +298,17 @@ class CrossEntropy(Loss):
         labels = self._labels(target, n, classes)
         if labels is not None and labels.shape[0] != n:
             raise ValueError(f"labels have shape {labels.shape}, expected ({n},) to match pred")
+        class_weights = self._class_weights(classes, logits.dtype)
+        if labels is not None and class_weights is not None:
+            weights = _as_weights(sample_weight, logits)
+            loss = _k.cross_entropy_labels_weighted(
+                logits, labels, probs, class_weights, self.label_smoothing, weights)
+            self._cache = (probs, labels, None, weights, class_weights)
+            return loss
         if labels is not None and self.label_smoothing == 0.0:
             weights = _as_weights(sample_weight, logits)
             loss = _k.cross_entropy_labels(logits, labels, probs, weights)
-            self._cache = (probs, labels, None, weights)
+            self._cache = (probs, labels, None, weights, None)
             return loss
         if labels is not None:
             _k.cross_entropy_labels(logits, labels, probs)  # range check of labels
@@ -231,17 +322,20 @@ class CrossEntropy(Loss):
             soft = soft * (1.0 - self.label_smoothing) + self.label_smoothing / classes
             soft = np.ascontiguousarray(soft, dtype=logits.dtype)
         weights = _as_weights(sample_weight, logits)
-        loss = _k.cross_entropy_soft(logits, soft, probs, weights)
-        self._cache = (probs, None, soft, weights)
+        loss = _k.cross_entropy_soft(logits, soft, probs, weights, class_weights)
+        self._cache = (probs, None, soft, weights, class_weights)
         return loss
 
     def backward(self):
-        probs, labels, soft, weights = self._need_forward()
+        probs, labels, soft, weights, class_weights = self._need_forward()
         grad = np.empty_like(probs)
-        if labels is not None:
+        if labels is not None and class_weights is not None:
+            _k.cross_entropy_labels_weighted_grad(
+                probs, labels, grad, class_weights, self.label_smoothing, weights)
+        elif labels is not None:
             _k.cross_entropy_labels_grad(probs, labels, grad, weights)
         else:
-            _k.cross_entropy_soft_grad(probs, soft, grad, weights)
+            _k.cross_entropy_soft_grad(probs, soft, grad, weights, class_weights)
         return grad
 
 
@@ -269,6 +363,282 @@ class BinaryCrossEntropy(Loss):
         return grad
 
 
+class NLL(_ClassWeights, Loss):
+    """Negative log-likelihood of log-probabilities, as PyTorch's NLLLoss.
+
+    ``forward(log_probs, labels)`` takes log-probabilities of shape
+    (n, classes) (the output of a LogSoftmax layer; they are not checked to
+    be normalised) and integer class labels of shape (n,) or (n, 1)::
+
+        loss = -sum_i w_i c_{y_i} log_probs[i, y_i] / sum_i c_{y_i}
+
+    with class weights c (all 1 without ``weight``, giving the plain mean
+    over the batch) and sample weights w (all 1 without ``sample_weight``;
+    they do not change the divisor). As in PyTorch, with class weights the
+    mean divides by the total class weight of the batch's labels; a batch
+    whose labels all have weight 0 raises ValueError (PyTorch returns NaN).
+    PyTorch's ``ignore_index`` and extra spatial dimensions are not supported.
+
+    Parameters
+    ----------
+    weight : sequence of float, optional
+        Non-negative weight of each class.
+    """
+
+    name = "nll"
+
+    def __init__(self, weight=None):
+        Loss.__init__(self)
+        _ClassWeights.__init__(self, weight)
+
+    def get_config(self):
+        return {"weight": self._weight_config()}
+
+    def forward(self, pred, target, sample_weight=None):
+        log_probs = _as_pred(pred)
+        if log_probs.ndim != 2:
+            raise ValueError(
+                f"log-probabilities must have shape (n, classes), got {log_probs.shape}")
+        n, classes = log_probs.shape
+        as_real_array(target, "labels")
+        target = np.asarray(target)
+        if target.ndim == 2 and target.shape[1] == 1:
+            target = target[:, 0]  # whole-number float labels of shape (n, 1)
+        labels = _class_labels(target, n, classes)
+        if labels is None:
+            raise ValueError(
+                f"NLL takes integer class labels of shape ({n},), got floats of shape "
+                f"{target.shape}; for class probabilities use CrossEntropy (from logits) "
+                "or KLDivergence (from log-probabilities)")
+        if labels.shape[0] != n:
+            raise ValueError(f"labels have shape {labels.shape}, expected ({n},) to match pred")
+        class_weights = self._class_weights(classes, log_probs.dtype)
+        weights = _as_weights(sample_weight, log_probs)
+        loss = _kx.nll_loss(log_probs, labels, class_weights, weights)
+        self._cache = (log_probs, labels, class_weights, weights)
+        return loss
+
+    def backward(self):
+        log_probs, labels, class_weights, weights = self._need_forward()
+        grad = np.empty_like(log_probs)
+        _kx.nll_grad(log_probs, labels, grad, class_weights, weights)
+        return grad
+
+
+class KLDivergence(Loss):
+    """Kullback-Leibler divergence of log-probabilities from target
+    distributions, as PyTorch's ``KLDivLoss(reduction="batchmean")``.
+
+    ``forward(log_probs, target)`` takes log-probabilities x (e.g. a
+    LogSoftmax output) and targets t of the same shape, probabilities by
+    default or log-probabilities with ``log_target=True``::
+
+        loss = sum_i w_i sum_j t_ij (log t_ij - x_ij) / n       (0 where t == 0)
+        loss = sum_i w_i sum_j exp(t_ij) (t_ij - x_ij) / n      (log_target)
+
+    with n = pred.shape[0] (the batch size: "batchmean") and sample weights
+    w (all 1 without ``sample_weight``). Targets must be non-negative
+    (``log_target=False``) or may hold -inf for zero probability
+    (``log_target=True``); they are not checked to sum to 1.
+
+    Keras' ``KLDivergence`` differs: it takes probabilities, not
+    log-probabilities, as predictions, clips both arguments to
+    [1e-7, 1] and computes sum t log(t / p) over the last axis before
+    averaging over the batch.
+
+    Parameters
+    ----------
+    log_target : bool
+        Targets are log-probabilities.
+    """
+
+    name = "kl_divergence"
+
+    def __init__(self, log_target=False):
+        super().__init__()
+        if not isinstance(log_target, (bool, np.bool_)):
+            raise TypeError(f"log_target must be True or False, got {log_target!r}")
+        self.log_target = bool(log_target)
+
+    def get_config(self):
+        return {"log_target": self.log_target}
+
+    def forward(self, pred, target, sample_weight=None):
+        log_probs = _as_pred(pred)
+        target = _as_dense_target(target, log_probs, allow_minus_inf=self.log_target)
+        if not self.log_target and target.size and (target < 0).any():
+            raise ValueError(
+                "KL divergence targets must be non-negative probabilities "
+                "(pass log_target=True for log-probabilities)")
+        weights = _as_weights(sample_weight, log_probs)
+        loss = _kx.kl_divergence(log_probs, target, self.log_target, weights)
+        self._cache = (log_probs, target, weights)
+        return loss
+
+    def backward(self):
+        log_probs, target, weights = self._need_forward()
+        grad = np.empty_like(log_probs)
+        _kx.kl_divergence_grad(log_probs, target, grad, self.log_target, weights)
+        return grad
+
+
+class Poisson(Loss):
+    """Poisson negative log-likelihood, as PyTorch's ``PoissonNLLLoss``
+    (``full=False``), averaged over all elements::
+
+        loss = mean(exp(pred) - target * pred)                 (log_input=True)
+        loss = mean(pred - target * log(pred + eps))           (log_input=False)
+
+    Targets (counts or rates) must be non-negative and have pred's shape.
+    With ``log_input=False`` predictions must be non-negative rates
+    (negative ones give NaN, as in PyTorch). PyTorch's ``full=True``
+    Stirling term, which does not depend on pred, is not supported.
+
+    Keras' ``Poisson`` is the ``log_input=False`` form with eps = 1e-7
+    (``Poisson(log_input=False, eps=1e-7)``).
+
+    Parameters
+    ----------
+    log_input : bool
+        Predictions are log-rates (default) rather than rates.
+    eps : float > 0
+        Added to the rate before the log when ``log_input=False``.
+    """
+
+    name = "poisson"
+
+    def __init__(self, log_input=True, eps=1e-8):
+        super().__init__()
+        if not isinstance(log_input, (bool, np.bool_)):
+            raise TypeError(f"log_input must be True or False, got {log_input!r}")
+        self.log_input = bool(log_input)
+        self.eps = check_number(eps, "eps", low=0.0, low_inclusive=False)
+
+    def get_config(self):
+        return {"log_input": self.log_input, "eps": self.eps}
+
+    def forward(self, pred, target, sample_weight=None):
+        pred = _as_pred(pred)
+        target = _as_dense_target(target, pred)
+        if target.size and (target < 0).any():
+            raise ValueError("Poisson targets (counts or rates) must be non-negative")
+        weights = _as_weights(sample_weight, pred)
+        loss = _kx.poisson_nll(pred, target, self.log_input, self.eps, weights)
+        self._cache = (pred, target, weights)
+        return loss
+
+    def backward(self):
+        pred, target, weights = self._need_forward()
+        grad = np.empty_like(pred)
+        _kx.poisson_nll_grad(pred, target, grad, self.log_input, self.eps, weights)
+        return grad
+
+
+class CosineSimilarity(Loss):
+    """Keras' cosine-similarity loss: minus the mean cosine similarity of
+    predictions and targets along ``axis``::
+
+        loss = -mean(sum(normalize(target) * normalize(pred), axis))
+        normalize(x) = x / max(||x||, 1e-7)
+
+    The mean runs over every vector along ``axis`` (over the batch, and over
+    any other axis), each sample's vectors weighted by its ``sample_weight``.
+    The norm floor 1e-7 is Keras 3's (``ops.normalize`` with
+    ``keras.backend.epsilon()``), so a zero vector has similarity 0;
+    tf.keras 2 used ``tf.linalg.l2_normalize``, x / sqrt(max(||x||^2, 1e-12)),
+    a floor of 1e-6, which only matters for vectors shorter than 1e-6.
+    The result lies in [-1, 1], -1 when pred points along target. PyTorch's
+    ``nn.CosineSimilarity`` is not a loss but returns +cos per pair (with its
+    own norm floor, 1e-8): this loss is ``-F.cosine_similarity(pred, target,
+    dim=axis).mean()`` for vectors that are not tiny.
+
+    Parameters
+    ----------
+    axis : int
+        The features axis, which may not be the batch axis 0; negative
+        values count from the end.
+    """
+
+    name = "cosine_similarity"
+
+    def __init__(self, axis=-1):
+        super().__init__()
+        if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, numbers.Integral):
+            raise TypeError(f"axis must be an integer, got {axis!r}")
+        self.axis = int(axis)
+
+    def get_config(self):
+        return {"axis": self.axis}
+
+    def _resolve_axis(self, ndim):
+        axis = self.axis + ndim if self.axis < 0 else self.axis
+        if ndim < 2:
+            raise ValueError(
+                f"cosine similarity needs pred of shape (n, ..., features), got {ndim} "
+                "dimension(s)")
+        if not 0 <= axis < ndim:
+            raise ValueError(f"axis {self.axis} is out of range for pred with {ndim} dimensions")
+        if axis == 0:
+            raise ValueError("axis may not be the batch axis (0)")
+        return axis
+
+    def forward(self, pred, target, sample_weight=None):
+        pred = _as_pred(pred)
+        target = _as_dense_target(target, pred)
+        axis = self._resolve_axis(pred.ndim)
+        weights = _as_weights(sample_weight, pred)
+        if axis != pred.ndim - 1:
+            pred = np.ascontiguousarray(np.moveaxis(pred, axis, -1))
+            target = np.ascontiguousarray(np.moveaxis(target, axis, -1))
+        loss = _kx.cosine_similarity(pred, target, weights)
+        self._cache = (pred, target, weights, axis)
+        return loss
+
+    def backward(self):
+        pred, target, weights, axis = self._need_forward()
+        grad = np.empty_like(pred)
+        _kx.cosine_similarity_grad(pred, target, grad, weights)
+        if axis != pred.ndim - 1:
+            grad = np.ascontiguousarray(np.moveaxis(grad, -1, axis))
+        return grad
+
+
+class Hinge(Loss):
+    """Keras' hinge loss, averaged over all elements::
+
+        loss = mean(max(1 - target * pred, 0))
+
+    Targets must be -1 or 1; targets that are all 0 or 1 are first mapped
+    to -1 / 1 (2 t - 1), as Keras does (so a batch mixing -1, 0 and 1 is
+    rejected). ``pred`` is a raw score (no sigmoid). The gradient at the
+    kink (target * pred == 1) is 0. PyTorch has no such loss (its
+    HingeEmbeddingLoss is a different one).
+    """
+
+    name = "hinge"
+
+    def forward(self, pred, target, sample_weight=None):
+        pred = _as_pred(pred)
+        target = _as_dense_target(target, pred)
+        if target.size:
+            if ((target == 0) | (target == 1)).all():
+                target = 2.0 * target - 1.0
+            elif not (np.abs(target) == 1).all():
+                raise ValueError(
+                    "hinge targets must be -1 or 1 (or all 0 or 1, which are converted "
+                    "to -1 and 1)")
+        weights = _as_weights(sample_weight, pred)
+        loss = _kx.hinge(pred, target, weights)
+        self._cache = (pred, target, weights)
+        return loss
+
+    def backward(self):
+        pred, target, weights = self._need_forward()
+        grad = np.empty_like(pred)
+        _kx.hinge_grad(pred, target, grad, weights)
+        return grad
+
+
 _BY_NAME = {
     "mse": MSE, "mean_squared_error": MSE,
     "mae": MAE, "mean_absolute_error": MAE,
@@ -277,6 +647,11 @@ _BY_NAME = {
     "sparse_categorical_crossentropy": CrossEntropy,
     "binary_cross_entropy": BinaryCrossEntropy, "binary_crossentropy": BinaryCrossEntropy,
     "bce": BinaryCrossEntropy,
+    "nll": NLL,
+    "kl_divergence": KLDivergence, "kld": KLDivergence,
+    "poisson": Poisson,
+    "cosine_similarity": CosineSimilarity,
+    "hinge": Hinge,
 }
 
 
@@ -296,7 +671,9 @@ def get(identifier):
 
 def from_config(config):
     """A loss from ``{"class_name": ..., "config": {...}}`` (its ``get_config``)."""
-    classes = {cls.__name__: cls for cls in (MSE, MAE, Huber, CrossEntropy, BinaryCrossEntropy)}
+    classes = {cls.__name__: cls for cls in (MSE, MAE, Huber, CrossEntropy, BinaryCrossEntropy,
+                                             NLL, KLDivergence, Poisson, CosineSimilarity,
+                                             Hinge)}
     name = config.get("class_name") if isinstance(config, dict) else None
     if name not in classes:
         raise ValueError(f"unknown loss class {name!r}")

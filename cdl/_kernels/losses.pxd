@@ -30,3 +30,17 @@ cdef void bce_backward(Py_ssize_t rows, Py_ssize_t cols, const floating* Z,
 
 cdef Py_ssize_t first_bad_label(Py_ssize_t n, Py_ssize_t c,
                                 const int64_t* labels) noexcept nogil
+
+# Class weights (PyTorch's ``weight=``): sum_i CW[labels[i]], or n if CW is NULL.
+cdef double class_weight_total(Py_ssize_t n, const int64_t* labels,
+                               const floating* CW) noexcept nogil
+
+cdef double ce_labels_cw_forward(Py_ssize_t n, Py_ssize_t c, const floating* Z,
+                                 const int64_t* labels, const floating* CW,
+                                 double smoothing, const floating* W,
+                                 floating* P) noexcept nogil
+
+cdef void ce_labels_cw_backward(Py_ssize_t n, Py_ssize_t c, const floating* P,
+                                const int64_t* labels, const floating* CW,
+                                double smoothing, const floating* W,
+                                floating* dZ) noexcept nogil

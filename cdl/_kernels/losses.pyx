@@ -202,33 +202,129 @@ cdef void ce_labels_backward(Py_ssize_t n, Py_ssize_t c, const floating* P,
 
 
 cdef double ce_soft_forward(Py_ssize_t n, Py_ssize_t c, const floating* Z,
-                            const floating* T, const floating* W,
+                            const floating* T, const floating* W, const floating* CW,
                             floating* P) noexcept nogil:
-    """sum_i w_i sum_j T_ij [logsumexp(Z_i) - Z_ij] / n; P = softmax(Z)."""
+    """sum_i w_i sum_j cw_j T_ij [logsumexp(Z_i) - Z_ij] / n; P = softmax(Z).
+
+    CW (class weights, length c) may be NULL for all ones; the divisor is n
+    either way (PyTorch's rule for probability targets).
+    """
     cdef Py_ssize_t i, j
     cdef double lse, row_total, total = 0.0
     for i in range(n):
         lse = _log_softmax_row(c, Z + i * c, P + i * c)
         row_total = 0.0
-        for j in range(c):
-            row_total += T[i * c + j] * (lse - Z[i * c + j])
+        if CW == NULL:
+            for j in range(c):
+                row_total += T[i * c + j] * (lse - Z[i * c + j])
+        else:
+            for j in range(c):
+                row_total += <double>CW[j] * T[i * c + j] * (lse - Z[i * c + j])
         total += _weight(W, i) * row_total
     return total / n
 
 
 cdef void ce_soft_backward(Py_ssize_t n, Py_ssize_t c, const floating* P,
-                           const floating* T, const floating* W,
+                           const floating* T, const floating* W, const floating* CW,
                            floating* dZ) noexcept nogil:
-    """dZ = w_i (P * sum_j T_ij - T) / n"""
+    """dZ = w_i (P * sum_j cw_j T_ij - cw T) / n; CW may be NULL (all ones)."""
     cdef Py_ssize_t i, j
-    cdef double mass, scale
+    cdef double mass, scale, t
     for i in range(n):
         scale = _weight(W, i) / n
         mass = 0.0
+        if CW == NULL:
+            for j in range(c):
+                mass += T[i * c + j]
+            for j in range(c):
+                dZ[i * c + j] = <floating>((P[i * c + j] * mass - T[i * c + j]) * scale)
+        else:
+            for j in range(c):
+                mass += <double>CW[j] * T[i * c + j]
+            for j in range(c):
+                t = <double>CW[j] * T[i * c + j]
+                dZ[i * c + j] = <floating>((P[i * c + j] * mass - t) * scale)
+
+
+cdef double class_weight_total(Py_ssize_t n, const int64_t* labels,
+                               const floating* CW) noexcept nogil:
+    """sum_i CW[labels[i]] in float64 (n when CW is NULL): the divisor of a
+    class-weighted mean, as PyTorch's NLLLoss/CrossEntropyLoss(weight=...)."""
+    cdef Py_ssize_t i
+    cdef double total = 0.0
+    if CW == NULL:
+        return <double>n
+    for i in range(n):
+        total += CW[labels[i]]
+    return total
+
+
+cdef double ce_labels_cw_forward(Py_ssize_t n, Py_ssize_t c, const floating* Z,
+                                 const int64_t* labels, const floating* CW,
+                                 double smoothing, const floating* W,
+                                 floating* P) noexcept nogil:
+    """Class-weighted, label-smoothed softmax cross-entropy; P = softmax(Z).
+
+    With l_ij = logsumexp(Z_i) - Z_ij, y_i = labels[i] and s = smoothing::
+
+        sum_i w_i [(1 - s) cw_{y_i} l_{i,y_i} + (s / c) sum_j cw_j l_ij]
+        / sum_i cw_{y_i}
+
+    which is PyTorch's CrossEntropyLoss(weight=cw, label_smoothing=s) with
+    mean reduction (times the per-sample weights w_i). CW and W may be NULL.
+    """
+    cdef Py_ssize_t i, j
+    cdef int64_t y
+    cdef double lse, row_total, smooth, total = 0.0
+    cdef double den = class_weight_total(n, labels, CW)
+    cdef double cwy
+    for i in range(n):
+        lse = _log_softmax_row(c, Z + i * c, P + i * c)
+        y = labels[i]
+        cwy = _weight(CW, y)
+        row_total = (1.0 - smoothing) * cwy * (lse - Z[i * c + y])
+        if smoothing != 0.0:
+            smooth = 0.0
+            if CW == NULL:
+                for j in range(c):
+                    smooth += lse - Z[i * c + j]
+            else:
+                for j in range(c):
+                    smooth += <double>CW[j] * (lse - Z[i * c + j])
+            row_total += smoothing / c * smooth
+        total += _weight(W, i) * row_total
+    return total / den
+
+
+cdef void ce_labels_cw_backward(Py_ssize_t n, Py_ssize_t c, const floating* P,
+                                const int64_t* labels, const floating* CW,
+                                double smoothing, const floating* W,
+                                floating* dZ) noexcept nogil:
+    """dZ_ij = w_i (P_ij m_i - t_ij) / sum_k cw_{y_k}, with the weighted target
+    t_ij = (1 - s) cw_{y_i} [j == y_i] + (s / c) cw_j and m_i = sum_j t_ij."""
+    cdef Py_ssize_t i, j
+    cdef int64_t y
+    cdef double den = class_weight_total(n, labels, CW)
+    cdef double cw_sum = 0.0, per_class = smoothing / c
+    cdef double scale, hard, mass, t
+    if CW == NULL:
+        cw_sum = <double>c
+    else:
         for j in range(c):
-            mass += T[i * c + j]
-        for j in range(c):
-            dZ[i * c + j] = <floating>((P[i * c + j] * mass - T[i * c + j]) * scale)
+            cw_sum += CW[j]
+    for i in range(n):
+        scale = _weight(W, i) / den
+        y = labels[i]
+        hard = (1.0 - smoothing) * _weight(CW, y)
+        mass = hard + per_class * cw_sum
+        if CW == NULL:
+            for j in range(c):
+                t = per_class + (hard if j == y else 0.0)
+                dZ[i * c + j] = <floating>((P[i * c + j] * mass - t) * scale)
+        else:
+            for j in range(c):
+                t = per_class * CW[j] + (hard if j == y else 0.0)
+                dZ[i * c + j] = <floating>((P[i * c + j] * mass - t) * scale)
 
 
 cdef Py_ssize_t first_bad_label(Py_ssize_t n, Py_ssize_t c,
@@ -311,11 +407,12 @@ def cross_entropy_labels_grad(P, labels, dZ, W=None):
     return dZ
 
 
-def cross_entropy_soft(Z, T, P, W=None):
+def cross_entropy_soft(Z, T, P, W=None, CW=None):
     """Mean softmax cross-entropy of logits ``Z`` against class probabilities ``T``.
 
     Both (n, c). Writes softmax(Z) into ``P`` and returns the loss; ``W``,
-    optional, weights each sample.
+    optional, weights each sample, and ``CW``, optional (length c), each
+    class: sum_i w_i sum_j cw_j T_ij (logsumexp(Z_i) - Z_ij) / n.
     """
     _check_logits(Z, P)
     _check_weights(W, Z, "logits")
@@ -323,21 +420,25 @@ def cross_entropy_soft(Z, T, P, W=None):
     check_same_dtype(Z, T, "logits", "target")
     check_same_shape(Z, T, "logits", "target")
     cdef Py_ssize_t n = Z.shape[0], c = Z.shape[1]
+    _check_class_weights(CW, Z, c, "logits")
     cdef void* pz = data_ptr(Z)
     cdef void* pt = data_ptr(T)
     cdef void* pp = data_ptr(P)
     cdef void* pw = _weights_ptr(W)
+    cdef void* pc = _weights_ptr(CW)
     cdef double loss
     if is_float32(Z):
         with nogil:
-            loss = ce_soft_forward(n, c, <float*>pz, <float*>pt, <float*>pw, <float*>pp)
+            loss = ce_soft_forward(n, c, <float*>pz, <float*>pt, <float*>pw, <float*>pc,
+                                   <float*>pp)
     else:
         with nogil:
-            loss = ce_soft_forward(n, c, <double*>pz, <double*>pt, <double*>pw, <double*>pp)
+            loss = ce_soft_forward(n, c, <double*>pz, <double*>pt, <double*>pw, <double*>pc,
+                                   <double*>pp)
     return loss
 
 
-def cross_entropy_soft_grad(P, T, dZ, W=None):
+def cross_entropy_soft_grad(P, T, dZ, W=None, CW=None):
     """Gradient of ``cross_entropy_soft`` w.r.t. the logits, from P = softmax(Z)."""
     _check_logits(P, dZ)
     _check_weights(W, P, "probs")
@@ -345,16 +446,119 @@ def cross_entropy_soft_grad(P, T, dZ, W=None):
     check_same_dtype(P, T, "probs", "target")
     check_same_shape(P, T, "probs", "target")
     cdef Py_ssize_t n = P.shape[0], c = P.shape[1]
+    _check_class_weights(CW, P, c, "probs")
     cdef void* pp = data_ptr(P)
     cdef void* pt = data_ptr(T)
     cdef void* pd = data_ptr(dZ)
     cdef void* pw = _weights_ptr(W)
+    cdef void* pc = _weights_ptr(CW)
     if is_float32(P):
         with nogil:
-            ce_soft_backward(n, c, <float*>pp, <float*>pt, <float*>pw, <float*>pd)
+            ce_soft_backward(n, c, <float*>pp, <float*>pt, <float*>pw, <float*>pc, <float*>pd)
     else:
         with nogil:
-            ce_soft_backward(n, c, <double*>pp, <double*>pt, <double*>pw, <double*>pd)
+            ce_soft_backward(n, c, <double*>pp, <double*>pt, <double*>pw, <double*>pc,
+                             <double*>pd)
+    return dZ
+
+
+# --- class weights (PyTorch's weight=) ---------------------------------------
+
+def _check_class_weights(CW, P, Py_ssize_t c, str name="pred"):
+    """Class weights: None, or a 1-D array of P's dtype with one per class."""
+    if CW is None:
+        return
+    check_float_array(CW, "class_weight", 1, False)
+    check_same_dtype(P, CW, name, "class_weight")
+    if CW.shape[0] != c:
+        raise ValueError(
+            f"class_weight has {CW.shape[0]} elements, expected one per class ({c})")
+
+
+def _class_weight_total(CW, labels):
+    """sum_i CW[labels[i]] for checked, in-range ``labels``; a zero total is an error."""
+    cdef Py_ssize_t n = labels.shape[0]
+    cdef const int64_t* pl = <const int64_t*>data_ptr(labels)
+    cdef void* pc = _weights_ptr(CW)
+    cdef double total
+    if CW is None:
+        return <double>n
+    if is_float32(CW):
+        with nogil:
+            total = class_weight_total(n, pl, <float*>pc)
+    else:
+        with nogil:
+            total = class_weight_total(n, pl, <double*>pc)
+    if not total > 0.0:
+        raise ValueError(
+            "the class weights of this batch's labels sum to 0, so their weighted mean "
+            "is undefined (every sample belongs to a class of weight 0)")
+    return total
+
+
+def cross_entropy_labels_weighted(Z, labels, P, CW=None, double smoothing=0.0, W=None):
+    """Class-weighted, label-smoothed softmax cross-entropy of logits ``Z`` (n, c)
+    against int64 labels, as PyTorch's
+    ``cross_entropy(Z, labels, weight=CW, label_smoothing=smoothing)``.
+
+    With l_ij = logsumexp(Z_i) - Z_ij and s = ``smoothing``::
+
+        sum_i w_i [(1 - s) cw_{y_i} l_{i,y_i} + (s / c) sum_j cw_j l_ij] / sum_i cw_{y_i}
+
+    The divisor is the sum of the class weights of the labels (n when ``CW``
+    is None); per-sample weights ``W`` do not change it. Writes softmax(Z)
+    into ``P`` and returns the loss.
+    """
+    _check_logits(Z, P)
+    _check_weights(W, Z, "logits")
+    cdef Py_ssize_t n = Z.shape[0], c = Z.shape[1]
+    _check_labels(labels, n, c)
+    _check_class_weights(CW, Z, c, "logits")
+    if not 0.0 <= smoothing < 1.0:
+        raise ValueError(f"smoothing must lie in [0, 1), got {smoothing}")
+    _class_weight_total(CW, labels)
+    cdef void* pz = data_ptr(Z)
+    cdef void* pp = data_ptr(P)
+    cdef void* pw = _weights_ptr(W)
+    cdef void* pc = _weights_ptr(CW)
+    cdef const int64_t* pl = <const int64_t*>data_ptr(labels)
+    cdef double loss
+    if is_float32(Z):
+        with nogil:
+            loss = ce_labels_cw_forward(n, c, <float*>pz, pl, <float*>pc, smoothing,
+                                        <float*>pw, <float*>pp)
+    else:
+        with nogil:
+            loss = ce_labels_cw_forward(n, c, <double*>pz, pl, <double*>pc, smoothing,
+                                        <double*>pw, <double*>pp)
+    return loss
+
+
+def cross_entropy_labels_weighted_grad(P, labels, dZ, CW=None, double smoothing=0.0,
+                                       W=None):
+    """Gradient of ``cross_entropy_labels_weighted`` w.r.t. the logits, from
+    P = softmax(Z), into ``dZ``."""
+    _check_logits(P, dZ)
+    _check_weights(W, P, "probs")
+    cdef Py_ssize_t n = P.shape[0], c = P.shape[1]
+    _check_labels(labels, n, c)
+    _check_class_weights(CW, P, c, "probs")
+    if not 0.0 <= smoothing < 1.0:
+        raise ValueError(f"smoothing must lie in [0, 1), got {smoothing}")
+    _class_weight_total(CW, labels)
+    cdef void* pp = data_ptr(P)
+    cdef void* pd = data_ptr(dZ)
+    cdef void* pw = _weights_ptr(W)
+    cdef void* pc = _weights_ptr(CW)
+    cdef const int64_t* pl = <const int64_t*>data_ptr(labels)
+    if is_float32(P):
+        with nogil:
+            ce_labels_cw_backward(n, c, <float*>pp, pl, <float*>pc, smoothing,
+                                  <float*>pw, <float*>pd)
+    else:
+        with nogil:
+            ce_labels_cw_backward(n, c, <double*>pp, pl, <double*>pc, smoothing,
+                                  <double*>pw, <double*>pd)
     return dZ
 
 
