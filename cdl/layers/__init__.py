@@ -9,7 +9,8 @@ import importlib
 from cdl.layers.base import Layer
 
 #: The modules that hold built-in layers, in the order they are exported.
-_MODULES = ("dense", "activation", "core", "composite", "normalization", "embedding")
+_MODULES = ("dense", "activation", "core", "composite", "normalization", "embedding",
+            "pooling", "reshaping")
 
 _BY_NAME = {}
 for _module_name in _MODULES:

@@ -1,0 +1,350 @@
+"""Pooling layers over channels-last inputs, as Keras: (batch, steps, channels)
+for 1-D pooling and (batch, height, width, channels) for 2-D pooling."""
+import math
+import numbers
+
+import numpy as np
+
+from cdl._kernels import pooling as _pool
+from cdl._validation import choose
+from cdl.layers.base import Layer
+
+__all__ = ["MaxPool1D", "AvgPool1D", "MaxPool2D", "AvgPool2D",
+           "GlobalMaxPool1D", "GlobalAvgPool1D", "GlobalMaxPool2D", "GlobalAvgPool2D"]
+
+
+def _int_tuple(value, rank, name):
+    """``value`` (an int, or ``rank`` ints) as a tuple of ``rank`` ints >= 1."""
+    what = "an int" if rank == 1 else f"an int or a tuple of {rank} ints"
+    items = (value,) * rank if isinstance(value, numbers.Integral) else value
+    try:
+        items = tuple(items)
+    except TypeError:
+        raise TypeError(f"{name} must be {what}, got {value!r}") from None
+    if len(items) != rank or any(isinstance(v, bool) or not isinstance(v, numbers.Integral)
+                                 for v in items):
+        raise TypeError(f"{name} must be {what}, got {value!r}")
+    if any(v < 1 for v in items):
+        raise ValueError(f"{name} must be >= 1, got {value!r}")
+    return tuple(int(v) for v in items)
+
+
+def _axis(size, pool, stride, padding):
+    """Output length, padding before the first element, and the number of
+    input elements read (summed over the windows) along one axis."""
+    if padding == "valid":
+        out = (size - pool) // stride + 1
+        before = 0
+    else:
+        # Keras / TensorFlow "same": ceil(size / stride) outputs, the padding
+        # split evenly with any odd element at the end.
+        out = -(-size // stride)
+        before = max((out - 1) * stride + pool - size, 0) // 2
+    read = sum(min(o * stride - before + pool, size) - max(o * stride - before, 0)
+               for o in range(out))
+    return out, before, read
+
+
+def _sample_shape_error(layer, input_shape, axes):
+    return ValueError(
+        f"{layer.name}: {type(layer).__name__} takes samples of shape ({axes}), "
+        f"got input shape {tuple(input_shape)}")
+
+
+class _Pool(Layer):
+    """Shared forward and backward of the pooling layers.
+
+    Subclasses implement ``_geometry(input_shape)``, which returns the
+    kernel's view of a sample -- the (H, W) of the input and output, the
+    pool, strides and padding as pairs -- the per-sample output shape and
+    the number of input elements the windows read.
+    """
+
+    _max = False
+
+    def __init__(self, name=None, dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self._geom = None
+        self._cache = None
+
+    def _geometry(self, input_shape):
+        raise NotImplementedError
+
+    def build(self, input_shape):
+        self._geom = self._geometry(input_shape)
+
+    def compute_output_shape(self, input_shape):
+        return self._geometry(tuple(input_shape))[5]
+
+    def flops_per_sample(self, input_shape):
+        geom = self._geometry(tuple(input_shape))
+        channels, out_elements, read = input_shape[-1], math.prod(geom[5]), geom[6]
+        # A comparison per element read, or an add per element read and a
+        # multiply per output.
+        return int(read * channels + (0 if self._max else out_elements))
+
+    def forward(self, x, training=False):
+        x = self._check_input(x)
+        (h, w), (oh, ow), pool, strides, pads, out_shape, _ = self._geom
+        n, c = x.shape[0], x.shape[-1]
+        x4 = x.reshape(n, h, w, c)
+        y = np.empty((n, oh, ow, c), dtype=self.dtype)
+        if self._max:
+            argmax = np.empty(y.shape, dtype=np.int64)
+            _pool.max_forward(x4, y, argmax, pool, strides, pads)
+        else:
+            argmax = None
+            _pool.avg_forward(x4, y, pool, strides, pads)
+        self._cache = (x.shape, argmax)
+        return y.reshape((n,) + out_shape)
+
+    def backward(self, grad):
+        if self._cache is None:
+            raise RuntimeError(f"{self.name}: backward called before forward")
+        x_shape, argmax = self._cache
+        (h, w), (oh, ow), pool, strides, pads, out_shape, _ = self._geom
+        n, c = x_shape[0], x_shape[-1]
+        dy = self._check_grad(grad, (n,) + out_shape).reshape(n, oh, ow, c)
+        dx = np.empty((n, h, w, c), dtype=self.dtype)
+        if self._max:
+            _pool.max_backward(dy, argmax, dx)
+        else:
+            _pool.avg_backward(dy, dx, pool, strides, pads)
+        return dx.reshape(x_shape)
+
+
+class _WindowPool(_Pool):
+    """Pooling over sliding windows; ``_rank`` spatial axes."""
+
+    _rank = 2
+
+    def __init__(self, pool_size, strides=None, padding="valid", name=None, dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        pool = _int_tuple(pool_size, self._rank, "pool_size")
+        stride = pool if strides is None else _int_tuple(strides, self._rank, "strides")
+        if isinstance(padding, str):
+            padding = padding.lower()
+        self.padding = choose(padding, ("valid", "same"), "padding")
+        # 1-D layers keep plain ints, as they are given.
+        self.pool_size = pool[0] if self._rank == 1 else pool
+        self.strides = stride[0] if self._rank == 1 else stride
+        self._pool = (1,) * (2 - self._rank) + pool
+        self._strides = (1,) * (2 - self._rank) + stride
+
+    def get_config(self):
+        return {**super().get_config(), "pool_size": self.pool_size,
+                "strides": self.strides, "padding": self.padding}
+
+    def _geometry(self, input_shape):
+        if len(input_shape) != self._rank + 1:
+            raise _sample_shape_error(
+                self, input_shape, "steps, channels" if self._rank == 1
+                else "height, width, channels")
+        spatial = (1,) * (2 - self._rank) + tuple(input_shape[:-1])
+        if min(spatial) < 1:
+            raise ValueError(f"{self.name}: input shape {tuple(input_shape)} has an "
+                             "empty spatial axis")
+        if self.padding == "valid" and any(s < p for s, p in zip(spatial, self._pool)):
+            raise ValueError(
+                f"{self.name}: pool_size {self.pool_size} is larger than the input "
+                f"shape {tuple(input_shape)} (channels last) with padding='valid'; "
+                "use a smaller pool or padding='same'")
+        (oh, pad_h, read_h), (ow, pad_w, read_w) = (
+            _axis(s, p, st, self.padding)
+            for s, p, st in zip(spatial, self._pool, self._strides))
+        out_shape = (ow,) if self._rank == 1 else (oh, ow)
+        return (spatial, (oh, ow), self._pool, self._strides, (pad_h, pad_w),
+                out_shape + (input_shape[-1],), read_h * read_w)
+
+
+class _GlobalPool(_Pool):
+    """Pooling over all ``_rank`` spatial axes at once: one value per channel."""
+
+    _rank = 2
+
+    def __init__(self, keepdims=False, name=None, dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        if not isinstance(keepdims, (bool, np.bool_)):
+            raise TypeError(f"keepdims must be a bool, got {keepdims!r}")
+        self.keepdims = bool(keepdims)
+
+    def get_config(self):
+        return {**super().get_config(), "keepdims": self.keepdims}
+
+    def _geometry(self, input_shape):
+        if len(input_shape) != self._rank + 1:
+            raise _sample_shape_error(
+                self, input_shape, "steps, channels" if self._rank == 1
+                else "height, width, channels")
+        spatial = (1,) * (2 - self._rank) + tuple(input_shape[:-1])
+        if min(spatial) < 1:
+            raise ValueError(f"{self.name}: input shape {tuple(input_shape)} has an "
+                             "empty spatial axis")
+        channels = input_shape[-1]
+        out_shape = (1,) * self._rank + (channels,) if self.keepdims else (channels,)
+        return (spatial, (1, 1), spatial, (1, 1), (0, 0), out_shape, math.prod(spatial))
+
+
+class MaxPool1D(_WindowPool):
+    """Max pooling over windows of steps, channels last (Keras' MaxPooling1D).
+
+    Input (batch, steps, channels); output (batch, out_steps, channels).
+
+    Parameters
+    ----------
+    pool_size : int
+        Window length.
+    strides : int or None
+        Step between windows; defaults to ``pool_size``.
+    padding : {"valid", "same"}
+        "valid" keeps only windows inside the input; "same" gives
+        ceil(steps / strides) outputs, padding as Keras (evenly, any odd
+        element at the end). Padding never wins.
+
+    Notes
+    -----
+    Ties go to the first maximum in the window; NaN propagates (the last
+    NaN of a window takes the gradient), as in PyTorch.
+    """
+
+    _rank = 1
+    _max = True
+
+    def __init__(self, pool_size=2, strides=None, padding="valid", name=None, dtype=None):
+        super().__init__(pool_size, strides, padding, name=name, dtype=dtype)
+
+
+class AvgPool1D(_WindowPool):
+    """Average pooling over windows of steps, channels last (Keras'
+    AveragePooling1D).
+
+    Input (batch, steps, channels); output (batch, out_steps, channels).
+
+    Parameters
+    ----------
+    pool_size : int
+        Window length.
+    strides : int or None
+        Step between windows; defaults to ``pool_size``.
+    padding : {"valid", "same"}
+        As in ``MaxPool1D``. With "same", each output averages only the
+        real (unpadded) elements of its window, as Keras.
+    """
+
+    _rank = 1
+
+    def __init__(self, pool_size=2, strides=None, padding="valid", name=None, dtype=None):
+        super().__init__(pool_size, strides, padding, name=name, dtype=dtype)
+
+
+class MaxPool2D(_WindowPool):
+    """Max pooling over 2-D windows, channels last (Keras' MaxPooling2D).
+
+    Input (batch, height, width, channels); output (batch, out_height,
+    out_width, channels).
+
+    Parameters
+    ----------
+    pool_size : int or pair of ints
+        Window (rows, columns); an int is used for both.
+    strides : int, pair of ints or None
+        Step between windows; defaults to ``pool_size``.
+    padding : {"valid", "same"}
+        "valid" keeps only windows inside the input; "same" gives
+        ceil(size / stride) outputs per axis, padding as Keras (evenly, any
+        odd row or column at the end). Padding never wins.
+
+    Notes
+    -----
+    Ties go to the first maximum in row-major window order; NaN propagates
+    (the last NaN of a window takes the gradient), as in PyTorch.
+    """
+
+    _max = True
+
+    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", name=None,
+                 dtype=None):
+        super().__init__(pool_size, strides, padding, name=name, dtype=dtype)
+
+
+class AvgPool2D(_WindowPool):
+    """Average pooling over 2-D windows, channels last (Keras'
+    AveragePooling2D).
+
+    Input (batch, height, width, channels); output (batch, out_height,
+    out_width, channels).
+
+    Parameters
+    ----------
+    pool_size : int or pair of ints
+        Window (rows, columns); an int is used for both.
+    strides : int, pair of ints or None
+        Step between windows; defaults to ``pool_size``.
+    padding : {"valid", "same"}
+        As in ``MaxPool2D``. With "same", each output averages only the
+        real (unpadded) elements of its window, as Keras.
+    """
+
+    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", name=None,
+                 dtype=None):
+        super().__init__(pool_size, strides, padding, name=name, dtype=dtype)
+
+
+class GlobalMaxPool1D(_GlobalPool):
+    """Maximum of each channel over all steps (Keras' GlobalMaxPooling1D).
+
+    Input (batch, steps, channels); output (batch, channels), or
+    (batch, 1, channels) with ``keepdims``. Ties and NaN as ``MaxPool1D``.
+
+    Parameters
+    ----------
+    keepdims : bool
+        Keep the steps axis, with length 1.
+    """
+
+    _rank = 1
+    _max = True
+
+
+class GlobalAvgPool1D(_GlobalPool):
+    """Mean of each channel over all steps (Keras' GlobalAveragePooling1D).
+
+    Input (batch, steps, channels); output (batch, channels), or
+    (batch, 1, channels) with ``keepdims``.
+
+    Parameters
+    ----------
+    keepdims : bool
+        Keep the steps axis, with length 1.
+    """
+
+    _rank = 1
+
+
+class GlobalMaxPool2D(_GlobalPool):
+    """Maximum of each channel over all positions (Keras' GlobalMaxPooling2D).
+
+    Input (batch, height, width, channels); output (batch, channels), or
+    (batch, 1, 1, channels) with ``keepdims``. Ties and NaN as ``MaxPool2D``.
+
+    Parameters
+    ----------
+    keepdims : bool
+        Keep the height and width axes, with length 1.
+    """
+
+    _max = True
+
+
+class GlobalAvgPool2D(_GlobalPool):
+    """Mean of each channel over all positions (Keras'
+    GlobalAveragePooling2D).
+
+    Input (batch, height, width, channels); output (batch, channels), or
+    (batch, 1, 1, channels) with ``keepdims``.
+
+    Parameters
+    ----------
+    keepdims : bool
+        Keep the height and width axes, with length 1.
+    """
