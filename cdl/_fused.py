@@ -15,7 +15,10 @@ from cdl.layers.dense import Dense
 
 _ACTIVATION_LAYERS = (
     _activation.Activation, _activation.ReLU, _activation.LeakyReLU, _activation.Sigmoid,
-    _activation.Tanh, _activation.Softmax, _activation.GELU, _activation.ELU)
+    _activation.Tanh, _activation.Softmax, _activation.GELU, _activation.ELU,
+    _activation.SELU, _activation.SiLU, _activation.Mish, _activation.Softplus,
+    _activation.Softsign, _activation.HardSigmoid, _activation.HardSwish, _activation.ReLU6,
+    _activation.LogSoftmax)
 
 
 class Plan:
@@ -61,7 +64,7 @@ def build_plan(model, batch_size, training=True):
             steps.append((_k.DENSE, width, layer.units, layer._code, layer._param,
                           layer.kernel, layer.bias if layer.use_bias else None,
                           layer.kernel_grad, layer.bias_grad if layer.use_bias else None))
-        elif kind in _ACTIVATION_LAYERS:
+        elif kind in _ACTIVATION_LAYERS and layer._fusable:
             steps.append((_k.ACTIVATION, width, width, layer._code, layer._param,
                           None, None, None, None))
         elif kind is Dropout:

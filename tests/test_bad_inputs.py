@@ -676,7 +676,9 @@ def test_float32_pred_keeps_loss_gradient_float32(name):
 
 # --- constructors, registries, gradcheck ---------------------------------------------
 
-KNOWN_ACTIVATIONS = "'linear', 'relu', 'leaky_relu', 'sigmoid', 'tanh', 'gelu', 'elu', 'softmax'"
+KNOWN_ACTIVATIONS = ("'linear', 'relu', 'leaky_relu', 'sigmoid', 'tanh', 'gelu', 'elu', "
+                     "'softmax', 'selu', 'silu', 'swish', 'mish', 'softplus', 'softsign', "
+                     "'hard_sigmoid', 'hard_swish', 'relu6', 'log_softmax'")
 
 
 def _twice(layer):
@@ -692,12 +694,12 @@ CONSTRUCTOR_REJECTS = [
     ("Dense(None)", lambda: layers.Dense(None), TypeError, "units must be a number"),
     ("Dense(inf)", lambda: layers.Dense(float("inf")), ValueError, "units must be finite"),
     ("Dense(nan)", lambda: layers.Dense(float("nan")), ValueError, "units must be finite"),
-    ("Dense(activation='swish')", lambda: layers.Dense(2, activation="swish"), ValueError,
-     re.escape(f"unknown activation 'swish'; expected one of {KNOWN_ACTIVATIONS}")),
+    ("Dense(activation='swoosh')", lambda: layers.Dense(2, activation="swoosh"), ValueError,
+     re.escape(f"unknown activation 'swoosh'; expected one of {KNOWN_ACTIVATIONS}")),
     ("Dense(activation=np.tanh)", lambda: layers.Dense(2, activation=np.tanh), TypeError,
      "activation must be a name or None"),
-    ("Activation('swish')", lambda: layers.Activation("swish"), ValueError,
-     re.escape(f"unknown activation 'swish'; expected one of {KNOWN_ACTIVATIONS}")),
+    ("Activation('swoosh')", lambda: layers.Activation("swoosh"), ValueError,
+     re.escape(f"unknown activation 'swoosh'; expected one of {KNOWN_ACTIVATIONS}")),
     ("Activation('ReLU')", lambda: layers.Activation("ReLU"), ValueError,
      "unknown activation 'ReLU'"),
     ("Dense(kernel_initializer='bogus')",

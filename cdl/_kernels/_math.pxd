@@ -68,3 +68,11 @@ cdef inline floating f_sigmoid(floating x) noexcept nogil:
         return 1 / (1 + f_exp(-x))
     e = f_exp(x)
     return e / (1 + e)
+
+
+cdef inline floating f_log1p_exp(floating x) noexcept nogil:
+    """log(1 + exp(x)) (softplus), without overflow for large |x|; NaN stays NaN."""
+    cdef floating zero = 0
+    cdef floating e = f_exp(-f_abs(x))
+    cdef floating m = x if x > zero else zero
+    return m + f_log1p(e)

@@ -9,13 +9,22 @@ cpdef enum Activation:
     ACT_GELU = 5
     ACT_ELU = 6
     ACT_SOFTMAX = 7
+    ACT_SELU = 8
+    ACT_SILU = 9
+    ACT_MISH = 10
+    ACT_SOFTPLUS = 11
+    ACT_SOFTSIGN = 12
+    ACT_HARD_SIGMOID = 13
+    ACT_HARD_SWISH = 14
+    ACT_RELU6 = 15
+    ACT_LOG_SOFTMAX = 16
     # The highest code: entry points accept ACT_LINEAR .. ACT_LAST.
-    ACT_LAST = 7
+    ACT_LAST = 16
 
 cdef bint backward_needs_input(int act) noexcept nogil
 
-# True for activations computed per row of the last axis (softmax), False
-# for element-by-element ones.
+# True for activations computed per row of the last axis (softmax,
+# log-softmax), False for element-by-element ones.
 cdef bint act_rowwise(int act) noexcept nogil
 
 cdef void act_forward(int act, double param, Py_ssize_t rows, Py_ssize_t cols,

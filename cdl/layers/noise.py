@@ -1,0 +1,118 @@
+"""Regularising noise layers, active in training only: SpatialDropout1D,
+SpatialDropout2D and GaussianNoise.
+
+Inputs are channels-last, as Keras: (batch, steps, channels) for 1-D and
+(batch, height, width, channels) for 2-D spatial dropout. Random draws come
+from the model's seeded generator, so a run is reproducible.
+"""
+import numpy as np
+
+from cdl._validation import check_number
+from cdl.layers.base import Layer
+
+__all__ = ["SpatialDropout1D", "SpatialDropout2D", "GaussianNoise"]
+
+
+class _SpatialDropout(Layer):
+    """Inverted dropout of whole channels: during training, each channel of
+    each sample is zeroed with probability ``rate`` (at every position) and
+    the kept ones are scaled by 1 / (1 - rate); at inference, identity."""
+
+    #: Rank of a sample: spatial axes, then channels.
+    _rank = None
+
+    def __init__(self, rate, name=None, dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.rate = check_number(rate, "rate", low=0.0, high=1.0, high_inclusive=False)
+        self._mask = None
+        self._out_shape = None
+
+    def get_config(self):
+        return {**super().get_config(), "rate": self.rate}
+
+    def build(self, input_shape):
+        if len(input_shape) != self._rank:
+            axes = ("steps" if self._rank == 2 else "height, width") + ", channels"
+            raise ValueError(
+                f"{self.name}: {type(self).__name__} takes inputs of shape "
+                f"(batch, {axes}), got samples of shape {tuple(input_shape)}")
+
+    def forward(self, x, training=False):
+        x = self._check_input(x)
+        self._out_shape = x.shape
+        if not training or self.rate == 0.0:
+            self._mask = None
+            return x
+        n, channels = x.shape[0], x.shape[-1]
+        # One uniform per (sample, channel), turned into the scaled mask as the
+        # dropout kernel does: keep where u >= rate, scaled in the layer's dtype.
+        u = self._rng.random((n, channels), dtype=self.dtype)
+        keep = self.dtype.type(1.0 / (1.0 - self.rate))
+        mask = np.where(u >= self.dtype.type(self.rate), keep, self.dtype.type(0))
+        self._mask = mask.reshape((n,) + (1,) * (self._rank - 1) + (channels,))
+        return x * self._mask
+
+    def backward(self, grad):
+        dy = self._check_grad(grad, self._out_shape)
+        if self._mask is None:
+            return dy
+        return dy * self._mask
+
+
+class SpatialDropout1D(_SpatialDropout):
+    """Dropout of whole channels of (batch, steps, channels) inputs.
+
+    Zeroing a channel at every step, rather than elements one by one,
+    regularises convolutional features whose neighbours are correlated.
+
+    Parameters
+    ----------
+    rate : float in [0, 1)
+        Probability that a channel is zeroed.
+    """
+
+    _rank = 2
+
+
+class SpatialDropout2D(_SpatialDropout):
+    """Dropout of whole channels (feature maps) of (batch, height, width,
+    channels) inputs.
+
+    Parameters
+    ----------
+    rate : float in [0, 1)
+        Probability that a channel is zeroed.
+    """
+
+    _rank = 3
+
+
+class GaussianNoise(Layer):
+    """Add zero-mean Gaussian noise of standard deviation ``stddev`` during
+    training; identity at inference. The gradient passes through unchanged.
+
+    Parameters
+    ----------
+    stddev : float >= 0
+    """
+
+    def __init__(self, stddev, name=None, dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        self.stddev = check_number(stddev, "stddev", low=0.0)
+        self._out_shape = None
+
+    def get_config(self):
+        return {**super().get_config(), "stddev": self.stddev}
+
+    def forward(self, x, training=False):
+        x = self._check_input(x)
+        self._out_shape = x.shape
+        if not training or self.stddev == 0.0:
+            return x
+        y = self._rng.standard_normal(x.shape, dtype=self.dtype)
+        y *= self.dtype.type(self.stddev)
+        y += x
+        return y
+
+    def backward(self, grad):
+        return self._check_grad(grad, self._out_shape)
