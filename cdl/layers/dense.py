@@ -21,9 +21,10 @@ class Dense(Layer):
     units : int
         Number of outputs.
     activation : str or None
-        Fused into the layer's kernel: "relu", "leaky_relu" (slope 0.01),
-        "sigmoid", "tanh", "gelu", "elu" (alpha 1), "softmax" or None
-        (linear).
+        Fused into the layer's kernel: any name of
+        ``cdl._kernels.activations.CODES`` ("relu", "leaky_relu" (slope
+        0.01), "elu" (alpha 1), "selu", "gelu", "silu", "mish", "sigmoid",
+        "tanh", "softmax", ...) or None (linear).
     use_bias : bool
     kernel_initializer, bias_initializer : str or callable
         Defaults: glorot uniform kernel, zero bias.
