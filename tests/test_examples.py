@@ -45,3 +45,15 @@ def test_optimizers_example_trains_with_every_optimizer(tmp_path):
         assert "matplotlib is not installed" in result.stdout
     else:
         assert png.stat().st_size > 10_000
+
+
+def test_conv_digits_reaches_98_percent():
+    out = run_example("conv_digits.py")
+    accuracy = float(re.search(r"test accuracy: ([\d.]+)", out).group(1))
+    assert accuracy >= 0.98
+
+
+def test_conv1d_signals_learns_the_shapes():
+    out = run_example("conv1d_signals.py")
+    accuracy = float(re.search(r"test accuracy: ([\d.]+)", out).group(1))
+    assert accuracy >= 0.9
