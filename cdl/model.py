@@ -212,10 +212,17 @@ class Sequential(TrainingMixin):
                 "(the shape of the last forward output)")
         return self._backward_checked(grad)
 
-    def _backward_checked(self, grad):
-        """Backward pass of a gradient already known to fit the last output."""
-        for layer in reversed(self._layers):
-            grad = layer.backward(grad)
+    def _backward_checked(self, grad, input_grad=True):
+        """Backward pass of a gradient already known to fit the last output;
+        with ``input_grad=False`` the first layer may skip (and return None
+        for) the gradient with respect to the model's input."""
+        first = self._layers[0]
+        first._input_grad_needed = input_grad
+        try:
+            for layer in reversed(self._layers):
+                grad = layer.backward(grad)
+        finally:
+            first._input_grad_needed = True
         return grad
 
     __call__ = forward

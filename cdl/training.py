@@ -307,7 +307,7 @@ class TrainingMixin:
         else:
             out = self._forward_checked(x, True)
             loss = self.loss.forward(out, y, w)
-            self._backward_checked(self.loss.backward())
+            self._backward_checked(self.loss.backward(), input_grad=False)
         if self._regularized:
             loss += self.regularization_loss()
             self._add_regularization_gradients()

@@ -49,6 +49,10 @@ class Layer:
     #: False for layers whose input is not differentiable (Embedding's
     #: indices): their ``backward`` returns None, so they must come first.
     has_input_gradient = True
+    #: Set to False by a model, for the duration of one backward pass, on its
+    #: first layer when nothing needs the input gradient (a training step);
+    #: layers that can skip computing it then return None.
+    _input_grad_needed = True
 
     def __init__(self, name=None, dtype=None):
         if name is not None and not isinstance(name, str):

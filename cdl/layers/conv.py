@@ -234,7 +234,7 @@ class _Conv(_ConvBase):
         x4, z, y, x_shape, col = self._cache
         n = x_shape[0]
         dy = self._check_grad(grad, (n,) + self._geom[3] + (self.filters,)).reshape(y.shape)
-        dx = np.empty_like(x4)
+        dx = np.empty_like(x4) if self._input_grad_needed else None
         dz = np.empty_like(dy) if self._code != _act.CODES["linear"] else dy
         strides, dilation, pads, _ = self._geom
         _conv.backward(x4, self._kernel_2d(self.kernel), z, y, dy, dz,
@@ -243,7 +243,7 @@ class _Conv(_ConvBase):
                        strides, dilation, pads, self._code, self._param,
                        col_filled=self._col_filled and col is self._col)
         self._col_filled = False  # the backward pass overwrote the columns
-        return dx.reshape(x_shape)
+        return None if dx is None else dx.reshape(x_shape)
 
 
 class Conv1D(_Conv):

@@ -110,9 +110,9 @@ class Dense(Layer):
             scaled = np.zeros_like(dy)
             self.activity_regularizer.add_gradient(y, scaled)
             dy += scaled / max(len(y), 1)
-        dx = np.empty_like(x2)
+        dx = np.empty_like(x2) if self._input_grad_needed else None
         dz = np.empty_like(dy) if self._code != _act.CODES["linear"] else dy
         _dense.backward(x2, self.kernel, z, y, dy, dz, self.kernel_grad,
                         self.bias_grad if self.use_bias else None, dx,
                         self._code, self._param)
-        return dx.reshape(x_shape)
+        return None if dx is None else dx.reshape(x_shape)
