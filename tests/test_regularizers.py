@@ -94,3 +94,17 @@ def test_bad_regularizers():
         layers.Dense(3, kernel_regularizer="l3")
     with pytest.raises(ValueError, match="l2"):
         regularizers.L2(-1.0)
+
+
+def test_conv_regularizers_round_trip(tmp_path):
+    model = cdl.Sequential([layers.Conv2D(2, 3, kernel_regularizer="l2", bias_regularizer="l1"),
+                            layers.Flatten(), layers.Dense(2)], input_shape=(4, 4, 1),
+                           dtype="float64", seed=0)
+    conv = model.layers[0]
+    expected = 0.01 * (conv.kernel ** 2).sum() + 0.01 * np.abs(conv.bias).sum()
+    assert model.regularization_loss() == pytest.approx(expected)
+    model.compile("sgd", "mse")
+    model.fit(random_array((8, 4, 4, 1), seed=7), random_array((8, 2), seed=8), verbose=0)
+    model.save(tmp_path / "conv.cdl")
+    loaded = cdl.load_model(tmp_path / "conv.cdl")
+    assert loaded.layers[0].kernel_regularizer.get_config() == {"l2": 0.01}

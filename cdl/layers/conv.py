@@ -9,7 +9,7 @@ import numbers
 
 import numpy as np
 
-from cdl import initializers
+from cdl import initializers, regularizers
 from cdl._kernels import activations as _act
 from cdl._kernels import conv as _conv
 from cdl._validation import as_float_array, check_number
@@ -82,7 +82,8 @@ class _ConvBase(Layer):
 
     def __init__(self, filters, kernel_size, strides=1, padding="valid", dilation_rate=1,
                  activation=None, use_bias=True, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", name=None, dtype=None):
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None,
+                 name=None, dtype=None):
         super().__init__(name=name, dtype=dtype)
         rank = self._rank
         self.filters = check_number(filters, "filters", low=1, integer=True)
@@ -95,6 +96,8 @@ class _ConvBase(Layer):
         self.use_bias = bool(use_bias)
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
+        self.kernel_regularizer = regularizers.get(kernel_regularizer)
+        self.bias_regularizer = regularizers.get(bias_regularizer)
         self._needs_z = _act.needs_input(self._code)
         self._cache = None
         self._col = None
@@ -116,6 +119,9 @@ class _ConvBase(Layer):
             name = initializers.name_of(getattr(self, key))
             if name is not None:
                 config[key] = name
+        for key in ("kernel_regularizer", "bias_regularizer"):
+            if getattr(self, key) is not None:
+                config[key] = regularizers.config_of(getattr(self, key))
         return config
 
     # --- shapes ------------------------------------------------------------
@@ -196,9 +202,9 @@ class _Conv(_ConvBase):
     def build(self, input_shape):
         self._geom = self._geometry(input_shape)
         self.add_weight("kernel", self.kernel_size + (input_shape[-1], self.filters),
-                        self.kernel_initializer)
+                        self.kernel_initializer, self.kernel_regularizer)
         if self.use_bias:
-            self.add_weight("bias", (self.filters,), self.bias_initializer)
+            self.add_weight("bias", (self.filters,), self.bias_initializer, self.bias_regularizer)
 
     def compute_output_shape(self, input_shape):
         return self._geometry(input_shape)[3] + (self.filters,)
@@ -276,6 +282,8 @@ class Conv1D(_Conv):
     use_bias : bool
     kernel_initializer, bias_initializer : str or callable
         Defaults: glorot uniform kernel, zero bias.
+    kernel_regularizer, bias_regularizer : str or Regularizer, optional
+        Weight penalties (``cdl.regularizers``), added to the loss.
 
     Attributes
     ----------
@@ -315,6 +323,8 @@ class Conv2D(_Conv):
     use_bias : bool
     kernel_initializer, bias_initializer : str or callable
         Defaults: glorot uniform kernel, zero bias.
+    kernel_regularizer, bias_regularizer : str or Regularizer, optional
+        Weight penalties (``cdl.regularizers``), added to the loss.
 
     Attributes
     ----------
@@ -346,6 +356,8 @@ class Conv2DTranspose(_ConvBase):
         Fused into the layer's kernel, as in ``Dense``.
     use_bias : bool
     kernel_initializer, bias_initializer : str or callable
+    kernel_regularizer, bias_regularizer : str or Regularizer, optional
+        Weight penalties (``cdl.regularizers``), added to the loss.
 
     Attributes
     ----------
@@ -383,9 +395,9 @@ class Conv2DTranspose(_ConvBase):
     def build(self, input_shape):
         self._geom = self._geometry(input_shape)
         self.add_weight("kernel", self.kernel_size + (self.filters, input_shape[-1]),
-                        self.kernel_initializer)
+                        self.kernel_initializer, self.kernel_regularizer)
         if self.use_bias:
-            self.add_weight("bias", (self.filters,), self.bias_initializer)
+            self.add_weight("bias", (self.filters,), self.bias_initializer, self.bias_regularizer)
 
     def compute_output_shape(self, input_shape):
         return self._geometry(input_shape)[3] + (self.filters,)
