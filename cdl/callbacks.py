@@ -37,34 +37,36 @@ class Callback:
         self.params = {}
 
     def set_model(self, model):
+        """Called by ``fit`` with the model being trained."""
         self.model = model
 
     def set_params(self, params):
+        """Called by ``fit`` with ``epochs``, ``steps``, ``verbose`` and ``batch_size``."""
         self.params = params
 
     def on_train_begin(self, logs=None):
-        pass
+        """Called once before the first epoch."""
 
     def on_train_end(self, logs=None):
-        pass
+        """Called once after the last epoch (or when training stops)."""
 
     def on_epoch_begin(self, epoch, logs=None):
-        pass
+        """Called at the start of epoch ``epoch`` (0-based)."""
 
     def on_epoch_end(self, epoch, logs=None):
-        pass
+        """Called after each epoch with its loss, metrics, validation results and lr."""
 
     def on_train_batch_begin(self, batch, logs=None):
-        pass
+        """Called before each training batch (index within the epoch)."""
 
     def on_train_batch_end(self, batch, logs=None):
-        pass
+        """Called after each training batch with that batch's ``loss``."""
 
     def on_test_begin(self, logs=None):
-        pass
+        """Called before an evaluation pass."""
 
     def on_test_end(self, logs=None):
-        pass
+        """Called after an evaluation pass."""
 
 
 def _overrides(callback, hook):

@@ -42,6 +42,7 @@ class Initializer:
         return np.ascontiguousarray(values.reshape(shape), dtype=dtype)
 
     def draw(self, shape, rng):
+        """Values of the given shape (float64) drawn from the generator ``rng``."""
         raise NotImplementedError
 
     def get_config(self):

@@ -17,15 +17,18 @@ class Regularizer:
     """Base class: ``penalty(w) -> float`` and ``add_gradient(w, grad)`` (in place)."""
 
     def penalty(self, w):
+        """The penalty of weight array ``w``, as a float."""
         raise NotImplementedError
 
     def add_gradient(self, w, grad):
+        """Add d penalty / d w to ``grad``, in place."""
         raise NotImplementedError
 
     def __call__(self, w):
         return self.penalty(w)
 
     def get_config(self):
+        """Constructor arguments as a dict."""
         return {}
 
     def __repr__(self):
