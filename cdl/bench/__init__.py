@@ -89,8 +89,14 @@ def _has_conv():
     return hasattr(layers, "Conv2D")
 
 
+def _has_recurrent():
+    from cdl import layers
+    return hasattr(layers, "LSTM") and hasattr(layers, "GRU")
+
+
 def run(configs=None, optimizers=("sgd", "adam"), rounds=3, threads=2, min_seconds=0.3,
-        frameworks=("cdl", "torch", "numpy"), digits=True, predict=True, cnn=True, log=print):
+        frameworks=("cdl", "torch", "numpy"), digits=True, predict=True, cnn=True, rnn=True,
+        log=print):
     """Run the benchmarks and return the results as a dict (see ``format_report``)."""
     frameworks = [f for f in frameworks if available(f)]
     configs = list(TRAIN_CONFIGS) if configs is None else list(configs)
@@ -128,6 +134,15 @@ def run(configs=None, optimizers=("sgd", "adam"), rounds=3, threads=2, min_secon
         res["gflops"] = cnn_flops() / res["cdl"]["seconds"] / 1e9
         results["train"]["small-cnn/sgd"] = res
         log(_line("small-cnn sgd", res, fws))
+    if rnn and _has_recurrent():
+        fws = [fw for fw in ("cdl", "torch") if fw in frameworks]
+        for cell in ("lstm", "gru"):
+            tasks = {fw: {"framework": fw, "kind": "rnn", "cell": cell, "steps": 10,
+                          "threads": threads, "min_seconds": min_seconds} for fw in fws}
+            res = measure(tasks, rounds)
+            res["gflops"] = float("nan")
+            results["train"][f"{cell}-32x16-64/adam"] = res
+            log(_line(f"{cell} adam", res, fws))
     if digits:
         fws = [fw for fw in ("cdl", "torch", "sklearn") if available(fw)]
         tasks = {fw: {"framework": fw, "kind": "fit_digits", "threads": threads} for fw in fws}
@@ -169,7 +184,8 @@ def format_report(results):
         return "| " + " | ".join(cells) + " |"
 
     for name, res in results["train"].items():
-        lines.append(row(f"train step {name}", res, f"{res['gflops']:.1f}"))
+        gflops = "" if res["gflops"] != res["gflops"] else f"{res['gflops']:.1f}"  # NaN: not counted
+        lines.append(row(f"train step {name}", res, gflops))
     for name, res in results["predict"].items():
         lines.append(row(name, res))
     lines.append("")
@@ -205,16 +221,18 @@ def main(argv=None):
     parser.add_argument("--no-digits", action="store_true")
     parser.add_argument("--no-predict", action="store_true")
     parser.add_argument("--no-cnn", action="store_true")
+    parser.add_argument("--no-rnn", action="store_true")
     parser.add_argument("--quick", action="store_true",
                         help="one round of the tiny configuration only (a smoke test)")
     parser.add_argument("--json", help="also write the raw results to this file")
     args = parser.parse_args(argv)
     if args.quick:
         args.configs, args.optimizers, args.rounds, args.min_seconds = ["tiny"], ["sgd"], 1, 0.05
-        args.no_digits = args.no_predict = args.no_cnn = True
+        args.no_digits = args.no_predict = args.no_cnn = args.no_rnn = True
     start = time.perf_counter()
     results = run(args.configs, args.optimizers, args.rounds, args.threads, args.min_seconds,
-                  args.frameworks, not args.no_digits, not args.no_predict, not args.no_cnn)
+                  args.frameworks, not args.no_digits, not args.no_predict, not args.no_cnn,
+                  not args.no_rnn)
     print()
     print(format_report(results))
     print(f"\n(benchmark took {time.perf_counter() - start:.0f} s)")

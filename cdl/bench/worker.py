@@ -43,6 +43,9 @@ def run(task):
     elif kind == "cnn":
         fn = {"cdl": w.cdl_cnn_train, "torch": w.torch_cnn_train}[framework]
         result["times"] = fn(task["steps"], task["min_seconds"])
+    elif kind == "rnn":
+        fn = {"cdl": w.cdl_rnn_train, "torch": w.torch_rnn_train}[framework]
+        result["times"] = fn(task["cell"], task["steps"], task["min_seconds"])
     elif kind == "sgemm":
         result["gflops"] = w.sgemm_gflops(task.get("n", 2048), task["min_seconds"])
     elif kind == "import":

@@ -343,3 +343,63 @@ def torch_cnn_train(steps, min_seconds):
             opt.step()
     epoch()
     return [t / steps for t in _timed_epochs(epoch, min_seconds)]
+
+
+# --- recurrent layers ----------------------------------------------------------
+
+#: Sequence length, features, units, classes and batch of the recurrent benchmark.
+RNN_STEPS, RNN_FEATURES, RNN_UNITS, RNN_CLASSES, RNN_BATCH = 32, 16, 64, 10, 64
+
+
+def _rnn_data(steps):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((RNN_BATCH * steps, RNN_STEPS, RNN_FEATURES)).astype(np.float32)
+    y = rng.integers(0, RNN_CLASSES, RNN_BATCH * steps).astype(np.int64)
+    return x, y
+
+
+def cdl_rnn_train(cell, steps, min_seconds):
+    import cdl
+    from cdl import layers, optimizers
+    recurrent = {"lstm": layers.LSTM, "gru": layers.GRU}[cell]
+    model = cdl.Sequential([recurrent(RNN_UNITS), layers.Dense(RNN_CLASSES)],
+                           input_shape=(RNN_STEPS, RNN_FEATURES), seed=0)
+    model.compile(optimizers.Adam(lr=LR), "cross_entropy")
+    x, y = _rnn_data(steps)
+
+    def epoch():
+        model.fit(x, y, epochs=1, batch_size=RNN_BATCH, verbose=0)
+    epoch()
+    return [t / steps for t in _timed_epochs(epoch, min_seconds)]
+
+
+def torch_rnn_train(cell, steps, min_seconds):
+    import torch
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            recurrent = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell]
+            self.rnn = recurrent(RNN_FEATURES, RNN_UNITS, batch_first=True)
+            self.head = torch.nn.Linear(RNN_UNITS, RNN_CLASSES)
+
+        def forward(self, x):
+            out, _ = self.rnn(x)
+            return self.head(out[:, -1])
+
+    model = Net()
+    opt = torch.optim.Adam(model.parameters(), lr=LR)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    x, y = _rnn_data(steps)
+    x, y = torch.from_numpy(x), torch.from_numpy(y)
+    generator = torch.Generator().manual_seed(0)
+
+    def epoch():
+        order = torch.randperm(len(x), generator=generator)
+        for start in range(0, len(x), RNN_BATCH):
+            idx = order[start:start + RNN_BATCH]
+            opt.zero_grad()
+            loss_fn(model(x[idx]), y[idx]).backward()
+            opt.step()
+    epoch()
+    return [t / steps for t in _timed_epochs(epoch, min_seconds)]
