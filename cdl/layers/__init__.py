@@ -10,7 +10,7 @@ from cdl.layers.base import Layer
 
 #: The modules that hold built-in layers, in the order they are exported.
 _MODULES = ("dense", "activation", "core", "composite", "normalization", "embedding",
-            "pooling", "reshaping", "noise", "conv")
+            "pooling", "reshaping", "noise", "conv", "recurrent")
 
 _BY_NAME = {}
 for _module_name in _MODULES:
