@@ -26,7 +26,15 @@ def _built(cls, x, **kwargs):
     rng = np.random.default_rng(5)
     layer.input_bias[...] = rng.normal(0, 0.3, layer.input_bias.shape)
     layer.recurrent_bias[...] = rng.normal(0, 0.3, layer.recurrent_bias.shape)
+    # And a non-zero trainable initial state, when there is one.
+    for name in ("initial_h", "initial_c"):
+        if hasattr(layer, name):
+            getattr(layer, name)[...] = rng.normal(0, 0.5, layer.units)
     return layer
+
+
+def _state_names(cls):
+    return ("initial_h", "initial_c") if cls is layers.LSTM else ("initial_h",)
 
 
 # --- gradients ---------------------------------------------------------------
@@ -86,6 +94,69 @@ def test_gradcheck_with_masking(cls, return_sequences, go_backwards):
     _check_masked_gradients(layer, x)
 
 
+@pytest.mark.parametrize("cls", CELLS, ids=IDS)
+@pytest.mark.parametrize("return_sequences", [False, True])
+@pytest.mark.parametrize("go_backwards", [False, True])
+def test_gradcheck_trainable_initial_state(cls, return_sequences, go_backwards):
+    x = random_array((2, 5, 4), seed=1)
+    layer = _built(cls, x, return_sequences=return_sequences, go_backwards=go_backwards,
+                   trainable_initial_state=True)
+    errors = cdl.gradcheck(layer, x)
+    assert set(errors) == {"input"} | {f"{layer.name}.{w}" for w in
+                                       ("input_kernel", "recurrent_kernel",
+                                        "input_bias", "recurrent_bias")
+                                       + _state_names(cls)}
+
+
+@pytest.mark.parametrize("cls", CELLS, ids=IDS)
+@pytest.mark.parametrize("return_sequences", [False, True])
+@pytest.mark.parametrize("go_backwards", [False, True])
+def test_gradcheck_trainable_initial_state_with_masking(cls, return_sequences, go_backwards):
+    x = random_array((3, 6, 2), seed=3)
+    x[0, 4:] = 0.0
+    x[1, 2:3] = 0.0
+    x[2, :2] = 0.0  # padding before the first real step: the initial state carries
+    layer = _built(cls, x, return_sequences=return_sequences, mask_value=0.0,
+                   go_backwards=go_backwards, trainable_initial_state=True)
+    _check_masked_gradients(layer, x)
+    errors = cdl.gradcheck(layer, x, raise_on_error=False)
+    assert {f"{layer.name}.{w}" for w in _state_names(cls)} <= set(errors)
+
+
+def test_initial_state_gradient_overwrites_and_sums_over_the_batch():
+    x = random_array((4, 3, 2), seed=12)
+    layer = _built(layers.LSTM, x, trainable_initial_state=True)
+    y = layer.forward(x)
+    r = random_array(y.shape, seed=13)
+    layer.backward(r)
+    first = layer.initial_h_grad.copy(), layer.initial_c_grad.copy()
+    layer.backward(r)  # overwritten, not accumulated
+    assert_allclose(layer.initial_h_grad, first[0])
+    assert_allclose(layer.initial_c_grad, first[1])
+    # Each sample alone: the batch gradient is the sum of theirs.
+    total = np.zeros_like(first[0])
+    for i in range(4):
+        layer.forward(x[i:i + 1])
+        layer.backward(r[i:i + 1])
+        total += layer.initial_h_grad
+    assert_allclose(total, first[0])
+
+
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_bidirectional_gradcheck_trainable_initial_state(return_sequences):
+    x = random_array((2, 4, 3), seed=4)
+    layer = layers.Bidirectional(
+        layers.LSTM(3, return_sequences=return_sequences, trainable_initial_state=True),
+        dtype="float64")
+    layer.forward(x)
+    for sub in (layer.forward_layer, layer.backward_layer):
+        assert sub.trainable_initial_state
+        sub.initial_h[...] = random_array((3,), seed=41)
+        sub.initial_c[...] = random_array((3,), seed=42)
+    errors = cdl.gradcheck(layer, x)
+    assert len(errors) == 1 + 12
+
+
 @pytest.mark.parametrize("merge_mode", ["concat", "sum"])
 @pytest.mark.parametrize("return_sequences", [False, True])
 def test_bidirectional_gradcheck(merge_mode, return_sequences):
@@ -136,6 +207,38 @@ def test_matches_pytorch(cls, return_sequences, go_backwards):
     assert_allclose(layer.recurrent_kernel_grad, module.weight_hh_l0.grad.numpy().T)
     assert_allclose(layer.input_bias_grad, module.bias_ih_l0.grad.numpy())
     assert_allclose(layer.recurrent_bias_grad, module.bias_hh_l0.grad.numpy())
+
+
+@pytest.mark.parametrize("cls", CELLS, ids=IDS)
+@pytest.mark.parametrize("return_sequences", [False, True])
+@pytest.mark.parametrize("go_backwards", [False, True])
+def test_trainable_initial_state_matches_pytorch(cls, return_sequences, go_backwards):
+    torch = pytest.importorskip("torch")
+    n = 3
+    x = random_array((n, 7, 4), seed=6)
+    layer = _built(cls, x, return_sequences=return_sequences, go_backwards=go_backwards,
+                   trainable_initial_state=True)
+    y = layer.forward(x)
+    r = random_array(y.shape, seed=7)
+    dx = layer.backward(r)
+
+    module = _torch_module(torch, cls, layer, 4)
+    xt = torch.from_numpy(x.copy()).requires_grad_(True)
+    states = [torch.from_numpy(np.broadcast_to(getattr(layer, name), (1, n, layer.units))
+                               .copy()).requires_grad_(True) for name in _state_names(cls)]
+    out, _ = module(xt.flip(1) if go_backwards else xt,
+                    tuple(states) if cls is layers.LSTM else states[0])
+    yt = out if return_sequences else out[:, -1]
+    (yt * torch.from_numpy(r)).sum().backward()
+
+    assert_allclose(y, yt.detach().numpy())
+    assert_allclose(dx, xt.grad.numpy())
+    assert_allclose(layer.input_kernel_grad, module.weight_ih_l0.grad.numpy().T)
+    assert_allclose(layer.recurrent_kernel_grad, module.weight_hh_l0.grad.numpy().T)
+    assert_allclose(layer.input_bias_grad, module.bias_ih_l0.grad.numpy())
+    assert_allclose(layer.recurrent_bias_grad, module.bias_hh_l0.grad.numpy())
+    for name, state in zip(_state_names(cls), states):
+        assert_allclose(getattr(layer, name + "_grad"), state.grad.numpy().sum(axis=(0, 1)))
 
 
 def test_float32_matches_pytorch():
@@ -240,6 +343,37 @@ def test_weight_shapes_and_order():
     assert layer.weight_names == ["input_kernel", "recurrent_kernel", "input_bias",
                                   "recurrent_bias"]
     assert [p.shape for p in layer.params] == [(7, 15), (5, 15), (15,), (15,)]
+    assert layer.get_config()["trainable_initial_state"] is False
+    assert not hasattr(layer, "initial_h")
+
+
+@pytest.mark.parametrize("cls", CELLS, ids=IDS)
+def test_trainable_initial_state_weights_come_last(cls):
+    layer = cls(5, trainable_initial_state=True)
+    y = layer.forward(np.ones((2, 3, 7), dtype=np.float32))
+    g = GATES[cls]
+    names = ["input_kernel", "recurrent_kernel", "input_bias", "recurrent_bias"]
+    assert layer.weight_names == names + list(_state_names(cls))
+    assert [p.shape for p in layer.params] == [(7, 5 * g), (5, 5 * g), (5 * g,), (5 * g,)] + [
+        (5,)] * len(_state_names(cls))
+    for name in _state_names(cls):
+        assert np.all(getattr(layer, name) == 0)
+    assert layer.get_config()["trainable_initial_state"] is True
+    # Zeros at first: the same outputs as the default layer with the same weights.
+    plain = cls(5, dtype="float32")
+    plain.forward(np.ones((2, 3, 7), dtype=np.float32))
+    for name in plain.weight_names:
+        getattr(plain, name)[...] = getattr(layer, name)
+    assert_allclose(plain.forward(np.ones((2, 3, 7), dtype=np.float32)), y,
+                    dtype=np.float32)
+
+
+def test_trainable_initial_state_changes_the_output():
+    x = random_array((2, 4, 3), seed=14)
+    layer = _built(layers.GRU, x, trainable_initial_state=True)
+    y = layer.forward(x)
+    layer.initial_h[...] += 0.5
+    assert not np.allclose(layer.forward(x), y)
 
 
 def test_lstm_model_trains_with_fit():
@@ -271,6 +405,35 @@ def test_save_load_round_trip(tmp_path):
     assert loaded.get_config() == model.get_config()
     bidir = loaded.layers[0]
     assert bidir.backward_layer.go_backwards and not bidir.forward_layer.go_backwards
+
+
+def test_save_load_round_trip_with_trainable_initial_state(tmp_path):
+    model = cdl.Sequential([
+        layers.Bidirectional(layers.LSTM(3, return_sequences=True,
+                                         trainable_initial_state=True)),
+        layers.SimpleRNN(5, return_sequences=True, trainable_initial_state=True),
+        layers.GRU(4, trainable_initial_state=True),
+        layers.Dense(2),
+    ], input_shape=(6, 3), seed=0)
+    model.compile("adam", "mse")
+    x = random_array((4, 6, 3), np.float32, seed=40)
+    model.fit(x, np.ones((4, 2), np.float32), epochs=2, verbose=0)
+    gru = model.layers[2]
+    assert np.any(gru.initial_h != 0)  # trained
+    path = tmp_path / "rnn_state.cdl"
+    model.save(path)
+    loaded = cdl.load_model(path)
+    assert loaded.get_config() == model.get_config()
+    assert_allclose(loaded.forward(x), model.forward(x))
+    pairs = [(model.layers[0].forward_layer, loaded.layers[0].forward_layer),
+             (model.layers[0].backward_layer, loaded.layers[0].backward_layer),
+             (model.layers[1], loaded.layers[1]), (model.layers[2], loaded.layers[2])]
+    for old, new in pairs:
+        assert new.trainable_initial_state
+        assert new.weight_names == old.weight_names
+        for name in ("initial_h", "initial_c"):
+            if hasattr(old, name):
+                assert np.array_equal(getattr(new, name), getattr(old, name))
 
 
 # --- bad inputs --------------------------------------------------------------

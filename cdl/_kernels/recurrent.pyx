@@ -396,7 +396,7 @@ def forward(int cell, int act, X, W, U, bi, bh, mask, bint go_backwards,
 
 
 def backward(int cell, int act, X, W, U, mask, bint go_backwards, bint return_sequences,
-             gates, hprev, cprev, hn, dY, dW, dU, dbi, dbh, dX, dh0=None):
+             gates, hprev, cprev, hn, dY, dW, dU, dbi, dbh, dX, dh0=None, dc0=None):
     """Backpropagation through time for ``forward``'s call, gradients in place.
 
     Parameters
@@ -410,6 +410,9 @@ def backward(int cell, int act, X, W, U, mask, bint go_backwards, bint return_se
     dX : ndarray of shape (n, T, F) or None, overwritten
     dh0 : ndarray of shape (n, H) or None
         Receives the gradient w.r.t. the initial state h.
+    dc0 : ndarray of shape (n, H) or None
+        LSTM only (ignored otherwise): receives the gradient w.r.t. the
+        initial cell state c.
 
     Returns
     -------
@@ -444,7 +447,11 @@ def backward(int cell, int act, X, W, U, mask, bint go_backwards, bint return_se
     _check_sizes(n, T, F, GH)
     dxp = np.empty((n, T, GH), dtype=X.dtype)
     dhp = np.empty((n, T, GH), dtype=X.dtype) if cell == CELL_GRU else dxp
-    dc = np.empty((n, H), dtype=X.dtype)
+    if cell == CELL_LSTM and dc0 is not None:
+        _check(dc0, "dc0", (n, H), X, True)
+        dc = dc0
+    else:
+        dc = np.empty((n, H), dtype=X.dtype)
     cdef void* px = data_ptr(X)
     cdef void* pw = data_ptr(W)
     cdef void* pu = data_ptr(U)

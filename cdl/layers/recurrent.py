@@ -29,7 +29,8 @@ class _Recurrent(Layer):
     def __init__(self, units, return_sequences=False, go_backwards=False, mask_value=None,
                  kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
                  bias_initializer="zeros", kernel_regularizer=None,
-                 recurrent_regularizer=None, bias_regularizer=None, name=None, dtype=None):
+                 recurrent_regularizer=None, bias_regularizer=None,
+                 trainable_initial_state=False, name=None, dtype=None):
         super().__init__(name=name, dtype=dtype)
         self.units = check_number(units, "units", low=1, integer=True)
         self.return_sequences = bool(return_sequences)
@@ -44,6 +45,7 @@ class _Recurrent(Layer):
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
         self.recurrent_regularizer = regularizers.get(recurrent_regularizer)
         self.bias_regularizer = regularizers.get(bias_regularizer)
+        self.trainable_initial_state = bool(trainable_initial_state)
         self._act = 0
         self._cache = None
         self.states = None
@@ -51,7 +53,8 @@ class _Recurrent(Layer):
     def get_config(self):
         config = {**super().get_config(), "units": self.units,
                   "return_sequences": self.return_sequences,
-                  "go_backwards": self.go_backwards, "mask_value": self.mask_value}
+                  "go_backwards": self.go_backwards, "mask_value": self.mask_value,
+                  "trainable_initial_state": self.trainable_initial_state}
         for key in ("kernel_initializer", "recurrent_initializer", "bias_initializer"):
             name = initializers.name_of(getattr(self, key))
             if name is not None:
@@ -85,6 +88,12 @@ class _Recurrent(Layer):
         self.add_weight("input_bias", (width,), self.bias_initializer, self.bias_regularizer)
         self.add_weight("recurrent_bias", (width,), self.bias_initializer,
                         self.bias_regularizer)
+        if self.trainable_initial_state:
+            # After the four weights above, so that their order is the same
+            # with or without a trainable initial state.
+            self.add_weight("initial_h", (self.units,), "zeros")
+            if self._cell == _rec.CELLS["LSTM"]:
+                self.add_weight("initial_c", (self.units,), "zeros")
 
     def compute_output_shape(self, input_shape):
         self._check_rank(input_shape)
@@ -131,6 +140,11 @@ class _Recurrent(Layer):
         hn = np.empty_like(hprev) if gru else None
         h = np.zeros((n, units), dtype=self.dtype)
         c = np.zeros_like(h) if lstm else None
+        if self.trainable_initial_state:
+            # Copies (the kernel overwrites h and c with the final state).
+            h[...] = self.initial_h
+            if lstm:
+                c[...] = self.initial_c
         _rec.forward(self._cell, self._act, x, self.input_kernel, self.recurrent_kernel,
                      self.input_bias, self.recurrent_bias, mask, self.go_backwards,
                      self.return_sequences, y, gates, hprev, cprev, hn, h, c)
@@ -144,10 +158,20 @@ class _Recurrent(Layer):
         x, mask, gates, hprev, cprev, hn, y_shape = self._cache
         dy = np.ascontiguousarray(self._check_grad(grad, y_shape))
         dx = np.empty_like(x) if self._input_grad_needed else None
+        dh0 = dc0 = None
+        if self.trainable_initial_state:
+            dh0 = np.empty((x.shape[0], self.units), dtype=self.dtype)
+            if cprev is not None:
+                dc0 = np.empty_like(dh0)
         _rec.backward(self._cell, self._act, x, self.input_kernel, self.recurrent_kernel,
                       mask, self.go_backwards, self.return_sequences, gates, hprev, cprev,
                       hn, dy, self.input_kernel_grad, self.recurrent_kernel_grad,
-                      self.input_bias_grad, self.recurrent_bias_grad, dx)
+                      self.input_bias_grad, self.recurrent_bias_grad, dx, dh0, dc0)
+        if dh0 is not None:
+            # The initial state is broadcast over the batch: sum its gradients.
+            self.initial_h_grad[...] = dh0.sum(axis=0)
+            if dc0 is not None:
+                self.initial_c_grad[...] = dc0.sum(axis=0)
         return dx
 
 
@@ -176,6 +200,10 @@ _RNN_DOC_COMMON = """
     kernel_regularizer, recurrent_regularizer, bias_regularizer : optional
         Penalties on the weights (``cdl.regularizers``); the bias one
         applies to both biases.
+    trainable_initial_state : bool
+        False (default): the initial state is zeros. True: learn it, as the
+        weight ``initial_h`` of shape (units,){c_arg}, initialised
+        to zeros and shared by (broadcast over) every sample of the batch.
 
     Attributes
     ----------
@@ -186,6 +214,11 @@ _RNN_DOC_COMMON = """
         {order}. PyTorch stores the kernels transposed:
         ``weight_ih = input_kernel.T``, ``weight_hh = recurrent_kernel.T``,
         ``bias_ih = input_bias``, ``bias_hh = recurrent_bias``.
+    initial_h{c_attr} : ndarray of shape (units,)
+        Only with ``trainable_initial_state``, after the four weights above.
+        The PyTorch equivalent passes ``{torch_state}`` to the module, with
+        ``h0 = initial_h`` broadcast to shape (1, batch, units){c_torch}.
+        Their gradients are the batch sums of the initial states' ones.
 
     states : tuple of ndarray of shape (batch, units)
         After ``forward``: the final state ``(h,)``, or ``(h, c)`` for the
@@ -193,9 +226,12 @@ _RNN_DOC_COMMON = """
 
     Notes
     -----
-    The initial state is zeros. Inputs have a fixed number of time steps
-    (the one the layer was built for).
+    The initial state is zeros unless ``trainable_initial_state``. Inputs
+    have a fixed number of time steps (the one the layer was built for).
 """
+
+
+_NO_C = dict(c_arg="", c_attr="", torch_state="h0", c_torch="")
 
 
 class SimpleRNN(_Recurrent):
@@ -203,7 +239,7 @@ class SimpleRNN(_Recurrent):
 """ + _RNN_DOC_COMMON.format(
         extra="""
     activation : {"tanh", "relu", "sigmoid", "linear"}""",
-        g=1, order="one block")
+        g=1, order="one block", **_NO_C)
 
     _cell = _rec.CELLS["SimpleRNN"]
     _gates = 1
@@ -230,7 +266,9 @@ class LSTM(_Recurrent):
         g = tanh(x W_g + b_ig + h U_g + b_hg)        (cell candidate)
         o = sigmoid(x W_o + b_io + h U_o + b_ho)     (output gate)
         c' = f * c + i * g;   h' = o * tanh(c')
-""" + _RNN_DOC_COMMON.format(extra="", g=4, order="input, forget, cell, output")
+""" + _RNN_DOC_COMMON.format(extra="", g=4, order="input, forget, cell, output",
+        c_arg="\n        (and ``initial_c`` for the cell state)", c_attr=", initial_c",
+        torch_state="(h0, c0)", c_torch="\n        (``c0`` likewise from ``initial_c``)")
 
     _cell = _rec.CELLS["LSTM"]
     _gates = 4
@@ -244,7 +282,7 @@ class GRU(_Recurrent):
         z = sigmoid(x W_z + b_iz + h U_z + b_hz)     (update gate)
         n = tanh(x W_n + b_in + r * (h U_n + b_hn))  (new state)
         h' = (1 - z) * n + z * h
-""" + _RNN_DOC_COMMON.format(extra="", g=3, order="reset, update, new")
+""" + _RNN_DOC_COMMON.format(extra="", g=3, order="reset, update, new", **_NO_C)
 
     _cell = _rec.CELLS["GRU"]
     _gates = 3
