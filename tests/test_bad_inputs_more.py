@@ -1,5 +1,6 @@
-"""Bad inputs to the convolution, pooling, normalisation, reshaping, noise and
-composite layers: a clear exception, or the same result as a clean copy."""
+"""Bad inputs to the convolution, pooling, normalisation, reshaping, noise,
+composite and recurrent layers: a clear exception, or the same result as a
+clean copy."""
 import numpy as np
 import pytest
 
@@ -28,6 +29,10 @@ LAYERS = {
     "GaussianNoise": (lambda: layers.GaussianNoise(0.1), (4,)),
     "Residual": (lambda: layers.Residual([layers.Dense(4, activation="tanh")]), (4,)),
     "Concatenate": (lambda: layers.Concatenate([[layers.Dense(2)], [layers.ReLU()]]), (4,)),
+    "SimpleRNN": (lambda: layers.SimpleRNN(3), (5, 2)),
+    "LSTM": (lambda: layers.LSTM(3, return_sequences=True), (5, 2)),
+    "GRU": (lambda: layers.GRU(3, go_backwards=True), (5, 2)),
+    "Bidirectional": (lambda: layers.Bidirectional(layers.GRU(2)), (4, 3)),
 }
 PARAMS = [pytest.param(*spec, id=name) for name, spec in LAYERS.items()]
 
