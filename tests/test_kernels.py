@@ -10,10 +10,11 @@ import threading
 
 import numpy as np
 import pytest
-from scipy.special import erf, expit, log_softmax as sp_log_softmax
+from scipy.special import erf
 
 from cdl._kernels import _blas, activations, dense, dropout, losses
 from helpers import assert_allclose, random_array
+from test_activations_more import ref_backward, ref_forward
 
 ACT = activations.CODES
 ACT_NAMES = list(ACT)
@@ -21,7 +22,6 @@ ACT_NAMES = list(ACT)
 #: ``param`` per activation: leaky ReLU slope, ELU alpha; ignored otherwise,
 #: so a nonzero value there also checks that it is ignored.
 ACT_PARAM = {"leaky_relu": 0.1, "elu": 0.7, "softplus": 0.8}
-SELU_ALPHA, SELU_SCALE = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
 IGNORED_PARAM = 0.3
 
 
@@ -102,25 +102,8 @@ def ref_act_forward(name, x, param):
         return np.where(x > 0, x, param * np.expm1(np.minimum(x, 0.0)))
     if name == "softmax":
         return ref_softmax(x)
-    if name == "selu":
-        return SELU_SCALE * np.where(x > 0, x, SELU_ALPHA * np.expm1(np.minimum(x, 0.0)))
-    if name in ("silu", "swish"):
-        return x * expit(x)
-    if name == "mish":
-        return x * np.tanh(np.logaddexp(0.0, x))
-    if name == "softplus":
-        return np.where(param * x > 20, x, np.logaddexp(0.0, param * x) / param)
-    if name == "softsign":
-        return x / (1 + np.abs(x))
-    if name == "hard_sigmoid":
-        return np.clip(x + 3, 0, 6) / 6
-    if name == "hard_swish":
-        return x * np.clip(x + 3, 0, 6) / 6
-    if name == "relu6":
-        return np.clip(x, 0, 6)
-    if name == "log_softmax":
-        return sp_log_softmax(x, axis=-1)
-    raise KeyError(name)
+    # The newer activations have their references beside their own tests.
+    return ref_forward(name, x, beta=param if name == "softplus" else 1.0)
 
 
 def ref_act_backward(name, x, dy, param):
@@ -164,27 +147,7 @@ def ref_act_backward(name, x, dy, param):
     if name == "softmax":
         y = ref_softmax(x)
         return y * (dy - (dy * y).sum(axis=-1, keepdims=True))
-    if name == "selu":
-        return dy * SELU_SCALE * np.where(x > 0, 1.0, SELU_ALPHA * np.exp(np.minimum(x, 0.0)))
-    if name in ("silu", "swish"):
-        s = expit(x)
-        return dy * s * (1 + x * (1 - s))
-    if name == "mish":
-        t = np.tanh(np.logaddexp(0.0, x))
-        return dy * (t + x * (1 - t * t) * expit(x))
-    if name == "softplus":
-        return np.where(param * x > 20, dy, dy * expit(param * x))
-    if name == "softsign":
-        return dy / (1 + np.abs(x)) ** 2
-    if name == "hard_sigmoid":
-        return np.where((x > -3) & (x < 3), dy / 6, 0.0)
-    if name == "hard_swish":
-        return np.where(x <= -3, 0.0, np.where(x < 3, dy * (x / 3 + 0.5), dy))
-    if name == "relu6":
-        return np.where((x > 0) & (x < 6), dy, 0.0)
-    if name == "log_softmax":
-        return dy - np.exp(sp_log_softmax(x, axis=-1)) * dy.sum(axis=-1, keepdims=True)
-    raise KeyError(name)
+    return ref_backward(name, x, dy, beta=param if name == "softplus" else 1.0)
 
 
 def act_inputs(shape, dtype, seed=0):
