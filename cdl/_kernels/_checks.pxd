@@ -13,6 +13,11 @@ cdef inline void* data_ptr(object a) noexcept:
     return cnp.PyArray_DATA(<cnp.ndarray>a)
 
 
+cdef inline void* optional_ptr(object a) noexcept:
+    """``data_ptr(a)``, or NULL for None (an optional array argument)."""
+    return NULL if a is None else cnp.PyArray_DATA(<cnp.ndarray>a)
+
+
 cdef inline bint is_float32(object a) noexcept:
     """True for a float32 ndarray, False for float64 (checked before)."""
     return cnp.PyArray_TYPE(<cnp.ndarray>a) == cnp.NPY_FLOAT32

@@ -6,6 +6,10 @@ cpdef enum RegressionLoss:
     LOSS_MAE = 1
     LOSS_HUBER = 2
 
+cdef inline double row_weight(const floating* W, Py_ssize_t row) noexcept nogil:
+    """Weight of sample ``row``: W[row], or 1 without weights (W NULL)."""
+    return 1.0 if W == NULL else <double>W[row]
+
 cdef double regression_forward(int kind, double delta, Py_ssize_t rows, Py_ssize_t cols,
                                const floating* P, const floating* T,
                                const floating* W) noexcept nogil

@@ -10,7 +10,7 @@ import numpy as np
 cimport numpy as cnp
 
 from cdl._kernels._checks cimport (
-    check_float_array, check_same_dtype, check_same_shape, data_ptr, is_float32)
+    check_float_array, check_same_dtype, check_same_shape, data_ptr, is_float32, optional_ptr)
 from cdl._kernels._math cimport f_exp, f_log, f_log1p, f_abs, f_sigmoid
 
 cnp.import_array()
@@ -20,10 +20,6 @@ KINDS = {"mse": LOSS_MSE, "mae": LOSS_MAE, "huber": LOSS_HUBER}
 
 
 # --- regression: MSE, MAE, Huber -------------------------------------------
-
-cdef inline double _weight(const floating* W, Py_ssize_t row) noexcept nogil:
-    return 1.0 if W == NULL else <double>W[row]
-
 
 cdef double regression_forward(int kind, double delta, Py_ssize_t rows, Py_ssize_t cols,
                                const floating* P, const floating* T,
@@ -43,7 +39,7 @@ cdef double regression_forward(int kind, double delta, Py_ssize_t rows, Py_ssize
             else:
                 ad = d if d >= 0 else -d
                 row_total += 0.5 * d * d if ad < delta else delta * (ad - 0.5 * delta)
-        total += _weight(W, r) * row_total
+        total += row_weight(W, r) * row_total
     return total / (rows * cols)
 
 
@@ -54,7 +50,7 @@ cdef void regression_backward(int kind, double delta, Py_ssize_t rows, Py_ssize_
     cdef Py_ssize_t r, j, i
     cdef double d, scale
     for r in range(rows):
-        scale = _weight(W, r) / (rows * cols)
+        scale = row_weight(W, r) / (rows * cols)
         for j in range(cols):
             i = r * cols + j
             d = <double>P[i] - <double>T[i]
@@ -87,9 +83,6 @@ def _check_weights(W, P, str name="pred"):
             f"sample_weight has {W.shape[0]} elements, expected one per sample ({rows})")
 
 
-cdef void* _weights_ptr(W):
-    return NULL if W is None else data_ptr(W)
-
 
 def _check_pair(P, T):
     check_float_array(P, "pred", -1, False)
@@ -120,7 +113,7 @@ def regression_loss(int kind, P, T, double delta=1.0, W=None):
     cdef Py_ssize_t r = rows, c = cols
     cdef void* pp = data_ptr(P)
     cdef void* pt = data_ptr(T)
-    cdef void* pw = _weights_ptr(W)
+    cdef void* pw = optional_ptr(W)
     cdef double loss
     if is_float32(P):
         with nogil:
@@ -143,7 +136,7 @@ def regression_grad(int kind, P, T, dP, double delta=1.0, W=None):
     cdef Py_ssize_t r = rows, c = cols
     cdef void* pp = data_ptr(P)
     cdef void* pt = data_ptr(T)
-    cdef void* pw = _weights_ptr(W)
+    cdef void* pw = optional_ptr(W)
     cdef void* pd = data_ptr(dP)
     if is_float32(P):
         with nogil:
@@ -184,7 +177,7 @@ cdef double ce_labels_forward(Py_ssize_t n, Py_ssize_t c, const floating* Z,
     cdef double lse, total = 0.0
     for i in range(n):
         lse = _log_softmax_row(c, Z + i * c, P + i * c)
-        total += _weight(W, i) * (lse - Z[i * c + labels[i]])
+        total += row_weight(W, i) * (lse - Z[i * c + labels[i]])
     return total / n
 
 
@@ -195,7 +188,7 @@ cdef void ce_labels_backward(Py_ssize_t n, Py_ssize_t c, const floating* P,
     cdef Py_ssize_t i, j
     cdef floating scale
     for i in range(n):
-        scale = <floating>(_weight(W, i) / n)
+        scale = <floating>(row_weight(W, i) / n)
         for j in range(c):
             dZ[i * c + j] = P[i * c + j] * scale
         dZ[i * c + labels[i]] -= scale
@@ -220,7 +213,7 @@ cdef double ce_soft_forward(Py_ssize_t n, Py_ssize_t c, const floating* Z,
         else:
             for j in range(c):
                 row_total += <double>CW[j] * T[i * c + j] * (lse - Z[i * c + j])
-        total += _weight(W, i) * row_total
+        total += row_weight(W, i) * row_total
     return total / n
 
 
@@ -231,7 +224,7 @@ cdef void ce_soft_backward(Py_ssize_t n, Py_ssize_t c, const floating* P,
     cdef Py_ssize_t i, j
     cdef double mass, scale, t
     for i in range(n):
-        scale = _weight(W, i) / n
+        scale = row_weight(W, i) / n
         mass = 0.0
         if CW == NULL:
             for j in range(c):
@@ -281,7 +274,7 @@ cdef double ce_labels_cw_forward(Py_ssize_t n, Py_ssize_t c, const floating* Z,
     for i in range(n):
         lse = _log_softmax_row(c, Z + i * c, P + i * c)
         y = labels[i]
-        cwy = _weight(CW, y)
+        cwy = row_weight(CW, y)
         row_total = (1.0 - smoothing) * cwy * (lse - Z[i * c + y])
         if smoothing != 0.0:
             smooth = 0.0
@@ -292,7 +285,7 @@ cdef double ce_labels_cw_forward(Py_ssize_t n, Py_ssize_t c, const floating* Z,
                 for j in range(c):
                     smooth += <double>CW[j] * (lse - Z[i * c + j])
             row_total += smoothing / c * smooth
-        total += _weight(W, i) * row_total
+        total += row_weight(W, i) * row_total
     return total / den
 
 
@@ -313,9 +306,9 @@ cdef void ce_labels_cw_backward(Py_ssize_t n, Py_ssize_t c, const floating* P,
         for j in range(c):
             cw_sum += CW[j]
     for i in range(n):
-        scale = _weight(W, i) / den
+        scale = row_weight(W, i) / den
         y = labels[i]
-        hard = (1.0 - smoothing) * _weight(CW, y)
+        hard = (1.0 - smoothing) * row_weight(CW, y)
         mass = hard + per_class * cw_sum
         if CW == NULL:
             for j in range(c):
@@ -376,7 +369,7 @@ def cross_entropy_labels(Z, labels, P, W=None):
     _check_labels(labels, n, c)
     cdef void* pz = data_ptr(Z)
     cdef void* pp = data_ptr(P)
-    cdef void* pw = _weights_ptr(W)
+    cdef void* pw = optional_ptr(W)
     cdef const int64_t* pl = <const int64_t*>data_ptr(labels)
     cdef double loss
     if is_float32(Z):
@@ -396,7 +389,7 @@ def cross_entropy_labels_grad(P, labels, dZ, W=None):
     _check_labels(labels, n, c)
     cdef void* pp = data_ptr(P)
     cdef void* pd = data_ptr(dZ)
-    cdef void* pw = _weights_ptr(W)
+    cdef void* pw = optional_ptr(W)
     cdef const int64_t* pl = <const int64_t*>data_ptr(labels)
     if is_float32(P):
         with nogil:
@@ -424,8 +417,8 @@ def cross_entropy_soft(Z, T, P, W=None, CW=None):
     cdef void* pz = data_ptr(Z)
     cdef void* pt = data_ptr(T)
     cdef void* pp = data_ptr(P)
-    cdef void* pw = _weights_ptr(W)
-    cdef void* pc = _weights_ptr(CW)
+    cdef void* pw = optional_ptr(W)
+    cdef void* pc = optional_ptr(CW)
     cdef double loss
     if is_float32(Z):
         with nogil:
@@ -450,8 +443,8 @@ def cross_entropy_soft_grad(P, T, dZ, W=None, CW=None):
     cdef void* pp = data_ptr(P)
     cdef void* pt = data_ptr(T)
     cdef void* pd = data_ptr(dZ)
-    cdef void* pw = _weights_ptr(W)
-    cdef void* pc = _weights_ptr(CW)
+    cdef void* pw = optional_ptr(W)
+    cdef void* pc = optional_ptr(CW)
     if is_float32(P):
         with nogil:
             ce_soft_backward(n, c, <float*>pp, <float*>pt, <float*>pw, <float*>pc, <float*>pd)
@@ -479,7 +472,7 @@ def _class_weight_total(CW, labels):
     """sum_i CW[labels[i]] for checked, in-range ``labels``; a zero total is an error."""
     cdef Py_ssize_t n = labels.shape[0]
     cdef const int64_t* pl = <const int64_t*>data_ptr(labels)
-    cdef void* pc = _weights_ptr(CW)
+    cdef void* pc = optional_ptr(CW)
     cdef double total
     if CW is None:
         return <double>n
@@ -519,8 +512,8 @@ def cross_entropy_labels_weighted(Z, labels, P, CW=None, double smoothing=0.0, W
     _class_weight_total(CW, labels)
     cdef void* pz = data_ptr(Z)
     cdef void* pp = data_ptr(P)
-    cdef void* pw = _weights_ptr(W)
-    cdef void* pc = _weights_ptr(CW)
+    cdef void* pw = optional_ptr(W)
+    cdef void* pc = optional_ptr(CW)
     cdef const int64_t* pl = <const int64_t*>data_ptr(labels)
     cdef double loss
     if is_float32(Z):
@@ -548,8 +541,8 @@ def cross_entropy_labels_weighted_grad(P, labels, dZ, CW=None, double smoothing=
     _class_weight_total(CW, labels)
     cdef void* pp = data_ptr(P)
     cdef void* pd = data_ptr(dZ)
-    cdef void* pw = _weights_ptr(W)
-    cdef void* pc = _weights_ptr(CW)
+    cdef void* pw = optional_ptr(W)
+    cdef void* pc = optional_ptr(CW)
     cdef const int64_t* pl = <const int64_t*>data_ptr(labels)
     if is_float32(P):
         with nogil:
@@ -576,7 +569,7 @@ cdef double bce_forward(Py_ssize_t rows, Py_ssize_t cols, const floating* Z,
             i = r * cols + j
             z = Z[i]
             row_total += (z if z > 0 else 0) - <double>z * T[i] + f_log1p(f_exp(-f_abs(z)))
-        total += _weight(W, r) * row_total
+        total += row_weight(W, r) * row_total
     return total / (rows * cols)
 
 
@@ -586,7 +579,7 @@ cdef void bce_backward(Py_ssize_t rows, Py_ssize_t cols, const floating* Z,
     cdef Py_ssize_t r, j, i
     cdef double scale
     for r in range(rows):
-        scale = _weight(W, r) / (rows * cols)
+        scale = row_weight(W, r) / (rows * cols)
         for j in range(cols):
             i = r * cols + j
             dZ[i] = <floating>((f_sigmoid(Z[i]) - T[i]) * scale)
@@ -601,7 +594,7 @@ def binary_cross_entropy(Z, T, W=None):
     cdef Py_ssize_t r = rows, c = cols
     cdef void* pz = data_ptr(Z)
     cdef void* pt = data_ptr(T)
-    cdef void* pw = _weights_ptr(W)
+    cdef void* pw = optional_ptr(W)
     cdef double loss
     if is_float32(Z):
         with nogil:
@@ -623,7 +616,7 @@ def binary_cross_entropy_grad(Z, T, dZ, W=None):
     cdef Py_ssize_t r = rows, c = cols
     cdef void* pz = data_ptr(Z)
     cdef void* pt = data_ptr(T)
-    cdef void* pw = _weights_ptr(W)
+    cdef void* pw = optional_ptr(W)
     cdef void* pd = data_ptr(dZ)
     if is_float32(Z):
         with nogil:

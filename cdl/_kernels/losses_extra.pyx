@@ -17,9 +17,9 @@ import numpy as np
 cimport numpy as cnp
 
 from cdl._kernels._checks cimport (
-    check_float_array, check_same_dtype, check_same_shape, data_ptr, is_float32)
+    check_float_array, check_same_dtype, check_same_shape, data_ptr, is_float32, optional_ptr)
 from cdl._kernels._math cimport f_exp, f_log
-from cdl._kernels.losses cimport class_weight_total
+from cdl._kernels.losses cimport class_weight_total, row_weight
 from cdl._kernels.losses import (
     _check_class_weights, _check_labels, _check_pair, _check_weights, _class_weight_total,
     _rows_cols)
@@ -31,17 +31,10 @@ cnp.import_array()
 COSINE_EPSILON = 1e-7
 
 
-cdef inline double _weight(const floating* W, Py_ssize_t row) noexcept nogil:
-    return 1.0 if W == NULL else <double>W[row]
-
-
 cdef inline floating _nan_or(floating x, floating value) noexcept nogil:
     """``value``, or ``x`` if ``x`` is NaN (propagates NaN into a gradient)."""
     return value if x == x else x
 
-
-cdef void* _ptr(a):
-    return NULL if a is None else data_ptr(a)
 
 
 # --- negative log-likelihood -------------------------------------------------
@@ -57,7 +50,7 @@ cdef double nll_forward(Py_ssize_t n, Py_ssize_t c, const floating* X,
     cdef double den = class_weight_total(n, labels, CW)
     for i in range(n):
         y = labels[i]
-        total -= _weight(W, i) * _weight(CW, y) * X[i * c + y]
+        total -= row_weight(W, i) * row_weight(CW, y) * X[i * c + y]
     return total / den
 
 
@@ -71,7 +64,7 @@ cdef void nll_backward(Py_ssize_t n, Py_ssize_t c, const floating* X,
     cdef floating g, x, zero = 0
     for i in range(n):
         y = labels[i]
-        g = <floating>(-_weight(W, i) * _weight(CW, y) / den)
+        g = <floating>(-row_weight(W, i) * row_weight(CW, y) / den)
         for j in range(c):
             x = X[i * c + j]
             dX[i * c + j] = _nan_or(x, g if j == y else zero)
@@ -105,8 +98,8 @@ def nll_loss(X, labels, CW=None, W=None):
     _check_class_weights(CW, X, c, "log_probs")
     _class_weight_total(CW, labels)
     cdef void* px = data_ptr(X)
-    cdef void* pc = _ptr(CW)
-    cdef void* pw = _ptr(W)
+    cdef void* pc = optional_ptr(CW)
+    cdef void* pw = optional_ptr(W)
     cdef const int64_t* pl = <const int64_t*>data_ptr(labels)
     cdef double loss
     if is_float32(X):
@@ -128,8 +121,8 @@ def nll_grad(X, labels, dX, CW=None, W=None):
     _class_weight_total(CW, labels)
     cdef void* px = data_ptr(X)
     cdef void* pd = data_ptr(dX)
-    cdef void* pc = _ptr(CW)
-    cdef void* pw = _ptr(W)
+    cdef void* pc = optional_ptr(CW)
+    cdef void* pw = optional_ptr(W)
     cdef const int64_t* pl = <const int64_t*>data_ptr(labels)
     if is_float32(X):
         with nogil:
@@ -176,7 +169,7 @@ cdef double kl_div_forward(bint log_target, Py_ssize_t rows, Py_ssize_t cols,
                 t = T[i]
                 v = t * (f_log(t) - x)
                 row_total += v if t > 0 else zero
-        total += _weight(W, r) * row_total
+        total += row_weight(W, r) * row_total
     return total / rows
 
 
@@ -188,7 +181,7 @@ cdef void kl_div_backward(bint log_target, Py_ssize_t rows, Py_ssize_t cols,
     cdef double scale
     cdef floating x, t
     for r in range(rows):
-        scale = -_weight(W, r) / rows
+        scale = -row_weight(W, r) / rows
         if log_target:
             for j in range(cols):
                 i = r * cols + j
@@ -218,7 +211,7 @@ def kl_divergence(X, T, bint log_target=False, W=None):
     cdef Py_ssize_t r = rows, c = cols
     cdef void* px = data_ptr(X)
     cdef void* pt = data_ptr(T)
-    cdef void* pw = _ptr(W)
+    cdef void* pw = optional_ptr(W)
     cdef double loss
     if is_float32(X):
         with nogil:
@@ -237,7 +230,7 @@ def kl_divergence_grad(X, T, dX, bint log_target=False, W=None):
     cdef Py_ssize_t r = rows, c = cols
     cdef void* px = data_ptr(X)
     cdef void* pt = data_ptr(T)
-    cdef void* pw = _ptr(W)
+    cdef void* pw = optional_ptr(W)
     cdef void* pd = data_ptr(dX)
     if is_float32(X):
         with nogil:
@@ -273,7 +266,7 @@ cdef double poisson_forward(bint log_input, double eps, Py_ssize_t rows, Py_ssiz
                 x = X[i]
                 t = T[i]
                 row_total += x - <double>t * f_log(x + e)
-        total += _weight(W, r) * row_total
+        total += row_weight(W, r) * row_total
     return total / (rows * cols)
 
 
@@ -285,7 +278,7 @@ cdef void poisson_backward(bint log_input, double eps, Py_ssize_t rows, Py_ssize
     cdef double scale
     cdef floating x, t, e = <floating>eps
     for r in range(rows):
-        scale = _weight(W, r) / (rows * cols)
+        scale = row_weight(W, r) / (rows * cols)
         if log_input:
             for j in range(cols):
                 i = r * cols + j
@@ -308,7 +301,7 @@ def poisson_nll(X, T, bint log_input=True, double eps=1e-8, W=None):
     cdef Py_ssize_t r = rows, c = cols
     cdef void* px = data_ptr(X)
     cdef void* pt = data_ptr(T)
-    cdef void* pw = _ptr(W)
+    cdef void* pw = optional_ptr(W)
     cdef double loss
     if is_float32(X):
         with nogil:
@@ -328,7 +321,7 @@ def poisson_nll_grad(X, T, dX, bint log_input=True, double eps=1e-8, W=None):
     cdef Py_ssize_t r = rows, c = cols
     cdef void* px = data_ptr(X)
     cdef void* pt = data_ptr(T)
-    cdef void* pw = _ptr(W)
+    cdef void* pw = optional_ptr(W)
     cdef void* pd = data_ptr(dX)
     if is_float32(X):
         with nogil:
@@ -357,7 +350,7 @@ cdef double hinge_forward(Py_ssize_t rows, Py_ssize_t cols, const floating* P,
             t = T[i]
             v = 1 - t * p
             row_total += zero if v <= 0 else v
-        total += _weight(W, r) * row_total
+        total += row_weight(W, r) * row_total
     return total / (rows * cols)
 
 
@@ -368,7 +361,7 @@ cdef void hinge_backward(Py_ssize_t rows, Py_ssize_t cols, const floating* P,
     cdef double scale
     cdef floating p, t, v, g, zero = 0
     for r in range(rows):
-        scale = _weight(W, r) / (rows * cols)
+        scale = row_weight(W, r) / (rows * cols)
         for j in range(cols):
             i = r * cols + j
             p = P[i]
@@ -386,7 +379,7 @@ def hinge(P, T, W=None):
     cdef Py_ssize_t r = rows, c = cols
     cdef void* pp = data_ptr(P)
     cdef void* pt = data_ptr(T)
-    cdef void* pw = _ptr(W)
+    cdef void* pw = optional_ptr(W)
     cdef double loss
     if is_float32(P):
         with nogil:
@@ -405,7 +398,7 @@ def hinge_grad(P, T, dP, W=None):
     cdef Py_ssize_t r = rows, c = cols
     cdef void* pp = data_ptr(P)
     cdef void* pt = data_ptr(T)
-    cdef void* pw = _ptr(W)
+    cdef void* pw = optional_ptr(W)
     cdef void* pd = data_ptr(dP)
     if is_float32(P):
         with nogil:
@@ -455,7 +448,7 @@ cdef double cosine_forward(Py_ssize_t rows, Py_ssize_t m, Py_ssize_t d, double e
             np_ = eps if np_ <= eps else np_
             nt = eps if nt <= eps else nt
             row_total += dot / (np_ * nt)
-        total += _weight(W, r) * row_total
+        total += row_weight(W, r) * row_total
     return -total / (rows * m)
 
 
@@ -471,7 +464,7 @@ cdef void cosine_backward(Py_ssize_t rows, Py_ssize_t m, Py_ssize_t d, double ep
     cdef double dot, pp, tt, norm_p, np_, nt, cos, a, b, scale
     cdef floating x, y
     for r in range(rows):
-        scale = -_weight(W, r) / (rows * m)
+        scale = -row_weight(W, r) / (rows * m)
         for v in range(m):
             p = P + (r * m + v) * d
             t = T + (r * m + v) * d
@@ -512,7 +505,7 @@ def cosine_similarity(P, T, W=None, double eps=COSINE_EPSILON):
     cdef Py_ssize_t r = rows, m = vectors, d = dim
     cdef void* pp = data_ptr(P)
     cdef void* pt = data_ptr(T)
-    cdef void* pw = _ptr(W)
+    cdef void* pw = optional_ptr(W)
     cdef double loss
     if is_float32(P):
         with nogil:
@@ -531,7 +524,7 @@ def cosine_similarity_grad(P, T, dP, W=None, double eps=COSINE_EPSILON):
     cdef Py_ssize_t r = rows, m = vectors, d = dim
     cdef void* pp = data_ptr(P)
     cdef void* pt = data_ptr(T)
-    cdef void* pw = _ptr(W)
+    cdef void* pw = optional_ptr(W)
     cdef void* pd = data_ptr(dP)
     if is_float32(P):
         with nogil:

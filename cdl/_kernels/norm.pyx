@@ -18,7 +18,7 @@ import numpy as np
 cimport numpy as cnp
 
 from cdl._kernels._checks cimport (
-    check_float_array, check_same_dtype, check_same_shape, data_ptr, is_float32)
+    check_float_array, check_same_dtype, check_same_shape, data_ptr, is_float32, optional_ptr)
 
 cnp.import_array()
 
@@ -305,9 +305,6 @@ def _check_eps(double eps):
         raise ValueError(f"eps must be finite and >= 0, got {eps}")
 
 
-cdef void* _ptr(a):
-    return NULL if a is None else data_ptr(a)
-
 
 # --- batch norm entry points ---------------------------------------------------------
 
@@ -357,8 +354,8 @@ def batchnorm_forward(X, gamma, beta, running_mean, running_var, mean, invstd, Y
     scratch = np.empty(3 * c, dtype=np.float64)
     cdef double* pw = <double*>data_ptr(scratch)
     cdef void* px = data_ptr(X)
-    cdef void* pg = _ptr(gamma)
-    cdef void* pb = _ptr(beta)
+    cdef void* pg = optional_ptr(gamma)
+    cdef void* pb = optional_ptr(beta)
     cdef void* prm = data_ptr(running_mean)
     cdef void* prv = data_ptr(running_var)
     cdef double* pmean = <double*>data_ptr(mean)
@@ -419,10 +416,10 @@ def batchnorm_backward(X, dY, mean, invstd, gamma, dX, dgamma, dbeta, bint train
     cdef void* pdy = data_ptr(dY)
     cdef const double* pmean = <double*>data_ptr(mean)
     cdef const double* pinv = <double*>data_ptr(invstd)
-    cdef void* pg = _ptr(gamma)
-    cdef void* pdx = _ptr(dX)
-    cdef void* pdg = _ptr(dgamma)
-    cdef void* pdb = _ptr(dbeta)
+    cdef void* pg = optional_ptr(gamma)
+    cdef void* pdx = optional_ptr(dX)
+    cdef void* pdg = optional_ptr(dgamma)
+    cdef void* pdb = optional_ptr(dbeta)
     if is_float32(X):
         with nogil:
             bn_backward(m, c, training, <float*>px, <float*>pdy, pmean, pinv, <float*>pg,
@@ -477,7 +474,7 @@ def group_norm_forward(X, gamma, beta, mean, invstd, Y, Py_ssize_t groups,
         raise ValueError(f"X of shape {X.shape} has groups without values")
     cdef void* px = data_ptr(X)
     cdef void* pg = data_ptr(gamma)
-    cdef void* pb = _ptr(beta)
+    cdef void* pb = optional_ptr(beta)
     cdef double* pmean = <double*>data_ptr(mean)
     cdef double* pinv = <double*>data_ptr(invstd)
     cdef void* py = data_ptr(Y)
@@ -525,9 +522,9 @@ def group_norm_backward(X, dY, mean, invstd, gamma, dX, dgamma, dbeta, Py_ssize_
     cdef const double* pmean = <double*>data_ptr(mean)
     cdef const double* pinv = <double*>data_ptr(invstd)
     cdef void* pg = data_ptr(gamma)
-    cdef void* pdx = _ptr(dX)
+    cdef void* pdx = optional_ptr(dX)
     cdef void* pdg = data_ptr(dgamma)
-    cdef void* pdb = _ptr(dbeta)
+    cdef void* pdb = optional_ptr(dbeta)
     if is_float32(X):
         with nogil:
             gn_backward(n, s, c, groups, rms, <float*>px, <float*>pdy, pmean, pinv,

@@ -10,7 +10,8 @@ reproducibility. Gradients are never modified.
 """
 from cython cimport floating
 
-from cdl._kernels._checks cimport check_float_array, check_same_dtype, data_ptr, is_float32
+from cdl._kernels._checks cimport (
+    check_float_array, check_same_dtype, data_ptr, is_float32, optional_ptr)
 from cdl._kernels._math cimport f_sqrt, f_abs
 
 
@@ -247,9 +248,6 @@ cdef Py_ssize_t _check_flat(p, g, tuple states) except -1:
     return n
 
 
-cdef void* _ptr(a):
-    return NULL if a is None else data_ptr(a)
-
 
 def sgd(p, g, buf, double lr, double weight_decay, double momentum, double dampening,
         bint nesterov, bint first):
@@ -257,7 +255,7 @@ def sgd(p, g, buf, double lr, double weight_decay, double momentum, double dampe
     cdef Py_ssize_t n = _check_flat(p, g, (buf,))
     cdef void* pp = data_ptr(p)
     cdef void* pg = data_ptr(g)
-    cdef void* pb = _ptr(buf)
+    cdef void* pb = optional_ptr(buf)
     if is_float32(p):
         with nogil:
             sgd_kernel(n, <float*>pp, <float*>pg, <float*>pb, <float>lr, <float>weight_decay,
@@ -294,8 +292,8 @@ def rmsprop(p, g, square_avg, grad_avg, buf, double lr, double alpha, double eps
     cdef void* pp = data_ptr(p)
     cdef void* pg = data_ptr(g)
     cdef void* ps = data_ptr(square_avg)
-    cdef void* pa = _ptr(grad_avg)
-    cdef void* pb = _ptr(buf)
+    cdef void* pa = optional_ptr(grad_avg)
+    cdef void* pb = optional_ptr(buf)
     if is_float32(p):
         with nogil:
             rmsprop_kernel(n, <float*>pp, <float*>pg, <float*>ps, <float*>pa, <float*>pb,
@@ -321,7 +319,7 @@ def adam(p, g, m, v, v_max, double step_size, double bc2_sqrt, double beta1, dou
     cdef void* pg = data_ptr(g)
     cdef void* pm = data_ptr(m)
     cdef void* pv = data_ptr(v)
-    cdef void* px = _ptr(v_max)
+    cdef void* px = optional_ptr(v_max)
     if is_float32(p):
         with nogil:
             adam_kernel(n, <float*>pp, <float*>pg, <float*>pm, <float*>pv, <float*>px,
