@@ -2,8 +2,13 @@
 
 All Cython directives live in ``CYTHON_DIRECTIVES`` below. Set the
 environment variable ``CDL_DEBUG=1`` at build time to turn bounds and
-wraparound checking back on (slower, for hunting memory errors), and
-``CDL_ONLY=name,...`` to build only some of the kernel modules.
+wraparound checking back on and compile with ``-O0 -g`` and C assertions
+(slower, for hunting memory errors), and ``CDL_ONLY=name,...`` to build
+only some of the kernel modules. Cython checks indexing of memoryviews
+and Python objects only, never of raw pointers, which is how the kernels
+reach array data; ``.ci/debug-kernels`` therefore adds the address and
+undefined-behaviour sanitizers (through ``CFLAGS``/``LDFLAGS``) and runs
+the kernel tests against such a build.
 """
 import glob
 import os
@@ -49,8 +54,9 @@ def kernel_extension(name):
             ("CDL_BUILD_SCIPY", _c_string(scipy.__version__)),
             ("CDL_BUILD_DEBUG", "1" if DEBUG else "0"),
         ]
-    # -fno-math-errno lets sqrt/exp vectorise; cdl never reads errno.
-    compile_args = ["-O0", "-g"] if DEBUG else ["-O3", "-fno-math-errno"]
+    # -fno-math-errno lets sqrt/exp vectorise; cdl never reads errno. A debug
+    # build also undoes Python's -DNDEBUG so that C assert()s are checked.
+    compile_args = ["-O0", "-g", "-UNDEBUG"] if DEBUG else ["-O3", "-fno-math-errno"]
     return Extension(
         "cdl._kernels." + name,
         sources=["cdl/_kernels/%s.pyx" % name],

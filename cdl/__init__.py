@@ -17,16 +17,25 @@ except ImportError as _err:  # pragma: no cover - depends on how cdl was install
         "directory after `pip install .`, or build in place with "
         "`pip install -e .`.") from None
 
+from cdl._kernels._build_info import BUILD as _BUILD
+
+if _BUILD["debug"]:
+    from cdl._debug import abort_on_kernel_errors as _abort_on_kernel_errors
+    _abort_on_kernel_errors()
+
 from cdl import initializers, layers, losses, optimizers
 from cdl.gradcheck import GradcheckError, gradcheck
+from cdl._anomaly import NonFiniteError, detect_anomaly, is_anomaly_enabled, set_detect_anomaly
+from cdl._determinism import are_deterministic_algorithms_enabled, use_deterministic_algorithms
 from cdl._threads import get_num_threads, set_num_threads, threads
 from cdl.layers import register_layer
 from cdl.model import Sequential
 
 # Loaded on first use, to keep ``import cdl`` fast: scripts that only train
 # never pay for the data sets, metrics or file format code.
+# cdl.sklearn and cdl.onnx need optional packages: importable on demand, not in __all__.
 _LAZY_MODULES = ("callbacks", "data", "datasets", "metrics", "regularizers", "schedules", "io",
-                 "bench")
+                 "bench", "explain", "tuning", "averaging", "sklearn", "onnx")
 
 
 def __getattr__(name):
@@ -38,7 +47,17 @@ def __getattr__(name):
 
 
 def load_model(path):
-    """Load a model saved with ``model.save`` (see ``cdl.io.load_model``)."""
+    """Load a model saved with ``model.save`` (see ``cdl.io.load_model``).
+
+    Examples
+    --------
+    >>> import cdl
+    >>> from cdl import layers
+    >>> model = cdl.Sequential([layers.Dense(3)], input_shape=(2,), seed=0)
+    >>> model.save("tiny.cdl")
+    >>> cdl.load_model("tiny.cdl")
+    <Sequential 'sequential': 1 layers, dtype float32>
+    """
     from cdl.io import load_model as _load_model
 
     return _load_model(path)
@@ -46,6 +65,8 @@ def load_model(path):
 __all__ = [
     "__version__", "Sequential", "gradcheck", "GradcheckError",
     "layers", "losses", "optimizers", "schedules", "initializers", "callbacks", "metrics",
-    "data", "datasets", "load_model", "register_layer", "get_num_threads",
-    "set_num_threads", "threads",
+    "data", "datasets", "explain", "tuning", "averaging", "load_model", "register_layer", "get_num_threads",
+    "set_num_threads", "threads", "use_deterministic_algorithms",
+    "are_deterministic_algorithms_enabled", "detect_anomaly", "set_detect_anomaly",
+    "is_anomaly_enabled", "NonFiniteError",
 ]

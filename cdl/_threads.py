@@ -5,6 +5,11 @@ BLAS that SciPy ships, whose thread pool these functions size (through
 threadpoolctl, which finds the BLAS libraries loaded in the process and
 calls each one's own thread-setting function). They act on every BLAS
 loaded in the process, NumPy's included.
+
+The thread count can change the last bits of results: OpenBLAS splits
+some matrix products among its threads in a way that changes the order of
+the sums (see ``cdl.use_deterministic_algorithms``, which removes that
+dependence). A given thread count always gives the same bits.
 """
 import contextlib
 
@@ -23,6 +28,13 @@ def get_num_threads():
     Returns
     -------
     int
+
+    Examples
+    --------
+    >>> import cdl
+    >>> with cdl.threads(1):
+    ...     cdl.get_num_threads()
+    1
     """
     from cdl._info import blas_info
 
@@ -37,6 +49,15 @@ def set_num_threads(n):
     Parameters
     ----------
     n : int >= 1
+
+    Examples
+    --------
+    >>> import cdl
+    >>> before = cdl.get_num_threads()
+    >>> cdl.set_num_threads(1)
+    >>> cdl.get_num_threads()
+    1
+    >>> cdl.set_num_threads(before)
     """
     from threadpoolctl import threadpool_limits
 

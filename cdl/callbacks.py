@@ -8,6 +8,18 @@ it holds that batch's ``"loss"``; after an epoch the epoch's mean
 ``"val_"`` when there is validation data, and ``"lr"``. A callback stops
 training by setting ``self.model.stop_training = True``; ``fit`` checks it
 after every batch.
+
+Resuming exactly
+----------------
+``BackupAndRestore`` and ``ModelCheckpoint`` save, with the model (weights,
+optimizer state, random generator), the *training state*: where ``fit``
+stands (epoch, batch, the epoch's shuffle order, running loss and metric
+accumulators), the ``History`` so far, and the state of every callback
+that has one (``LearningRateScheduler``'s schedule, ``ReduceLROnPlateau``,
+``EarlyStopping``, ``ModelCheckpoint``'s best value). So that this state
+includes what the other callbacks did in the same hook, these two run
+after all the others in ``on_train_begin``, ``on_epoch_end`` and
+``on_train_batch_end``, whatever their place in the list.
 """
 import csv
 import math
@@ -15,13 +27,16 @@ import os
 import sys
 import time
 
+import numpy as np
+
 from cdl import schedules as _schedules
 from cdl._validation import check_number, choose
 
 __all__ = [
     "Callback", "CallbackList", "History", "ProgbarLogger", "EarlyStopping",
     "ModelCheckpoint", "ReduceLROnPlateau", "LearningRateScheduler", "TerminateOnNaN",
-    "CSVLogger", "LambdaCallback", "LossThreshold",
+    "CSVLogger", "LambdaCallback", "LossThreshold", "BackupAndRestore",
+    "ExponentialMovingAverage", "StochasticWeightAveraging",
 ]
 
 _BATCH_HOOKS = ("on_train_batch_begin", "on_train_batch_end")
@@ -30,7 +45,25 @@ _BATCH_HOOKS = ("on_train_batch_begin", "on_train_batch_end")
 class Callback:
     """Base class: override the hooks you need; ``self.model`` is the model
     being trained and ``self.params`` holds ``epochs``, ``steps`` (batches
-    per epoch), ``verbose`` and ``batch_size``."""
+    per epoch), ``verbose`` and ``batch_size``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import cdl
+    >>> from cdl import callbacks, layers
+    >>> x = np.linspace(-1, 1, 64).reshape(-1, 1)
+    >>> y = 3 * x
+    >>> model = cdl.Sequential([layers.Dense(1)], input_shape=(1,), seed=0)
+    >>> model.compile(cdl.optimizers.SGD(lr=0.1), "mse")
+    >>> class PrintLoss(callbacks.Callback):
+    ...     def on_epoch_end(self, epoch, logs=None):
+    ...         print(f"epoch {epoch}: loss {logs['loss']:.4f}")
+    >>> history = model.fit(x, y, epochs=3, batch_size=16, verbose=0, callbacks=[PrintLoss()])
+    epoch 0: loss 1.7987
+    epoch 1: loss 1.0335
+    epoch 2: loss 0.5731
+    """
 
     def __init__(self):
         self.model = None
@@ -75,7 +108,12 @@ def _overrides(callback, hook):
 
 
 class CallbackList:
-    """Calls each hook on every callback, in order.
+    """Calls each hook on every callback, in order, except that callbacks
+    saving the training state (``BackupAndRestore``, ``ModelCheckpoint``)
+    come last in ``on_train_begin``, ``on_epoch_end`` and
+    ``on_train_batch_end``: what they save then includes what the others
+    did in that hook (a schedule's step), and what they restore is not
+    overwritten (a scheduler that another callback creates on train begin).
 
     Batch hooks are called only on callbacks that override them, so that
     callbacks which work per epoch add no per-batch cost.
@@ -88,8 +126,12 @@ class CallbackList:
                 raise TypeError(f"callbacks must be Callback instances, got {cb!r}")
             cb.set_model(model)
             cb.set_params(params)
+        savers = [cb for cb in self.callbacks if getattr(cb, "_saves_training_state", False)]
+        for cb in savers:
+            cb._callbacks = self.callbacks   # whose states they save and restore
+        self._savers_last = [cb for cb in self.callbacks if cb not in savers] + savers
         self._batch_begin = [cb for cb in self.callbacks if _overrides(cb, _BATCH_HOOKS[0])]
-        self._batch_end = [cb for cb in self.callbacks if _overrides(cb, _BATCH_HOOKS[1])]
+        self._batch_end = [cb for cb in self._savers_last if _overrides(cb, _BATCH_HOOKS[1])]
 
     @property
     def wants_batch_logs(self):
@@ -97,34 +139,42 @@ class CallbackList:
         return bool(self._batch_begin or self._batch_end)
 
     def on_train_begin(self, logs=None):
-        for cb in self.callbacks:
+        """Call ``on_train_begin`` on every callback (savers last)."""
+        for cb in self._savers_last:
             cb.on_train_begin(logs)
 
     def on_train_end(self, logs=None):
+        """Call ``on_train_end`` on every callback."""
         for cb in self.callbacks:
             cb.on_train_end(logs)
 
     def on_epoch_begin(self, epoch, logs=None):
+        """Call ``on_epoch_begin`` on every callback."""
         for cb in self.callbacks:
             cb.on_epoch_begin(epoch, logs)
 
     def on_epoch_end(self, epoch, logs=None):
-        for cb in self.callbacks:
+        """Call ``on_epoch_end`` on every callback (savers last)."""
+        for cb in self._savers_last:
             cb.on_epoch_end(epoch, logs)
 
     def on_train_batch_begin(self, batch, logs=None):
+        """Call ``on_train_batch_begin`` on the callbacks that override it."""
         for cb in self._batch_begin:
             cb.on_train_batch_begin(batch, logs)
 
     def on_train_batch_end(self, batch, logs=None):
+        """Call ``on_train_batch_end`` on the callbacks that override it (savers last)."""
         for cb in self._batch_end:
             cb.on_train_batch_end(batch, logs)
 
     def on_test_begin(self, logs=None):
+        """Call ``on_test_begin`` on every callback."""
         for cb in self.callbacks:
             cb.on_test_begin(logs)
 
     def on_test_end(self, logs=None):
+        """Call ``on_test_end`` on every callback."""
         for cb in self.callbacks:
             cb.on_test_end(logs)
 
@@ -137,6 +187,21 @@ class History(Callback):
     history : dict of str to list of float
         One list per key of the epoch logs (``"loss"``, ``"val_loss"``, ...).
     epoch : list of int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import cdl
+    >>> from cdl import callbacks, layers
+    >>> x = np.linspace(-1, 1, 64).reshape(-1, 1)
+    >>> y = 3 * x
+    >>> model = cdl.Sequential([layers.Dense(1)], input_shape=(1,), seed=0)
+    >>> model.compile(cdl.optimizers.SGD(lr=0.1), "mse")
+    >>> history = model.fit(x, y, epochs=3, batch_size=16, validation_split=0.25, verbose=0)
+    >>> history.epoch, sorted(history.history)
+    ([0, 1, 2], ['loss', 'lr', 'val_loss'])
+    >>> len(history.history["loss"])
+    3
     """
 
     def __init__(self):
@@ -205,6 +270,21 @@ class ProgbarLogger(Callback):
     verbose : {1, 2}
         1: live bar when the stream is a terminal; 2: one line per epoch.
     stream : file-like, default sys.stdout
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import cdl
+    >>> from cdl import callbacks, layers
+    >>> x = np.linspace(-1, 1, 64).reshape(-1, 1)
+    >>> y = 3 * x
+    >>> model = cdl.Sequential([layers.Dense(1)], input_shape=(1,), seed=0)
+    >>> model.compile(cdl.optimizers.SGD(lr=0.1), "mse")
+    >>> import sys
+    >>> history = model.fit(x, y, epochs=2, batch_size=16, verbose=0,
+    ...                     callbacks=[callbacks.ProgbarLogger(verbose=2, stream=sys.stdout)])
+    Epoch 1/2 - ... - loss: 1.7987
+    Epoch 2/2 - ... - loss: 1.0335
     """
 
     def __init__(self, verbose=1, stream=None):
@@ -299,6 +379,20 @@ class EarlyStopping(Callback):
     stopped_epoch : int or None
     best : float
     best_epoch : int or None
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import cdl
+    >>> from cdl import callbacks, layers
+    >>> x = np.linspace(-1, 1, 64).reshape(-1, 1)
+    >>> y = 3 * x
+    >>> model = cdl.Sequential([layers.Dense(1)], input_shape=(1,), seed=0)
+    >>> model.compile(cdl.optimizers.SGD(lr=0.1), "mse")
+    >>> stop = callbacks.EarlyStopping(monitor="loss", min_delta=1e-3, patience=2)
+    >>> history = model.fit(x, y, epochs=500, batch_size=16, verbose=0, callbacks=[stop])
+    >>> len(history.epoch) < 500
+    True
     """
 
     def __init__(self, monitor="val_loss", min_delta=0.0, patience=0, mode="auto",
@@ -353,11 +447,39 @@ class EarlyStopping(Callback):
         if self.restore_best_weights and self.best_weights is not None:
             self.model.set_weights(self.best_weights)
 
+    def _training_state(self):
+        return {"wait": self.wait, "stopped_epoch": self.stopped_epoch, "best": self.best,
+                "best_epoch": self.best_epoch,
+                "best_weights": None if self.best_weights is None else list(self.best_weights)}
+
+    def _load_training_state(self, state):
+        wait = _saved_int(state["wait"], "wait")
+        stopped, best_epoch = state["stopped_epoch"], state["best_epoch"]
+        for name, value in (("stopped_epoch", stopped), ("best_epoch", best_epoch)):
+            if value is not None:
+                _saved_int(value, name)
+        best = _saved_number(state["best"], "best")
+        weights = state["best_weights"]
+        if weights is not None:
+            shapes = [p.shape for p in self.model.params]
+            if not isinstance(weights, list) or [getattr(w, "shape", None) for w in weights] \
+                    != shapes:
+                raise ValueError("best_weights do not match the model's weights")
+            weights = [np.asarray(w, dtype=self.model.dtype) for w in weights]
+        self.wait, self.stopped_epoch, self.best, self.best_epoch = wait, stopped, best, \
+            best_epoch
+        self.best_weights = weights
+
 
 class ModelCheckpoint(Callback):
     """Save the model (or its weights) after every epoch or only when the
     monitored quantity improves. Each save is atomic: a crash mid-save leaves
     the previous file intact.
+
+    A model file also holds the training state at the end of the epoch
+    (see the module docstring and ``cdl.io.read_training_state``), so that
+    ``cdl.load_model`` then ``fit(..., initial_epoch=state["epoch"])``
+    continues exactly as the original run did.
 
     Parameters
     ----------
@@ -374,7 +496,23 @@ class ModelCheckpoint(Callback):
     best : float
     last_saved : str or None
         Path of the most recent save.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import cdl
+    >>> from cdl import callbacks, layers
+    >>> x = np.linspace(-1, 1, 64).reshape(-1, 1)
+    >>> y = 3 * x
+    >>> model = cdl.Sequential([layers.Dense(1)], input_shape=(1,), seed=0)
+    >>> model.compile(cdl.optimizers.SGD(lr=0.1), "mse")
+    >>> checkpoint = callbacks.ModelCheckpoint("model-{epoch:02d}.cdl", monitor="loss")
+    >>> history = model.fit(x, y, epochs=3, batch_size=16, verbose=0, callbacks=[checkpoint])
+    >>> checkpoint.last_saved
+    'model-03.cdl'
     """
+
+    _saves_training_state = True
 
     def __init__(self, filepath, monitor="val_loss", save_best_only=False,
                  save_weights_only=False, mode="auto", verbose=0):
@@ -387,6 +525,13 @@ class ModelCheckpoint(Callback):
         self.verbose = verbose
         self.best = math.inf if self.mode == "min" else -math.inf
         self.last_saved = None
+        self._callbacks = None
+
+    def _training_state(self):
+        return {"best": self.best}
+
+    def _load_training_state(self, state):
+        self.best = _saved_number(state["best"], "best")
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -399,8 +544,12 @@ class ModelCheckpoint(Callback):
         path = self.filepath.format(epoch=epoch + 1, **logs)
         if self.save_weights_only:
             self.model.save_weights(path)
+        elif getattr(self.model, "_fit_progress", None) is None or self._callbacks is None:
+            self.model.save(path)   # called outside fit: there is no training state
         else:
-            self.model.save(path)
+            from cdl import io
+            io._save_checkpoint(self.model, path,
+                                _training_state(self.model, self._callbacks, epoch + 1, 0))
         self.last_saved = path
         if self.verbose:
             print(f"Epoch {epoch + 1}: saved {path}")
@@ -420,6 +569,21 @@ class ReduceLROnPlateau(Callback):
     min_delta : float, default 1e-4
     cooldown : int, default 0
     min_lr : float, default 0
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import cdl
+    >>> from cdl import callbacks, layers
+    >>> x = np.linspace(-1, 1, 64).reshape(-1, 1)
+    >>> y = 3 * x
+    >>> model = cdl.Sequential([layers.Dense(1)], input_shape=(1,), seed=0)
+    >>> model.compile(cdl.optimizers.SGD(lr=0.1), "mse")
+    >>> reduce = callbacks.ReduceLROnPlateau(monitor="loss", factor=0.5, patience=0,
+    ...                                      min_delta=1.0)   # every epoch counts as a plateau
+    >>> history = model.fit(x, y, epochs=3, batch_size=16, verbose=0, callbacks=[reduce])
+    >>> history.history["lr"]
+    [0.1, 0.1, 0.05]
     """
 
     def __init__(self, monitor="val_loss", factor=0.1, patience=10, mode="auto",
@@ -444,6 +608,12 @@ class ReduceLROnPlateau(Callback):
         if self.verbose and self.model.optimizer.lr < before:
             print(f"Epoch {epoch + 1}: learning rate reduced to {self.model.optimizer.lr:.3g}")
 
+    def _training_state(self):
+        return {"scheduler": self.scheduler.state_dict()}
+
+    def _load_training_state(self, state):
+        self.scheduler.load_state_dict(state["scheduler"])
+
 
 class _LrHolder:
     lr = 1.0
@@ -460,6 +630,20 @@ class LearningRateScheduler(Callback):
         function ``(epoch, lr) -> new lr`` called at the start of each epoch
         (Keras' form).
     per : {"epoch", "batch"}
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import cdl
+    >>> from cdl import callbacks, layers
+    >>> x = np.linspace(-1, 1, 64).reshape(-1, 1)
+    >>> y = 3 * x
+    >>> model = cdl.Sequential([layers.Dense(1)], input_shape=(1,), seed=0)
+    >>> model.compile(cdl.optimizers.SGD(lr=0.1), "mse")
+    >>> halve = callbacks.LearningRateScheduler(lambda epoch, lr: 0.1 / 2 ** epoch)
+    >>> history = model.fit(x, y, epochs=3, batch_size=16, verbose=0, callbacks=[halve])
+    >>> history.history["lr"]
+    [0.1, 0.05, 0.025]
     """
 
     def __init__(self, schedule, per="epoch", verbose=0):
@@ -470,14 +654,23 @@ class LearningRateScheduler(Callback):
         self.per = choose(per, ("epoch", "batch"), "per")
         self.verbose = verbose
         self._is_scheduler = isinstance(schedule, _schedules.LRScheduler)
+        self._lr_epoch = None   # the epoch whose rate the function last set
         if self._is_scheduler and self.per == "batch":
             # Only then does this callback need the (per-batch) hook.
             self.on_train_batch_end = self._step_batch
 
+    def on_train_begin(self, logs=None):
+        self._lr_epoch = None
+
     def on_epoch_begin(self, epoch, logs=None):
         if not self._is_scheduler:
+            if epoch == self._lr_epoch:
+                # Resumed in the middle of this epoch: the restored rate is
+                # already its rate (applying lr -> f(epoch, lr) twice would not be).
+                return
             lr = self.schedule(epoch, self.model.optimizer.lr)
             self.model.optimizer.lr = check_number(lr, "the scheduled learning rate", low=0.0)
+            self._lr_epoch = epoch
 
     def on_epoch_end(self, epoch, logs=None):
         # The logs keep the rate used during this epoch; the step sets the next one.
@@ -487,9 +680,38 @@ class LearningRateScheduler(Callback):
     def _step_batch(self, batch, logs=None):
         self.schedule.step()
 
+    def _training_state(self):
+        return {"schedule": self.schedule.state_dict() if self._is_scheduler else None,
+                "lr_epoch": self._lr_epoch}
+
+    def _load_training_state(self, state):
+        lr_epoch = state["lr_epoch"]
+        if lr_epoch is not None:
+            _saved_int(lr_epoch, "lr_epoch")
+        if self._is_scheduler:
+            self.schedule.load_state_dict(state["schedule"])
+        self._lr_epoch = lr_epoch
+
 
 class TerminateOnNaN(Callback):
-    """Stop training in the batch whose loss is NaN or infinite."""
+    """Stop training in the batch whose loss is NaN or infinite.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import cdl
+    >>> from cdl import callbacks, layers
+    >>> x = np.linspace(-1, 1, 64).reshape(-1, 1)
+    >>> y = 3 * x
+    >>> model = cdl.Sequential([layers.Dense(1)], input_shape=(1,), seed=0)
+    >>> model.compile(cdl.optimizers.SGD(lr=0.1), "mse")
+    >>> model.compile(cdl.optimizers.SGD(lr=1e30), "mse")      # diverges at once
+    >>> history = model.fit(x, y, epochs=5, batch_size=16, verbose=0,
+    ...                     callbacks=[callbacks.TerminateOnNaN()])
+    Batch 2: invalid loss nan, terminating training
+    >>> len(history.epoch)
+    1
+    """
 
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
@@ -513,6 +735,20 @@ class LossThreshold(Callback):
     Attributes
     ----------
     stopped_epoch : int or None
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import cdl
+    >>> from cdl import callbacks, layers
+    >>> x = np.linspace(-1, 1, 64).reshape(-1, 1)
+    >>> y = 3 * x
+    >>> model = cdl.Sequential([layers.Dense(1)], input_shape=(1,), seed=0)
+    >>> model.compile(cdl.optimizers.SGD(lr=0.1), "mse")
+    >>> history = model.fit(x, y, epochs=1000, batch_size=16, verbose=0,
+    ...                     callbacks=[callbacks.LossThreshold(0.01)])
+    >>> history.history["loss"][-1] < 0.01, len(history.epoch) < 1000
+    (True, True)
     """
 
     def __init__(self, threshold, monitor="loss", per_batch=False):
@@ -546,6 +782,20 @@ class CSVLogger(Callback):
     separator : str, default ","
     append : bool, default False
         Append to an existing file instead of overwriting it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import cdl
+    >>> from cdl import callbacks, layers
+    >>> x = np.linspace(-1, 1, 64).reshape(-1, 1)
+    >>> y = 3 * x
+    >>> model = cdl.Sequential([layers.Dense(1)], input_shape=(1,), seed=0)
+    >>> model.compile(cdl.optimizers.SGD(lr=0.1), "mse")
+    >>> history = model.fit(x, y, epochs=2, batch_size=16, verbose=0,
+    ...                     callbacks=[callbacks.CSVLogger("log.csv")])
+    >>> print(open("log.csv").read().splitlines()[0])
+    epoch,loss,lr
     """
 
     def __init__(self, filename, separator=",", append=False):
@@ -583,7 +833,23 @@ class CSVLogger(Callback):
 
 class LambdaCallback(Callback):
     """A callback from plain functions, e.g.
-    ``LambdaCallback(on_epoch_end=lambda epoch, logs: print(logs["loss"]))``."""
+    ``LambdaCallback(on_epoch_end=lambda epoch, logs: print(logs["loss"]))``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import cdl
+    >>> from cdl import callbacks, layers
+    >>> x = np.linspace(-1, 1, 64).reshape(-1, 1)
+    >>> y = 3 * x
+    >>> model = cdl.Sequential([layers.Dense(1)], input_shape=(1,), seed=0)
+    >>> model.compile(cdl.optimizers.SGD(lr=0.1), "mse")
+    >>> losses = []
+    >>> record = callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: losses.append(logs["loss"]))
+    >>> history = model.fit(x, y, epochs=3, batch_size=16, verbose=0, callbacks=[record])
+    >>> len(losses)
+    3
+    """
 
     def __init__(self, on_epoch_begin=None, on_epoch_end=None, on_train_batch_begin=None,
                  on_train_batch_end=None, on_train_begin=None, on_train_end=None):
@@ -598,3 +864,259 @@ class LambdaCallback(Callback):
                     raise TypeError(f"{name} must be callable")
                 setattr(self, name, fn)
 
+
+
+# --- the training state that makes a stopped fit resumable ---------------------------
+
+
+def _saved_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    return value
+
+
+def _saved_number(value, name):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    return value
+
+
+def _metric_state(metric):
+    """A streaming metric's accumulators: its private attributes (the public
+    ones are its configuration), with nested metrics as dicts."""
+    from cdl.metrics import Metric
+
+    state = {}
+    for key, value in vars(metric).items():
+        if not key.startswith("_"):
+            continue
+        if isinstance(value, Metric):
+            value = _metric_state(value)
+        elif isinstance(value, np.ndarray):
+            value = value.copy()
+        elif not (value is None or isinstance(value, (bool, int, float))):
+            raise TypeError(f"metric {metric.name!r} keeps {key} as a {type(value).__name__}, "
+                            "which cannot be saved in a training state")
+        state[key] = value
+    return state
+
+
+def _load_metric_state(metric, state):
+    """Restore what ``_metric_state`` returned, checking it fits ``metric``."""
+    from cdl.metrics import Metric
+
+    current = {k: v for k, v in vars(metric).items() if k.startswith("_")}
+    if not isinstance(state, dict) or set(state) != set(current):
+        raise ValueError(f"the saved state of metric {metric.name!r} does not fit it")
+    for key, value in state.items():
+        if isinstance(current[key], Metric):
+            _load_metric_state(current[key], value)
+        elif value is None or isinstance(value, (bool, int, float, np.ndarray)):
+            setattr(metric, key, value.copy() if isinstance(value, np.ndarray) else value)
+        else:
+            raise ValueError(f"metric {metric.name!r}: {key} cannot be {value!r}")
+
+
+def _stateful(callbacks):
+    """The callbacks whose state is part of the training state, in order."""
+    return [cb for cb in callbacks if hasattr(cb, "_training_state")]
+
+
+def _training_state(model, callbacks, epoch, batch):
+    """The training state (see ``cdl.io``) to continue at batch ``batch`` of
+    ``epoch``: mid-epoch it includes the epoch's shuffle order, running loss
+    and metric accumulators; at an epoch boundary (``batch`` 0) those start
+    afresh."""
+    progress = model._fit_progress
+    mid_epoch = batch > 0
+    history = getattr(model, "history", None)
+    return {
+        "epoch": epoch,
+        "batch": batch,
+        "steps": math.ceil(progress.n / progress.batch_size),
+        "batch_size": progress.batch_size,
+        "loss_sum": progress.loss_sum if mid_epoch else 0.0,
+        "seen": progress.seen if mid_epoch else 0,
+        "shuffle_order": progress.order if mid_epoch else None,
+        "metrics": [{"name": m.name, "class": type(m).__name__, "state": _metric_state(m)}
+                    for m in model.metrics] if mid_epoch else [],
+        "history": {"epoch": list(history.epoch) if history else [],
+                    "logs": {k: list(v) for k, v in history.history.items()} if history
+                    else {}},
+        "callbacks": [{"class": type(cb).__name__, "state": cb._training_state()}
+                      for cb in _stateful(callbacks)],
+    }
+
+
+def _check_resumable(model, callbacks, state, params):
+    """Raise ValueError if ``state`` cannot continue in this ``fit`` call."""
+    names = [type(cb).__name__ for cb in _stateful(callbacks)]
+    saved = [entry["class"] for entry in state["callbacks"]]
+    if names != saved:
+        raise ValueError(f"the backup was made with the stateful callbacks {saved}, this fit "
+                         f"has {names}; pass the same callbacks to resume")
+    if state["batch"] == 0:
+        return
+    for key in ("batch_size", "steps"):
+        if state[key] != params.get(key):
+            raise ValueError(f"the backup was made mid-epoch with {key}={state[key]}, this "
+                             f"fit has {key}={params.get(key)}")
+    metrics = [(m.name, type(m).__name__) for m in model.metrics]
+    if [(e["name"], e["class"]) for e in state["metrics"]] != metrics:
+        raise ValueError(f"the backup's metrics {[e['name'] for e in state['metrics']]} "
+                         f"differ from the model's {[name for name, _ in metrics]}")
+
+
+def _restore_training_state(model, callbacks, state):
+    """Put the callbacks, the History, the metrics and fit's position back as
+    ``state`` (checked by ``_check_resumable``) has them."""
+    for cb, entry in zip(_stateful(callbacks), state["callbacks"]):
+        cb._load_training_state(entry["state"])
+    history = getattr(model, "history", None)
+    if history is not None:
+        history.epoch = list(state["history"]["epoch"])
+        history.history = {k: list(v) for k, v in state["history"]["logs"].items()}
+    if state["batch"]:
+        for metric, entry in zip(model.metrics, state["metrics"]):
+            _load_metric_state(metric, entry["state"])
+    model._fit_progress.resume_at(state["epoch"], state["batch"], state["shuffle_order"],
+                                  float(state["loss_sum"]), state["seen"])
+
+
+class BackupAndRestore(Callback):
+    """Back up the training state so that a ``fit`` interrupted by a crash,
+    a kill or an exception continues exactly where it stopped when the same
+    ``fit`` is run again (Keras' callback of the same name).
+
+    On train begin, if the backup exists, the model's weights, optimizer
+    state and hyper-parameters, random generator, the position in the
+    epoch (its shuffle order, running loss and metric accumulators), the
+    ``History`` and the other callbacks' states (schedules, early stopping)
+    are restored from it and training continues from there; the result is
+    bit for bit that of an uninterrupted run. On a normal end of training
+    the backup is deleted. The backup is one cdl model file, written
+    atomically, so a crash while it is written leaves the previous one.
+
+    Parameters
+    ----------
+    backup_dir : str or path-like
+        Directory for the backup (created when needed), one per training
+        run; the backup is its file ``backup.cdl``.
+    save_freq : "epoch" or int, default "epoch"
+        Back up at the end of every epoch, or after every ``save_freq``
+        batches.
+    delete_checkpoint : bool, default True
+        Delete the backup (and ``backup_dir`` if it is then empty) when
+        ``fit`` ends normally, including by early stopping.
+
+    Raises
+    ------
+    ValueError
+        On train begin, if the backup was made by a different training
+        setup: another architecture or optimizer, other stateful callbacks,
+        or, for a mid-epoch backup, another batch size, data size,
+        ``shuffle`` or metrics.
+    cdl.io.ModelFileError
+        On train begin, if the backup file is damaged.
+
+    Notes
+    -----
+    Pass the same data and arguments to the resumed ``fit``; the epoch to
+    continue with comes from the backup, not from ``initial_epoch``. The
+    model must be compiled with metrics named by strings (as for
+    ``Sequential.save``).
+
+    Examples
+    --------
+    >>> from cdl.callbacks import BackupAndRestore
+    >>> backup = BackupAndRestore("run-1-backup", save_freq=100)
+    >>> model.fit(x, y, epochs=20, callbacks=[backup])   # doctest: +SKIP
+    """
+
+    _saves_training_state = True
+    FILENAME = "backup.cdl"
+
+    def __init__(self, backup_dir, save_freq="epoch", delete_checkpoint=True):
+        super().__init__()
+        self.backup_dir = os.fspath(backup_dir)
+        if save_freq != "epoch":
+            if isinstance(save_freq, str):
+                raise ValueError(f"save_freq must be 'epoch' or a number of batches, got "
+                                 f"{save_freq!r}")
+            save_freq = check_number(save_freq, "save_freq", low=1, integer=True)
+            self.on_train_batch_end = self._backup_batch
+        self.save_freq = save_freq
+        self.delete_checkpoint = bool(delete_checkpoint)
+        self._callbacks = None
+        self._batches_since_backup = 0
+
+    @property
+    def path(self):
+        """Path of the backup file."""
+        return os.path.join(self.backup_dir, self.FILENAME)
+
+    def on_train_begin(self, logs=None):
+        self._batches_since_backup = 0
+        if os.path.lexists(self.path):
+            self._restore()
+
+    def _restore(self):
+        from cdl import io
+
+        state = io.read_training_state(self.path)
+        if state is None:
+            raise io.ModelFileError(f"{self.path}: has no training state; it is not a backup")
+        _check_resumable(self.model, self._callbacks or [], state, self.params)
+        io._restore_checkpoint(self.model, self.path)
+        lr = self.model.optimizer.lr
+        try:
+            _restore_training_state(self.model, self._callbacks or [], state)
+        except (KeyError, TypeError, ValueError) as err:
+            raise io.ModelFileError(f"{self.path}: the training state cannot be restored: "
+                                    f"{type(err).__name__}: {err}") from None
+        # Schedules restored above write their own last rate; the optimizer's is the truth.
+        self.model.optimizer.lr = lr
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.save_freq == "epoch":
+            self._backup(epoch + 1, 0)
+
+    def _backup_batch(self, batch, logs=None):
+        self._batches_since_backup += 1
+        if self._batches_since_backup >= self.save_freq:
+            self._batches_since_backup = 0
+            progress = self.model._fit_progress
+            self._backup(progress.epoch, progress.batch)
+
+    def _backup(self, epoch, batch):
+        from cdl import io
+
+        os.makedirs(self.backup_dir, exist_ok=True)
+        io._save_checkpoint(self.model, self.path,
+                            _training_state(self.model, self._callbacks or [], epoch, batch))
+
+    def on_train_end(self, logs=None):
+        if not self.delete_checkpoint:
+            return
+        try:
+            os.remove(self.path)
+        except FileNotFoundError:
+            pass
+        try:
+            os.rmdir(self.backup_dir)
+        except OSError:
+            pass   # not empty (other files, a save in progress): leave it
+
+
+_AVERAGING = ("ExponentialMovingAverage", "StochasticWeightAveraging")
+
+
+def __getattr__(name):
+    # The weight-averaging callbacks live in cdl.averaging, which imports
+    # Callback from here: looked up on first use, so that either module can be
+    # imported first, and every callback is found in one place.
+    if name in _AVERAGING:
+        from cdl import averaging
+
+        return getattr(averaging, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -367,7 +367,10 @@ def train_test_split(*arrays, test_size=0.25, shuffle=True, stratify=None, seed=
         labels = _as_array(stratify, "stratify")
         if labels.shape != (n,):
             raise ValueError(f"stratify has shape {labels.shape}, expected ({n},)")
-        classes, codes, counts = np.unique(labels, return_inverse=True, return_counts=True)
+        try:
+            classes, codes, counts = np.unique(labels, return_inverse=True, return_counts=True)
+        except TypeError as err:  # object arrays of mixed types
+            raise TypeError(f"stratify holds labels that cannot be sorted: {err}") from None
         single = classes[counts < 2]
         if single.size:
             raise ValueError(
@@ -409,7 +412,17 @@ def _list_values(values, limit=10):
 # --- scalers -----------------------------------------------------------------
 
 class NotFittedError(ValueError, AttributeError):
-    """Raised when a scaler or encoder is used before ``fit``."""
+    """Raised when a scaler or encoder is used before ``fit``.
+
+    Examples
+    --------
+    >>> from cdl import data
+    >>> try:
+    ...     data.StandardScaler().transform([[1.0]])
+    ... except data.NotFittedError as error:
+    ...     print(error)
+    this StandardScaler is not fitted yet; call fit or partial_fit before transform
+    """
 
 
 class _Scaler:
@@ -812,7 +825,7 @@ def one_hot(labels, num_classes=None, dtype="float32"):
 
 
 class LabelEncoder:
-    """Map arbitrary labels to ``0 .. n_classes - 1`` (in sorted label order).
+    """Map arbitrary labels to ``0`` to ``n_classes - 1`` (in sorted label order).
 
     Attributes
     ----------

@@ -63,6 +63,23 @@ The header object holds:
 ``rng``
     ``model.rng.bit_generator.state`` (arrays in it written as lists), or
     null in a weights file.
+``training_state`` (optional)
+    Where a ``fit`` stood when ``cdl.callbacks.ModelCheckpoint`` or
+    ``cdl.callbacks.BackupAndRestore`` saved the model, so that training
+    continues exactly (see ``read_training_state``); absent otherwise. An
+    object with ``epoch`` (the epoch to continue with, 0-based), ``batch``
+    (batches of that epoch already done), ``steps`` (batches per epoch),
+    ``batch_size``, ``loss_sum`` (sum of batch loss times batch size over
+    the batches done; may be NaN after a diverged batch), ``seen`` (samples
+    done), ``shuffle_order`` (null, or the epoch's permutation of the sample
+    indices), ``metrics`` (one ``{"name", "class", "state"}`` per compiled
+    metric, ``state`` holding its accumulators; empty at an epoch boundary),
+    ``history`` (``{"epoch": [...], "logs": {key: [...]}}``, the ``History``
+    so far) and ``callbacks`` (one ``{"class", "state"}`` per callback with
+    a state, such as a ``LearningRateScheduler``'s schedule). An array
+    anywhere inside it is written as ``{"$array": "training/<path>"}``
+    (plus ``"dtype": "bool"`` for a boolean array stored as int64), naming
+    an entry of the array table.
 ``arrays``
     The array table: a list of ``{"name", "dtype", "shape", "offset",
     "nbytes"}``. ``dtype`` is one of ``"float32"``, ``"float64"``,
@@ -70,24 +87,62 @@ The header object holds:
     ``nbytes`` is exactly ``prod(shape) * itemsize``; arrays lie inside the
     data section and do not overlap. Names are ``"params"`` (the flat
     parameter buffer, ``model.param_buffer``), ``"buffers/<layer
-    name>/<buffer name>"`` (in the model's dtype) and ``"optimizer/<state
-    name>"``. Writers place arrays in table order, each at a multiple of 64
-    bytes, with zero padding; readers must not rely on this.
+    name>/<buffer name>"`` (in the model's dtype), ``"optimizer/<state
+    name>"`` and ``"training/<path>"`` (arrays of ``training_state``).
+    Writers place arrays in table order, each at a multiple of 64 bytes,
+    with zero padding; readers must not rely on this.
 
 Readers reject files whose binary version they do not know, and ignore
-header keys they do not know (later minor additions stay readable).
+header keys they do not know (later minor additions stay readable). Every
+array must be referred to by a header field; readers older than
+``training_state`` therefore refuse files whose training state holds
+arrays (mid-epoch backups, or an ``EarlyStopping`` keeping best weights).
 
-Files are written atomically: to a temporary file in the target's
-directory, flushed and fsynced, then renamed over the target with
-``os.replace`` (the directory is fsynced too where the platform allows).
+What readers refuse
+-------------------
+Anything that is not such a file raises ``ModelFileError`` before it is
+used, and nothing in a file is ever executed, imported, unpickled,
+decompressed or extracted:
+
+* other formats are recognised from their first bytes and named: Python
+  pickles (also legacy PyTorch files), ZIP archives (PyTorch ``.pt``,
+  Keras ``.keras``, NumPy ``.npz``), tar, gzip, bzip2, xz, zstd and 7-Zip
+  data, HDF5 (Keras ``.h5``), NumPy ``.npy``, safetensors and JSON text;
+  directories, FIFOs and devices are refused without being read;
+* the header may be at most 64 MiB, nest at most 64 levels deep and must
+  not repeat a key within an object (two parsers could otherwise read two
+  different headers from one file);
+* every declared size is checked against the file's size before anything
+  is allocated, and a model's architecture may not create more weights
+  than the file holds (checked weight by weight, before each is allocated);
+* layer, optimizer, loss and metric classes are looked up by name in
+  cdl's registries; a dotted path such as ``"os.system"`` is refused.
+
+Files are written atomically: to a temporary file ``.<name>.<pid>.<random>.tmp``
+in the target's directory (``<name>``: the first 64 characters of the
+target's file name, ``<random>``: 8 characters), flushed and fsynced, then
+renamed over the target with ``os.replace`` (the directory is fsynced too
+where the platform allows). A process killed mid-save leaves the target as
+it was and its temporary file behind; the next save to the same target
+removes such leftovers: regular files in that directory whose name is
+exactly this pattern for this target (or ``.<name>.<random>.tmp``, the
+pattern before the pid was added) and whose writer is gone, that is, whose
+pid is not a running process on this machine (POSIX only), or which have
+not been modified for an hour (a reused pid, or a writer on another
+machine). A writer that looks gone but is not (one on another machine, or
+in another PID namespace, saving to the same directory at the same time)
+then fails to rename its file and leaves the target as it was.
 """
+import contextlib
 import hashlib
 import json
 import math
 import os
+import re
 import stat
 import struct
 import tempfile
+import time
 
 import numpy as np
 
@@ -95,10 +150,12 @@ from cdl import layers as _layers
 from cdl.layers import register_layer
 from cdl.model import Sequential
 
-__all__ = ["save_model", "load_model", "save_weights", "load_weights", "register_layer",
-           "ModelFileError", "MAGIC", "FORMAT_VERSION"]
+__all__ = ["save_model", "load_model", "save_weights", "load_weights", "read_training_state",
+           "register_layer", "ModelFileError", "MAGIC", "FORMAT_VERSION"]
 
+#: The 8 bytes every model and weights file starts with.
 MAGIC = b"CDLMODEL"
+#: The version of the binary format that ``save_model`` and ``save_weights`` write.
 FORMAT_VERSION = 1
 FORMAT_NAME = "cdl-model"
 _PREFIX = struct.Struct("<8sIQ")   # magic, version, header length
@@ -106,12 +163,30 @@ _DIGEST_SIZE = 32
 _ALIGN = 64
 _DTYPES = {"float32": np.dtype("<f4"), "float64": np.dtype("<f8"), "int64": np.dtype("<i8")}
 _MAX_NDIM = 32
+_MAX_HEADER = 64 * 2 ** 20
+_MAX_DEPTH = 64
+_SNIFF = 512                       # bytes read to recognise other formats
 _BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
+_TRAINING_PREFIX = "training/"
+_STALE_AFTER = 3600.0              # seconds without a write before any temp file is stale
 
 
 class ModelFileError(ValueError):
     """A model or weights file is not valid: wrong type, corrupted, truncated
-    or inconsistent with itself."""
+    or inconsistent with itself.
+
+    Examples
+    --------
+    >>> import cdl
+    >>> from cdl import io
+    >>> with open("empty.cdl", "wb") as f:
+    ...     pass
+    >>> try:
+    ...     cdl.load_model("empty.cdl")
+    ... except io.ModelFileError as error:
+    ...     print(type(error).__name__, isinstance(error, ValueError))
+    ModelFileError True
+    """
 
 
 # --- writing ---------------------------------------------------------------------
@@ -130,6 +205,20 @@ def save_model(model, path, include_optimizer=True):
         Also save the optimizer's state (moments, step count), so that
         ``fit`` continues exactly as it would have. Without it the loaded
         model is compiled with a fresh optimizer.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import cdl
+    >>> from cdl import io, layers
+    >>> model = cdl.Sequential([layers.Dense(4, activation="relu"), layers.Dense(1)],
+    ...                        input_shape=(3,), seed=0)
+    >>> model.compile("sgd", "mse")
+    >>> io.save_model(model, "net.cdl")               # the same as model.save("net.cdl")
+    >>> loaded = io.load_model("net.cdl")
+    >>> x = np.ones((2, 3), dtype=np.float32)
+    >>> np.array_equal(loaded.predict(x), model.predict(x))
+    True
     """
     header, arrays = _model_header(model, "model", include_optimizer)
     _atomic_write(path, lambda f: _write_file(f, header, arrays))
@@ -137,8 +226,32 @@ def save_model(model, path, include_optimizer=True):
 
 def save_weights(model, path):
     """Save only the model's weights (its flat parameter buffer) and the
-    layers' buffers (such as BatchNorm's running statistics)."""
+    layers' buffers (such as BatchNorm's running statistics).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import cdl
+    >>> from cdl import io, layers
+    >>> def make(seed):
+    ...     return cdl.Sequential([layers.Dense(2)], input_shape=(3,), seed=seed)
+    >>> a, b = make(0), make(1)
+    >>> io.save_weights(a, "weights.cdl")             # the same as a.save_weights(...)
+    >>> io.load_weights(b, "weights.cdl")
+    >>> all(np.array_equal(p, q) for p, q in zip(a.params, b.params))
+    True
+    """
     header, arrays = _model_header(model, "weights", False)
+    _atomic_write(path, lambda f: _write_file(f, header, arrays))
+
+
+def _save_checkpoint(model, path, training_state):
+    """``save_model`` plus the ``training_state`` header section: a dict of
+    JSON values in which ndarrays may appear anywhere (written to the array
+    table). Used by the callbacks that make training resumable."""
+    header, arrays = _model_header(model, "model", True)
+    header["training_state"], training_arrays = _encode_training_state(training_state)
+    arrays.extend(training_arrays)
     _atomic_write(path, lambda f: _write_file(f, header, arrays))
 
 
@@ -153,6 +266,33 @@ def _jsonable(value):
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+def _encode_training_state(state):
+    """(JSON tree, [(name, array)]): every ndarray of ``state`` moved to the
+    array table as ``training/<path>`` and replaced by a reference to it."""
+    arrays = []
+    names = set()
+
+    def encode(value, path):
+        if isinstance(value, dict):
+            return {str(k): encode(v, path + (str(k),)) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [encode(v, path + (str(i),)) for i, v in enumerate(value)]
+        if isinstance(value, np.ndarray):
+            name = _TRAINING_PREFIX + "/".join(path)
+            while name in names:
+                name += "_"
+            names.add(name)
+            ref = {"$array": name}
+            if value.dtype == np.bool_:
+                value = value.astype(np.int64)
+                ref["dtype"] = "bool"
+            arrays.append((name, value))
+            return ref
+        return _jsonable(value)
+
+    return encode(state, ()), arrays
 
 
 def _param_layout(model):
@@ -308,15 +448,22 @@ def _umask_mode():
     return 0o644
 
 
+def _temp_prefix(path):
+    """Start of the names of ``path``'s temporary files: ``.<name>.``."""
+    return "." + os.path.basename(path)[:64] + "."
+
+
 def _atomic_write(path, write_contents):
-    """Write a file through a temporary file in the same directory and os.replace."""
+    """Write a file through a temporary file in the same directory and os.replace,
+    then remove temporary files that killed saves to the same path left behind."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     try:
         mode = stat.S_IMODE(os.stat(path).st_mode)
     except OSError:
         mode = _umask_mode()
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path)[:64] + ".", suffix=".tmp",
+    # The pid in the name tells a later save whether the writer is still alive.
+    fd, tmp = tempfile.mkstemp(prefix=f"{_temp_prefix(path)}{os.getpid()}.", suffix=".tmp",
                                dir=directory)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -333,6 +480,7 @@ def _atomic_write(path, write_contents):
             pass
         raise
     _fsync_directory(directory)
+    _remove_stale_temp_files(path)
 
 
 def _fsync_directory(directory):
@@ -351,6 +499,97 @@ def _fsync_directory(directory):
         os.close(fd)
 
 
+def _stale_temp_pattern(path):
+    """Names of ``path``'s temporary files: ``.<name>.<pid>.<random>.tmp``, or
+    ``.<name>.<random>.tmp`` as written before the pid was added (group 1 is
+    the pid, or None). ``<random>`` is the 8 characters ``tempfile`` draws."""
+    return re.compile(re.escape(_temp_prefix(path)) + r"(?:([1-9][0-9]{0,9})\.)?"
+                      r"[a-z0-9_]{8}\.tmp")
+
+
+def _process_alive(pid):
+    """Whether ``pid`` is a running process on this machine (POSIX); True when unsure."""
+    if os.name != "posix" or pid == os.getpid():
+        return True   # os.kill would terminate the process on Windows
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (OSError, OverflowError):
+        return True   # e.g. PermissionError: it exists but belongs to another user
+    return True
+
+
+def _remove_stale_temp_files(path, now=None):
+    """Remove the temporary files of ``path`` whose writer is gone (see the
+    module docstring for the rule). Errors are ignored: this is housekeeping."""
+    pattern = _stale_temp_pattern(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    now = time.time() if now is None else now
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return
+    for entry in entries:
+        match = pattern.fullmatch(entry.name)
+        if match is None:
+            continue
+        try:
+            info = entry.stat(follow_symlinks=False)
+            if not stat.S_ISREG(info.st_mode):
+                continue
+            pid = match.group(1)
+            idle = now - info.st_mtime
+            if idle >= _STALE_AFTER or (pid is not None and not _process_alive(int(pid))):
+                os.unlink(entry.path)
+        except OSError:
+            pass
+
+
+# --- recognising other formats ------------------------------------------------------
+
+
+_NEVER = "; cdl reads only files written by cdl's save_model/save_weights"
+_ARCHIVE = "cdl never extracts archives" + _NEVER
+_COMPRESSED = "cdl never decompresses files" + _NEVER
+_FOREIGN_MAGICS = (
+    (b"PK\x03\x04", "is a ZIP archive, not a cdl model file (PyTorch .pt, Keras .keras and "
+                    "NumPy .npz files are ZIP archives; " + _ARCHIVE + ")"),
+    (b"PK\x05\x06", "is a ZIP archive (an empty one), not a cdl model file (" + _ARCHIVE + ")"),
+    (b"PK\x07\x08", "is a ZIP archive, not a cdl model file (" + _ARCHIVE + ")"),
+    (b"\x1f\x8b", "is gzip-compressed data, not a cdl model file (" + _COMPRESSED + ")"),
+    (b"BZh", "is bzip2-compressed data, not a cdl model file (" + _COMPRESSED + ")"),
+    (b"\xfd7zXZ\x00", "is xz-compressed data, not a cdl model file (" + _COMPRESSED + ")"),
+    (b"\x28\xb5\x2f\xfd", "is zstd-compressed data, not a cdl model file (" + _COMPRESSED + ")"),
+    (b"7z\xbc\xaf\x27\x1c", "is a 7-Zip archive, not a cdl model file (" + _ARCHIVE + ")"),
+    (b"\x89HDF\r\n\x1a\n", "is an HDF5 file (such as a Keras .h5 model), not a cdl model "
+                           "file" + _NEVER),
+    (b"\x93NUMPY", "is a NumPy .npy file, not a cdl model file" + _NEVER),
+)
+_PICKLE = ("is a Python pickle; cdl never unpickles (unpickling can run any code the file "
+           "names). Open it only if you trust it, with the library that wrote it")
+_OLD_PICKLE_START = re.compile(rb"[(\]}]|c[A-Za-z_][\w.]*\n[A-Za-z_][\w.]*\n")
+
+
+def _foreign_format(head, last_byte):
+    """What the file is if it is a known non-cdl format (a message fragment), or None."""
+    for magic, what in _FOREIGN_MAGICS:
+        if head.startswith(magic):
+            return what
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        return _PICKLE + f" (pickle protocol {head[1]})"
+    if last_byte == b"." and _OLD_PICKLE_START.match(head):
+        return _PICKLE + " (pickle protocol 0 or 1)"
+    if head[257:262] == b"ustar":
+        return "is a tar archive, not a cdl model file (" + _ARCHIVE + ")"
+    if len(head) > 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] > 1:
+        return "is a safetensors file, not a cdl model file" + _NEVER
+    if head.lstrip()[:1] in (b"{", b"["):
+        return ("is a JSON text file, not a cdl model file (a cdl file starts with the "
+                f"bytes {MAGIC!r})")
+    return None
+
+
 # --- reading and validating -----------------------------------------------------
 
 
@@ -363,49 +602,165 @@ class _File:
         self.path = path
 
 
+@contextlib.contextmanager
+def _open_regular_file(path):
+    """Open ``path`` for reading, refusing anything but a regular file.
+
+    Non-blocking, so that a FIFO named like a model file cannot hang the reader.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0) \
+        | getattr(os, "O_CLOEXEC", 0)
+    directory = (f"{path}: is a directory, not a cdl model file (a cdl model is one file, "
+                 "not a directory such as a TensorFlow SavedModel)")
+    try:
+        fd = os.open(path, flags)
+    except IsADirectoryError:
+        raise ModelFileError(directory) from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise ModelFileError(directory)
+        if not stat.S_ISREG(mode):
+            raise ModelFileError(f"{path}: is not a regular file (a FIFO, socket or device); "
+                                 "cdl reads model files only")
+        f = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with f:
+        yield f
+
+
+def _check_start(path, head, size, last_byte):
+    """Refuse, from the first bytes alone, what is not a readable cdl file;
+    return (version, header length)."""
+    if size == 0:
+        raise ModelFileError(f"{path}: the file is empty")
+    minimum = _PREFIX.size + _DIGEST_SIZE
+    if head[:len(MAGIC)] != MAGIC[:len(head)]:
+        what = _foreign_format(head, last_byte)
+        if what is not None:
+            raise ModelFileError(f"{path}: {what}")
+        raise ModelFileError(f"{path}: not a cdl model file (wrong magic bytes; a cdl file "
+                             f"starts with {MAGIC!r})")
+    if size < minimum:
+        raise ModelFileError(f"{path}: the file is truncated ({size} bytes; the "
+                             f"smallest valid file has {minimum})")
+    if len(head) < min(size, _SNIFF):
+        raise ModelFileError(f"{path}: the file changed while it was read")
+    _, version, header_len = _PREFIX.unpack(head[:_PREFIX.size])
+    if version != FORMAT_VERSION:
+        raise ModelFileError(f"{path}: unsupported format version {version} (this "
+                             f"version of cdl reads version {FORMAT_VERSION})")
+    if header_len > size - minimum:  # checked before anything is allocated
+        raise ModelFileError(f"{path}: the file is truncated or corrupted (its header "
+                             f"claims {header_len} bytes, the file has {size})")
+    if header_len > _MAX_HEADER:
+        raise ModelFileError(f"{path}: the header has {header_len} bytes; cdl reads headers "
+                             f"of at most {_MAX_HEADER} bytes")
+    return version, header_len
+
+
+def _read_whole(path, f, size, head):
+    """The file's bytes (``head`` already read), read into one buffer."""
+    data = bytearray(size)
+    data[:len(head)] = head
+    view = memoryview(data)[len(head):]
+    while len(view):
+        count = f.readinto(view)
+        if not count:
+            raise ModelFileError(f"{path}: the file changed while it was read")
+        view = view[count:]
+    if f.read(1):
+        raise ModelFileError(f"{path}: the file changed while it was read")
+    return data
+
+
 def _read(path):
     """Read, verify and parse a file; raise ModelFileError for anything wrong."""
     path = os.fspath(path)
-    with open(path, "rb") as f:
+    with _open_regular_file(path) as f:
         size = os.fstat(f.fileno()).st_size
-        minimum = _PREFIX.size + _DIGEST_SIZE
-        if size == 0:
-            raise ModelFileError(f"{path}: the file is empty")
-        prefix = f.read(_PREFIX.size)
-        head = prefix[:len(MAGIC)]
-        if head != MAGIC[:len(head)]:
-            raise ModelFileError(f"{path}: not a cdl model file (wrong magic bytes)")
-        if size < minimum:
-            raise ModelFileError(f"{path}: the file is truncated ({size} bytes; the "
-                                 f"smallest valid file has {minimum})")
-        _, version, header_len = _PREFIX.unpack(prefix)
-        if version != FORMAT_VERSION:
-            raise ModelFileError(f"{path}: unsupported format version {version} (this "
-                                 f"version of cdl reads version {FORMAT_VERSION})")
-        if header_len > size - minimum:  # checked before anything is allocated
-            raise ModelFileError(f"{path}: the file is truncated or corrupted (its header "
-                                 f"claims {header_len} bytes, the file has {size})")
-        data = prefix + f.read()
-    if len(data) != size:
-        raise ModelFileError(f"{path}: the file changed while it was read")
+        head = f.read(min(size, _SNIFF))
+        last_byte = b""
+        if size > len(head):
+            f.seek(size - 1)
+            last_byte = f.read(1)
+            f.seek(len(head))
+        elif head:
+            last_byte = head[-1:]
+        version, header_len = _check_start(path, head, size, last_byte)
+        data = _read_whole(path, f, size, head)
     body = memoryview(data)[:-_DIGEST_SIZE]
     if hashlib.sha256(body).digest() != data[-_DIGEST_SIZE:]:
         raise ModelFileError(f"{path}: checksum mismatch: the file is corrupted or truncated")
     header_end = _PREFIX.size + header_len
-    try:
-        header = json.loads(data[_PREFIX.size:header_end].decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as err:
-        raise ModelFileError(f"{path}: the header is not valid JSON ({err})") from None
+    header = _parse_header(path, bytes(data[_PREFIX.size:header_end]))
     check = _Checker(path)
     check.expect(header, dict, "the header")
     if header.get("format") != FORMAT_NAME:
         raise ModelFileError(f"{path}: header field 'format' is {header.get('format')!r}, "
                              f"expected {FORMAT_NAME!r}")
-    if header.get("format_version") != version:
-        raise ModelFileError(f"{path}: header format_version {header.get('format_version')!r}"
+    declared = header.get("format_version")
+    if type(declared) is not int or declared != version:
+        raise ModelFileError(f"{path}: header format_version {declared!r}"
                              f" disagrees with the binary version {version}")
     arrays = _read_arrays(check, header, data, header_end, size - _DIGEST_SIZE)
     return _File(header, arrays, path)
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _object_without_duplicates(pairs):
+    """json's object_pairs_hook: a dict, refusing a key given twice."""
+    obj = {}
+    for key, value in pairs:
+        if key in obj:
+            raise _DuplicateKey(key)
+        obj[key] = value
+    return obj
+
+
+def _json_depth(value):
+    """Deepest nesting of lists and objects in ``value`` (without recursion)."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = item.values()
+        elif not isinstance(item, list):
+            continue
+        deepest = max(deepest, depth)
+        if depth > _MAX_DEPTH:
+            break
+        stack.extend((child, depth + 1) for child in item)
+    return deepest
+
+
+def _parse_header(path, raw):
+    """The header's JSON: UTF-8, no repeated keys, at most _MAX_DEPTH levels."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ModelFileError(f"{path}: the header is not valid UTF-8 ({err.reason} at byte "
+                             f"{_PREFIX.size + err.start} of the file)") from None
+    try:
+        header = json.loads(text, object_pairs_hook=_object_without_duplicates)
+    except _DuplicateKey as err:
+        raise ModelFileError(f"{path}: the header repeats the key {err.args[0]!r} in one JSON "
+                             "object (readers could disagree on its value)") from None
+    except RecursionError:
+        raise ModelFileError(f"{path}: the header nests JSON more than {_MAX_DEPTH} levels "
+                             "deep") from None
+    except ValueError as err:
+        raise ModelFileError(f"{path}: the header is not valid JSON ({err})") from None
+    if _json_depth(header) > _MAX_DEPTH:
+        raise ModelFileError(f"{path}: the header nests JSON more than {_MAX_DEPTH} levels "
+                             "deep")
+    return header
 
 
 class _Checker:
@@ -436,11 +791,32 @@ class _Checker:
             self.fail(f"{where} must be at least {low}, got {value}")
         return value
 
+    def number(self, value, where, finite=True):
+        self.expect(value, (int, float), where)
+        if finite and not math.isfinite(value):
+            self.fail(f"{where} must be a finite number, got {value}")
+        return value
+
     def shape(self, value, where, low=0):
         self.expect(value, list, where)
         if len(value) > _MAX_NDIM:
             self.fail(f"{where} has {len(value)} axes (at most {_MAX_NDIM})")
         return tuple(self.int(d, f"{where}[{i}]", low) for i, d in enumerate(value))
+
+    def class_name(self, value, where):
+        """A class name for a registry lookup: an identifier, never a path."""
+        self.expect(value, str, where)
+        if "." in value or "/" in value or ":" in value:
+            self.fail(f"{where} is {value!r}, a dotted path; cdl looks classes up by name in "
+                      "its own registries and never imports modules named in a file")
+        if not value.isidentifier() or (value.startswith("__") and value.endswith("__")):
+            self.fail(f"{where} is {value!r}, which is not a class name")
+        return value
+
+
+def _count(n):
+    """A size for a message: in full, or its order of magnitude if absurdly large."""
+    return str(n) if n < 10 ** 15 else f"about 10**{len(str(n)) - 1}"
 
 
 def _read_arrays(check, header, data, data_start, data_end):
@@ -465,11 +841,11 @@ def _read_arrays(check, header, data, data_start, data_end):
         nbytes = check.int(check.key(entry, "nbytes", int, where), f"{where}.nbytes")
         expected = math.prod(shape) * dtype.itemsize
         if nbytes != expected:
-            check.fail(f"{where} has nbytes {nbytes}, but shape {list(shape)} of "
-                       f"{dtype_name} needs {expected}")
+            check.fail(f"{where} has nbytes {_count(nbytes)}, but its shape of {dtype_name} "
+                       f"needs {_count(expected)}")
         if offset + nbytes > data_len:
-            check.fail(f"{where} (bytes {offset} to {offset + nbytes}) lies outside the "
-                       f"data section ({data_len} bytes)")
+            check.fail(f"{where} (bytes {_count(offset)} to {_count(offset + nbytes)}) lies "
+                       f"outside the data section ({data_len} bytes)")
         if nbytes:
             spans.append((offset, offset + nbytes, name))
         entries[name] = (dtype, shape, offset)
@@ -489,6 +865,37 @@ def _read_arrays(check, header, data, data_start, data_end):
     return arrays
 
 
+# --- the header's structure, checked before any field is used ------------------------
+
+
+def _check_header(check, file):
+    """Check the type of every header field, for both loaders; return the
+    decoded training state (or None). Arrays nothing refers to are refused."""
+    header = file.header
+    kind = check.key(header, "kind", str, "the header")
+    if kind not in ("model", "weights"):
+        check.fail(f"header field 'kind' is {kind!r}, expected 'model' or 'weights'")
+    if "cdl_version" in header:
+        check.expect(header["cdl_version"], str, "the header.cdl_version")
+    check.key(header, "built", bool, "the header")
+    _model_config(check, header)
+    used = {"params"}
+    used |= _check_param_layout(check, header, file.arrays)
+    used |= _check_buffer_entries(check, header, file.arrays)
+    _check_compile_config(check, header.get("compile"))
+    used |= _check_optimizer_section(check, header.get("optimizer"), file.arrays)
+    _check_rng(check, header.get("rng"))
+    training = None
+    if header.get("training_state") is not None:
+        training, training_used = _check_training_state(check, header["training_state"],
+                                                        file.arrays)
+        used |= training_used
+    extra = set(file.arrays) - used
+    if extra:
+        check.fail(f"the file has arrays nothing refers to: {sorted(extra)}")
+    return training
+
+
 def _model_config(check, header):
     config = check.key(header, "model", dict, "the header")
     where = "model config"
@@ -503,17 +910,252 @@ def _model_config(check, header):
         input_shape = check.shape(input_shape, "model config input_shape", low=1)
     name = check.expect(config.get("name", "sequential"), str, "model config name")
     layer_specs = check.key(config, "layers", list, where)
+    for i, spec in enumerate(layer_specs):
+        check.expect(spec, dict, f"layer {i}")
+        check.class_name(check.key(spec, "class_name", str, f"layer {i}"),
+                         f"layer {i} class_name")
+        check.key(spec, "config", dict, f"layer {i}")
     return {"dtype": dtype, "seed": seed, "input_shape": input_shape, "name": name,
             "layers": layer_specs}
+
+
+def _check_param_layout(check, header, arrays):
+    """param_layout's entries, and its total against the 'params' array."""
+    layout = check.key(header, "param_layout", list, "the header")
+    total = 0
+    for i, entry in enumerate(layout):
+        where = f"param_layout[{i}]"
+        check.expect(entry, dict, where)
+        check.key(entry, "layer", str, where)
+        check.key(entry, "weight", str, where)
+        total += math.prod(check.shape(check.key(entry, "shape", list, where),
+                                       f"{where}.shape"))
+    params = arrays.get("params")
+    if params is None:
+        check.fail("the file has no 'params' array")
+    if params.ndim != 1:
+        check.fail(f"the 'params' array must be flat, got shape {list(params.shape)}")
+    if params.dtype.kind != "f":
+        check.fail(f"the 'params' array has dtype {params.dtype}, expected a float dtype")
+    if header["built"] and total != params.size:
+        check.fail(f"param_layout lists {total} values, the 'params' array holds "
+                   f"{params.size}")
+    return set()
+
+
+def _check_buffer_entries(check, header, arrays):
+    used = set()
+    for i, entry in enumerate(check.expect(header.get("buffers", []), list, "buffers")):
+        where = f"buffers[{i}]"
+        check.expect(entry, dict, where)
+        layer = check.key(entry, "layer", str, where)
+        buffer = check.key(entry, "buffer", str, where)
+        array_name = check.key(entry, "array", str, where)
+        if array_name not in arrays:
+            check.fail(f"buffer {layer}.{buffer} refers to a missing array {array_name!r}")
+        used.add(array_name)
+    return used
+
+
+def _check_compile_config(check, config):
+    if config is None:
+        return
+    where = "the compile config"
+    check.expect(config, dict, where)
+    for part in ("optimizer", "loss"):
+        section = check.key(config, part, dict, where)
+        check.class_name(check.key(section, "class_name", str, f"{where}.{part}"),
+                         f"{where}.{part}.class_name")
+        check.expect(section.get("config", {}), dict, f"{where}.{part}.config")
+    metrics = config.get("metrics")
+    if metrics is not None:
+        for i, name in enumerate(check.expect(metrics, list, f"{where}.metrics")):
+            check.expect(name, str, f"{where}.metrics[{i}]")
+    for key in ("clip_norm", "clip_value"):
+        if config.get(key) is not None:
+            check.number(config[key], f"{where}.{key}")
+
+
+def _check_optimizer_section(check, section, arrays):
+    """The optimizer section's structure; return the arrays it refers to."""
+    if section is None:
+        return set()
+    where = "optimizer"
+    check.expect(section, dict, where)
+    check.class_name(check.key(section, "class_name", str, where), "optimizer.class_name")
+    check.key(section, "config", dict, where)
+    check.int(check.key(section, "iterations", int, where), "optimizer.iterations")
+    for key, value in check.key(section, "scalars", dict, where).items():
+        check.number(value, f"optimizer.scalars.{key}")
+    used = set()
+    for name, array_name in check.key(section, "state", dict, where).items():
+        if array_name is None:
+            continue
+        check.expect(array_name, str, f"optimizer.state.{name}")
+        if array_name not in arrays:
+            check.fail(f"optimizer state {name!r} refers to a missing array {array_name!r}")
+        used.add(array_name)
+    for g, group in enumerate(check.expect(section.get("param_groups", []), list,
+                                           "optimizer.param_groups")):
+        at = f"optimizer.param_groups[{g}]"
+        check.expect(group, dict, at)
+        for i in check.key(group, "params", list, at):
+            check.int(i, f"{at}.params index")
+        for key in ("lr_mult", "weight_decay_mult"):
+            if key in group:
+                check.number(group[key], f"{at}.{key}")
+    return used
+
+
+def _check_rng(check, state):
+    """A bit generator state: a known generator and integers only."""
+    if state is None:
+        return
+    check.expect(state, dict, "rng")
+    name = state.get("bit_generator")
+    if name not in _BIT_GENERATORS:
+        check.fail(f"rng.bit_generator is {name!r}; expected one of {', '.join(_BIT_GENERATORS)}")
+    stack = [(value, f"rng.{key}") for key, value in state.items() if key != "bit_generator"]
+    while stack:
+        value, where = stack.pop()
+        if isinstance(value, dict):
+            stack.extend((v, f"{where}.{k}") for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((v, f"{where}[{i}]") for i, v in enumerate(value))
+        else:
+            check.expect(value, int, where)
+
+
+def _check_training_state(check, state, arrays):
+    """The training_state section: its fields' types, with its array
+    references replaced by the arrays. Returns (state, array names used)."""
+    where = "training_state"
+    check.expect(state, dict, where)
+    used = set()
+    state = _decode_arrays(check, state, arrays, used, where)
+    for key, low in (("epoch", 0), ("batch", 0), ("steps", 1), ("batch_size", 1),
+                     ("seen", 0)):
+        check.int(check.key(state, key, int, where), f"{where}.{key}", low)
+    if state["batch"] > state["steps"]:
+        check.fail(f"{where}.batch is {state['batch']}, past the epoch's {state['steps']} "
+                   "batches")
+    check.number(check.key(state, "loss_sum", (int, float), where), f"{where}.loss_sum",
+                 finite=False)
+    order = check.key(state, "shuffle_order", (np.ndarray, type(None)), where)
+    if order is not None and not _is_permutation(order):
+        check.fail(f"{where}.shuffle_order is not a permutation of the sample indices")
+    for i, entry in enumerate(check.key(state, "metrics", list, where)):
+        at = f"{where}.metrics[{i}]"
+        check.expect(entry, dict, at)
+        check.key(entry, "name", str, at)
+        check.key(entry, "class", str, at)
+        check.key(entry, "state", dict, at)
+    history = check.key(state, "history", dict, where)
+    epochs = check.key(history, "epoch", list, f"{where}.history")
+    for i, epoch in enumerate(epochs):
+        check.int(epoch, f"{where}.history.epoch[{i}]")
+    for key, values in check.key(history, "logs", dict, f"{where}.history").items():
+        check.expect(values, list, f"{where}.history.logs.{key}")
+    for i, entry in enumerate(check.key(state, "callbacks", list, where)):
+        at = f"{where}.callbacks[{i}]"
+        check.expect(entry, dict, at)
+        check.key(entry, "class", str, at)
+        check.key(entry, "state", dict, at)
+    return state, used
+
+
+def _is_permutation(order):
+    if order.dtype != np.int64 or order.ndim != 1:
+        return False
+    seen = np.zeros(order.size, dtype=bool)
+    if order.size and (order.min() < 0 or order.max() >= order.size):
+        return False
+    seen[order] = True
+    return bool(seen.all())
+
+
+def _decode_arrays(check, value, arrays, used, where):
+    """``value`` with every ``{"$array": name}`` replaced by that array (a copy)."""
+    if isinstance(value, list):
+        return [_decode_arrays(check, v, arrays, used, f"{where}[{i}]")
+                for i, v in enumerate(value)]
+    if not isinstance(value, dict):
+        return value
+    if "$array" not in value:
+        return {k: _decode_arrays(check, v, arrays, used, f"{where}.{k}")
+                for k, v in value.items()}
+    name = check.expect(value["$array"], str, f"{where}.$array")
+    if set(value) - {"$array", "dtype"} or value.get("dtype", "bool") != "bool":
+        check.fail(f"{where} is an array reference with unknown fields {value!r}")
+    if not name.startswith(_TRAINING_PREFIX) or name not in arrays:
+        check.fail(f"{where} refers to {name!r}, which is not a training array of the file")
+    if name in used:
+        check.fail(f"{where} refers to the array {name!r}, which another field uses too")
+    used.add(name)
+    array = arrays[name]
+    if value.get("dtype") == "bool":
+        if array.dtype != np.int64 or (array.size and (array.min() < 0 or array.max() > 1)):
+            check.fail(f"{where}: array {name!r} should hold 0/1 for a boolean array")
+        array = array.astype(bool)
+    return array
+
+
+# --- loading --------------------------------------------------------------------------
+
+
+def _all_layers(model):
+    """Every layer of ``model``, including those held by other layers."""
+    found, stack, seen = [], list(model.layers), set()
+    while stack:
+        item = stack.pop()
+        if isinstance(item, (list, tuple)):
+            stack.extend(item)
+        elif isinstance(item, _layers.Layer) and id(item) not in seen:
+            seen.add(id(item))
+            found.append(item)
+            stack.extend(v for v in vars(item).values()
+                         if isinstance(v, (_layers.Layer, list, tuple)))
+    return found
+
+
+@contextlib.contextmanager
+def _weight_budget(check, model, limit):
+    """While building ``model``, refuse (before allocating it) any weight past
+    the ``limit`` values the file holds: a few bytes of config could
+    otherwise make ``build`` allocate and fill terabytes."""
+    created = [0]
+    patched = []
+
+    def guarded(layer):
+        original = layer.add_weight
+
+        def add_weight(name, shape, *args, **kwargs):
+            try:
+                count = max(math.prod(int(d) for d in shape), 0)
+            except (TypeError, ValueError):
+                count = 0   # the layer's own add_weight reports a bad shape
+            created[0] += count
+            if created[0] > limit:
+                check.fail(f"the model config makes {layer.name}.{name} of shape "
+                           f"{tuple(shape)}, more weights than the {limit} values the file "
+                           "holds")
+            return original(name, shape, *args, **kwargs)
+        return add_weight
+
+    try:
+        for layer in _all_layers(model):
+            layer.add_weight = guarded(layer)
+            patched.append(layer)
+        yield
+    finally:
+        for layer in patched:
+            vars(layer).pop("add_weight", None)
 
 
 def _build_layers(check, layer_specs):
     built = []
     for i, spec in enumerate(layer_specs):
-        where = f"layer {i}"
-        check.expect(spec, dict, where)
-        class_name = check.key(spec, "class_name", str, where)
-        config = check.key(spec, "config", dict, where)
+        class_name, config = spec["class_name"], spec["config"]
         try:
             cls = _layers.get(class_name)
         except ValueError as err:
@@ -521,23 +1163,30 @@ def _build_layers(check, layer_specs):
         try:
             layer = cls.from_config(dict(config))
         except Exception as err:  # noqa: BLE001 - any constructor error is a bad file
-            check.fail(f"layer {i} ({class_name}) cannot be created from its config "
-                       f"{config!r}: {type(err).__name__}: {err}")
+            check.fail(f"layer {i} ({class_name}) cannot be created from its config: "
+                       f"{type(err).__name__}: {_short(err)}")
         if not isinstance(layer, _layers.Layer):
             check.fail(f"layer {i} ({class_name}).from_config did not return a Layer")
         built.append(layer)
     return built
 
 
+def _short(value, limit=300):
+    """``str(value)`` cut to ``limit`` characters: messages may quote file content."""
+    try:
+        text = str(value)
+    except Exception:  # noqa: BLE001 - e.g. RecursionError on a deeply nested value
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def _check_layout(check, header, model, what="the file"):
     """The file's per-weight shapes against the model's; name the first mismatch."""
-    layout = check.key(header, "param_layout", list, "the header")
+    layout = header["param_layout"]
     current = _param_layout(model)
     for i, entry in enumerate(layout):
-        check.expect(entry, dict, f"param_layout[{i}]")
-        shape = check.shape(check.key(entry, "shape", list, f"param_layout[{i}]"),
-                            f"param_layout[{i}].shape")
-        label = f"{entry.get('layer')!s}.{entry.get('weight')!s}"
+        shape = tuple(entry["shape"])
+        label = f"{entry['layer']}.{entry['weight']}"
         if i >= len(current):
             raise ValueError(f"{check.path}: {what} has {len(layout)} weights, the model "
                              f"{len(current)} (weight {i}, {label}, has no counterpart)")
@@ -557,16 +1206,9 @@ def _buffer_values(check, header, model, arrays, by_name):
     (``load_model``, whose layers carry the saved names; dtypes must agree) or
     by position (``load_weights``: layer names may differ, as for weights;
     float dtypes are converted). Everything is checked before anything is
-    written. Returns ([(target array, saved array)], names of the arrays used)."""
-    saved = []
-    for i, entry in enumerate(check.expect(header.get("buffers", []), list, "buffers")):
-        where = f"buffers[{i}]"
-        check.expect(entry, dict, where)
-        key = (check.key(entry, "layer", str, where), check.key(entry, "buffer", str, where))
-        array_name = check.key(entry, "array", str, where)
-        if array_name not in arrays:
-            check.fail(f"buffer {key[0]}.{key[1]} refers to a missing array {array_name!r}")
-        saved.append((key, array_name))
+    written. Returns [(target array, saved array)]."""
+    saved = [((entry["layer"], entry["buffer"]), entry["array"])
+             for entry in header.get("buffers", [])]
     mine = _buffer_layout(model)
     if by_name:
         index = dict(saved)
@@ -586,7 +1228,7 @@ def _buffer_values(check, header, model, arrays, by_name):
                              f"{len(mine)} ({[f'{layer.name}.{n}' for layer, n, _ in mine]})")
         matched = [(array_name, layer, name, target)
                    for (_, array_name), (layer, name, target) in zip(saved, mine)]
-    pairs, used = [], set()
+    pairs = []
     for array_name, layer, name, target in matched:
         value = arrays[array_name]
         if value.shape != target.shape:
@@ -597,21 +1239,24 @@ def _buffer_values(check, header, model, arrays, by_name):
             check.fail(f"buffer {array_name!r} is {value.dtype}, the model's "
                        f"{layer.name}.{name} {target.dtype}")
         pairs.append((target, value))
-        used.add(array_name)
-    return pairs, used
+    return pairs
 
 
 def _params_array(check, file, size):
-    params = file.arrays.get("params")
-    if params is None:
-        check.fail("the file has no 'params' array")
-    if params.ndim != 1:
-        check.fail(f"the 'params' array must be flat, got shape {list(params.shape)}")
-    if params.dtype.kind != "f":
-        check.fail(f"the 'params' array has dtype {params.dtype}, expected a float dtype")
+    params = file.arrays["params"]
     if params.size != size:
         check.fail(f"the file holds {params.size} parameters, the architecture has {size}")
     return params
+
+
+def _as_file_error(function, *args, **kwargs):
+    """Call ``function``; a plain ValueError about the file becomes a ModelFileError."""
+    try:
+        return function(*args, **kwargs)
+    except ModelFileError:
+        raise
+    except ValueError as err:
+        raise ModelFileError(str(err)) from None
 
 
 def load_model(path):
@@ -626,62 +1271,64 @@ def load_model(path):
     ------
     ModelFileError
         If the file is not a valid model file (a ``ValueError``).
+
+    Examples
+    --------
+    >>> import cdl
+    >>> from cdl import io, layers
+    >>> cdl.Sequential([layers.Dense(2, name="out")], input_shape=(3,), seed=0).save("net.cdl")
+    >>> io.load_model("net.cdl").layers
+    [<Dense name='out'>]
+    >>> with open("bad.cdl", "wb") as f:
+    ...     _ = f.write(b"not a model")
+    >>> io.load_model("bad.cdl")
+    Traceback (most recent call last):
+        ...
+    cdl.io.ModelFileError: bad.cdl: not a cdl model file ...
     """
     file = _read(path)
     check = _Checker(file.path)
     header = file.header
-    kind = header.get("kind")
-    if kind == "weights":
+    if header.get("kind") == "weights":
         check.fail("this is a weights file (from save_weights); load it into a model "
                    "with model.load_weights")
-    if kind != "model":
-        check.fail(f"header field 'kind' is {kind!r}, expected 'model'")
+    _check_header(check, file)
     config = _model_config(check, header)
-    built = check.key(header, "built", bool, "the header")
+    built = header["built"]
     layer_list = _build_layers(check, config["layers"])
     if built and (config["input_shape"] is None or not layer_list):
         check.fail("the header says the model was built, but it has no input shape or layers")
-    known = {"params"}
     try:
         model = Sequential(layer_list, dtype=config["dtype"], seed=config["seed"],
                            name=config["name"])
         model.input_shape = config["input_shape"]
         if built:
-            model.build()
+            with _weight_budget(check, model, file.arrays["params"].size):
+                model.build()
+    except ModelFileError:
+        raise
     except Exception as err:  # noqa: BLE001 - an inconsistent config is a bad file
-        check.fail(f"the model cannot be rebuilt from its config: {type(err).__name__}: {err}")
+        check.fail(f"the model cannot be rebuilt from its config: {type(err).__name__}: "
+                   f"{_short(err)}")
     if built:
-        try:
-            _check_layout(check, header, model)
-        except ValueError as err:
-            raise ModelFileError(str(err)) from None
+        _as_file_error(_check_layout, check, header, model)
     params = _params_array(check, file, model.param_buffer.size)
     if params.dtype != model.dtype:
         check.fail(f"the 'params' array is {params.dtype}, the model {model.dtype}")
-    try:
-        buffer_pairs, used = _buffer_values(check, header, model, file.arrays, by_name=True)
-    except ModelFileError:
-        raise
-    except ValueError as err:
-        raise ModelFileError(str(err)) from None
-    known |= used
-
+    buffer_pairs = _as_file_error(_buffer_values, check, header, model, file.arrays,
+                                  by_name=True)
     compile_config = header.get("compile")
     opt_section = header.get("optimizer")
     if compile_config is not None:
-        check.expect(compile_config, dict, "the compile config")
         try:
             model.compile_from_config(compile_config)
         except Exception as err:  # noqa: BLE001 - a bad config is a bad file
             check.fail(f"the model cannot be compiled from its saved compile config: "
-                       f"{type(err).__name__}: {err}")
+                       f"{type(err).__name__}: {_short(err)}")
     elif opt_section is not None:
         check.fail("the file has optimizer state but no compile config")
     if opt_section is not None:
-        known |= _restore_optimizer(check, model, opt_section, file.arrays)
-    extra = set(file.arrays) - known
-    if extra:
-        check.fail(f"the file has arrays nothing refers to: {sorted(extra)}")
+        _restore_optimizer(check, model, opt_section, file.arrays)
     _restore_rng(check, model, header.get("rng"))
     model.param_buffer[...] = params
     for target, saved in buffer_pairs:
@@ -689,70 +1336,183 @@ def load_model(path):
     return model
 
 
-def _restore_optimizer(check, model, section, arrays):
-    """Load the optimizer state into the freshly compiled model; return array names used."""
+def read_training_state(path):
+    """The training state saved with a model by ``ModelCheckpoint`` or
+    ``BackupAndRestore``: where ``fit`` stood, the history so far and the
+    callbacks' states.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A model file.
+
+    Returns
+    -------
+    dict or None
+        The ``training_state`` header section (see the module docstring),
+        with its arrays as ndarrays; None if the file has none. ``epoch``
+        is the epoch to continue with: pass it to ``fit`` as
+        ``initial_epoch`` after ``load_model``.
+
+    Raises
+    ------
+    ModelFileError
+        If the file is not valid.
+
+    Examples
+    --------
+    >>> state = cdl.io.read_training_state("ckpt-05.cdl")        # doctest: +SKIP
+    >>> model = cdl.load_model("ckpt-05.cdl")                    # doctest: +SKIP
+    >>> model.fit(x, y, epochs=10, initial_epoch=state["epoch"])  # doctest: +SKIP
+    """
+    file = _read(path)
+    return _check_header(_Checker(file.path), file)
+
+
+def _restore_checkpoint(model, path):
+    """Restore into the compiled, built ``model`` a file of ``_save_checkpoint``:
+    weights, buffers, optimizer state and hyper-parameters, and the random
+    generator. Everything is checked before the model changes. Returns the
+    file's training state (or None).
+
+    Raises
+    ------
+    ModelFileError
+        If the file is invalid or was saved from another kind of model.
+    """
+    file = _read(path)
+    check = _Checker(file.path)
+    header = file.header
+    training = _check_header(check, file)
+    if header["kind"] != "model":
+        check.fail("this is a weights file; a training backup is a model file")
+    dtype = _model_config(check, header)["dtype"]
+    if dtype != model.dtype.name:
+        check.fail(f"the file holds a {dtype} model, this model is {model.dtype}")
+    if not header["built"]:
+        check.fail("the file was saved from a model that was not built")
+    _as_file_error(_check_layout, check, header, model)
+    params = _params_array(check, file, model.param_buffer.size)
+    buffer_pairs = _as_file_error(_buffer_values, check, header, model, file.arrays,
+                                  by_name=False)
+    rng_state = header.get("rng")
+    _restore_rng(check, _RngProbe(), rng_state)   # validates without touching the model
+    if header.get("optimizer") is not None:
+        _restore_optimizer(check, model, header["optimizer"], file.arrays, into=True)
+    _restore_rng(check, model, rng_state)
+    model.param_buffer[...] = params
+    for target, saved in buffer_pairs:
+        target[...] = saved
+    return training
+
+
+class _RngProbe:
+    """Stands in for a model to check that a saved generator state loads."""
+
+    def __init__(self):
+        self.rng = np.random.Generator(np.random.PCG64(0))
+        self.layers = []
+
+
+def _saved_optimizer_config(check, section, optimizer):
+    """The saved hyper-parameters (lr changed by a schedule, ...), each of the
+    same kind as the optimizer's own (a file may not set other attributes)."""
+    current = optimizer.get_config()
+    saved = section["config"]
+    if set(saved) != set(current):
+        check.fail(f"optimizer.config has the keys {sorted(saved)}; a "
+                   f"{type(optimizer).__name__} has {sorted(current)}")
+    config = {}
+    for key, value in saved.items():
+        mine = current[key]
+        where = f"optimizer.config.{key}"
+        if isinstance(mine, bool) or isinstance(value, bool):
+            check.expect(value, bool, where)
+        elif isinstance(mine, (list, tuple)):
+            check.expect(value, list, where)
+            if len(value) != len(mine):
+                check.fail(f"{where} has {len(value)} values, expected {len(mine)}")
+            value = type(mine)(check.number(v, f"{where}[{i}]") for i, v in enumerate(value))
+        elif isinstance(mine, (int, float)):
+            check.number(value, where)
+        elif mine is None or isinstance(mine, str):
+            check.expect(value, (type(None), str, int, float), where)
+        else:
+            check.fail(f"{where} cannot be restored")
+        config[key] = value
+    return config
+
+
+def _restore_optimizer(check, model, section, arrays, into=False):
+    """Load the optimizer state into the model's optimizer: a freshly compiled
+    one (``load_model``), or, with ``into``, the optimizer a user is about to
+    train with, whose parameter groups must then match the saved ones."""
     optimizer = model.optimizer
-    where = "optimizer"
-    check.expect(section, dict, where)
-    class_name = check.key(section, "class_name", str, where)
+    if optimizer is None:
+        check.fail("the file has optimizer state, but the model is not compiled")
+    class_name = section["class_name"]
     if class_name != type(optimizer).__name__:
-        check.fail(f"the optimizer state is for {class_name}, the compile config makes "
+        check.fail(f"the optimizer state is for {class_name}, the model's optimizer is "
                    f"{type(optimizer).__name__}")
-    iterations = check.int(check.key(section, "iterations", int, where), "optimizer.iterations")
-    scalars = check.key(section, "scalars", dict, where)
-    for key, value in scalars.items():
-        check.expect(value, (int, float), f"optimizer.scalars.{key}")
-    state_names = check.key(section, "state", dict, where)
+    scalars = section["scalars"]
+    state_names = section["state"]
     unknown = set(state_names) - set(optimizer._state_names)
     if unknown:
         check.fail(f"unknown {class_name} state {sorted(unknown)}; it keeps "
                    f"{list(optimizer._state_names)}")
-    used = set()
     state = {}
     size = model.param_buffer.size
     for name, array_name in state_names.items():
         if array_name is None:
             state[name] = None
             continue
-        check.expect(array_name, str, f"optimizer.state.{name}")
-        if array_name not in arrays:
-            check.fail(f"optimizer state {name!r} refers to a missing array {array_name!r}")
         array = arrays[array_name]
         if array.dtype != model.dtype or array.shape != (size,):
             check.fail(f"optimizer state {name!r} is {array.dtype} of shape "
                        f"{list(array.shape)}; the model needs {model.dtype} of shape [{size}]")
         state[name] = array
-        used.add(array_name)
     groups = []
-    for g, group in enumerate(check.expect(section.get("param_groups", []), list,
-                                         "optimizer.param_groups")):
-        check.expect(group, dict, f"optimizer.param_groups[{g}]")
-        indices = check.key(group, "params", list, f"optimizer.param_groups[{g}]")
+    for g, group in enumerate(section.get("param_groups", [])):
+        indices = group["params"]
         for i in indices:
-            check.int(i, f"optimizer.param_groups[{g}].params index")
             if i >= len(model.params):
                 check.fail(f"optimizer.param_groups[{g}] refers to parameter {i}; the model "
                            f"has {len(model.params)}")
         groups.append({"params": [model.params[i] for i in indices],
                        "lr_mult": group.get("lr_mult", 1.0),
                        "weight_decay_mult": group.get("weight_decay_mult", 1.0)})
+    config = _saved_optimizer_config(check, section, optimizer) if into \
+        else optimizer.get_config()
     try:
-        optimizer.param_groups = optimizer._check_groups(groups)
-        optimizer.load_state_dict({"class": class_name, "config": optimizer.get_config(),
-                                   "iterations": iterations, "scalars": scalars,
+        groups = optimizer._check_groups(groups)
+        if into and not _same_groups(groups, optimizer.param_groups):
+            check.fail("the saved parameter groups differ from the optimizer's")
+        optimizer.load_state_dict({"class": class_name, "config": config,
+                                   "iterations": section["iterations"], "scalars": scalars,
                                    "state": state})
+        if not into:
+            optimizer.param_groups = groups
     except (TypeError, ValueError) as err:
+        if isinstance(err, ModelFileError):
+            raise
         check.fail(f"the optimizer state cannot be restored: {err}")
-    return used
+
+
+def _same_groups(a, b):
+    if len(a) != len(b):
+        return False
+    for x, y in zip(a, b):
+        if x["lr_mult"] != y["lr_mult"] or x["weight_decay_mult"] != y["weight_decay_mult"] \
+                or len(x["params"]) != len(y["params"]) \
+                or any(p is not q for p, q in zip(x["params"], y["params"])):
+            return False
+    return True
 
 
 def _restore_rng(check, model, state):
     if state is None:
         return
-    check.expect(state, dict, "rng")
-    name = state.get("bit_generator")
-    if name not in _BIT_GENERATORS:
-        check.fail(f"rng.bit_generator is {name!r}; expected one of {', '.join(_BIT_GENERATORS)}")
+    name = state["bit_generator"]
     old = model.rng
     try:
         if type(old.bit_generator).__name__ == name:
@@ -761,9 +1521,10 @@ def _restore_rng(check, model, state):
         bit_generator = getattr(np.random, name)()
         bit_generator.state = state
     except Exception as err:  # noqa: BLE001 - numpy rejects a bad state in many ways
-        check.fail(f"the random generator state is invalid: {type(err).__name__}: {err}")
+        check.fail(f"the random generator state is invalid: {type(err).__name__}: "
+                   f"{_short(err)}")
     model.rng = np.random.Generator(bit_generator)
-    for layer in model.layers:
+    for layer in _all_layers(model):
         if getattr(layer, "_rng", None) is old:
             layer._rng = model.rng
 
@@ -775,7 +1536,9 @@ def load_weights(model, path):
     The model's weights must have the same shapes, in the same order, as
     the saved ones (layer names may differ). An unbuilt model is built for
     the saved input shape first. Weights saved in another float dtype are
-    converted to the model's.
+    converted to the model's. The whole file is validated, also the parts
+    that only ``load_model`` uses, but layer classes are not looked up:
+    the model's own layers are used.
 
     Raises
     ------
@@ -784,25 +1547,36 @@ def load_weights(model, path):
     ValueError
         If the architecture does not match (the message names the first
         differing weight).
+
+    Examples
+    --------
+    >>> import cdl
+    >>> from cdl import io, layers
+    >>> cdl.Sequential([layers.Dense(2)], input_shape=(3,), seed=0).save_weights("w.cdl")
+    >>> other = cdl.Sequential([layers.Dense(5)], input_shape=(3,))
+    >>> io.load_weights(other, "w.cdl")               # a different architecture is refused
+    Traceback (most recent call last):
+        ...
+    ValueError: w.cdl: weight 0 has shape [3, 2] in the file ...
     """
     if not isinstance(model, Sequential):
         raise TypeError(f"expected a cdl.Sequential model, got {type(model).__name__}")
     file = _read(path)
     check = _Checker(file.path)
     header = file.header
-    if header.get("kind") not in ("model", "weights"):
-        check.fail(f"header field 'kind' is {header.get('kind')!r}, expected 'weights'")
+    _check_header(check, file)
     config = _model_config(check, header)
-    if not check.key(header, "built", bool, "the header"):
+    if not header["built"]:
         check.fail("the file was saved from a model that was not built; it holds no weights")
     if not model.built:
-        if model.input_shape is None and config["input_shape"] is not None:
-            model.build(config["input_shape"])
-        else:
-            model.build()
+        with _weight_budget(check, model, file.arrays["params"].size):
+            if model.input_shape is None and config["input_shape"] is not None:
+                model.build(config["input_shape"])
+            else:
+                model.build()
     _check_layout(check, header, model)
     params = _params_array(check, file, model.param_buffer.size)
-    buffer_pairs, _ = _buffer_values(check, header, model, file.arrays, by_name=False)
+    buffer_pairs = _buffer_values(check, header, model, file.arrays, by_name=False)
     model.param_buffer[...] = params.astype(model.dtype, copy=False)
     for target, saved in buffer_pairs:
         target[...] = saved

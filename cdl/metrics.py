@@ -126,7 +126,7 @@ def _score_labels(y_pred, name="y_pred"):
     scores = _as_float(y_pred, name)
     if _is_single_column(scores):
         return (scores.reshape(-1) > 0).astype(np.int64), 2, True
-    if scores.ndim != 2:
+    if scores.ndim != 2 or scores.shape[1] == 0:
         raise ValueError(
             f"{name} has shape {scores.shape}; expected scores of shape (n, classes) "
             "or a single logit column (n, 1) / (n,)")
@@ -279,6 +279,14 @@ def accuracy(y_true, y_pred, sample_weight=None):
         The (weighted) mean of ``argmax == label``, as scikit-learn's
         ``accuracy_score`` for labels. Unlike scikit-learn, 2-D ``y_true``
         is read as one-hot rows, not as a multilabel indicator.
+
+    Examples
+    --------
+    >>> from cdl import metrics
+    >>> metrics.accuracy([0, 1, 2, 1], [0, 2, 2, 1])                 # labels
+    0.75
+    >>> metrics.accuracy([0, 1], [[0.9, 0.1], [0.8, 0.2]])          # scores: argmax per row
+    0.5
     """
     t, t_cols = _class_labels(y_true, "y_true")
     p, p_cols = _class_labels(y_pred, "y_pred")
@@ -314,6 +322,14 @@ def binary_accuracy(y_true, y_pred, threshold=0.5, from_logits=False, sample_wei
     Returns
     -------
     float
+
+    Examples
+    --------
+    >>> from cdl import metrics
+    >>> metrics.binary_accuracy([1, 0, 1, 0], [0.9, 0.4, 0.3, 0.1])    # probabilities, threshold 0.5
+    0.75
+    >>> metrics.binary_accuracy([1, 0], [2.0, -1.0], from_logits=True)
+    1.0
     """
     threshold = _check_threshold(threshold, from_logits)
     correct = _binary_correct(y_true, y_pred, threshold, from_logits)
@@ -365,6 +381,13 @@ def top_k_accuracy(y_true, y_pred, k=5, sample_weight=None):
     Returns
     -------
     float
+
+    Examples
+    --------
+    >>> from cdl import metrics
+    >>> scores = [[0.5, 0.3, 0.2], [0.1, 0.2, 0.7]]
+    >>> metrics.top_k_accuracy([1, 0], scores, k=2)    # 1 is in the top 2 of row 0; 0 is not in row 1's
+    0.5
     """
     t, scores, k = _top_k_inputs(y_true, y_pred, k)
     _check_not_empty(t.shape[0])
@@ -410,9 +433,18 @@ def confusion_matrix(y_true, y_pred, num_classes=None, sample_weight=None):
     ndarray of shape (num_classes, num_classes)
         int64 counts, or float64 sums of weights when ``sample_weight`` is
         given with a float dtype.
+
+    Examples
+    --------
+    >>> from cdl import metrics
+    >>> metrics.confusion_matrix([0, 1, 2, 2], [0, 2, 2, 1])
+    array([[1, 0, 0],
+           [0, 0, 1],
+           [0, 1, 1]])
     """
-    int_weights = sample_weight is not None and np.asarray(sample_weight).dtype.kind in "biu"
     t, p, classes, w = _classification_inputs(y_true, y_pred, num_classes, sample_weight)
+    # Checked above, so converting it again cannot fail.
+    int_weights = sample_weight is not None and np.asarray(sample_weight).dtype.kind in "biu"
     cm = _confusion(t, p, classes, w)
     if int_weights:
         cm = np.rint(cm).astype(np.int64)
@@ -567,7 +599,7 @@ def r2_score(y_true, y_pred, sample_weight=None):
 
 
 mean_squared_error.__doc__ = "Mean squared error: mean of (y_true - y_pred) ** 2.\n" + _REGRESSION_DOC
-mean_absolute_error.__doc__ = "Mean absolute error: mean of |y_true - y_pred|.\n" + _REGRESSION_DOC
+mean_absolute_error.__doc__ = "Mean absolute error: mean of ``abs(y_true - y_pred)``.\n" + _REGRESSION_DOC
 root_mean_squared_error.__doc__ = (
     "Root mean squared error: sqrt of the mean squared error, per output\n"
     "    (so with several outputs, the mean of the per-output RMSEs, as\n"
@@ -590,6 +622,16 @@ class Metric:
     ``update(y_true, y_pred, sample_weight=None)`` adds a batch,
     ``result()`` returns the metric over everything added since the last
     ``reset()``. ``name`` is the key under which a model reports it.
+
+    Examples
+    --------
+    >>> from cdl import metrics
+    >>> acc = metrics.Accuracy()
+    >>> acc.update([0, 1], [[2.0, 0.0], [1.0, 0.0]])      # model outputs: one row per sample
+    >>> acc.update([1], [[0.0, 3.0]])
+    >>> acc.result()                                      # over everything since the last reset
+    0.6666666666666666
+    >>> acc.reset()
     """
 
     name = "metric"
@@ -637,6 +679,15 @@ class Mean(Metric):
     weight of every value, e.g. the batch size for a batch-mean loss) or an
     array broadcastable to ``values``. NaN and infinite values are not
     refused: they propagate to the result (a diverged loss shows as NaN).
+
+    Examples
+    --------
+    >>> from cdl import metrics
+    >>> mean = metrics.Mean()
+    >>> mean.update(0.5, sample_weight=32)     # a batch mean over 32 samples
+    >>> mean.update(0.2, sample_weight=8)
+    >>> round(mean.result(), 4)                # (0.5 * 32 + 0.2 * 8) / 40
+    0.44
     """
 
     name = "mean"
@@ -678,6 +729,18 @@ class MeanMetricWrapper(Metric):
     size (or by the batch's sum of ``sample_weight``, which ``fn`` does not
     see). That equals ``fn`` on all the data only for per-sample means
     such as accuracy or MSE, not for e.g. RMSE, R^2 or F1.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl import metrics
+    >>> def max_error(y_true, y_pred):
+    ...     return float(np.max(np.abs(np.asarray(y_true) - np.asarray(y_pred))))
+    >>> metric = metrics.MeanMetricWrapper(max_error)
+    >>> metric.update([[1.0], [2.0]], [[1.5], [2.0]])
+    >>> metric.update([[0.0], [0.0]], [[0.0], [1.5]])
+    >>> metric.result(), metric.name                   # mean of the batch values
+    (1.0, 'max_error')
     """
 
     def __init__(self, fn, name=None):
@@ -753,6 +816,14 @@ class Accuracy(_WeightedFraction):
 
     ``y_true``: labels of shape (n,) or (n, 1), or one-hot / probability
     rows of shape (n, classes).
+
+    Examples
+    --------
+    >>> from cdl import metrics
+    >>> acc = metrics.Accuracy()
+    >>> acc.update([0, 1, 1], [[0.9, 0.1], [0.4, 0.6], [0.7, 0.3]])
+    >>> round(acc.result(), 4)
+    0.6667
     """
 
     name = "accuracy"
@@ -787,6 +858,14 @@ class BinaryAccuracy(_WeightedFraction):
         Models output logits, so this defaults to True here (the
         ``binary_accuracy`` function defaults to False, for probabilities).
     name : str, optional
+
+    Examples
+    --------
+    >>> from cdl import metrics
+    >>> acc = metrics.BinaryAccuracy()                 # from logits by default: threshold at 0
+    >>> acc.update([[1], [0], [1]], [[2.0], [0.5], [-1.0]])
+    >>> round(acc.result(), 4)
+    0.3333
     """
 
     name = "binary_accuracy"
@@ -813,6 +892,14 @@ class TopKAccuracy(_WeightedFraction):
     ----------
     k : int >= 1
     name : str, optional
+
+    Examples
+    --------
+    >>> from cdl import metrics
+    >>> top2 = metrics.TopKAccuracy(k=2)
+    >>> top2.update([2, 0], [[0.1, 0.5, 0.4], [0.2, 0.3, 0.5]])
+    >>> top2.result()
+    0.5
     """
 
     name = "top_k_accuracy"
@@ -956,7 +1043,17 @@ class _RegressionMetric(Metric):
 
 
 class MSE(_RegressionMetric):
-    """Streaming ``mean_squared_error``."""
+    """Streaming ``mean_squared_error``.
+
+    Examples
+    --------
+    >>> from cdl import metrics
+    >>> mse = metrics.MSE()
+    >>> mse.update([[1.0], [2.0]], [[1.5], [2.0]])
+    >>> mse.update([[0.0]], [[1.0]])
+    >>> round(mse.result(), 4)         # (0.25 + 0 + 1) / 3
+    0.4167
+    """
 
     name = "mse"
 
@@ -965,7 +1062,16 @@ class MSE(_RegressionMetric):
 
 
 class MAE(_RegressionMetric):
-    """Streaming ``mean_absolute_error``."""
+    """Streaming ``mean_absolute_error``.
+
+    Examples
+    --------
+    >>> from cdl import metrics
+    >>> mae = metrics.MAE()
+    >>> mae.update([[1.0], [2.0], [0.0]], [[1.5], [2.0], [1.0]])
+    >>> mae.result()
+    0.5
+    """
 
     name = "mae"
 
@@ -974,7 +1080,16 @@ class MAE(_RegressionMetric):
 
 
 class RMSE(_RegressionMetric):
-    """Streaming ``root_mean_squared_error`` (per-output RMSE, averaged)."""
+    """Streaming ``root_mean_squared_error`` (per-output RMSE, averaged).
+
+    Examples
+    --------
+    >>> from cdl import metrics
+    >>> rmse = metrics.RMSE()
+    >>> rmse.update([[0.0], [0.0]], [[3.0], [4.0]])
+    >>> round(rmse.result(), 4)        # sqrt((9 + 16) / 2)
+    3.5355
+    """
 
     name = "rmse"
 
@@ -988,6 +1103,14 @@ class R2(_RegressionMetric):
     The target's weighted mean and sum of squared deviations are merged
     batch by batch with Chan et al.'s parallel update, which is
     numerically stable (no ``sum(y^2) - n mean^2`` cancellation).
+
+    Examples
+    --------
+    >>> from cdl import metrics
+    >>> r2 = metrics.R2()
+    >>> r2.update([[1.0], [2.0], [3.0]], [[1.1], [1.9], [3.2]])
+    >>> round(r2.result(), 4)
+    0.97
     """
 
     name = "r2"
@@ -1090,6 +1213,14 @@ def get(identifier, loss=None):
     Returns
     -------
     Metric
+
+    Examples
+    --------
+    >>> from cdl import metrics
+    >>> metrics.get("accuracy")
+    Accuracy(name='accuracy')
+    >>> metrics.get("top3").k
+    3
     """
     if isinstance(identifier, Metric):
         return identifier

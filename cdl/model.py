@@ -1,6 +1,7 @@
 """Sequential: a stack of layers with one flat parameter buffer."""
 import numpy as np
 
+from cdl import _anomaly, _concurrency, _determinism
 from cdl._validation import (
     as_float_array, as_float_dtype, check_feature_shape, check_finite, check_shape_tuple)
 from cdl.layers.base import Layer
@@ -69,7 +70,18 @@ class Sequential(TrainingMixin):
         return list(self._layers)
 
     def add(self, layer):
-        """Append a layer; the model is (re)built before its next use."""
+        """Append a layer; the model is (re)built before its next use.
+
+        Examples
+        --------
+        >>> import cdl
+        >>> from cdl import layers
+        >>> model = cdl.Sequential(input_shape=(4,))
+        >>> model.add(layers.Dense(8, activation="relu"))
+        >>> model.add(layers.Dense(1))
+        >>> model.forward([[1.0, 2.0, 3.0, 4.0]]).shape
+        (1, 1)
+        """
         if not isinstance(layer, Layer):
             raise TypeError(f"Sequential takes Layer instances, got {layer!r}")
         if any(existing is layer for existing in self._layers):
@@ -143,7 +155,15 @@ class Sequential(TrainingMixin):
             layer.add_regularization_gradients()
 
     def count_params(self):
-        """Total number of scalar weights."""
+        """Total number of scalar weights.
+
+        Examples
+        --------
+        >>> import cdl
+        >>> from cdl import layers
+        >>> cdl.Sequential([layers.Dense(3), layers.Dense(1)], input_shape=(2,)).count_params()   # (2*3 + 3) + (3*1 + 1)
+        13
+        """
         self._ensure_built()
         return int(self.param_buffer.size)
 
@@ -152,7 +172,16 @@ class Sequential(TrainingMixin):
             self.build()
 
     def get_config(self):
-        """Architecture as a JSON-friendly dict."""
+        """Architecture as a JSON-friendly dict.
+
+        Examples
+        --------
+        >>> import cdl
+        >>> from cdl import layers
+        >>> config = cdl.Sequential([layers.Dense(3, name="hidden")], input_shape=(2,), seed=0).get_config()
+        >>> config["input_shape"], config["layers"][0]["class_name"], config["layers"][0]["config"]["units"]
+        ([2], 'Dense', 3)
+        """
         return {
             "name": self.name,
             "dtype": self.dtype.name,
@@ -166,6 +195,11 @@ class Sequential(TrainingMixin):
 
     def _check_batch(self, x):
         """Return the input batch as a checked array of the model's dtype."""
+        if isinstance(x, np.ndarray) and x.ndim:
+            # Before any conversion copies it: a broadcast view can be far
+            # larger than its memory. predict() splits large inputs itself.
+            from cdl.layers.base import check_blas_size
+            check_blas_size(x.shape[0], "the batch size of x (one forward pass)")
         if not self.built and self.input_shape is None:
             x = as_float_array(x, self.dtype, "x")
             if x.ndim < 2:
@@ -180,28 +214,61 @@ class Sequential(TrainingMixin):
         check_finite(x, "x")
         return x
 
+    @_determinism.blas_scope
     def forward(self, x, training=False):
         """Run the batch ``x`` through every layer and return the output.
 
         Parameters
         ----------
-        x : array_like of shape (batch_size, *input_shape)
+        x : array_like of shape ``(batch_size, *input_shape)``
         training : bool
             Training-mode behaviour (dropout active).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import cdl
+        >>> from cdl import layers
+        >>> model = cdl.Sequential([layers.Dense(3, activation="sigmoid")], input_shape=(2,), seed=0)
+        >>> out = model.forward(np.ones((4, 2)))
+        >>> out.shape, out.dtype
+        ((4, 3), dtype('float32'))
         """
         return self._forward_checked(self._check_batch(x), training)
 
     def _forward_checked(self, x, training):
-        """Forward pass of an input already checked by ``_check_batch``."""
-        for layer in self._layers:
-            x = layer.forward(x, training)
-        self._out_shape = x.shape
+        """Forward pass of an input already checked by ``_check_batch``.
+
+        One pass at a time per model: layers keep per-call state.
+        """
+        check = _anomaly.checking(self)
+        with _concurrency.guard_of(self).layer_lock:
+            for index, layer in enumerate(self._layers):
+                x = layer.forward(x, training)
+                if check:
+                    _anomaly.check_forward(layer, index, x)
+            self._out_shape = x.shape
         return x
 
+    @_determinism.blas_scope
     def backward(self, grad):
         """Back-propagate d loss / d output of the last ``forward``.
 
         Overwrites ``grads`` and returns d loss / d input.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import cdl
+        >>> from cdl import layers, losses
+        >>> model = cdl.Sequential([layers.Dense(1)], input_shape=(2,), seed=0, dtype="float64")
+        >>> x, target = np.array([[1.0, 2.0]]), np.array([[0.0]])
+        >>> loss_fn = losses.MSE()
+        >>> loss = loss_fn.forward(model.forward(x, training=True), target)
+        >>> dx = model.backward(loss_fn.backward())        # fills model.grads
+        >>> kernel_grad, bias_grad = model.grads
+        >>> np.allclose(kernel_grad, x.T * bias_grad)     # dL/dW = x^T dL/dz
+        True
         """
         if self._out_shape is None:
             raise RuntimeError("backward called before forward")
@@ -218,9 +285,13 @@ class Sequential(TrainingMixin):
         for) the gradient with respect to the model's input."""
         first = self._layers[0]
         first._input_grad_needed = input_grad
+        check = _anomaly.checking(self)
         try:
-            for layer in reversed(self._layers):
+            for index in range(len(self._layers) - 1, -1, -1):
+                layer = self._layers[index]
                 grad = layer.backward(grad)
+                if check:
+                    _anomaly.check_backward(layer, index, grad)
         finally:
             first._input_grad_needed = True
         return grad
@@ -235,7 +306,19 @@ class Sequential(TrainingMixin):
     def save(self, path, include_optimizer=True):
         """Save the architecture, weights, compile settings, optimizer state
         and random generator to ``path`` (see ``cdl.io``); reload with
-        ``cdl.load_model``."""
+        ``cdl.load_model``.
+
+        Examples
+        --------
+        >>> import cdl
+        >>> from cdl import layers
+        >>> model = cdl.Sequential([layers.Dense(3)], input_shape=(2,), seed=0)
+        >>> model.compile("adam", "mse")
+        >>> model.save("model.cdl")
+        >>> restored = cdl.load_model("model.cdl")
+        >>> restored.compile_config()["loss"]
+        {'class_name': 'MSE', 'config': {}}
+        """
         from cdl import io
         io.save_model(self, path, include_optimizer=include_optimizer)
 

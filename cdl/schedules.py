@@ -136,6 +136,18 @@ class LRScheduler:
         ``optimizer.lr`` when the scheduler was built.
     last_epoch : int
         Number of ``step()`` calls since construction.
+
+    Examples
+    --------
+    >>> from cdl import optimizers, schedules
+    >>> opt = optimizers.SGD(lr=0.1)
+    >>> sched = schedules.StepLR(opt, step_size=2)
+    >>> for epoch in range(3):
+    ...     # ... train one epoch with opt ...
+    ...     sched.step()
+    >>> sched.last_epoch, round(sched.get_last_lr(), 6)
+    (3, 0.01)
+    >>> state = sched.state_dict()             # plain numbers: resume with load_state_dict
     """
 
     _hyper = ()
@@ -246,10 +258,22 @@ class StepLR(LRScheduler):
     gamma : float
         Multiplicative factor, > 0. Default 0.1.
 
-    Counts
-    ------
-    Epochs, typically (one ``step()`` per epoch); per batch works equally
+    Notes
+    -----
+    **Step unit:** Epochs, typically (one ``step()`` per epoch); per batch works equally
     with ``step_size`` counted in batches.
+
+    Examples
+    --------
+    >>> from cdl import optimizers, schedules
+    >>> opt = optimizers.SGD(lr=0.1)
+    >>> sched = schedules.StepLR(opt, step_size=2, gamma=0.5)
+    >>> rates = []
+    >>> for _ in range(5):
+    ...     sched.step()
+    ...     rates.append(round(opt.lr, 6))
+    >>> rates
+    [0.1, 0.05, 0.05, 0.025, 0.025]
     """
 
     _hyper = ("step_size", "gamma")
@@ -291,9 +315,21 @@ class MultiStepLR(LRScheduler):
     gamma : float
         Multiplicative factor, > 0. Default 0.1.
 
-    Counts
-    ------
-    Epochs, typically; batches if the milestones are counted in batches.
+    Notes
+    -----
+    **Step unit:** Epochs, typically; batches if the milestones are counted in batches.
+
+    Examples
+    --------
+    >>> from cdl import optimizers, schedules
+    >>> opt = optimizers.SGD(lr=0.1)
+    >>> sched = schedules.MultiStepLR(opt, milestones=[2, 4], gamma=0.1)
+    >>> rates = []
+    >>> for _ in range(5):
+    ...     sched.step()
+    ...     rates.append(round(opt.lr, 6))
+    >>> rates
+    [0.1, 0.01, 0.01, 0.001, 0.001]
     """
 
     _hyper = ("milestones", "gamma")
@@ -332,10 +368,22 @@ class ExponentialLR(LRScheduler):
     gamma : float
         Multiplicative factor, > 0.
 
-    Counts
-    ------
-    Epochs, typically (PyTorch's docs say "every epoch"); per batch with a
+    Notes
+    -----
+    **Step unit:** Epochs, typically (PyTorch's docs say "every epoch"); per batch with a
     ``gamma`` closer to 1.
+
+    Examples
+    --------
+    >>> from cdl import optimizers, schedules
+    >>> opt = optimizers.SGD(lr=0.1)
+    >>> sched = schedules.ExponentialLR(opt, gamma=0.5)
+    >>> rates = []
+    >>> for _ in range(3):
+    ...     sched.step()
+    ...     rates.append(round(opt.lr, 6))
+    >>> rates
+    [0.05, 0.025, 0.0125]
     """
 
     _hyper = ("gamma",)
@@ -392,10 +440,22 @@ class CosineAnnealingLR(LRScheduler):
     eta_min : float
         Lowest rate, >= 0. Default 0.
 
-    Counts
-    ------
-    Either: epochs (``T_max`` = number of epochs) or batches (``T_max`` =
+    Notes
+    -----
+    **Step unit:** Either: epochs (``T_max`` = number of epochs) or batches (``T_max`` =
     total number of optimizer steps, the usual choice after a warmup).
+
+    Examples
+    --------
+    >>> from cdl import optimizers, schedules
+    >>> opt = optimizers.SGD(lr=0.1)
+    >>> sched = schedules.CosineAnnealingLR(opt, T_max=4)
+    >>> rates = []
+    >>> for _ in range(4):
+    ...     sched.step()
+    ...     rates.append(round(opt.lr, 6))
+    >>> rates
+    [0.085355, 0.05, 0.014645, 0.0]
     """
 
     _hyper = ("T_max", "eta_min")
@@ -452,11 +512,23 @@ class CosineAnnealingWarmRestarts(LRScheduler):
     eta_min : float
         Lowest rate, >= 0. Default 0.
 
-    Counts
-    ------
-    Either. PyTorch's per-batch idiom ``step(epoch + i / iters)`` is the
+    Notes
+    -----
+    **Step unit:** Either. PyTorch's per-batch idiom ``step(epoch + i / iters)`` is the
     same as counting ``T_0`` in batches here (``T_0 = epochs_per_cycle *
     iters``) and calling ``step()`` after every batch.
+
+    Examples
+    --------
+    >>> from cdl import optimizers, schedules
+    >>> opt = optimizers.SGD(lr=0.1)
+    >>> sched = schedules.CosineAnnealingWarmRestarts(opt, T_0=2)
+    >>> rates = []
+    >>> for _ in range(5):
+    ...     sched.step()
+    ...     rates.append(round(opt.lr, 6))
+    >>> rates
+    [0.05, 0.1, 0.05, 0.1, 0.05]
     """
 
     _hyper = ("T_0", "T_mult", "eta_min")
@@ -526,9 +598,23 @@ class LinearLR(LRScheduler):
     total_iters : int
         Number of steps of the ramp, >= 1. Default 5.
 
-    Counts
-    ------
-    Steps (batches), as a warmup usually is; epochs work the same way.
+    Notes
+    -----
+    **Step unit:** Steps (batches), as a warmup usually is; epochs work the same way.
+
+    Examples
+    --------
+    >>> from cdl import optimizers, schedules
+    >>> opt = optimizers.SGD(lr=0.1)
+    >>> sched = schedules.LinearLR(opt, start_factor=0.25, total_iters=3)
+    >>> round(opt.lr, 6)              # set at construction
+    0.025
+    >>> rates = []
+    >>> for _ in range(4):
+    ...     sched.step()
+    ...     rates.append(round(opt.lr, 6))
+    >>> rates
+    [0.05, 0.075, 0.1, 0.1]
     """
 
     _hyper = ("start_factor", "end_factor", "total_iters")
@@ -579,9 +665,19 @@ class LambdaLR(LRScheduler):
     ``__dict__`` of callable objects): build the scheduler with the same
     function before ``load_state_dict``.
 
-    Counts
-    ------
-    Whatever ``lr_lambda`` expects: steps or epochs.
+    **Step unit:** Whatever ``lr_lambda`` expects: steps or epochs.
+
+    Examples
+    --------
+    >>> from cdl import optimizers, schedules
+    >>> opt = optimizers.SGD(lr=0.1)
+    >>> sched = schedules.LambdaLR(opt, lambda t: 1 / (1 + t))
+    >>> rates = []
+    >>> for _ in range(3):
+    ...     sched.step()
+    ...     rates.append(round(opt.lr, 6))
+    >>> rates
+    [0.05, 0.033333, 0.025]
     """
 
     def __init__(self, optimizer, lr_lambda):
@@ -629,9 +725,23 @@ class LinearWarmup(LambdaLR):
     start_factor : float
         :math:`f_s`, factor at step 0, in [0, 1]. Default 0.
 
-    Counts
-    ------
-    Steps (batches).
+    Notes
+    -----
+    **Step unit:** Steps (batches).
+
+    Examples
+    --------
+    >>> from cdl import optimizers, schedules
+    >>> opt = optimizers.SGD(lr=0.1)
+    >>> sched = schedules.LinearWarmup(opt, warmup_steps=4)
+    >>> opt.lr
+    0.0
+    >>> rates = []
+    >>> for _ in range(5):
+    ...     sched.step()
+    ...     rates.append(round(opt.lr, 6))
+    >>> rates
+    [0.025, 0.05, 0.075, 0.1, 0.1]
     """
 
     _hyper = ("warmup_steps", "start_factor")
@@ -708,10 +818,22 @@ class OneCycleLR(LRScheduler):
     Where a phase has zero length (e.g. ``pct_start * total_steps == 1``),
     PyTorch divides by zero; here the phase is taken as already complete.
 
-    Counts
-    ------
-    Steps (batches): ``total_steps = epochs * steps_per_epoch``, one
+    **Step unit:** Steps (batches): ``total_steps = epochs * steps_per_epoch``, one
     ``step()`` after every batch.
+
+    Examples
+    --------
+    >>> from cdl import optimizers, schedules
+    >>> opt = optimizers.SGD(lr=0.1)
+    >>> sched = schedules.OneCycleLR(opt, max_lr=1.0, total_steps=6)
+    >>> round(opt.lr, 6)              # max_lr / div_factor
+    0.04
+    >>> rates = []
+    >>> for _ in range(5):
+    ...     sched.step()
+    ...     rates.append(round(opt.lr, 6))
+    >>> rates
+    [0.994415, 0.811746, 0.462637, 0.133478, 4e-06]
     """
 
     _hyper = ("max_lr", "total_steps", "pct_start", "anneal_strategy", "div_factor",
@@ -880,10 +1002,20 @@ class ReduceLROnPlateau(LRScheduler):
     eps : float
         Smallest change of the rate worth making, >= 0. Default 1e-8.
 
-    Counts
-    ------
-    Epochs, typically: call ``step(validation_loss)`` once per evaluation;
+    Notes
+    -----
+    **Step unit:** Epochs, typically: call ``step(validation_loss)`` once per evaluation;
     ``patience`` and ``cooldown`` are counted in those calls.
+
+    Examples
+    --------
+    >>> from cdl import optimizers, schedules
+    >>> opt = optimizers.SGD(lr=0.1)
+    >>> sched = schedules.ReduceLROnPlateau(opt, factor=0.5, patience=1)
+    >>> for val_loss in [1.0, 0.9, 0.9, 0.9, 0.9]:
+    ...     sched.step(val_loss)
+    >>> opt.lr
+    0.05
     """
 
     _hyper = ("mode", "factor", "patience", "threshold", "threshold_mode", "cooldown",
@@ -1018,10 +1150,24 @@ class SequentialLR(LRScheduler):
     milestones : list of int
         Strictly increasing ints >= 1, one fewer than the schedulers.
 
-    Counts
-    ------
-    The same unit as the schedulers it runs (milestones in that unit);
+    Notes
+    -----
+    **Step unit:** The same unit as the schedulers it runs (milestones in that unit);
     for warmup + cosine, steps (batches).
+
+    Examples
+    --------
+    >>> from cdl import optimizers, schedules
+    >>> opt = optimizers.SGD(lr=0.1)
+    >>> warmup = schedules.LinearLR(opt, start_factor=0.5, total_iters=2)
+    >>> decay = schedules.ExponentialLR(opt, gamma=0.5)
+    >>> sched = schedules.SequentialLR(opt, [warmup, decay], milestones=[2])
+    >>> rates = []
+    >>> for _ in range(4):
+    ...     sched.step()
+    ...     rates.append(round(opt.lr, 6))
+    >>> rates
+    [0.075, 0.1, 0.05, 0.025]
     """
 
     def __init__(self, optimizer, schedulers, milestones):
@@ -1119,9 +1265,22 @@ class ChainedScheduler(LRScheduler):
         Number of ``step()`` calls (PyTorch's ``ChainedScheduler`` has no
         counter of its own).
 
-    Counts
-    ------
-    The same unit as the schedulers it chains.
+    Notes
+    -----
+    **Step unit:** The same unit as the schedulers it chains.
+
+    Examples
+    --------
+    >>> from cdl import optimizers, schedules
+    >>> opt = optimizers.SGD(lr=0.1)
+    >>> sched = schedules.ChainedScheduler([schedules.ExponentialLR(opt, gamma=0.9),
+    ...                                      schedules.StepLR(opt, step_size=2, gamma=0.5)])
+    >>> rates = []
+    >>> for _ in range(3):
+    ...     sched.step()
+    ...     rates.append(round(opt.lr, 6))
+    >>> rates
+    [0.09, 0.0405, 0.03645]
     """
 
     def __init__(self, schedulers, optimizer=None):
@@ -1218,6 +1377,13 @@ def get(name, optimizer, **kwargs):
         Has a float attribute ``lr``.
     **kwargs
         The class's other arguments.
+
+    Examples
+    --------
+    >>> from cdl import optimizers, schedules
+    >>> opt = optimizers.SGD(lr=0.1)
+    >>> schedules.get("cosine", opt, T_max=10)
+    CosineAnnealingLR(T_max=10, eta_min=0.0)
     """
     if isinstance(name, type) and issubclass(name, LRScheduler) \
             and name is not LRScheduler:

@@ -11,10 +11,10 @@ import time
 
 import numpy as np
 
-from cdl import _fused
+from cdl import _anomaly, _concurrency, _determinism, _fused
 from cdl import losses as _losses
 from cdl import optimizers as _optimizers
-from cdl._validation import as_float_array, check_finite, check_number, choose
+from cdl._validation import as_float_array, as_real_array, check_finite, check_number, choose
 
 
 def _is_streamed(x):
@@ -26,6 +26,13 @@ class _Inputs:
     """Model inputs checked once, and gathered batch by batch into one buffer."""
 
     def __init__(self, model, x, name="x"):
+        if isinstance(x, np.ndarray) and x.ndim >= 2 and model.input_shape is not None \
+                and x.shape[1:] != model.input_shape:
+            # Refused before the conversion below copies it (a broadcast view
+            # can be far larger than its memory).
+            as_real_array(x, name)
+            raise ValueError(f"{name} has samples of shape {x.shape[1:]}, "
+                             f"the model expects {model.input_shape}")
         if _is_streamed(x):
             if x.dtype.kind not in "biuf":
                 raise TypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
@@ -75,17 +82,19 @@ class _Targets:
     def __init__(self, y, n, loss, dtype, name="y"):
         if y is None:
             raise ValueError(f"{name} is required to train or evaluate")
-        y = np.asarray(y) if not _is_streamed(y) else y
+        if _is_streamed(y):
+            if y.dtype.kind not in "biuf":
+                raise TypeError(f"{name} must hold real numbers, got dtype {y.dtype}")
+        else:
+            y = as_real_array(y, name)  # names ragged lists, strings, complex...
         self.loss, self.name, self.dtype = loss, name, dtype
         self._buffer = None
         if y.ndim == 0 or y.shape[0] != n:
             raise ValueError(f"{name} has {y.shape[0] if y.ndim else 0} samples, x has {n}")
-        if y.dtype.kind not in "biuf":
-            raise TypeError(f"{name} must hold numbers, got dtype {y.dtype}")
         if isinstance(loss, _losses.CrossEntropy) and not _is_streamed(y) and y.ndim == 1 \
                 and (y.dtype.kind in "biu" or _whole_numbers(y)):
             # Class labels, converted once (the loss checks their range per batch).
-            self.data = np.ascontiguousarray(y, dtype=np.int64)
+            self.data = np.require(y, np.int64, requirements="CA")  # kernels need aligned
         elif _is_streamed(y):
             self.data = y
         else:
@@ -102,7 +111,7 @@ class _Targets:
 
     def batch(self, index):
         if isinstance(index, slice) or _is_streamed(self.data):
-            rows = np.ascontiguousarray(self.data[index])
+            rows = np.require(self.data[index], requirements="CA")
         else:
             # Shuffled in-memory targets: gather into one buffer reused by every batch.
             n = len(index)
@@ -120,29 +129,43 @@ class _Targets:
 
 def _class_weights(class_weight, y):
     """Per-sample weights from ``class_weight`` (a dict or "balanced")."""
-    y = np.asarray(y)
-    labels = y.argmax(axis=1) if y.ndim == 2 and y.shape[1] > 1 else y.reshape(-1)
-    if labels.dtype.kind == "f":
-        if not np.array_equal(labels, np.round(labels)):
-            raise ValueError("class_weight needs integer class labels (or one-hot targets)")
-        labels = labels.astype(np.int64)
+    labels = _class_weight_labels(y)
+    # Indexed through the classes present, not a table as long as the largest
+    # label: a label of 10**12 must not allocate terabytes.
+    classes, index, counts = np.unique(labels, return_inverse=True, return_counts=True)
     if isinstance(class_weight, str):
         choose(class_weight, ("balanced",), "class_weight")
-        classes, counts = np.unique(labels, return_counts=True)
-        table = dict(zip(classes.tolist(), (len(labels) / (len(classes) * counts)).tolist()))
+        per_class = len(labels) / (len(classes) * counts)
     elif isinstance(class_weight, dict):
         table = {int(k): check_number(v, f"class_weight[{k}]", low=0.0)
                  for k, v in class_weight.items()}
-        missing = set(np.unique(labels).tolist()) - set(table)
+        missing = set(classes.tolist()) - set(table)
         if missing:
             raise ValueError(f"class_weight has no weight for classes {sorted(missing)}")
+        per_class = np.array([table[c] for c in classes.tolist()], dtype=np.float64)
     else:
         raise TypeError("class_weight must be a dict {class: weight} or 'balanced'")
-    lookup = np.zeros(int(labels.max()) + 1 if labels.size else 1)
-    for k, v in table.items():
-        if 0 <= k < lookup.size:
-            lookup[k] = v
-    return lookup[labels]
+    return per_class[index.reshape(-1)]
+
+
+def _class_weight_labels(y):
+    """The class label of each sample of ``y`` (labels or one-hot rows) as int64."""
+    y = as_real_array(y, "y")
+    if y.ndim == 0 or y.ndim > 2:
+        raise ValueError("class_weight needs y of class labels (n,) or (n, 1), or one-hot "
+                         f"rows (n, classes); got shape {y.shape}")
+    if y.dtype.kind == "f":
+        check_finite(y, "y")
+    labels = y.argmax(axis=1) if y.ndim == 2 and y.shape[1] > 1 else y.reshape(-1)
+    if labels.dtype.kind == "f":
+        if not np.array_equal(labels, np.round(labels)) or (np.abs(labels) >= 2**62).any():
+            raise ValueError("class_weight needs integer class labels (or one-hot targets)")
+    elif labels.dtype.kind == "u" and labels.size and labels.max() >= 2**62:
+        raise ValueError(f"class_weight: label {labels.max()} is too large")
+    labels = labels.astype(np.int64)
+    if labels.size and labels.min() < 0:
+        raise ValueError(f"class_weight needs class labels >= 0, got {labels.min()}")
+    return labels
 
 
 def _sample_weights(sample_weight, class_weight, y, n, dtype):
@@ -157,16 +180,69 @@ def _sample_weights(sample_weight, class_weight, y, n, dtype):
             raise ValueError("sample_weight must be non-negative")
     if class_weight is not None:
         per_class = _class_weights(class_weight, y)
+        if per_class.shape != (n,):
+            raise ValueError(f"y has {per_class.shape[0]} samples, x has {n}")
         weights = per_class if weights is None else weights * per_class
     return None if weights is None else np.ascontiguousarray(weights, dtype=dtype)
 
 
-def _batches(n, batch_size, shuffle, rng):
-    """Slices (in order) or index arrays (shuffled) covering range(n)."""
+def _batches(n, batch_size, shuffle, rng, order=None):
+    """Slices (in order) or index arrays (shuffled) covering range(n); a given
+    ``order`` (a permutation of range(n)) is used instead of drawing one."""
     if not shuffle:
         return [slice(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
-    order = rng.permutation(n)
+    if order is None:
+        order = rng.permutation(n)
     return [order[start:start + batch_size] for start in range(0, n, batch_size)]
+
+
+class _FitProgress:
+    """Where ``fit`` stands, for callbacks that save a resumable training state.
+
+    ``fit`` keeps it as ``model._fit_progress``: the ``epoch``, the number of
+    its batches done (``batch``), its shuffle ``order`` (None without
+    shuffling) and ``loss_sum``, the sum of batch loss times batch size over
+    the ``seen`` samples. A callback may call ``resume_at`` from
+    ``on_train_begin`` to make ``fit`` start where a saved run stopped.
+    """
+
+    __slots__ = ("epoch", "batch", "order", "loss_sum", "seen", "n", "batch_size", "shuffle",
+                 "_resumed")
+
+    def __init__(self, epoch, n, batch_size, shuffle):
+        self.epoch, self.batch, self.order, self.loss_sum, self.seen = epoch, 0, None, 0.0, 0
+        self.n, self.batch_size, self.shuffle = n, batch_size, shuffle
+        self._resumed = False
+
+    def resume_at(self, epoch, batch=0, order=None, loss_sum=0.0, seen=0):
+        """Start at batch ``batch`` of ``epoch`` with that epoch's shuffle
+        ``order`` and running loss; the caller restores the metrics'
+        accumulators. Raises ValueError if they do not fit this ``fit`` call."""
+        if batch:
+            steps = math.ceil(self.n / self.batch_size)
+            if batch > steps:
+                raise ValueError(f"cannot resume at batch {batch}: an epoch has {steps}")
+            if self.shuffle != (order is not None):
+                raise ValueError(f"the saved epoch was {'' if order is not None else 'not '}"
+                                 f"shuffled, but this fit has shuffle={self.shuffle}")
+            if order is not None and order.shape != (self.n,):
+                raise ValueError(f"the saved shuffle order covers {order.size} samples, this "
+                                 f"fit trains on {self.n}")
+        self.epoch, self.batch, self.order = epoch, batch, order
+        self.loss_sum, self.seen = loss_sum, seen
+        self._resumed = batch > 0
+
+    def resumes(self, epoch):
+        """True if ``epoch`` continues a saved epoch (its metrics were restored)."""
+        return self._resumed and epoch == self.epoch
+
+    def epoch_batches(self, epoch, rng):
+        """The batches of ``epoch``: a resumed epoch's, or newly shuffled ones."""
+        if not self.resumes(epoch):
+            self.epoch, self.batch, self.loss_sum, self.seen = epoch, 0, 0.0, 0
+            self.order = rng.permutation(self.n) if self.shuffle else None
+        self._resumed = False
+        return _batches(self.n, self.batch_size, self.shuffle, rng, self.order)
 
 
 class TrainingMixin:
@@ -180,16 +256,17 @@ class TrainingMixin:
     #: Use the fused compiled training step when the model supports it; the
     #: layer-by-layer path computes the same numbers and is kept for tests.
     use_fused_step = True
+    #: Check every layer's output and gradients for NaN/infinity (set by
+    #: ``compile(check_numerics=True)``; see ``cdl.detect_anomaly``).
+    check_numerics = False
     _regularized = False
     _plan = None
     _plan_key = None
-    _predict_plan = None
-    _predict_plan_key = None
 
     # --- configuration ------------------------------------------------------
 
     def compile(self, optimizer="adam", loss=None, metrics=None, clip_norm=None,
-                clip_value=None):
+                clip_value=None, check_numerics=False):
         """Choose how the model trains.
 
         Parameters
@@ -205,9 +282,38 @@ class TrainingMixin:
             Clip the gradients' global norm before each step.
         clip_value : float, optional
             Clamp every gradient element to [-clip_value, clip_value].
+        check_numerics : bool, default False
+            Anomaly detection for this model (``cdl.detect_anomaly`` turns
+            it on for every model): train and predict layer by layer, and
+            raise ``cdl.NonFiniteError`` (a ``FloatingPointError``) naming
+            the first layer (name, class, index), pass and array in which
+            a NaN or infinity appears, or the loss or optimizer step that
+            produced one. Slower; not saved with the model.
+
+        Raises
+        ------
+        ValueError
+            If ``loss`` is missing or metric names repeat.
+        TypeError
+            If ``check_numerics`` is not a bool.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import cdl
+        >>> from cdl import layers, optimizers
+        >>> x = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+        >>> y = np.array([0, 1, 1, 0])
+        >>> model = cdl.Sequential([layers.Dense(8, activation="tanh"), layers.Dense(2)],
+        ...                        input_shape=(2,), seed=0)
+        >>> model.compile(optimizers.Adam(lr=0.05), "cross_entropy", metrics=["accuracy"])
+        >>> type(model.optimizer).__name__, model.loss
+        ('Adam', CrossEntropy(weight=None, label_smoothing=0.0))
         """
         from cdl import metrics as _metrics
 
+        if not isinstance(check_numerics, (bool, np.bool_)):
+            raise TypeError(f"check_numerics must be True or False, got {check_numerics!r}")
         if loss is None:
             raise ValueError("compile needs a loss, e.g. loss='cross_entropy' or 'mse'")
         self.optimizer = _optimizers.get(optimizer)
@@ -221,6 +327,7 @@ class TrainingMixin:
         self.clip_value = None if clip_value is None else check_number(
             clip_value, "clip_value", low=0.0)
         self._metric_specs = list(metrics or [])
+        self.check_numerics = bool(check_numerics)
 
     def compile_config(self):
         """What ``compile`` was given, as a JSON-friendly dict (None if not compiled).
@@ -259,7 +366,24 @@ class TrainingMixin:
     # --- weights --------------------------------------------------------------
 
     def get_weights(self):
-        """Copies of every weight, in the order of ``params``."""
+        """Copies of every weight, in the order of ``params``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import cdl
+        >>> from cdl import layers, optimizers
+        >>> x = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+        >>> y = np.array([0, 1, 1, 0])
+        >>> model = cdl.Sequential([layers.Dense(8, activation="tanh"), layers.Dense(2)],
+        ...                        input_shape=(2,), seed=0)
+        >>> model.compile(optimizers.Adam(lr=0.05), "cross_entropy", metrics=["accuracy"])
+        >>> saved = model.get_weights()              # copies
+        >>> history = model.fit(x, y, epochs=5, verbose=0)
+        >>> model.set_weights(saved)                 # back to the initial weights
+        >>> all(np.array_equal(a, b) for a, b in zip(model.params, saved))
+        True
+        """
         self._ensure_built()
         return [p.copy() for p in self.params]
 
@@ -279,7 +403,10 @@ class TrainingMixin:
 
     def _fused_plan(self, batch_size):
         """The fused training step for batches of up to ``batch_size``, or None
-        if a layer or the loss is one it does not cover."""
+        if a layer or the loss is one it does not cover (or anomaly detection,
+        which checks layer by layer, is on)."""
+        if _anomaly.checking(self):
+            return None
         key = (batch_size, id(self.param_buffer), id(self.loss), len(self._layers))
         if key == self._plan_key:
             return self._plan
@@ -287,17 +414,36 @@ class TrainingMixin:
         return self._plan
 
     def _inference_plan(self, batch_size):
-        """The fused forward pass for ``predict``, or None (see ``_fused_plan``)."""
-        key = (batch_size, id(self.param_buffer), len(self._layers))
-        if key != self._predict_plan_key:
-            self._predict_plan = _fused.build_plan(self, batch_size, training=False)
-            self._predict_plan_key = key
-        return self._predict_plan
+        """The calling thread's fused forward pass for ``predict`` with room for
+        ``batch_size`` samples, or None (see ``_fused_plan``).
+
+        A plan owns work buffers, so each thread has its own; it is rebuilt
+        when the weights move to a new buffer, the layers change, or a
+        larger batch needs more room.
+        """
+        if _anomaly.checking(self):
+            return None
+        local = _concurrency.guard_of(self).local
+        key = (id(self.param_buffer), len(self._layers))
+        cached = getattr(local, "predict_plan", None)
+        if cached is not None and cached[0] == key and (cached[2] is None
+                                                        or cached[1] >= batch_size):
+            return cached[2]
+        plan = _fused.build_plan(self, batch_size, training=False)
+        local.predict_plan = (key, batch_size, plan)
+        return plan
+
+    @property
+    def _predict_plan(self):
+        """The calling thread's inference plan (None before its first ``predict``)."""
+        cached = getattr(_concurrency.guard_of(self).local, "predict_plan", None)
+        return None if cached is None else cached[2]
 
     def _step(self, x, y, w, plan=None):
         """Forward, loss, backward, clip and update on one checked batch;
         ``plan`` is the fused step to use (None: layer by layer)."""
-        targets = None if plan is None else _fused.plan_targets(plan, y, x.shape[0])
+        check = _anomaly.checking(self)
+        targets = None if plan is None or check else _fused.plan_targets(plan, y, x.shape[0])
         if targets is not None:
             n = x.shape[0]
             for uniforms, width in zip(plan.uniforms, plan.dropout_widths):
@@ -307,7 +453,10 @@ class TrainingMixin:
         else:
             out = self._forward_checked(x, True)
             loss = self.loss.forward(out, y, w)
-            self._backward_checked(self.loss.backward(), input_grad=False)
+            grad = self.loss.backward()
+            if check:
+                _anomaly.check_loss(self.loss, loss, grad)
+            self._backward_checked(grad, input_grad=False)
         if self._regularized:
             loss += self.regularization_loss()
             self._add_regularization_gradients()
@@ -316,13 +465,39 @@ class TrainingMixin:
         if self.clip_norm is not None:
             _optimizers.clip_grad_norm(self.grad_buffer, self.clip_norm)
         self.optimizer.step(self.params, self.grads)
+        if check:
+            _anomaly.check_weights(self)
         return loss, out
 
+    @_concurrency.training_call
+    @_determinism.blas_scope
     def train_step(self, x, y, sample_weight=None):
         """One optimizer step on the batch (x, y); returns the batch loss.
 
         For custom training loops: equivalent to forward, loss, backward
         and ``optimizer.step``, with the compiled clipping.
+
+        Raises
+        ------
+        RuntimeError
+            If another thread is training this model (``fit`` or
+            ``train_step``); a model trains in one thread at a time. Calls
+            of ``predict``/``evaluate`` already running in other threads
+            are waited for.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import cdl
+        >>> from cdl import layers, optimizers
+        >>> x = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+        >>> y = np.array([0, 1, 1, 0])
+        >>> model = cdl.Sequential([layers.Dense(8, activation="tanh"), layers.Dense(2)],
+        ...                        input_shape=(2,), seed=0)
+        >>> model.compile(optimizers.Adam(lr=0.05), "cross_entropy", metrics=["accuracy"])
+        >>> losses = [model.train_step(x, y) for _ in range(50)]
+        >>> losses[-1] < losses[0]
+        True
         """
         self._require_compiled()
         x = self._check_batch(x)
@@ -335,6 +510,8 @@ class TrainingMixin:
 
     # --- fit ------------------------------------------------------------------
 
+    @_concurrency.training_call
+    @_determinism.blas_scope
     def fit(self, x, y=None, epochs=1, batch_size=32, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
             sample_weight=None, initial_epoch=0, max_time=None, loss_threshold=None,
@@ -343,7 +520,7 @@ class TrainingMixin:
 
         Parameters
         ----------
-        x : array_like of shape (n_samples, *input_shape)
+        x : array_like of shape ``(n_samples, *input_shape)``
             NumPy arrays, including read-only and memory-mapped ones (a
             ``np.memmap`` is read batch by batch, never whole).
         y : array_like
@@ -379,6 +556,32 @@ class TrainingMixin:
         Returns
         -------
         cdl.callbacks.History
+
+        Raises
+        ------
+        RuntimeError
+            If another thread is training this model: a model trains in one
+            thread at a time. While ``fit`` runs, ``predict`` and
+            ``evaluate`` from other threads raise RuntimeError too (the
+            weights change at every step); from the training thread itself
+            (callbacks) they work. Calls already running in other threads
+            when ``fit`` starts are waited for.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import cdl
+        >>> from cdl import layers, optimizers
+        >>> x = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+        >>> y = np.array([0, 1, 1, 0])
+        >>> model = cdl.Sequential([layers.Dense(8, activation="tanh"), layers.Dense(2)],
+        ...                        input_shape=(2,), seed=0)
+        >>> model.compile(optimizers.Adam(lr=0.05), "cross_entropy", metrics=["accuracy"])
+        >>> history = model.fit(x, y, epochs=200, batch_size=4, verbose=0, loss_threshold=0.05)
+        >>> history.history["loss"][-1] < 0.05, len(history.epoch) < 200
+        (True, True)
+        >>> model.predict_classes(x)
+        array([0, 1, 1, 0])
         """
         from cdl import callbacks as _callbacks
 
@@ -434,13 +637,17 @@ class TrainingMixin:
         self.history = history
         start = time.perf_counter()
         total_steps = 0
+        # BackupAndRestore may move it, in on_train_begin, into a saved epoch.
+        progress = self._fit_progress = _FitProgress(initial_epoch, n, batch_size, shuffle)
         cb.on_train_begin({})
-        for epoch in range(initial_epoch, epochs):
-            for m in self.metrics:
-                m.reset()
+        for epoch in range(progress.epoch, epochs):
+            if not progress.resumes(epoch):
+                for m in self.metrics:
+                    m.reset()
             cb.on_epoch_begin(epoch, {})
-            loss_sum, seen = 0.0, 0
-            for b, index in enumerate(_batches(n, batch_size, shuffle, self.rng)):
+            batches = progress.epoch_batches(epoch, self.rng)
+            for b in range(progress.batch, len(batches)):
+                index = batches[b]
                 if batch_logs:
                     cb.on_train_batch_begin(b, {})
                 xb = inputs.batch(index)
@@ -448,14 +655,15 @@ class TrainingMixin:
                 wb = None if weights is None else weights[index]
                 loss, out = self._step(xb, yb, wb, plan)
                 size = xb.shape[0]
-                loss_sum += loss * size
-                seen += size
+                progress.loss_sum += loss * size
+                progress.seen += size
                 if self.metrics and math.isfinite(loss):
                     # A diverged batch (NaN outputs) is left to the loss and
                     # TerminateOnNaN; metrics reject non-finite predictions.
                     for m in self.metrics:
                         m.update(yb, out, wb)
                 total_steps += 1
+                progress.batch = b + 1
                 if batch_logs:
                     cb.on_train_batch_end(b, {"loss": loss})
                 if max_time is not None and time.perf_counter() - start > max_time:
@@ -464,10 +672,12 @@ class TrainingMixin:
                     self.stop_training = True
                 if self.stop_training:
                     break
-            logs = {"loss": loss_sum / seen}
+            logs = {"loss": progress.loss_sum / progress.seen}
             logs.update({m.name: float(m.result()) for m in self.metrics})
             if val is not None:
+                cb.on_test_begin({})
                 val_logs = self._evaluate_arrays(*val, batch_size=max(batch_size, 256))
+                cb.on_test_end(val_logs)
                 logs.update({"val_" + k: v for k, v in val_logs.items()})
             logs["lr"] = self.optimizer.lr
             cb.on_epoch_end(epoch, logs)
@@ -479,7 +689,23 @@ class TrainingMixin:
     def partial_fit(self, x, y, sample_weight=None, class_weight=None, batch_size=32,
                     shuffle=True):
         """One pass over (x, y), keeping the optimizer's state (momentum,
-        moments, step count) from earlier calls; returns the mean loss."""
+        moments, step count) from earlier calls; returns the mean loss.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import cdl
+        >>> from cdl import layers, optimizers
+        >>> x = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+        >>> y = np.array([0, 1, 1, 0])
+        >>> model = cdl.Sequential([layers.Dense(8, activation="tanh"), layers.Dense(2)],
+        ...                        input_shape=(2,), seed=0)
+        >>> model.compile(optimizers.Adam(lr=0.05), "cross_entropy", metrics=["accuracy"])
+        >>> for _ in range(3):
+        ...     loss = model.partial_fit(x, y, batch_size=2)   # one epoch each; Adam's state is kept
+        >>> model.optimizer.iterations
+        6
+        """
         history = self.fit(x, y, epochs=1, batch_size=batch_size, verbose=0, shuffle=shuffle,
                            sample_weight=sample_weight, class_weight=class_weight)
         return history.history["loss"][-1]
@@ -496,23 +722,63 @@ class TrainingMixin:
 
     # --- evaluate and predict ---------------------------------------------------
 
+    @_concurrency.inference_call
+    @_determinism.blas_scope
     def evaluate(self, x, y, batch_size=256, sample_weight=None):
         """Loss and metrics on (x, y), in inference mode.
+
+        Threads may call ``evaluate`` (and ``predict``) on one model at the
+        same time; calls of ``evaluate`` take turns, because the model's
+        loss and metric objects accumulate over the batches of one call.
 
         Returns
         -------
         dict
             ``{"loss": ..., <metric name>: ...}`` with the names given to
             ``compile``.
+
+        Raises
+        ------
+        RuntimeError
+            If another thread is training the model (see ``fit``).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import cdl
+        >>> from cdl import layers, optimizers
+        >>> x = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+        >>> y = np.array([0, 1, 1, 0])
+        >>> model = cdl.Sequential([layers.Dense(8, activation="tanh"), layers.Dense(2)],
+        ...                        input_shape=(2,), seed=0)
+        >>> model.compile(optimizers.Adam(lr=0.05), "cross_entropy", metrics=["accuracy"])
+        >>> history = model.fit(x, y, epochs=100, batch_size=4, verbose=0)
+        >>> result = model.evaluate(x, y)
+        >>> sorted(result), result["accuracy"]
+        (['accuracy', 'loss'], 1.0)
         """
         self._require_compiled()
-        self._ensure_built()
+        self._build_for_inference(None)
         inputs = _Inputs(self, x)
         weights = _sample_weights(sample_weight, None, None, len(inputs), self.dtype)
         targets = _Targets(y, len(inputs), self.loss, self.dtype)
         return self._evaluate_arrays(inputs.data, targets.data, weights, batch_size)
 
+    def _build_for_inference(self, x):
+        """Build the model if needed (for samples shaped like ``x``'s, when
+        it has no input shape yet), in one thread only."""
+        if self.built:
+            return
+        with _concurrency.guard_of(self).layer_lock:
+            if not self.built and self.input_shape is None and x is not None:
+                self.build(np.shape(x)[1:])
+            self._ensure_built()
+
     def _evaluate_arrays(self, x, y, weights, batch_size=256):
+        with _concurrency.guard_of(self).evaluate_lock:
+            return self._evaluate_in_turn(x, y, weights, batch_size)
+
+    def _evaluate_in_turn(self, x, y, weights, batch_size):
         batch_size = check_number(batch_size, "batch_size", low=1, integer=True)
         n = x.shape[0]
         if n == 0:
@@ -537,17 +803,61 @@ class TrainingMixin:
         results.update({m.name: float(m.result()) for m in self.metrics})
         return results
 
-    def predict(self, x, batch_size=256):
+    @_concurrency.inference_call
+    @_determinism.blas_scope
+    def predict(self, x, batch_size=256, mc_samples=None):
         """Model outputs for ``x``, computed in batches in inference mode.
+
+        With ``mc_samples=k``, Monte-Carlo dropout instead: ``k`` passes
+        with the dropout layers active (everything else in inference mode),
+        returning their mean and standard deviation (see
+        ``cdl.tuning.predict_mc``, which also takes a seed and a transform).
+
+        Thread-safe: any number of threads may predict with one model at
+        the same time and get exactly the outputs of single-threaded calls.
+        Models that the fused forward pass covers (dense networks) predict
+        in parallel, each thread with its own work buffers; other models
+        run their forward passes one at a time, since layers keep per-call
+        state.
+
+        Parameters
+        ----------
+        x : array_like of shape ``(n_samples, *input_shape)``
+        batch_size : int >= 1
+        mc_samples : int >= 1, optional
+            Number of Monte-Carlo dropout passes.
 
         Returns
         -------
-        ndarray of shape (n_samples, *output_shape)
-            Raw outputs: logits for a classifier with a linear head.
+        ndarray of shape ``(n_samples, *output_shape)``
+            Raw outputs: logits for a classifier with a linear head. With
+            ``mc_samples``, a tuple ``(mean, std)`` of two such arrays.
+
+        Raises
+        ------
+        RuntimeError
+            If another thread is training the model (see ``fit``).
+        ValueError
+            If ``mc_samples`` is given and the model has no dropout layer.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import cdl
+        >>> from cdl import layers, optimizers
+        >>> x = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+        >>> y = np.array([0, 1, 1, 0])
+        >>> model = cdl.Sequential([layers.Dense(8, activation="tanh"), layers.Dense(2)],
+        ...                        input_shape=(2,), seed=0)
+        >>> model.compile(optimizers.Adam(lr=0.05), "cross_entropy", metrics=["accuracy"])
+        >>> model.predict(x).shape          # logits: one row per sample
+        (4, 2)
         """
-        if not self.built and self.input_shape is None:
-            self.build(np.shape(x)[1:])
-        self._ensure_built()
+        if mc_samples is not None:
+            from cdl.tuning import predict_mc
+
+            return predict_mc(self, x, mc_samples=mc_samples, batch_size=batch_size)
+        self._build_for_inference(x)
         batch_size = check_number(batch_size, "batch_size", low=1, integer=True)
         inputs = _Inputs(self, x)
         n = len(inputs)
@@ -561,10 +871,56 @@ class TrainingMixin:
                 out[index] = self._forward_checked(inputs.batch(index), False)
         return out
 
+    def find_lr(self, x, y, **kwargs):
+        """Learning-rate range test: a short run with an exponentially rising
+        rate, recording the loss, after which the model is restored exactly.
+
+        See ``cdl.tuning.find_lr`` for the parameters (``start_lr``,
+        ``end_lr``, ``num_steps``, ``batch_size``, ...).
+
+        Returns
+        -------
+        cdl.tuning.LRFinderResult
+            ``lrs``, ``losses``, ``suggested_lr`` and ``plot(path)``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import cdl
+        >>> from cdl import layers
+        >>> rng = np.random.default_rng(0)
+        >>> x = rng.normal(size=(256, 4))
+        >>> y = (x[:, 0] > 0).astype(int)
+        >>> model = cdl.Sequential([layers.Dense(8, activation="relu"), layers.Dense(2)],
+        ...                        input_shape=(4,), seed=0)
+        >>> model.compile("sgd", "cross_entropy")
+        >>> result = model.find_lr(x, y, num_steps=30)
+        >>> 1e-7 <= result.suggested_lr <= 10.0
+        True
+        """
+        from cdl.tuning import find_lr
+
+        return find_lr(self, x, y, **kwargs)
+
     def predict_proba(self, x, batch_size=256):
         """Class probabilities: softmax (or, for a binary cross-entropy model,
         sigmoid) of the outputs; outputs of a final Softmax/Sigmoid layer are
-        returned as they are."""
+        returned as they are.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import cdl
+        >>> from cdl import layers, optimizers
+        >>> x = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+        >>> y = np.array([0, 1, 1, 0])
+        >>> model = cdl.Sequential([layers.Dense(8, activation="tanh"), layers.Dense(2)],
+        ...                        input_shape=(2,), seed=0)
+        >>> model.compile(optimizers.Adam(lr=0.05), "cross_entropy", metrics=["accuracy"])
+        >>> p = model.predict_proba(x)
+        >>> p.shape, np.allclose(p.sum(axis=1), 1)
+        ((4, 2), True)
+        """
         from cdl.layers.activation import Activation
 
         out = self.predict(x, batch_size)
@@ -581,7 +937,22 @@ class TrainingMixin:
 
     def predict_classes(self, x, batch_size=256):
         """Predicted class labels: argmax of the outputs, or output > 0 (a
-        logit) for a single-output binary classifier."""
+        logit) for a single-output binary classifier.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import cdl
+        >>> from cdl import layers, optimizers
+        >>> x = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+        >>> y = np.array([0, 1, 1, 0])
+        >>> model = cdl.Sequential([layers.Dense(8, activation="tanh"), layers.Dense(2)],
+        ...                        input_shape=(2,), seed=0)
+        >>> model.compile(optimizers.Adam(lr=0.05), "cross_entropy", metrics=["accuracy"])
+        >>> history = model.fit(x, y, epochs=100, batch_size=4, verbose=0)
+        >>> model.predict_classes(x)
+        array([0, 1, 1, 0])
+        """
         out = self.predict(x, batch_size)
         if out.ndim == 2 and out.shape[1] == 1 or out.ndim == 1:
             threshold = 0.5 if getattr(self._layers[-1], "activation", None) == "sigmoid" else 0.0
@@ -592,7 +963,25 @@ class TrainingMixin:
 
     def summary(self, print_fn=print):
         """Print each layer's output shape, parameter count, FLOPs per sample
-        and activation memory per sample, and the totals."""
+        and activation memory per sample, and the totals.
+
+        Examples
+        --------
+        >>> import cdl
+        >>> from cdl import layers
+        >>> cdl.Sequential([layers.Dense(8, activation="relu", name="hidden"),
+        ...                 layers.Dense(2, name="output")], input_shape=(4,), name="tiny").summary()
+        Model "tiny" (float32, input (None, 4))
+        ------------------------------------------------------------------------
+        Layer (type)    Output shape  Params  FLOPs/sample  Activations/sample  
+        ------------------------------------------------------------------------
+        hidden (Dense)  (None, 8)     40      80            32 B                
+        output (Dense)  (None, 2)     18      34            8 B                 
+        ------------------------------------------------------------------------
+        Total params: 58 (232 B)
+        Forward FLOPs per sample: 114
+        Activation memory per sample: 40 B
+        """
         self._ensure_built()
         rows = []
         shape = self.input_shape

@@ -126,6 +126,27 @@ def test_model_checkpoint_formats_the_path(tmp_path):
     assert len(names) == 2 and names[0].startswith("m-01-") and names[1].startswith("m-02-")
 
 
+def test_checkpoints_run_after_the_other_callbacks(tmp_path):
+    x, y = data()
+    ckpt = callbacks.ModelCheckpoint(tmp_path / "best.cdl", monitor="score",
+                                     save_best_only=True, save_weights_only=True)
+    m = model(lr=0.1)
+    sched = schedules.StepLR(m.optimizer, step_size=1, gamma=0.5)
+    # Listed first, the checkpoint still sees the score and the stepped schedule.
+    m.fit(x, y, epochs=3, verbose=0, callbacks=[
+        ckpt, Scripted("score", [0.5, 0.2, 0.3]), callbacks.LearningRateScheduler(sched)])
+    assert ckpt.best == 0.2
+
+
+def test_a_rate_function_runs_once_per_epoch_in_every_fit():
+    x, y = data()
+    m = model(lr=0.1)
+    cb = callbacks.LearningRateScheduler(lambda epoch, lr: lr * 0.5)
+    m.fit(x, y, epochs=1, callbacks=[cb], verbose=0)
+    h = m.fit(x, y, epochs=1, callbacks=[cb], verbose=0)
+    assert h.history["lr"] == [pytest.approx(0.025)]
+
+
 def test_reduce_lr_on_plateau():
     x, y = data()
     m = model(lr=0.1)

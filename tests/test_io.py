@@ -282,8 +282,10 @@ def test_wrong_magic_empty_file_and_unsupported_version(saved, tmp_path):
     bad.write_bytes(b"")
     load_fails(bad, "empty")
     bad.write_bytes(b"PK\x03\x04" + raw[4:])
-    load_fails(bad, "wrong magic")
+    load_fails(bad, "is a ZIP archive, not a cdl model file")
     bad.write_bytes(b"\x80\x04\x95" + b"\x00" * 100)  # a pickle stream
+    load_fails(bad, "is a Python pickle; cdl never unpickles")
+    bad.write_bytes(b"NOTCDL!!" + raw[8:])
     load_fails(bad, "wrong magic")
     version, header, section = split(raw)
     forge(bad, header, section, version=2)
@@ -323,8 +325,10 @@ def test_lying_headers_are_rejected_without_allocating(saved, tmp_path):
     check(lambda h: h.update(format="zip"), "format")
     check(lambda h: h.update(format_version=3), "disagrees")
     check(lambda h: h["model"]["layers"][0].update(class_name="os.system"),
-          "unknown layer class")
+          "dotted path; cdl looks classes up by name")
     check(lambda h: h["model"]["layers"][0].update(class_name="__import__"),
+          "not a class name")
+    check(lambda h: h["model"]["layers"][0].update(class_name="Evil"),
           "unknown layer class")
     check(lambda h: h["model"]["layers"][0]["config"].update(units="eight"),
           "cannot be created")
@@ -332,7 +336,8 @@ def test_lying_headers_are_rejected_without_allocating(saved, tmp_path):
     check(lambda h: h["model"].update(dtype="float16"), "dtype")
     check(lambda h: h["model"].update(input_shape=[-5]), "at least 1")
     check(lambda h: h.update(rng={"bit_generator": "Evil"}), "bit_generator")
-    check(lambda h: h["rng"]["state"].update(state="x"), "random generator state")
+    check(lambda h: h["rng"]["state"].update(state="x"), "rng.state.state must be int")
+    check(lambda h: h["rng"]["state"].update(state=-1), "random generator state")
     check(lambda h: h["optimizer"]["state"].update(bogus=None), "unknown Adam state")
     check(lambda h: h["optimizer"].update(iterations=-1), "at least 0")
     check(lambda h: h["optimizer"].update(class_name="SGD"), "for SGD")
@@ -347,21 +352,49 @@ def test_lying_headers_are_rejected_without_allocating(saved, tmp_path):
     def no_layout(h):
         h["param_layout"] = []
         h["model"]["layers"][0]["config"]["units"] = 7
-    check(no_layout, "weights")
+    check(no_layout, "param_layout lists 0 values, the 'params' array holds 75")
 
-    def short_params(h):  # a consistent table whose size does not fit the model
+    def short_layout(h):
         h["param_layout"] = h["param_layout"][:2]
         h["model"]["layers"] = h["model"]["layers"][:1]
-    check(short_params, "holds 75 parameters, the architecture has 48")
+    check(short_layout, "param_layout lists 48 values, the 'params' array holds 75")
+
+    def fewer_layers(h):  # a consistent table that the architecture does not fill
+        h["model"]["layers"] = h["model"]["layers"][:1]
+    check(fewer_layers, "has 4 weights, the model 2")
+
+    def more_layers(h):  # an architecture needing more weights than the file holds
+        extra = json.loads(json.dumps(h["model"]["layers"][-1]))
+        extra["config"]["name"] = "extra"
+        h["model"]["layers"].append(extra)
+    check(more_layers, "more weights than the 75 values the file holds")
 
     forge(bad, None, section, header_bytes=b"{not json")
     load_fails(bad, "not valid JSON")
     forge(bad, None, section, header_bytes=b"\xff\xfe")
-    load_fails(bad, "not valid JSON")
+    load_fails(bad, "not valid UTF-8")
     forge(bad, None, section, header_bytes=b"[" * 100000)
     load_fails(bad, "JSON")
     forge(bad, None, section, header_bytes=b"[1, 2]")
     load_fails(bad, "must be dict")
+
+
+def test_duplicate_keys_an_oversized_header_and_unknown_keys(saved, tmp_path, monkeypatch):
+    raw = saved.read_bytes()
+    _, header, section = split(raw)
+    bad = tmp_path / "bad.cdl"
+    text = json.dumps(header)
+    forge(bad, None, section, header_bytes=('{"built": false, ' + text[1:]).encode())
+    load_fails(bad, "repeats the key 'built'")
+    monkeypatch.setattr(io, "_MAX_HEADER", 1000)
+    load_fails(saved, "cdl reads headers of at most 1000 bytes")
+    monkeypatch.undo()
+    # Keys a later version might add are ignored, at any level.
+    later = json.loads(text)
+    later["future_section"] = {"anything": [1, 2, {"x": None}]}
+    later["model"]["future_option"] = True
+    forge(bad, later, section)
+    assert np.array_equal(cdl.load_model(bad).param_buffer, cdl.load_model(saved).param_buffer)
 
 
 def test_header_length_beyond_the_file_is_rejected_before_reading(saved):

@@ -1029,3 +1029,24 @@ def test_dense_forward_from_threads(dtype):
     for Z, Y in run_in_threads(work):
         assert_allclose(Z, Z_ref, dtype=dtype)
         assert_allclose(Y, Y_ref, dtype=dtype)
+
+
+def unaligned_labels(values):
+    """int64 labels, C-contiguous, at an odd byte offset (flags.aligned False)."""
+    raw = np.zeros(len(values) * 8 + 1, dtype=np.uint8)
+    labels = raw[1:].view(np.int64)
+    labels[:] = values
+    assert labels.flags.c_contiguous and not labels.flags.aligned
+    return labels
+
+
+def test_label_kernels_refuse_unaligned_labels_and_the_losses_realign_them():
+    from cdl import losses
+    from cdl._kernels import losses as kernel
+
+    z = np.random.default_rng(0).standard_normal((4, 3))
+    labels = unaligned_labels([0, 2, 1, 2])
+    with pytest.raises(ValueError, match="aligned"):
+        kernel.cross_entropy_labels(z, labels, np.empty_like(z))
+    expected = losses.CrossEntropy().forward(z, np.array([0, 2, 1, 2]))
+    assert losses.CrossEntropy().forward(z, labels) == expected

@@ -329,8 +329,9 @@ cdef class TrainPlan:
         cdef void* weights = NULL
         if self.loss == PLAN_CROSS_ENTROPY:
             if not isinstance(y, np.ndarray) or y.dtype != np.int64 or y.ndim != 1 \
-                    or y.shape[0] != n or not y.flags.c_contiguous:
-                raise ValueError(f"labels must be a C-contiguous int64 array of shape ({n},)")
+                    or y.shape[0] != n or not y.flags.c_contiguous or not y.flags.aligned:
+                raise ValueError(f"labels must be a C-contiguous, aligned int64 array of "
+                                 f"shape ({n},)")
             labels = <const int64_t*>data_ptr(y)
             with nogil:
                 bad = first_bad_label(n, self._d_out, labels)

@@ -345,8 +345,8 @@ def _check_labels(labels, Py_ssize_t n, Py_ssize_t c):
         raise TypeError("labels must be an int64 ndarray")
     if labels.ndim != 1 or labels.shape[0] != n:
         raise ValueError(f"labels must have shape ({n},), got {labels.shape}")
-    if not labels.flags.c_contiguous:
-        raise ValueError("labels must be C-contiguous")
+    if not labels.flags.c_contiguous or not labels.flags.aligned:
+        raise ValueError("labels must be C-contiguous and aligned")
     cdef const int64_t* pl = <const int64_t*>data_ptr(labels)
     cdef Py_ssize_t bad
     with nogil:

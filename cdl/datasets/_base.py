@@ -29,7 +29,15 @@ see cdl/datasets/data/README.txt.
 
 
 class Bunch(dict):
-    """A dict whose keys are also attributes: ``bunch.data is bunch["data"]``."""
+    """A dict whose keys are also attributes: ``bunch.data is bunch["data"]``.
+
+    Examples
+    --------
+    >>> from cdl import datasets
+    >>> digits = datasets.load_digits()
+    >>> digits.data is digits["data"], sorted(digits)
+    (True, ['DESCR', 'data', 'feature_names', 'images', 'target', 'target_names'])
+    """
 
     def __getattr__(self, key):
         try:
@@ -57,17 +65,18 @@ def load_digits(return_X_y=False):
 
     Returns
     -------
-    Bunch with
-        ``data`` : ndarray of float64, shape (1797, 64)
-            Pixel values 0..16 as floats (like scikit-learn). Divide by 16 to
-            get values in [0, 1].
-        ``target`` : ndarray of int64, shape (1797,)
-        ``images`` : ndarray of float64, shape (1797, 8, 8)
-            ``data`` reshaped to images (a view of ``data``).
-        ``feature_names`` : list of str -- ``"pixel_<row>_<col>"``
-        ``target_names`` : ndarray of int64 -- ``0 .. 9``
-        ``DESCR`` : str
-    or ``(data, target)`` if ``return_X_y``.
+    Bunch or tuple of ndarray
+        A :class:`Bunch` with the keys below, or ``(data, target)`` if
+        ``return_X_y``:
+
+        - ``data``: ndarray of float64, shape (1797, 64). Pixel values 0..16
+          as floats (like scikit-learn); divide by 16 to get values in [0, 1].
+        - ``target``: ndarray of int64, shape (1797,).
+        - ``images``: ndarray of float64, shape (1797, 8, 8): ``data``
+          reshaped to images (a view of ``data``).
+        - ``feature_names``: list of str, ``"pixel_<row>_<col>"``.
+        - ``target_names``: ndarray of int64, ``0`` to ``9``.
+        - ``DESCR``: str.
 
     Notes
     -----

@@ -64,6 +64,16 @@ def make_xor(n_samples=200, noise=0.1, *, shuffle=True, seed=None):
     -------
     X : ndarray of float64, shape (n_samples, 2)
     y : ndarray of int64, shape (n_samples,)
+
+    Examples
+    --------
+    >>> from cdl import datasets
+    >>> x, y = datasets.make_xor(8, noise=0.0, shuffle=False, seed=0)
+    >>> x[:4], y[:4]
+    (array([[0., 0.],
+           [0., 1.],
+           [1., 0.],
+           [1., 1.]]), array([0, 1, 1, 0]))
     """
     n = _n_samples(n_samples)
     noise = _noise(noise)
@@ -95,6 +105,13 @@ def make_moons(n_samples=100, noise=None, *, shuffle=True, seed=None):
     -------
     X : ndarray of float64, shape (n_samples, 2)
     y : ndarray of int64, shape (n_samples,)
+
+    Examples
+    --------
+    >>> from cdl import datasets
+    >>> x, y = datasets.make_moons(200, noise=0.1, seed=0)
+    >>> x.shape, x.dtype, y.shape, y.dtype, int(y.sum())
+    ((200, 2), dtype('float64'), (200,), dtype('int64'), 100)
     """
     n = _n_samples(n_samples, minimum=2)
     noise = _noise(noise)
@@ -133,6 +150,15 @@ def make_circles(n_samples=100, noise=None, factor=0.8, *, shuffle=True, seed=No
     -------
     X : ndarray of float64, shape (n_samples, 2)
     y : ndarray of int64, shape (n_samples,)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl import datasets
+    >>> x, y = datasets.make_circles(100, factor=0.5, seed=0)
+    >>> radius = np.hypot(x[:, 0], x[:, 1])
+    >>> float(radius[y == 0].max().round(3)), float(radius[y == 1].max().round(3))
+    (1.0, 0.5)
     """
     n = _n_samples(n_samples, minimum=2)
     noise = _noise(noise)
@@ -174,6 +200,14 @@ def make_spirals(n_samples=200, n_classes=2, noise=0.2, *, shuffle=True, seed=No
     -------
     X : ndarray of float64, shape (n_samples, 2)
     y : ndarray of int64, shape (n_samples,)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl import datasets
+    >>> x, y = datasets.make_spirals(300, n_classes=3, seed=0)
+    >>> x.shape, np.bincount(y)
+    ((300, 2), array([100, 100, 100]))
     """
     n_classes = check_number(n_classes, "n_classes", low=2, integer=True)
     n = check_number(n_samples, "n_samples", integer=True)
@@ -224,6 +258,14 @@ def make_blobs(n_samples=100, n_features=2, centers=3, cluster_std=1.0,
         The cluster of each sample.
     centers : ndarray of float64, shape (n_centers, n_features)
         Only if ``return_centers``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl import datasets
+    >>> x, y, centers = datasets.make_blobs(90, centers=3, seed=0, return_centers=True)
+    >>> x.shape, np.bincount(y), centers.shape
+    ((90, 2), array([30, 30, 30]), (3, 2))
     """
     n = _n_samples(n_samples)
     shuffle = _check_bool(shuffle, "shuffle")
@@ -300,6 +342,14 @@ def make_regression(n_samples=100, n_features=10, n_informative=10, noise=0.0, b
     y : ndarray of float64, shape (n_samples,)
     w : ndarray of float64, shape (n_features,)
         Only if ``coef``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl import datasets
+    >>> x, y, coef = datasets.make_regression(50, n_features=3, coef=True, seed=0)
+    >>> x.shape, y.shape, np.allclose(x @ coef, y)       # no noise: exactly linear
+    ((50, 3), (50,), True)
     """
     n = _n_samples(n_samples)
     n_features = check_number(n_features, "n_features", low=1, integer=True)

@@ -158,6 +158,17 @@ def read_idx(path, mmap_mode=None):
         Naming the file, if the magic number or type code is invalid, the
         header is cut short, or the data is shorter or longer than the
         header's dimensions say (or the gzip stream is corrupt).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl import datasets
+    >>> header = bytes([0, 0, 0x08, 2]) + (2).to_bytes(4, "big") + (3).to_bytes(4, "big")
+    >>> with open("tiny-idx2-ubyte", "wb") as f:          # a 2 x 3 uint8 array in IDX format
+    ...     _ = f.write(header + bytes(range(6)))
+    >>> datasets.read_idx("tiny-idx2-ubyte")
+    array([[0, 1, 2],
+           [3, 4, 5]], dtype=uint8)
     """
     return _read(path, mmap_mode)[1]
 
@@ -209,6 +220,14 @@ def load_mnist(path, kind="train"):
         Naming the file, if it is not a valid IDX file, is not an unsigned
         byte array of the right number of dimensions (3 for images, 1 for
         labels), or if the images and labels counts differ.
+
+    Examples
+    --------
+    >>> from cdl import datasets
+    >>> datasets.load_mnist("no-such-folder")             # nothing is downloaded
+    Traceback (most recent call last):
+        ...
+    FileNotFoundError: MNIST folder not found (or not a folder): no-such-folder
     """
     kind = choose(kind, tuple(_KINDS), "kind")
     folder = os.fspath(path)

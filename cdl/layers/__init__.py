@@ -45,6 +45,18 @@ def register_layer(cls):
     Returns
     -------
     cls, unchanged
+
+    Examples
+    --------
+    >>> import cdl
+    >>> @cdl.register_layer
+    ... class Identity(cdl.layers.Layer):
+    ...     def forward(self, x, training=False):
+    ...         return self._check_input(x)
+    ...     def backward(self, grad):
+    ...         return grad
+    >>> cdl.layers.get("Identity") is Identity
+    True
     """
     if not (isinstance(cls, type) and issubclass(cls, Layer)):
         raise TypeError(f"register_layer takes a Layer subclass, got {cls!r}")
@@ -60,7 +72,14 @@ def register_layer(cls):
 
 def get(class_name):
     """Return the layer class called ``class_name`` (for configs): a built-in
-    one, else one registered with ``register_layer``."""
+    one, else one registered with ``register_layer``.
+
+    Examples
+    --------
+    >>> from cdl import layers
+    >>> layers.get("Dense")
+    <class 'cdl.layers.dense.Dense'>
+    """
     if isinstance(class_name, str):
         if class_name in _BY_NAME:
             return _BY_NAME[class_name]

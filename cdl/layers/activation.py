@@ -39,6 +39,16 @@ class Activation(Layer):
         (softmax and log_softmax are taken over the last axis). Parameters
         take their defaults (PyTorch's): slope 0.01, alpha 1, beta 1 and
         threshold 20; use the layer classes to choose others.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl import layers
+    >>> x = np.array([[-2.0, 0.0, 3.0]])
+    >>> layers.Activation("relu")(x)
+    array([[0., 0., 3.]])
+    >>> layers.Activation("tanh")(x).round(4)
+    array([[-0.964 ,  0.    ,  0.9951]])
     """
 
     #: Whether the fused training step may run this layer by its code and
@@ -72,7 +82,16 @@ class Activation(Layer):
 
 
 class ReLU(Activation):
-    """max(x, 0)."""
+    """max(x, 0).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl import layers
+    >>> x = np.array([[-2.0, 0.0, 3.0]])
+    >>> layers.ReLU()(x).round(4)
+    array([[0., 0., 3.]])
+    """
 
     def __init__(self, name=None, dtype=None):
         super().__init__("relu", name=name, dtype=dtype)
@@ -82,7 +101,18 @@ class ReLU(Activation):
 
 
 class LeakyReLU(Activation):
-    """x if x > 0 else negative_slope * x (PyTorch's default slope, 0.01)."""
+    """x if x > 0 else negative_slope * x (PyTorch's default slope, 0.01).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl import layers
+    >>> x = np.array([[-2.0, 0.0, 3.0]])
+    >>> layers.LeakyReLU()(x)
+    array([[-0.02,  0.  ,  3.  ]])
+    >>> layers.LeakyReLU(negative_slope=0.2)(x)
+    array([[-0.4,  0. ,  3. ]])
+    """
 
     def __init__(self, negative_slope=0.01, name=None, dtype=None):
         self.negative_slope = check_number(negative_slope, "negative_slope")
@@ -93,7 +123,16 @@ class LeakyReLU(Activation):
 
 
 class Sigmoid(Activation):
-    """1 / (1 + exp(-x)), computed without overflow."""
+    """1 / (1 + exp(-x)), computed without overflow.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl import layers
+    >>> x = np.array([[-2.0, 0.0, 3.0]])
+    >>> layers.Sigmoid()(x).round(4)
+    array([[0.1192, 0.5   , 0.9526]])
+    """
 
     def __init__(self, name=None, dtype=None):
         super().__init__("sigmoid", name=name, dtype=dtype)
@@ -103,7 +142,16 @@ class Sigmoid(Activation):
 
 
 class Tanh(Activation):
-    """Hyperbolic tangent."""
+    """Hyperbolic tangent.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl import layers
+    >>> x = np.array([[-2.0, 0.0, 3.0]])
+    >>> layers.Tanh()(x).round(4)
+    array([[-0.964 ,  0.    ,  0.9951]])
+    """
 
     def __init__(self, name=None, dtype=None):
         super().__init__("tanh", name=name, dtype=dtype)
@@ -117,6 +165,17 @@ class Softmax(Activation):
 
     For classification, prefer a linear output with
     ``losses.CrossEntropy`` (which applies log-softmax stably itself).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl import layers
+    >>> x = np.array([[-2.0, 0.0, 3.0]])
+    >>> y = layers.Softmax()(x)
+    >>> y.round(4)
+    array([[0.0064, 0.0471, 0.9465]])
+    >>> round(float(y.sum()), 6)
+    1.0
     """
 
     def __init__(self, name=None, dtype=None):
@@ -127,7 +186,16 @@ class Softmax(Activation):
 
 
 class GELU(Activation):
-    """x * Phi(x) with Phi the standard normal CDF (the exact, erf form)."""
+    """x * Phi(x) with Phi the standard normal CDF (the exact, erf form).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl import layers
+    >>> x = np.array([[-2.0, 0.0, 3.0]])
+    >>> layers.GELU()(x).round(4)
+    array([[-0.0455,  0.    ,  2.996 ]])
+    """
 
     def __init__(self, name=None, dtype=None):
         super().__init__("gelu", name=name, dtype=dtype)
@@ -137,7 +205,16 @@ class GELU(Activation):
 
 
 class ELU(Activation):
-    """x if x > 0 else alpha * (exp(x) - 1)."""
+    """x if x > 0 else alpha * (exp(x) - 1).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl import layers
+    >>> x = np.array([[-2.0, 0.0, 3.0]])
+    >>> layers.ELU()(x).round(4)
+    array([[-0.8647,  0.    ,  3.    ]])
+    """
 
     def __init__(self, alpha=1.0, name=None, dtype=None):
         self.alpha = check_number(alpha, "alpha")
@@ -150,7 +227,16 @@ class ELU(Activation):
 class SELU(Activation):
     """scale * (x if x > 0 else alpha * (exp(x) - 1)), with the self-normalising
     constants alpha = 1.6732632423543772 and scale = 1.0507009873554805 (as
-    PyTorch). The derivative at 0 is the left one, scale * alpha (PyTorch's)."""
+    PyTorch). The derivative at 0 is the left one, scale * alpha (PyTorch's).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl import layers
+    >>> x = np.array([[-2.0, 0.0, 3.0]])
+    >>> layers.SELU()(x).round(4)
+    array([[-1.5202,  0.    ,  3.1521]])
+    """
 
     def __init__(self, name=None, dtype=None):
         super().__init__("selu", name=name, dtype=dtype)
@@ -160,7 +246,16 @@ class SELU(Activation):
 
 
 class SiLU(Activation):
-    """x * sigmoid(x), also called swish (``Activation("swish")``)."""
+    """x * sigmoid(x), also called swish (``Activation("swish")``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl import layers
+    >>> x = np.array([[-2.0, 0.0, 3.0]])
+    >>> layers.SiLU()(x).round(4)
+    array([[-0.2384,  0.    ,  2.8577]])
+    """
 
     def __init__(self, name=None, dtype=None):
         super().__init__("silu", name=name, dtype=dtype)
@@ -170,7 +265,16 @@ class SiLU(Activation):
 
 
 class Mish(Activation):
-    """x * tanh(softplus(x)) (Misra 2019), computed without overflow."""
+    """x * tanh(softplus(x)) (Misra 2019), computed without overflow.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl import layers
+    >>> x = np.array([[-2.0, 0.0, 3.0]])
+    >>> layers.Mish()(x).round(4)
+    array([[-0.2525,  0.    ,  2.9865]])
+    """
 
     def __init__(self, name=None, dtype=None):
         super().__init__("mish", name=name, dtype=dtype)
@@ -190,6 +294,14 @@ class Softplus(Activation):
     ----------
     beta : float > 0
     threshold : float
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl import layers
+    >>> x = np.array([[-2.0, 0.0, 3.0]])
+    >>> layers.Softplus()(x).round(4)
+    array([[0.1269, 0.6931, 3.0486]])
     """
 
     def __init__(self, beta=1.0, threshold=20.0, name=None, dtype=None):
@@ -221,7 +333,16 @@ class Softplus(Activation):
 
 
 class Softsign(Activation):
-    """x / (1 + |x|)."""
+    """``x / (1 + abs(x))``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl import layers
+    >>> x = np.array([[-2.0, 0.0, 3.0]])
+    >>> layers.Softsign()(x).round(4)
+    array([[-0.6667,  0.    ,  0.75  ]])
+    """
 
     def __init__(self, name=None, dtype=None):
         super().__init__("softsign", name=name, dtype=dtype)
@@ -231,7 +352,16 @@ class Softsign(Activation):
 
 
 class HardSigmoid(Activation):
-    """relu6(x + 3) / 6 (PyTorch's hard sigmoid; slope 1/6 on (-3, 3))."""
+    """relu6(x + 3) / 6 (PyTorch's hard sigmoid; slope 1/6 on (-3, 3)).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl import layers
+    >>> x = np.array([[-2.0, 0.0, 3.0]])
+    >>> layers.HardSigmoid()(x).round(4)
+    array([[0.1667, 0.5   , 1.    ]])
+    """
 
     def __init__(self, name=None, dtype=None):
         super().__init__("hard_sigmoid", name=name, dtype=dtype)
@@ -241,7 +371,16 @@ class HardSigmoid(Activation):
 
 
 class HardSwish(Activation):
-    """x * relu6(x + 3) / 6 (Howard et al. 2019, as PyTorch)."""
+    """x * relu6(x + 3) / 6 (Howard et al. 2019, as PyTorch).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl import layers
+    >>> x = np.array([[-2.0, 0.0, 3.0]])
+    >>> layers.HardSwish()(x).round(4)
+    array([[-0.3333,  0.    ,  3.    ]])
+    """
 
     def __init__(self, name=None, dtype=None):
         super().__init__("hard_swish", name=name, dtype=dtype)
@@ -251,7 +390,16 @@ class HardSwish(Activation):
 
 
 class ReLU6(Activation):
-    """min(max(x, 0), 6)."""
+    """min(max(x, 0), 6).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl import layers
+    >>> x = np.array([[-2.0, 0.0, 3.0]])
+    >>> layers.ReLU6()(x).round(4)
+    array([[0., 0., 3.]])
+    """
 
     def __init__(self, name=None, dtype=None):
         super().__init__("relu6", name=name, dtype=dtype)
@@ -265,6 +413,16 @@ class LogSoftmax(Activation):
     stable for any logits.
 
     For classification, prefer a linear output with ``losses.CrossEntropy``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl import layers
+    >>> x = np.array([[-2.0, 0.0, 3.0]])
+    >>> layers.LogSoftmax()(x).round(4)
+    array([[-5.055, -3.055, -0.055]])
+    >>> round(float(np.exp(layers.LogSoftmax()(x)).sum()), 6)
+    1.0
     """
 
     def __init__(self, name=None, dtype=None):
@@ -318,6 +476,17 @@ class PReLU(Layer):
         The slopes: the input's per-sample shape with shared axes of size 1,
         without the leading ones (so (channels,) by default), or (1,) for a
         single slope.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl import layers
+    >>> prelu = layers.PReLU()
+    >>> prelu(np.array([[-2.0, 4.0], [1.0, -1.0]]))
+    array([[-0.5 ,  4.  ],
+           [ 1.  , -0.25]])
+    >>> prelu.alpha            # one learned slope per channel (last axis)
+    array([0.25, 0.25])
     """
 
     def __init__(self, alpha_initializer=0.25, shared_axes=None, name=None, dtype=None):

@@ -6,9 +6,21 @@ import numpy as np
 
 from cdl import initializers
 from cdl._validation import (
-    FLOAT_DTYPES, as_float_array, as_float_dtype, check_feature_shape)
+    FLOAT_DTYPES, as_float_array, as_float_dtype, as_real_array, check_feature_shape)
 
 _layer_ids = itertools.count()
+
+#: Largest size BLAS takes: its dimensions and strides are 32-bit ints.
+BLAS_INT_MAX = 2**31 - 1
+
+
+def check_blas_size(count, what, hint="split the input into smaller batches"):
+    """Raise ValueError if ``count``, a dimension of a BLAS call, exceeds
+    BLAS's 32-bit integer limit (rather than let it be truncated)."""
+    if count > BLAS_INT_MAX:
+        raise ValueError(
+            f"{what} is {count}, larger than BLAS's 32-bit integer limit ({BLAS_INT_MAX}); "
+            f"{hint}")
 
 
 class Layer:
@@ -44,6 +56,27 @@ class Layer:
       respect to the input.
 
     ``cdl.gradcheck(layer, x)`` then checks the gradients numerically.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import cdl
+    >>> class Scale(cdl.layers.Layer):
+    ...     # y = x * w, with one learned factor per feature
+    ...     def build(self, input_shape):
+    ...         self.add_weight("w", (input_shape[-1],), "ones")
+    ...     def forward(self, x, training=False):
+    ...         x = self._check_input(x)
+    ...         self._x = x
+    ...         return x * self.w
+    ...     def backward(self, grad):
+    ...         self.w_grad[...] = (grad * self._x).sum(axis=0)
+    ...         return grad * self.w
+    >>> errors = cdl.gradcheck(Scale(name="scale"), np.random.default_rng(0).normal(size=(4, 3)))
+    >>> sorted(errors)
+    ['input', 'scale.w']
+    >>> max(errors.values()) < 1e-6
+    True
     """
 
     #: False for layers whose input is not differentiable (Embedding's
@@ -115,6 +148,11 @@ class Layer:
                     f"layer {self.name!r} was built for inputs of shape "
                     f"{self.input_shape}, cannot take {input_shape}")
             return self.output_shape
+        if any(d < 1 for d in input_shape):
+            # Weights, statistics and kernels all assume non-empty samples.
+            raise ValueError(
+                f"cannot build layer {self.name!r} for samples of shape {input_shape}: "
+                "every axis of a sample needs at least one element")
         self.build(input_shape)
         self.input_shape = input_shape
         self.output_shape = tuple(self.compute_output_shape(input_shape))
@@ -221,9 +259,22 @@ class Layer:
 
     # --- computing ---------------------------------------------------------
 
+    def _check_sizes(self, shape):
+        """Raise ValueError if an input of ``shape`` is too large for the
+        layer's kernels (BLAS's 32-bit sizes). Called before the input is
+        converted, so that a broadcast view is never copied just to be
+        refused. Layers that call BLAS override it."""
+
     def _check_input(self, x):
         """Build on first use, then return ``x`` as a C-contiguous array of the
         layer's dtype with the per-sample shape the layer was built for."""
+        if isinstance(x, np.ndarray):
+            # Before any conversion: a broadcast view can be far larger than
+            # the memory it takes, and a wrong one is refused without a copy.
+            as_real_array(x, f"input of {self.name}")
+            self._check_sizes(x.shape)
+            if self.built:
+                check_feature_shape(x, self.input_shape, f"input of {self.name}")
         if not self.built:
             if self.dtype is None and isinstance(x, np.ndarray):
                 native = x.dtype.newbyteorder("=")  # the kernels read raw memory
@@ -243,26 +294,29 @@ class Layer:
         shape of the last forward output."""
         if expected_shape is None:
             raise RuntimeError(f"{self.name}: backward called before forward")
-        dy = as_float_array(dy, self.dtype, f"gradient for {self.name}")
+        if isinstance(dy, np.ndarray):  # refused before a conversion could copy it
+            as_real_array(dy, f"gradient for {self.name}")
+        else:
+            dy = as_float_array(dy, self.dtype, f"gradient for {self.name}")
         if dy.shape != expected_shape:
             raise ValueError(
                 f"gradient for {self.name} has shape {dy.shape}, expected "
                 f"{expected_shape} (the shape of the last forward output)")
-        return dy
+        return as_float_array(dy, self.dtype, f"gradient for {self.name}")
 
     def forward(self, x, training=False):
         """Compute the layer's output for the batch ``x``.
 
         Parameters
         ----------
-        x : array_like of shape (batch_size, *input_shape)
+        x : array_like of shape ``(batch_size, *input_shape)``
         training : bool
             True during training (dropout and similar layers behave
             differently).
 
         Returns
         -------
-        ndarray of shape (batch_size, *output_shape)
+        ndarray of shape ``(batch_size, *output_shape)``
         """
         raise NotImplementedError(f"{type(self).__name__} must implement forward")
 

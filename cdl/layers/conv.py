@@ -289,6 +289,15 @@ class Conv1D(_Conv):
     ----------
     kernel : ndarray of shape (kernel_size, in_channels, filters)
     bias : ndarray of shape (filters,), if ``use_bias``
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl import layers
+    >>> conv = layers.Conv1D(8, 3, padding="same", activation="relu")
+    >>> x = np.zeros((2, 20, 4), dtype=np.float32)       # (batch, steps, channels)
+    >>> conv(x).shape, conv.kernel.shape
+    ((2, 20, 8), (3, 4, 8))
     """
 
     _rank = 1
@@ -330,6 +339,15 @@ class Conv2D(_Conv):
     ----------
     kernel : ndarray of shape (kernel_h, kernel_w, in_channels, filters)
     bias : ndarray of shape (filters,), if ``use_bias``
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl import layers
+    >>> conv = layers.Conv2D(16, 3, strides=2, padding="same")
+    >>> x = np.zeros((2, 28, 28, 1), dtype=np.float32)   # (batch, height, width, channels)
+    >>> conv(x).shape, conv.kernel.shape
+    ((2, 14, 14, 16), (3, 3, 1, 16))
     """
 
     _rank = 2
@@ -369,6 +387,14 @@ class Conv2DTranspose(_ConvBase):
     Notes
     -----
     Keras's ``output_padding`` is not supported.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl import layers
+    >>> up = layers.Conv2DTranspose(4, 2, strides=2)     # doubles height and width
+    >>> up(np.zeros((1, 7, 7, 8), dtype=np.float32)).shape
+    (1, 14, 14, 4)
     """
 
     _rank = 2

@@ -19,6 +19,18 @@ class Dropout(Layer):
     Parameters
     ----------
     rate : float in [0, 1)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import cdl
+    >>> from cdl import layers
+    >>> model = cdl.Sequential([layers.Dropout(0.5)], input_shape=(8,), seed=0)
+    >>> x = np.ones((1, 8), dtype=np.float32)
+    >>> model.forward(x, training=True)     # kept elements scaled by 1 / (1 - 0.5)
+    array([[2., 2., 2., 0., 0., 0., 0., 0.]], dtype=float32)
+    >>> model.forward(x)                    # identity at inference
+    array([[1., 1., 1., 1., 1., 1., 1., 1.]], dtype=float32)
     """
 
     def __init__(self, rate, name=None, dtype=None):
@@ -52,7 +64,15 @@ class Dropout(Layer):
 
 
 class Flatten(Layer):
-    """Flatten each sample to one axis: (n, d1, d2, ...) -> (n, d1 * d2 * ...)."""
+    """Flatten each sample to one axis: (n, d1, d2, ...) -> (n, d1 * d2 * ...).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl import layers
+    >>> layers.Flatten()(np.zeros((2, 3, 4, 5))).shape
+    (2, 60)
+    """
 
     def __init__(self, name=None, dtype=None):
         super().__init__(name=name, dtype=dtype)

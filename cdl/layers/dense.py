@@ -8,7 +8,7 @@ from cdl._kernels import activations as _act
 from cdl._kernels import dense as _dense
 from cdl._validation import check_number
 from cdl.layers.activation import resolve_activation
-from cdl.layers.base import Layer
+from cdl.layers.base import Layer, check_blas_size
 
 __all__ = ["Dense"]
 
@@ -38,6 +38,15 @@ class Dense(Layer):
     ----------
     kernel : ndarray of shape (input_dim, units)
     bias : ndarray of shape (units,), if ``use_bias``
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl import layers
+    >>> dense = layers.Dense(4, activation="relu")
+    >>> y = dense(np.ones((2, 3), dtype=np.float32))   # built on first use: kernel (3, 4)
+    >>> y.shape, y.dtype, dense.kernel.shape, dense.bias.shape
+    ((2, 4), dtype('float32'), (3, 4), (4,))
     """
 
     def __init__(self, units, activation=None, use_bias=True,
@@ -72,6 +81,9 @@ class Dense(Layer):
     def build(self, input_shape):
         if len(input_shape) < 1:
             raise ValueError(f"{self.name}: Dense needs inputs with a feature axis")
+        # Before the kernel is allocated: it has one row per input feature.
+        check_blas_size(input_shape[-1], f"the input width of {self.name}",
+                        "reduce the number of features")
         self.add_weight("kernel", (input_shape[-1], self.units), self.kernel_initializer,
                         self.kernel_regularizer)
         if self.use_bias:
@@ -79,6 +91,13 @@ class Dense(Layer):
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)
+
+    def _check_sizes(self, shape):
+        if len(shape) >= 2:
+            # Leading axes are flattened into the rows of one matrix product.
+            check_blas_size(math.prod(shape[:-1]), f"the number of input rows of {self.name}")
+            check_blas_size(shape[-1], f"the input width of {self.name}",
+                            "reduce the number of features")
 
     def flops_per_sample(self, input_shape):
         rows = math.prod(input_shape[:-1])

@@ -42,6 +42,18 @@ class Embedding(Layer):
         outside [0, input_dim) or a float that is not a whole number.
     TypeError
         From ``forward`` for inputs that are not real numbers (or booleans).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import cdl
+    >>> from cdl import layers
+    >>> model = cdl.Sequential([layers.Embedding(10, 4), layers.Flatten(), layers.Dense(1)],
+    ...                        input_shape=(3,), seed=0)
+    >>> model.forward(np.array([[1, 5, 9], [0, 0, 2]])).shape   # two sequences of 3 indices
+    (2, 1)
+    >>> model.layers[0].embeddings.shape
+    (10, 4)
     """
 
     has_input_gradient = False
@@ -105,6 +117,8 @@ class Embedding(Layer):
         elif x.dtype.kind == "u" and x.size and x.max() > np.iinfo(np.int64).max:
             self._out_of_range(x, int(np.argmax(x > np.iinfo(np.int64).max)))
         flat = np.ascontiguousarray(x, dtype=np.int64).reshape(-1)
+        if not flat.flags.aligned:  # the kernels read int64s directly
+            flat = flat.copy()
         bad = _emb.first_out_of_range(flat, self.input_dim)
         if bad >= 0:
             self._out_of_range(x, bad)

@@ -69,6 +69,17 @@ class SpatialDropout1D(_SpatialDropout):
     ----------
     rate : float in [0, 1)
         Probability that a channel is zeroed.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import cdl
+    >>> from cdl import layers
+    >>> model = cdl.Sequential([layers.SpatialDropout1D(0.5)], input_shape=(3, 4), seed=0)
+    >>> model.forward(np.ones((1, 3, 4)), training=True)[0]   # whole channels dropped
+    array([[2., 2., 2., 0.],
+           [2., 2., 2., 0.],
+           [2., 2., 2., 0.]], dtype=float32)
     """
 
     _rank = 2
@@ -82,6 +93,16 @@ class SpatialDropout2D(_SpatialDropout):
     ----------
     rate : float in [0, 1)
         Probability that a channel is zeroed.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import cdl
+    >>> from cdl import layers
+    >>> model = cdl.Sequential([layers.SpatialDropout2D(0.5)], input_shape=(2, 2, 4), seed=0)
+    >>> y = model.forward(np.ones((1, 2, 2, 4)), training=True)
+    >>> y[0, 0, 0], y[0, 1, 1]       # the same channels are dropped at every position
+    (array([2., 2., 2., 0.], dtype=float32), array([2., 2., 2., 0.], dtype=float32))
     """
 
     _rank = 3
@@ -94,6 +115,17 @@ class GaussianNoise(Layer):
     Parameters
     ----------
     stddev : float >= 0
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import cdl
+    >>> from cdl import layers
+    >>> model = cdl.Sequential([layers.GaussianNoise(0.1)], input_shape=(3,), seed=0)
+    >>> model.forward(np.zeros((1, 3)), training=True).round(3)
+    array([[ 0.112, -0.139, -0.043]], dtype=float32)
+    >>> model.forward(np.zeros((1, 3)))          # no noise at inference
+    array([[0., 0., 0.]], dtype=float32)
     """
 
     def __init__(self, stddev, name=None, dtype=None):

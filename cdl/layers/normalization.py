@@ -53,6 +53,18 @@ class BatchNorm(Layer):
     ValueError
         From ``forward`` in training when a channel has a single value (a
         batch of one sample without spatial axes): its variance is undefined.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl import layers
+    >>> bn = layers.BatchNorm()
+    >>> x = np.array([[1.0, 10.0], [3.0, 30.0]])
+    >>> bn(x, training=True).round(4)    # each channel: mean 0, variance 1 in the batch
+    array([[-1., -1.],
+           [ 1.,  1.]])
+    >>> bn.running_mean            # moved 10% of the way to the batch mean
+    array([0.2, 2. ])
     """
 
     def __init__(self, momentum=0.1, eps=1e-5, center=True, scale=True, name=None,
@@ -187,6 +199,13 @@ class LayerNorm(_GroupNormBase):
     Attributes
     ----------
     gamma, beta : ndarray of shape (channels,), initially ones and zeros
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl import layers
+    >>> layers.LayerNorm()(np.array([[1.0, 2.0, 3.0]])).round(4)
+    array([[-1.2247,  0.    ,  1.2247]])
     """
 
     def __init__(self, eps=1e-5, name=None, dtype=None):
@@ -207,6 +226,13 @@ class RMSNorm(_GroupNormBase):
     Attributes
     ----------
     gamma : ndarray of shape (channels,), initially ones
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl import layers
+    >>> layers.RMSNorm()(np.array([[3.0, 4.0]])).round(4)   # divided by sqrt((9 + 16) / 2)
+    array([[0.8485, 1.1314]])
     """
 
     _rms = True
@@ -238,6 +264,15 @@ class GroupNorm(_GroupNormBase):
     Attributes
     ----------
     gamma, beta : ndarray of shape (channels,), initially ones and zeros
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl import layers
+    >>> x = np.arange(8.0).reshape(1, 2, 4)        # 2 positions, 4 channels
+    >>> layers.GroupNorm(2)(x).round(4)             # channels {0, 1} and {2, 3}
+    array([[[-1.2127, -0.7276, -1.2127, -0.7276],
+            [ 0.7276,  1.2127,  0.7276,  1.2127]]])
     """
 
     def __init__(self, groups, eps=1e-5, name=None, dtype=None):

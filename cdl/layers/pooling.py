@@ -205,6 +205,14 @@ class MaxPool1D(_WindowPool):
     -----
     Ties go to the first maximum in the window; NaN propagates (the last
     NaN of a window takes the gradient), as in PyTorch.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl import layers
+    >>> x = np.array([1.0, 5.0, 2.0, 0.0, 3.0, 4.0]).reshape(1, 6, 1)   # (batch, steps, channels)
+    >>> layers.MaxPool1D(2)(x).ravel()
+    array([5., 2., 4.])
     """
 
     _rank = 1
@@ -229,6 +237,16 @@ class AvgPool1D(_WindowPool):
     padding : {"valid", "same"}
         As in ``MaxPool1D``. With "same", each output averages only the
         real (unpadded) elements of its window, as Keras.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl import layers
+    >>> x = np.array([1.0, 5.0, 2.0, 0.0, 3.0, 4.0]).reshape(1, 6, 1)
+    >>> layers.AvgPool1D(2)(x).ravel()
+    array([3. , 1. , 3.5])
+    >>> layers.AvgPool1D(4, strides=4, padding="same")(x).ravel()   # padding is not averaged
+    array([2.66666667, 2.33333333])
     """
 
     _rank = 1
@@ -258,6 +276,15 @@ class MaxPool2D(_WindowPool):
     -----
     Ties go to the first maximum in row-major window order; NaN propagates
     (the last NaN of a window takes the gradient), as in PyTorch.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl import layers
+    >>> x = np.arange(16.0).reshape(1, 4, 4, 1)     # (batch, height, width, channels)
+    >>> layers.MaxPool2D(2)(x)[0, :, :, 0]
+    array([[ 5.,  7.],
+           [13., 15.]])
     """
 
     _max = True
@@ -283,6 +310,15 @@ class AvgPool2D(_WindowPool):
     padding : {"valid", "same"}
         As in ``MaxPool2D``. With "same", each output averages only the
         real (unpadded) elements of its window, as Keras.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl import layers
+    >>> x = np.arange(16.0).reshape(1, 4, 4, 1)
+    >>> layers.AvgPool2D(2)(x)[0, :, :, 0]
+    array([[ 2.5,  4.5],
+           [10.5, 12.5]])
     """
 
     def __init__(self, pool_size=(2, 2), strides=None, padding="valid", name=None,
@@ -300,6 +336,14 @@ class GlobalMaxPool1D(_GlobalPool):
     ----------
     keepdims : bool
         Keep the steps axis, with length 1.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl import layers
+    >>> x = np.array([[[1.0, -1.0], [3.0, -2.0], [2.0, 0.0]]])   # 3 steps, 2 channels
+    >>> layers.GlobalMaxPool1D()(x)
+    array([[3., 0.]])
     """
 
     _rank = 1
@@ -316,6 +360,14 @@ class GlobalAvgPool1D(_GlobalPool):
     ----------
     keepdims : bool
         Keep the steps axis, with length 1.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl import layers
+    >>> x = np.array([[[1.0, -1.0], [3.0, -2.0], [2.0, 0.0]]])
+    >>> layers.GlobalAvgPool1D()(x)
+    array([[ 2., -1.]])
     """
 
     _rank = 1
@@ -331,6 +383,14 @@ class GlobalMaxPool2D(_GlobalPool):
     ----------
     keepdims : bool
         Keep the height and width axes, with length 1.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl import layers
+    >>> x = np.arange(8.0).reshape(1, 2, 2, 2)
+    >>> layers.GlobalMaxPool2D()(x)
+    array([[6., 7.]])
     """
 
     _max = True
@@ -347,4 +407,12 @@ class GlobalAvgPool2D(_GlobalPool):
     ----------
     keepdims : bool
         Keep the height and width axes, with length 1.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl import layers
+    >>> x = np.arange(8.0).reshape(1, 2, 2, 2)
+    >>> layers.GlobalAvgPool2D()(x)
+    array([[3., 4.]])
     """

@@ -14,7 +14,7 @@ import numpy as np
 from cdl import initializers, regularizers
 from cdl._kernels import recurrent as _rec
 from cdl._validation import as_float_array, check_number
-from cdl.layers.base import Layer
+from cdl.layers.base import Layer, check_blas_size
 
 __all__ = ["SimpleRNN", "LSTM", "GRU", "Bidirectional"]
 
@@ -76,6 +76,8 @@ class _Recurrent(Layer):
     def build(self, input_shape):
         self._check_rank(input_shape)
         features, width = input_shape[-1], self._gates * self.units
+        check_blas_size(features, f"the input width of {self.name}",
+                        "reduce the number of features")
         self.add_weight("input_kernel", (features, width), self.kernel_initializer,
                         self.kernel_regularizer)
         # Each gate's block of the recurrent kernel is initialised on its own
@@ -107,8 +109,18 @@ class _Recurrent(Layer):
         per_step = 2 * features * width + 2 * self.units * width + 2 * width + 4 * self.units
         return int(steps * per_step)
 
+    def _check_sizes(self, shape):
+        if len(shape) == 3:
+            # One matrix product covers every time step of every sample.
+            check_blas_size(shape[0] * shape[1],
+                            f"the batch size times the time steps of {self.name}'s input")
+            check_blas_size(shape[2], f"the input width of {self.name}",
+                            "reduce the number of features")
+
     def _check_input(self, x):
         if self.built:
+            if isinstance(x, np.ndarray):
+                self._check_sizes(x.shape)  # before the conversion copies it
             x = as_float_array(x, self.dtype, f"input of {self.name}")
             if x.ndim != 3:
                 raise ValueError(
@@ -304,6 +316,14 @@ class Bidirectional(Layer):
     merge_mode : {"concat", "sum"}
         Concatenate the two outputs on the last axis (forward first), or
         add them.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl import layers
+    >>> bi = layers.Bidirectional(layers.LSTM(8))
+    >>> bi(np.zeros((2, 6, 3), dtype=np.float32)).shape    # forward and backward states joined
+    (2, 16)
     """
 
     def __init__(self, layer, merge_mode="concat", name=None, dtype=None):

@@ -20,14 +20,23 @@ def _int_sequence(value, name):
 
 
 class Reshape(Layer):
-    """Give each sample a new shape, as Keras' Reshape: (batch, *input_shape)
-    -> (batch, *target_shape).
+    """Give each sample a new shape, as Keras' Reshape: ``(batch, *input_shape)``
+    -> ``(batch, *target_shape)``.
 
     Parameters
     ----------
     target_shape : tuple of int
         Per-sample output shape (without the batch axis). One entry may be
         -1: it is inferred from the input size.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl import layers
+    >>> layers.Reshape((8, 8, 1))(np.zeros((5, 64))).shape
+    (5, 8, 8, 1)
+    >>> layers.Reshape((-1, 2))(np.zeros((5, 6))).shape
+    (5, 3, 2)
     """
 
     def __init__(self, target_shape, name=None, dtype=None):
@@ -87,6 +96,13 @@ class Permute(Layer):
         A permutation of 1, ..., rank (1-based; the batch axis stays
         first). ``Permute((2, 1))`` swaps the two axes of each sample:
         output axis i is input axis ``dims[i - 1]``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl import layers
+    >>> layers.Permute((2, 1))(np.zeros((5, 10, 3))).shape    # swap the two sample axes
+    (5, 3, 10)
     """
 
     def __init__(self, dims, name=None, dtype=None):

@@ -18,7 +18,16 @@ _BY_NAME = {cls.__name__.lower(): cls for cls in
 
 
 def get(identifier, **kwargs):
-    """Return an optimizer from a name (``"adam"``, ``"sgd"``, ...) or an instance."""
+    """Return an optimizer from a name (``"adam"``, ``"sgd"``, ...) or an instance.
+
+    Examples
+    --------
+    >>> from cdl import optimizers
+    >>> optimizers.get("adam", lr=0.01).lr
+    0.01
+    >>> type(optimizers.get("sgd")).__name__
+    'SGD'
+    """
     if isinstance(identifier, Optimizer):
         return identifier
     if isinstance(identifier, str) and identifier.lower() in _BY_NAME:
@@ -28,7 +37,16 @@ def get(identifier, **kwargs):
 
 
 def from_config(config):
-    """An optimizer from ``{"class_name": ..., "config": {...}}`` (its ``get_config``)."""
+    """An optimizer from ``{"class_name": ..., "config": {...}}`` (its ``get_config``).
+
+    Examples
+    --------
+    >>> from cdl import optimizers
+    >>> opt = optimizers.Adam(lr=0.01, betas=(0.8, 0.99))
+    >>> copy = optimizers.from_config({"class_name": "Adam", "config": opt.get_config()})
+    >>> copy.lr, copy.betas
+    (0.01, (0.8, 0.99))
+    """
     name = config.get("class_name", "") if isinstance(config, dict) else ""
     cls = _BY_NAME.get(name.lower())
     if cls is None or cls.__name__ != name:

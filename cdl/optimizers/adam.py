@@ -66,6 +66,16 @@ class Adam(_AdamBase):
     Keras' Adam defaults eps to 1e-7 and adds it to :math:`\sqrt{v_t}` before
     the bias correction is folded into the step size (an "epsilon hat"),
     so the two differ slightly when :math:`v_t` is small.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl import optimizers
+    >>> w = np.array([1.0, 1.0])
+    >>> opt = optimizers.Adam(lr=0.1)
+    >>> opt.step([w], [np.array([3.0, -0.01])])   # the first step is lr * sign(g)
+    >>> w.round(4)
+    array([0.9, 1.1])
     """
 
     _state_names = ("exp_avg", "exp_avg_sq", "max_exp_avg_sq")
@@ -114,6 +124,16 @@ class AdamW(Adam):
     Notes
     -----
     Keras' AdamW defaults weight_decay to 0.004 and eps to 1e-7.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl import optimizers
+    >>> w = np.array([1.0])
+    >>> opt = optimizers.AdamW(lr=0.1, weight_decay=0.5)
+    >>> opt.step([w], [np.array([0.0])])     # zero gradient: only the decay, w *= 1 - lr * wd
+    >>> w
+    array([0.95])
     """
 
     _decoupled = True
@@ -147,6 +167,16 @@ class Adamax(_AdamBase):
     -----
     Keras' Adamax takes :math:`u_t = \max(\beta_2 u_{t-1}, |g_t|)` and adds eps
     (default 1e-7) in the denominator instead; its default lr is 1e-3.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl import optimizers
+    >>> w = np.array([1.0])
+    >>> opt = optimizers.Adamax(lr=0.1)
+    >>> opt.step([w], [np.array([5.0])])
+    >>> w.round(4)
+    array([0.9])
     """
 
     _state_names = ("exp_avg", "exp_inf")
@@ -196,6 +226,16 @@ class NAdam(_AdamBase):
     Keras' Nadam uses the same momentum schedule with its decay fixed at
     0.004, defaults lr to 1e-3 and eps to 1e-7, and has no weight decay
     coupling option.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl import optimizers
+    >>> w = np.array([1.0])
+    >>> opt = optimizers.NAdam(lr=0.1)
+    >>> opt.step([w], [np.array([5.0])])
+    >>> w.round(4)
+    array([0.8944])
     """
 
     def __init__(self, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
@@ -268,6 +308,16 @@ class RAdam(_AdamBase):
     Notes
     -----
     Keras has no RAdam in its core optimizers.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl import optimizers
+    >>> w = np.array([1.0])
+    >>> opt = optimizers.RAdam(lr=0.1)
+    >>> opt.step([w], [np.array([5.0])])     # early steps: bias-corrected momentum, no adaptive term
+    >>> w.round(4)
+    array([0.5])
     """
 
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,

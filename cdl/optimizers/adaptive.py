@@ -33,6 +33,16 @@ class Adagrad(Optimizer):
     -----
     Keras' Adagrad defaults to lr 1e-3, initial accumulator 0.1 and eps 1e-7,
     and has no ``lr_decay``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl import optimizers
+    >>> w = np.array([1.0, 1.0])
+    >>> opt = optimizers.Adagrad(lr=0.1)
+    >>> opt.step([w], [np.array([2.0, 0.1])])   # first step: lr * sign(g)
+    >>> w.round(4)
+    array([0.9, 0.9])
     """
 
     _state_names = ("sum",)
@@ -90,6 +100,16 @@ class RMSprop(Optimizer):
     -----
     Keras' RMSprop calls ``alpha`` ``rho`` and defaults it to 0.9, puts eps
     inside the square root, and defaults to lr 1e-3 and eps 1e-7.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl import optimizers
+    >>> w = np.array([1.0])
+    >>> opt = optimizers.RMSprop(lr=0.01)
+    >>> opt.step([w], [np.array([4.0])])      # s = 0.01 * 16; w -= 0.01 * 4 / sqrt(s)
+    >>> w.round(4)
+    array([0.9])
     """
 
     _state_names = ("square_avg", "grad_avg", "momentum_buffer")

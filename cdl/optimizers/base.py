@@ -91,6 +91,17 @@ class Optimizer:
     -----
     Subclasses define ``_state_names`` (the flat state arrays they keep),
     ``_init_state(name, size, dtype)`` and ``_update(segment, state_views)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl import optimizers
+    >>> w = np.array([1.0, 2.0])
+    >>> opt = optimizers.SGD(lr=0.1)
+    >>> opt.step([w], [np.array([0.5, -1.0])])   # in place: w <- w - lr * g
+    >>> w
+    array([0.95, 2.1 ])
+    >>> opt.lr = 0.01                           # settable, e.g. by a schedule
     """
 
     _state_names = ()
@@ -159,7 +170,8 @@ class Optimizer:
             Float32 or float64, C-contiguous, writeable; e.g. ``model.params``
             or ``model.param_buffer``.
         grads : list of ndarray, or one ndarray
-            Aligned with ``params``, same shapes and dtype; not modified.
+            Aligned with ``params``, same shapes and dtype, C-contiguous;
+            not modified.
         """
         params_list = _as_list(params, "params")
         if self._params_seen is None or len(params_list) != len(self._params_seen) or any(
@@ -200,8 +212,10 @@ class Optimizer:
                 raise TypeError(f"params[{i}] must be float32 or float64, got {p.dtype}")
             if p.dtype != dtype:
                 raise TypeError(f"params mix dtypes {dtype} and {p.dtype}")
-            if not p.flags.c_contiguous or not p.flags.writeable:
-                raise ValueError(f"params[{i}] must be C-contiguous and writeable")
+            if not p.flags.c_contiguous or not p.flags.writeable or not p.flags.aligned:
+                raise ValueError(
+                    f"params[{i}] is updated in place, so it must be a C-contiguous, aligned "
+                    "and writeable array")
         layout = [p.shape for p in params]
         if self._layout is None:
             size = sum(p.size for p in params)
@@ -259,8 +273,10 @@ class Optimizer:
                 raise ValueError(f"grads[{i}] has shape {g.shape}, params[{i}] {p.shape}")
             if g.dtype != p.dtype:
                 raise TypeError(f"grads[{i}] has dtype {g.dtype}, params[{i}] {p.dtype}")
-            if not g.flags.c_contiguous:
-                raise ValueError(f"grads[{i}] must be C-contiguous")
+            if not g.flags.c_contiguous or not g.flags.aligned:
+                # Checked here, before any segment is updated: the kernels
+                # would refuse it halfway through a step.
+                raise ValueError(f"grads[{i}] must be a C-contiguous, aligned array")
         segments = []
         offset = 0
         offsets = []

@@ -48,6 +48,17 @@ class SGD(Optimizer):
     variant is written in a different (equivalent at constant ``lr``) form;
     its default ``lr`` is 0.01. The momentum buffer here starts as the first
     gradient, as in PyTorch, not as zeros.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl import optimizers
+    >>> w = np.array([1.0])
+    >>> opt = optimizers.SGD(lr=0.1, momentum=0.9)
+    >>> for _ in range(3):
+    ...     opt.step([w], [np.array([1.0])])   # velocity 1, 1.9, 2.71
+    >>> w.round(4)                               # 1 - 0.1 * (1 + 1.9 + 2.71)
+    array([0.439])
     """
 
     _state_names = ("momentum_buffer",)
