@@ -1,0 +1,212 @@
+"""Every public name has a docstring, and every docstring example runs.
+
+Public names are those listed in the ``__all__`` of the modules below (the
+modules of the API reference), plus the public methods and properties of
+public classes. A method a class inherits from another public class is
+checked there; one it inherits from a private helper class (``cdl.training``'s
+``TrainingMixin`` for ``Sequential``, for instance) counts as its own. The
+examples of every docstring in every Python module of cdl, public or not,
+run as doctests.
+"""
+import ast
+import doctest
+import importlib
+import inspect
+import pathlib
+import pkgutil
+import types
+
+import numpy as np
+import pytest
+
+import cdl
+
+API_INDEX = pathlib.Path(__file__).resolve().parent.parent / "docs" / "api" / "index.rst"
+#: The modules of the API reference (its index lists them), and ``cdl.gradcheck``,
+#: whose two names ``cdl`` itself exports and documents.
+PUBLIC_MODULES = [line.strip() for line in API_INDEX.read_text().splitlines()
+                  if line.startswith("   cdl")] + ["cdl.gradcheck"]
+#: Modules with an ``__all__`` that are not part of the API reference.
+INTERNAL_MODULES = {"cdl.bench", "cdl.demo", "cdl.model", "cdl.training"}
+
+OPTIONFLAGS = doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS
+
+
+def test_the_api_reference_lists_every_public_module():
+    """A module directly under cdl, not named with a leading underscore and
+    with an ``__all__``, is public: the API reference must list it."""
+    public = {info.name for info in pkgutil.iter_modules(cdl.__path__, "cdl.")
+              if not info.name.split(".")[-1].startswith("_")
+              and hasattr(_import(info.name), "__all__")}
+    missing = sorted(public - set(PUBLIC_MODULES) - INTERNAL_MODULES)
+    assert not missing, f"add these modules to {API_INDEX}: {missing}"
+
+
+#: Modules that failed to import (name -> error), reported by one test rather
+#: than stopping the collection of every other test here.
+IMPORT_ERRORS = {}
+
+
+def _import(name):
+    """The module, or None if it needs an optional dependency that is not
+    installed (``cdl.sklearn`` without scikit-learn) or fails to import."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as error:
+        missing = getattr(error.__cause__, "name", None) or getattr(error, "name", None)
+        if missing and not missing.startswith("cdl"):
+            return None
+        IMPORT_ERRORS[name] = f"{type(error).__name__}: {error}"
+    except Exception as error:  # noqa: BLE001 - reported by test_every_module_imports
+        IMPORT_ERRORS[name] = f"{type(error).__name__}: {error}"
+    return None
+
+
+def test_every_module_imports():
+    """Every module of cdl imports (in the order pkgutil lists them, which is
+    how the doctests below are collected)."""
+    for info in pkgutil.walk_packages(cdl.__path__, "cdl."):
+        if not info.name.startswith("cdl._kernels") and info.name != "cdl.__main__":
+            _import(info.name)
+    assert not IMPORT_ERRORS, IMPORT_ERRORS
+
+
+def _modules():
+    return [module for name in PUBLIC_MODULES if (module := _import(name)) is not None]
+
+
+def _public_classes():
+    return {id(obj) for module in _modules() for name in module.__all__
+            if isinstance(obj := getattr(module, name), type)}
+
+
+def _attribute_documented(module, name):
+    """True if the module-level assignment of ``name`` has a ``#:`` comment
+    above it or a string literal right after it (what Sphinx documents)."""
+    source = inspect.getsource(module)
+    lines = source.splitlines()
+    body = ast.parse(source).body
+    for i, node in enumerate(body):
+        targets = node.targets if isinstance(node, ast.Assign) else (
+            [node.target] if isinstance(node, ast.AnnAssign) else [])
+        if not any(isinstance(t, ast.Name) and t.id == name for t in targets):
+            continue
+        above = lines[node.lineno - 2].strip() if node.lineno >= 2 else ""
+        below = body[i + 1] if i + 1 < len(body) else None
+        if above.startswith("#:") or (
+                isinstance(below, ast.Expr) and isinstance(below.value, ast.Constant)
+                and isinstance(below.value.value, str)):
+            return True
+    return False
+
+
+def public_names():
+    """``(qualified name, kind, object)`` for every public name, each object once."""
+    public_classes = _public_classes()
+    seen = set()
+    found = []
+    for module in _modules():
+        found.append((module.__name__, "module", module))
+        for name in module.__all__:
+            obj = getattr(module, name)
+            qualname = f"{module.__name__}.{name}"
+            if isinstance(obj, types.ModuleType) or (name.startswith("__") and name.endswith("__")):
+                continue  # modules are checked themselves; __version__ is a string
+            if not (isinstance(obj, type) or callable(obj)):
+                found.append((qualname, "data", (module, name)))
+                continue
+            if id(obj) in seen:
+                continue
+            seen.add(id(obj))
+            found.append((qualname, "class" if isinstance(obj, type) else "function", obj))
+            if isinstance(obj, type):
+                found.extend(_public_members(qualname, obj, public_classes, seen))
+    return found
+
+
+def _public_members(qualname, cls, public_classes, seen):
+    members = []
+    for name in sorted(dir(cls)):
+        if name.startswith("_"):
+            continue
+        owner = next((c for c in cls.__mro__ if name in vars(c)), None)
+        if owner is None or owner.__module__ == "builtins" or not \
+                owner.__module__.startswith("cdl") or (owner is not cls and id(owner) in public_classes):
+            continue
+        attr = vars(owner)[name]
+        if isinstance(attr, (staticmethod, classmethod)):
+            attr = attr.__func__
+        if not (inspect.isfunction(attr) or isinstance(attr, property)):
+            continue  # plain class attributes (defaults) are described by the class
+        if (id(owner), name) in seen:
+            continue
+        seen.add((id(owner), name))
+        doc_source = getattr(cls, name) if inspect.isfunction(attr) else attr
+        members.append((f"{qualname}.{name}", "method", doc_source))
+    return members
+
+
+def _has_docstring(kind, obj):
+    if kind == "data":
+        return _attribute_documented(*obj)
+    if kind == "class":
+        return bool((vars(obj).get("__doc__") or "").strip())  # its own, not a base's
+    return bool((inspect.getdoc(obj) or "").strip())  # methods may inherit theirs
+
+
+def test_every_public_name_has_a_docstring():
+    names = public_names()
+    assert len(names) > 300, "the walk over public names found too few of them"
+    missing = [name for name, kind, obj in names if not _has_docstring(kind, obj)]
+    assert not missing, "public names without a docstring:\n  " + "\n  ".join(missing)
+
+
+# --- doctests ------------------------------------------------------------------
+
+def _python_modules():
+    """Every pure-Python module of cdl (compiled kernels and ``__main__`` aside)."""
+    names = ["cdl"] + [info.name for info in pkgutil.walk_packages(cdl.__path__, "cdl.")
+                       if not info.name.startswith("cdl._kernels")
+                       and info.name != "cdl.__main__"]
+    modules = []
+    for name in names:
+        module = _import(name)
+        if module is not None and pathlib.Path(getattr(module, "__file__", "") or "").suffix == ".py":
+            modules.append(module)
+    return modules
+
+
+def _doctests():
+    finder = doctest.DocTestFinder(exclude_empty=True)
+    tests, seen = [], set()
+    for module in _python_modules():
+        for test in finder.find(module):
+            key = (test.filename, test.lineno, test.name)
+            if test.examples and key not in seen:
+                seen.add(key)
+                tests.append(test)
+    return sorted(tests, key=lambda t: t.name)
+
+
+DOCTESTS = _doctests()
+
+
+def test_docstring_examples_exist():
+    assert len(DOCTESTS) >= 100, f"only {len(DOCTESTS)} docstrings have examples"
+
+
+@pytest.mark.parametrize("test", DOCTESTS, ids=[t.name for t in DOCTESTS])
+def test_docstring_example(test, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # examples may write files
+    saved = np.get_printoptions()
+    np.set_printoptions(precision=8, threshold=1000, linewidth=75, suppress=False,
+                        floatmode="maxprec", sign="-", legacy=False)
+    try:
+        runner = doctest.DocTestRunner(optionflags=OPTIONFLAGS)
+        test.globs = dict(test.globs)
+        out = []
+        result = runner.run(test, out=out.append, clear_globs=False)
+    finally:
+        np.set_printoptions(**saved)
+    assert result.failed == 0, "".join(out)
+
