@@ -1,0 +1,509 @@
+"""Export a ``cdl.Sequential`` to ONNX, for ONNX Runtime and other engines.
+
+``export(model, path)`` writes the inference graph of a model (opset
+``OPSET``) and ``to_onnx(model)`` returns it as an ``onnx.ModelProto``.
+The graph takes one input, ``"input"`` of shape ``(batch, *input_shape)``, and
+gives one output, ``"output"``; the batch axis is dynamic. Weights are
+stored in the model's dtype.
+
+cdl's convolutions and pooling are channels-last while ONNX's are
+channels-first: the exporter wraps them in Transpose nodes (which ONNX
+Runtime's optimiser merges across consecutive layers).
+
+Exported layers: Dense; every activation (by name in Dense/Conv and as a
+layer, PReLU included); Conv1D, Conv2D, Conv2DTranspose; Max/AvgPool1D/2D,
+GlobalMax/AvgPool1D/2D; BatchNorm (its running statistics), LayerNorm,
+RMSNorm, GroupNorm; Dropout, SpatialDropout1D/2D and GaussianNoise (the
+identity at inference); Flatten, Reshape, Permute; Embedding; Residual and
+Concatenate blocks made of these. Recurrent layers and user layers raise
+``ValueError``.
+
+onnx is an optional dependency: ``pip install "cdl[onnx]"``.
+
+Examples
+--------
+>>> import os, tempfile
+>>> import cdl
+>>> from cdl import layers
+>>> model = cdl.Sequential([layers.Dense(4, activation="relu"), layers.Dense(2)],
+...                        input_shape=(3,), seed=0)
+>>> path = os.path.join(tempfile.mkdtemp(), "model.onnx")
+>>> cdl.onnx.export(model, path) == path
+True
+"""
+import math
+import os
+import tempfile
+
+import numpy as np
+
+from cdl.layers import activation as _activation
+from cdl.layers import composite as _composite
+from cdl.layers import conv as _conv
+from cdl.layers import core as _core
+from cdl.layers import dense as _dense
+from cdl.layers import embedding as _embedding
+from cdl.layers import noise as _noise
+from cdl.layers import normalization as _norm
+from cdl.layers import pooling as _pooling
+from cdl.layers import reshaping as _reshaping
+
+__all__ = ["export", "to_onnx", "OPSET"]
+
+#: The ONNX opset of exported graphs (LayerNormalization needs 17).
+OPSET = 17
+#: The IR version written: the one that introduced opset 17, so that ONNX
+#: Runtime 1.13 and later read the files.
+IR_VERSION = 8
+
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+_SOFTPLUS_THRESHOLD = 20.0
+
+
+def _import_onnx():
+    try:
+        import onnx
+    except ImportError:
+        raise ImportError('cdl.onnx needs the onnx package, an optional dependency of cdl: '
+                          'pip install "cdl[onnx]"') from None
+    return onnx
+
+
+class _Graph:
+    """Nodes and initializers of the graph being built, with unique names."""
+
+    def __init__(self, onnx, dtype):
+        self.onnx = onnx
+        self.dtype = np.dtype(dtype)
+        self.nodes = []
+        self.initializers = []
+        self._count = 0
+
+    def name(self, hint):
+        self._count += 1
+        return f"{hint}_{self._count}"
+
+    def const(self, array, hint, dtype=None):
+        """An initializer holding ``array`` (in the model's dtype by default)."""
+        array = np.ascontiguousarray(array, dtype=self.dtype if dtype is None else dtype)
+        name = self.name(hint)
+        self.initializers.append(self.onnx.numpy_helper.from_array(array, name))
+        return name
+
+    def scalar(self, value, hint):
+        return self.const(np.asarray(value), hint)
+
+    def node(self, op, inputs, hint=None, **attributes):
+        """Add one node; return the name of its (single) output."""
+        output = self.name(hint or op.lower())
+        self.nodes.append(self.onnx.helper.make_node(
+            op, list(inputs), [output], name=self.name(f"{op}"), **attributes))
+        return output
+
+
+# --- activations ---------------------------------------------------------------------
+
+
+def _activation_nodes(g, x, name, param, threshold=_SOFTPLUS_THRESHOLD):
+    """Nodes computing cdl's activation ``name`` (parameter ``param``) of ``x``."""
+    if name == "linear":
+        return x
+    simple = {"relu": "Relu", "sigmoid": "Sigmoid", "tanh": "Tanh", "softsign": "Softsign"}
+    if name in simple:
+        return g.node(simple[name], [x])
+    if name == "leaky_relu":
+        return g.node("LeakyRelu", [x], alpha=float(param))
+    if name == "elu":
+        return g.node("Elu", [x], alpha=float(param))
+    if name == "selu":
+        return g.node("Selu", [x], alpha=_SELU_ALPHA, gamma=_SELU_SCALE)
+    if name == "gelu":
+        # The exact form x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)); ONNX's Gelu needs opset 20.
+        erf = g.node("Erf", [g.node("Div", [x, g.scalar(math.sqrt(2.0), "sqrt2")])])
+        half_x = g.node("Mul", [x, g.scalar(0.5, "half")])
+        return g.node("Mul", [half_x, g.node("Add", [erf, g.scalar(1.0, "one")])])
+    if name in ("silu", "swish"):
+        return g.node("Mul", [x, g.node("Sigmoid", [x])])
+    if name == "mish":
+        return g.node("Mul", [x, g.node("Tanh", [g.node("Softplus", [x])])])
+    if name == "softplus":
+        beta = float(param)
+        scaled = x if beta == 1.0 else g.node("Mul", [x, g.scalar(beta, "beta")])
+        soft = g.node("Softplus", [scaled])
+        if beta != 1.0:
+            soft = g.node("Div", [soft, g.scalar(beta, "beta")])
+        # PyTorch's rule, which cdl follows: the identity where beta x > threshold.
+        linear = g.node("Greater", [scaled, g.scalar(threshold, "threshold")])
+        return g.node("Where", [linear, x, soft])
+    if name == "hard_sigmoid":
+        return g.node("HardSigmoid", [x], alpha=1.0 / 6.0, beta=0.5)
+    if name == "hard_swish":
+        return g.node("HardSwish", [x])
+    if name == "relu6":
+        return g.node("Clip", [x, g.scalar(0.0, "zero"), g.scalar(6.0, "six")])
+    if name == "softmax":
+        return g.node("Softmax", [x], axis=-1)
+    if name == "log_softmax":
+        return g.node("LogSoftmax", [x], axis=-1)
+    raise ValueError(f"activation {name!r} has no ONNX export")
+
+
+def _export_activation_layer(g, layer, x, shape):
+    threshold = getattr(layer, "threshold", _SOFTPLUS_THRESHOLD)
+    return _activation_nodes(g, x, layer.activation, layer._param, threshold)
+
+
+def _export_prelu(g, layer, x, shape):
+    return g.node("PRelu", [x, g.const(layer.alpha, "prelu_slope")])
+
+
+# --- layers with weights ----------------------------------------------------------------
+
+
+def _export_dense(g, layer, x, shape):
+    kernel = g.const(layer.kernel, "kernel")
+    if len(shape) == 1 and layer.use_bias:
+        y = g.node("Gemm", [x, kernel, g.const(layer.bias, "bias")])
+    else:
+        y = g.node("MatMul", [x, kernel])
+        if layer.use_bias:
+            y = g.node("Add", [y, g.const(layer.bias, "bias")])
+    return _activation_nodes(g, y, layer.activation, layer._param)
+
+
+def _channels_first(g, x, rank):
+    """``(N, *spatial, C)`` -> (N, C, *spatial) for samples of ``rank`` axes."""
+    return g.node("Transpose", [x], perm=[0, rank] + list(range(1, rank)))
+
+
+def _channels_last(g, x, rank):
+    """(N, C, *spatial) -> ``(N, *spatial, C)``."""
+    return g.node("Transpose", [x], perm=[0] + list(range(2, rank + 1)) + [1])
+
+
+def _export_conv(g, layer, x, shape):
+    rank = layer._rank
+    strides, dilation, pads, _ = layer._geom
+    if rank == 1:
+        weight = layer.kernel.transpose(2, 1, 0)        # (k, C, F) -> (F, C, k)
+        onnx_pads = [pads[2], pads[3]]
+        strides, dilation = strides[1:], dilation[1:]
+    else:
+        weight = layer.kernel.transpose(3, 2, 0, 1)     # (kh, kw, C, F) -> (F, C, kh, kw)
+        onnx_pads = [pads[0], pads[2], pads[1], pads[3]]
+    inputs = [_channels_first(g, x, len(shape)), g.const(weight, "conv_kernel")]
+    if layer.use_bias:
+        inputs.append(g.const(layer.bias, "conv_bias"))
+    y = g.node("Conv", inputs, kernel_shape=list(weight.shape[2:]), strides=list(strides),
+               dilations=list(dilation), pads=[int(p) for p in onnx_pads])
+    y = _channels_last(g, y, len(shape))
+    return _activation_nodes(g, y, layer.activation, layer._param)
+
+
+def _export_conv_transpose(g, layer, x, shape):
+    strides, dilation, pads, out = layer._geom
+    output_padding = []
+    for axis in range(2):
+        span = (layer.kernel_size[axis] - 1) * dilation[axis] + 1
+        onnx_size = (strides[axis] * (shape[axis] - 1) + span
+                     - pads[2 * axis] - pads[2 * axis + 1])
+        output_padding.append(int(out[axis] - onnx_size))
+    weight = layer.kernel.transpose(3, 2, 0, 1)         # (kh, kw, F, C) -> (C, F, kh, kw)
+    inputs = [_channels_first(g, x, 3), g.const(weight, "deconv_kernel")]
+    if layer.use_bias:
+        inputs.append(g.const(layer.bias, "deconv_bias"))
+    y = g.node("ConvTranspose", inputs, kernel_shape=list(layer.kernel_size),
+               strides=list(strides), dilations=list(dilation),
+               pads=[int(pads[0]), int(pads[2]), int(pads[1]), int(pads[3])],
+               output_padding=output_padding)
+    y = _channels_last(g, y, 3)
+    return _activation_nodes(g, y, layer.activation, layer._param)
+
+
+def _export_batch_norm(g, layer, x, shape):
+    channels = shape[-1]
+    scale = layer.gamma if layer.scale else np.ones(channels)
+    shift = layer.beta if layer.center else np.zeros(channels)
+    inputs = [g.const(scale, "bn_scale"), g.const(shift, "bn_shift"),
+              g.const(layer.running_mean, "bn_mean"), g.const(layer.running_var, "bn_var")]
+    if len(shape) == 1:
+        return g.node("BatchNormalization", [x] + inputs, epsilon=float(layer.eps))
+    y = g.node("BatchNormalization", [_channels_first(g, x, len(shape))] + inputs,
+               epsilon=float(layer.eps))
+    return _channels_last(g, y, len(shape))
+
+
+def _export_layer_norm(g, layer, x, shape):
+    return g.node("LayerNormalization",
+                  [x, g.const(layer.gamma, "ln_scale"), g.const(layer.beta, "ln_shift")],
+                  axis=-1, epsilon=float(layer.eps))
+
+
+def _export_rms_norm(g, layer, x, shape):
+    mean_square = g.node("ReduceMean", [g.node("Mul", [x, x])], axes=[-1], keepdims=1)
+    root = g.node("Sqrt", [g.node("Add", [mean_square, g.scalar(layer.eps, "eps")])])
+    return g.node("Mul", [g.node("Div", [x, root]), g.const(layer.gamma, "rms_scale")])
+
+
+def _export_group_norm(g, layer, x, shape):
+    channels = shape[-1]
+    positions = math.prod(shape[:-1])
+    grouped = g.node("Reshape", [x, g.const([-1, positions, layer.groups,
+                                             channels // layer.groups],
+                                            "group_shape", np.int64)])
+    mean = g.node("ReduceMean", [grouped], axes=[1, 3], keepdims=1)
+    centered = g.node("Sub", [grouped, mean])
+    var = g.node("ReduceMean", [g.node("Mul", [centered, centered])], axes=[1, 3], keepdims=1)
+    root = g.node("Sqrt", [g.node("Add", [var, g.scalar(layer.eps, "eps")])])
+    normed = g.node("Reshape", [g.node("Div", [centered, root]),
+                                g.const([-1, *shape], "sample_shape", np.int64)])
+    return g.node("Add", [g.node("Mul", [normed, g.const(layer.gamma, "gn_scale")]),
+                          g.const(layer.beta, "gn_shift")])
+
+
+def _export_embedding(g, layer, x, shape):
+    indices = g.node("Cast", [x], to=g.onnx.TensorProto.INT64)
+    return g.node("Gather", [g.const(layer.embeddings, "embeddings"), indices], axis=0)
+
+
+# --- layers without weights -------------------------------------------------------------
+
+
+def _pool_pads(size, pool, stride, padding):
+    """(before, after) padding of one axis, as cdl's pooling computes it."""
+    if padding == "valid":
+        return 0, 0
+    out = -(-size // stride)
+    total = max((out - 1) * stride + pool - size, 0)
+    return total // 2, total - total // 2
+
+
+def _export_window_pool(g, layer, x, shape):
+    rank = layer._rank
+    pool, strides = layer._pool[2 - rank:], layer._strides[2 - rank:]
+    pads = [_pool_pads(size, p, s, layer.padding)
+            for size, p, s in zip(shape[:-1], pool, strides)]
+    attributes = dict(kernel_shape=list(pool), strides=list(strides),
+                      pads=[p[0] for p in pads] + [p[1] for p in pads])
+    if layer._max:
+        y = g.node("MaxPool", [_channels_first(g, x, len(shape))], **attributes)
+    else:
+        # Padded positions are not counted in the averages (Keras' "same").
+        y = g.node("AveragePool", [_channels_first(g, x, len(shape))], count_include_pad=0,
+                   **attributes)
+    return _channels_last(g, y, len(shape))
+
+
+def _export_global_pool(g, layer, x, shape):
+    # Reduced over the spatial axes where they are: no transposes needed.
+    op = "ReduceMax" if layer._max else "ReduceMean"
+    return g.node(op, [x], axes=list(range(1, len(shape))), keepdims=int(layer.keepdims))
+
+
+def _export_identity(g, layer, x, shape):
+    return x
+
+
+def _export_flatten(g, layer, x, shape):
+    return g.node("Flatten", [x], axis=1)
+
+
+def _export_reshape(g, layer, x, shape):
+    return g.node("Reshape", [x, g.const([-1, *layer.output_shape], "shape", np.int64)])
+
+
+def _export_permute(g, layer, x, shape):
+    return g.node("Transpose", [x], perm=[0] + list(layer.dims))
+
+
+def _chain(g, chain, x, shape):
+    for layer in chain:
+        x = _layer_nodes(g, layer, x, shape)
+        shape = layer.output_shape
+    return x
+
+
+def _export_residual(g, layer, x, shape):
+    return g.node("Add", [x, _chain(g, layer.layers, x, shape)])
+
+
+def _export_concatenate(g, layer, x, shape):
+    outputs = [_chain(g, branch, x, shape) for branch in layer.branches]
+    return outputs[0] if len(outputs) == 1 else g.node("Concat", outputs, axis=-1)
+
+
+_CONVERTERS = {
+    _dense.Dense: _export_dense,
+    _activation.PReLU: _export_prelu,
+    _conv.Conv1D: _export_conv,
+    _conv.Conv2D: _export_conv,
+    _conv.Conv2DTranspose: _export_conv_transpose,
+    _norm.BatchNorm: _export_batch_norm,
+    _norm.LayerNorm: _export_layer_norm,
+    _norm.RMSNorm: _export_rms_norm,
+    _norm.GroupNorm: _export_group_norm,
+    _embedding.Embedding: _export_embedding,
+    _core.Dropout: _export_identity,
+    _noise.SpatialDropout1D: _export_identity,
+    _noise.SpatialDropout2D: _export_identity,
+    _noise.GaussianNoise: _export_identity,
+    _core.Flatten: _export_flatten,
+    _reshaping.Reshape: _export_reshape,
+    _reshaping.Permute: _export_permute,
+    _composite.Residual: _export_residual,
+    _composite.Concatenate: _export_concatenate,
+}
+for _name in _activation.__all__:
+    _cls = getattr(_activation, _name)
+    if issubclass(_cls, _activation.Activation):
+        _CONVERTERS[_cls] = _export_activation_layer
+for _name in _pooling.__all__:
+    _cls = getattr(_pooling, _name)
+    _CONVERTERS[_cls] = _export_global_pool if issubclass(_cls, _pooling._GlobalPool) \
+        else _export_window_pool
+del _name, _cls
+
+
+def _layer_nodes(g, layer, x, shape):
+    # Exact classes only: a subclass may compute something else.
+    converter = _CONVERTERS.get(type(layer))
+    if converter is None:
+        exportable = ", ".join(sorted({cls.__name__ for cls in _CONVERTERS}))
+        raise ValueError(f"cdl.onnx cannot export layer {layer.name!r} "
+                         f"({type(layer).__name__}); exportable layers are: {exportable}")
+    return converter(g, layer, x, tuple(shape))
+
+
+def to_onnx(model, graph_name=None):
+    """The ONNX graph of ``model``'s inference pass.
+
+    Parameters
+    ----------
+    model : cdl.Sequential
+        Built, or with an ``input_shape`` (it is built then).
+    graph_name : str, optional
+        Defaults to the model's name.
+
+    Returns
+    -------
+    onnx.ModelProto
+        Opset ``OPSET``; input ``"input"`` of shape ``(batch, *input_shape)``
+        and output ``"output"``, both of the model's dtype, with a dynamic
+        batch axis.
+
+    Raises
+    ------
+    ValueError
+        If a layer cannot be exported (the message names it), or the
+        model has no input shape.
+    ImportError
+        If onnx is not installed.
+
+    Examples
+    --------
+    >>> import cdl
+    >>> from cdl import layers
+    >>> model = cdl.Sequential([layers.Dense(2, activation="tanh")], input_shape=(3,))
+    >>> [node.op_type for node in cdl.onnx.to_onnx(model).graph.node]
+    ['Gemm', 'Tanh', 'Identity']
+    """
+    onnx = _import_onnx()
+    if not model.built:
+        if model.input_shape is None:
+            raise ValueError("the model has no input shape: build it (or give input_shape) "
+                             "before exporting")
+        model.build()
+    g = _Graph(onnx, model.dtype)
+    x = _chain(g, model.layers, "input", model.input_shape)
+    g.nodes.append(onnx.helper.make_node("Identity", [x], ["output"], name="output"))
+    elem_type = onnx.helper.np_dtype_to_tensor_dtype(model.dtype)
+    graph = onnx.helper.make_graph(
+        g.nodes, graph_name or model.name,
+        [onnx.helper.make_tensor_value_info("input", elem_type,
+                                            ["batch", *model.input_shape])],
+        [onnx.helper.make_tensor_value_info("output", elem_type,
+                                            ["batch", *model.output_shape])],
+        initializer=g.initializers)
+    proto = onnx.helper.make_model(
+        graph, producer_name="cdl", producer_version=_cdl_version(),
+        opset_imports=[onnx.helper.make_opsetid("", OPSET)])
+    proto.ir_version = IR_VERSION
+    return proto
+
+
+def _cdl_version():
+    import cdl
+    return cdl.__version__
+
+
+def export(model, path, graph_name=None):
+    """Write ``model``'s inference graph to the ONNX file ``path``.
+
+    The graph is checked with ``onnx.checker`` first, and the file is
+    written atomically: to a temporary file in the same directory, then
+    renamed over ``path``, so a failed export leaves no partial file.
+
+    Parameters
+    ----------
+    model : cdl.Sequential
+    path : str or os.PathLike
+    graph_name : str, optional
+
+    Returns
+    -------
+    path, as given
+
+    Raises
+    ------
+    ValueError
+        If a layer cannot be exported (see ``to_onnx``).
+    ImportError
+        If onnx is not installed.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import cdl
+    >>> from cdl import layers
+    >>> model = cdl.Sequential([layers.Dense(1)], input_shape=(2,), seed=0)
+    >>> path = cdl.onnx.export(model, os.path.join(tempfile.mkdtemp(), "m.onnx"))
+    >>> os.path.getsize(path) > 0
+    True
+    """
+    onnx = _import_onnx()
+    proto = to_onnx(model, graph_name)
+    onnx.checker.check_model(proto, full_check=True)
+    _write_atomically(os.fspath(path), proto.SerializeToString())
+    return path
+
+
+def _write_atomically(path, data):
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path)[:64] + ".",
+                               suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, _new_file_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _new_file_mode():
+    """Permissions a newly created file gets under the umask (mkstemp's are 0600)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return 0o666 & ~int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o644

@@ -1,0 +1,447 @@
+"""Training helpers: the learning-rate range test and Monte-Carlo dropout.
+
+``find_lr`` trains a compiled model for a few steps while raising the
+learning rate exponentially, records the loss at each step and suggests a
+rate (Smith 2017, "Cyclical learning rates"); the model, its optimizer and
+its random generator are left exactly as they were. ``predict_mc`` runs a
+model several times with its dropout layers active and everything else in
+inference mode (Gal & Ghahramani 2016), returning the mean prediction and
+its spread.
+
+Examples
+--------
+>>> import numpy as np
+>>> import cdl
+>>> from cdl import layers, tuning
+>>> model = cdl.Sequential([layers.Dense(16, activation="relu"), layers.Dropout(0.5),
+...                         layers.Dense(1)], input_shape=(2,), seed=0)
+>>> mean, std = tuning.predict_mc(model, np.ones((3, 2)), mc_samples=20, seed=0)
+>>> mean.shape, bool((std > 0).any())
+((3, 1), True)
+"""
+import contextlib
+import math
+
+import numpy as np
+
+from cdl import optimizers as _optimizers
+from cdl._validation import as_float_array, check_finite, check_number
+from cdl.layers.base import Layer
+from cdl.layers.core import Dropout
+from cdl.layers.noise import SpatialDropout1D, SpatialDropout2D
+
+__all__ = ["find_lr", "LRFinderResult", "predict_mc", "DROPOUT_LAYERS"]
+
+#: Layers that ``predict_mc`` keeps in training mode (subclasses included).
+DROPOUT_LAYERS = (Dropout, SpatialDropout1D, SpatialDropout2D)
+
+
+# --- walking a model's layers -------------------------------------------------------------
+
+
+def _sublayers(value):
+    """Layers held in ``value``: a layer, or lists/tuples/dicts of them."""
+    if isinstance(value, Layer):
+        yield value
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _sublayers(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _sublayers(item)
+
+
+def _all_layers(model):
+    """Every layer of ``model``, including the layers inside blocks
+    (``Residual``, ``Concatenate``, ``Bidirectional``), each once.
+
+    Parameters
+    ----------
+    model : cdl.Sequential
+
+    Returns
+    -------
+    list of Layer
+        Depth first, outer layers before their sublayers.
+    """
+    found, seen = [], set()
+
+    def visit(layer):
+        if id(layer) in seen:
+            return
+        seen.add(id(layer))
+        found.append(layer)
+        for value in vars(layer).values():
+            for sublayer in _sublayers(value):
+                visit(sublayer)
+
+    for layer in model.layers:
+        visit(layer)
+    return found
+
+
+@contextlib.contextmanager
+def _training_mode_only(model, layer_types):
+    """Within the block, the layers of ``layer_types`` (at any depth) run in
+    training mode whatever ``forward``'s ``training`` flag says; the others
+    follow the flag.
+
+    Parameters
+    ----------
+    model : cdl.Sequential
+    layer_types : type or tuple of types
+
+    Yields
+    ------
+    list of Layer
+        The layers switched to training mode.
+    """
+    chosen = [layer for layer in _all_layers(model) if isinstance(layer, layer_types)]
+    saved = []
+    try:
+        for layer in chosen:
+            saved.append((layer, layer.__dict__.get("forward")))
+            bound = layer.forward
+
+            def forced(x, training=False, _forward=bound):
+                return _forward(x, True)
+
+            # An instance attribute shadows the class's method for this layer only.
+            layer.forward = forced
+        yield chosen
+    finally:
+        for layer, previous in saved:
+            if previous is None:
+                del layer.forward
+            else:
+                layer.forward = previous
+
+
+# --- the learning-rate range test ----------------------------------------------------------
+
+
+class LRFinderResult:
+    """What ``find_lr`` measured.
+
+    Attributes
+    ----------
+    lrs : ndarray of shape (n_steps,)
+        The learning rate of each step taken.
+    losses : ndarray of shape (n_steps,)
+        The training loss of each step (of its batch, before the update).
+    smoothed_losses : ndarray of shape (n_steps,)
+        Exponential moving average of ``losses``, bias-corrected.
+    suggested_lr : float
+        Where the smoothed loss falls fastest (per decade of lr), before
+        its minimum.
+    min_loss_lr : float
+        The rate of the lowest smoothed loss; a tenth of it is another
+        common choice.
+    """
+
+    def __init__(self, lrs, losses, smoothed_losses, suggested_lr, min_loss_lr):
+        self.lrs = lrs
+        self.losses = losses
+        self.smoothed_losses = smoothed_losses
+        self.suggested_lr = suggested_lr
+        self.min_loss_lr = min_loss_lr
+
+    def __repr__(self):
+        return (f"LRFinderResult({len(self.lrs)} steps, suggested_lr={self.suggested_lr:.3g}, "
+                f"min_loss_lr={self.min_loss_lr:.3g})")
+
+    def plot(self, path):
+        """Plot the loss against the learning rate (log scale) to a PNG,
+        marking the suggested rate.
+
+        Parameters
+        ----------
+        path : str or path-like
+
+        Returns
+        -------
+        path, as given
+
+        Raises
+        ------
+        ImportError
+            If matplotlib is not installed.
+        """
+        try:
+            import matplotlib
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            raise ImportError("LRFinderResult.plot needs matplotlib, an optional dependency: "
+                              "pip install matplotlib") from None
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        ax.plot(self.lrs, self.losses, color="0.75", label="batch loss")
+        ax.plot(self.lrs, self.smoothed_losses, label="smoothed loss")
+        ax.axvline(self.suggested_lr, color="C3", linestyle="--",
+                   label=f"suggested lr {self.suggested_lr:.2g}")
+        ax.set_xscale("log")
+        finite = self.smoothed_losses[np.isfinite(self.smoothed_losses)]
+        if finite.size:
+            # Clip at a little above the starting loss: the diverging tail
+            # would squash the interesting part of the curve.
+            raw = self.losses[np.isfinite(self.losses)]
+            low = float(min(finite.min(), raw.min() if raw.size else finite.min()))
+            first = float(finite[0])
+            span = max(first - low, 1e-12)
+            ax.set_ylim(low - 0.1 * span, first + 0.5 * span)
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel("loss")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        return path
+
+
+def _fresh_optimizer(optimizer):
+    """An optimizer of the same class and settings with no state."""
+    fresh = _optimizers.from_config({"class_name": type(optimizer).__name__,
+                                     "config": optimizer.get_config()})
+    fresh.param_groups = optimizer.param_groups
+    return fresh
+
+
+def _suggest(lrs, smoothed):
+    """(suggested lr, lr of the minimum) from a smoothed loss curve."""
+    # The first steps have little smoothing history, so their noise could
+    # pose as the minimum or the steepest descent: skip a tenth of them.
+    skip = len(lrs) // 10 if len(lrs) >= 20 else 0
+    curve = np.where(np.isfinite(smoothed), smoothed, np.inf)
+    best = skip + int(np.argmin(curve[skip:]))
+    min_loss_lr = float(lrs[best])
+    if best - skip < 2:
+        return max(min_loss_lr / 10.0, float(lrs[0])), min_loss_lr
+    slopes = np.gradient(smoothed[skip:best + 1], np.log10(lrs[skip:best + 1]))
+    return float(lrs[skip + int(np.argmin(slopes))]), min_loss_lr
+
+
+def find_lr(model, x, y, start_lr=1e-7, end_lr=10.0, num_steps=100, batch_size=32,
+            sample_weight=None, smoothing=0.98, diverge_threshold=4.0):
+    """Learning-rate range test: train with an exponentially rising rate and
+    record the loss, then put the model back as it was.
+
+    Each step trains one batch (cycling over shuffled ``x``) at
+    ``start_lr * (end_lr / start_lr) ** (i / (num_steps - 1))``, with a fresh
+    optimizer of the model's class and settings. The test stops early when
+    the loss is not finite or the smoothed loss exceeds
+    ``diverge_threshold`` times its minimum. Afterwards the weights, the
+    layers' buffers (BatchNorm statistics), the gradients, the optimizer
+    (untouched) and the random generator are exactly as before.
+
+    Parameters
+    ----------
+    model : cdl.Sequential
+        Compiled.
+    x : array_like of shape ``(n_samples, *input_shape)``
+    y : array_like
+        Targets, as for ``fit``.
+    start_lr, end_lr : float, 0 < start_lr < end_lr
+    num_steps : int >= 2
+    batch_size : int >= 1
+    sample_weight : array_like of shape (n_samples,), optional
+    smoothing : float in [0, 1)
+        Weight of the past in the moving average of the loss.
+    diverge_threshold : float > 1
+
+    Returns
+    -------
+    LRFinderResult
+
+    Raises
+    ------
+    RuntimeError
+        If the model is not compiled.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import cdl
+    >>> from cdl import layers, tuning
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((256, 4)).astype("float32")
+    >>> y = (x.sum(axis=1) > 0).astype(int)
+    >>> model = cdl.Sequential([layers.Dense(16, activation="relu"), layers.Dense(2)],
+    ...                        input_shape=(4,), seed=0)
+    >>> model.compile("sgd", "cross_entropy")
+    >>> before = model.get_weights()
+    >>> result = tuning.find_lr(model, x, y, num_steps=60)
+    >>> 1e-7 <= result.suggested_lr <= 10.0
+    True
+    >>> all((a == b).all() for a, b in zip(before, model.get_weights()))
+    True
+    """
+    model._require_compiled()
+    start_lr = check_number(start_lr, "start_lr", low=0.0, low_inclusive=False)
+    end_lr = check_number(end_lr, "end_lr", low=start_lr, low_inclusive=False)
+    num_steps = check_number(num_steps, "num_steps", low=2, integer=True)
+    batch_size = check_number(batch_size, "batch_size", low=1, integer=True)
+    smoothing = check_number(smoothing, "smoothing", low=0.0, high=1.0, high_inclusive=False)
+    diverge_threshold = check_number(diverge_threshold, "diverge_threshold", low=1.0,
+                                     low_inclusive=False)
+    if not model.built and model.input_shape is None:
+        model.build(np.shape(x)[1:])
+    model._ensure_built()
+    x = as_float_array(x, model.dtype, "x")
+    check_finite(x, "x")
+    y = np.asarray(y)
+    n = x.shape[0]
+    if n == 0 or y.shape[:1] != (n,):
+        raise ValueError(f"x has {n} samples and y {y.shape[:1]}; they must match and be "
+                         "non-empty")
+    weights = None if sample_weight is None else np.asarray(sample_weight)
+    lrs = start_lr * (end_lr / start_lr) ** (np.arange(num_steps) / (num_steps - 1))
+
+    saved_params = model.param_buffer.copy()
+    saved_grads = model.grad_buffer.copy()
+    saved_buffers = [(array, array.copy()) for layer in model.layers
+                     for array in layer.buffers().values()]
+    saved_rng = model.rng.bit_generator.state
+    optimizer = model.optimizer
+    losses, smoothed = [], []
+    try:
+        model.optimizer = _fresh_optimizer(optimizer)
+        average, best = 0.0, math.inf
+        order = np.empty(0, dtype=np.int64)
+        position = 0
+        for step, lr in enumerate(lrs):
+            if position + batch_size > order.size:
+                order, position = model.rng.permutation(n), 0
+            index = order[position:position + batch_size]
+            position += batch_size
+            model.optimizer.lr = float(lr)
+            loss = float(model.train_step(
+                x[index], y[index], None if weights is None else weights[index]))
+            losses.append(loss)
+            average = smoothing * average + (1.0 - smoothing) * loss
+            value = average / (1.0 - smoothing ** (step + 1))
+            smoothed.append(value)
+            if not math.isfinite(loss) or value > diverge_threshold * best:
+                break
+            best = min(best, value)
+    finally:
+        model.optimizer = optimizer
+        model.param_buffer[...] = saved_params
+        model.grad_buffer[...] = saved_grads
+        for array, saved in saved_buffers:
+            array[...] = saved
+        model.rng.bit_generator.state = saved_rng
+    lrs = lrs[:len(losses)]
+    smoothed = np.asarray(smoothed)
+    suggested, min_loss_lr = _suggest(lrs, smoothed)
+    return LRFinderResult(lrs, np.asarray(losses), smoothed, suggested, min_loss_lr)
+
+
+# --- Monte-Carlo dropout ---------------------------------------------------------------------
+
+
+def _softmax(outputs):
+    shifted = outputs - outputs.max(axis=-1, keepdims=True)
+    np.exp(shifted, out=shifted)
+    shifted /= shifted.sum(axis=-1, keepdims=True)
+    return shifted
+
+
+def _sigmoid(outputs):
+    return 0.5 * (1.0 + np.tanh(0.5 * outputs))
+
+
+_TRANSFORMS = {"softmax": _softmax, "sigmoid": _sigmoid}
+
+
+def predict_mc(model, x, mc_samples=30, batch_size=256, seed=None, transform=None):
+    """Monte-Carlo dropout: the mean and standard deviation of
+    ``mc_samples`` predictions with dropout active.
+
+    Dropout layers (``DROPOUT_LAYERS``, at any depth) draw new masks for
+    every pass; every other layer is in inference mode (BatchNorm uses its
+    running statistics, GaussianNoise adds nothing).
+
+    Parameters
+    ----------
+    model : cdl.Sequential
+        With at least one dropout layer.
+    x : array_like of shape ``(n_samples, *input_shape)``
+    mc_samples : int >= 1
+        Stochastic passes per sample.
+    batch_size : int >= 1
+    seed : int, optional
+        Seeds the masks with a generator of its own, leaving the model's
+        generator untouched; by default the masks come from the model's
+        generator (which advances).
+    transform : {None, "softmax", "sigmoid"} or callable
+        Applied to each pass's outputs before averaging (e.g. "softmax" for
+        the mean class probabilities of a model with logit outputs).
+
+    Returns
+    -------
+    mean : ndarray of shape ``(n_samples, *output_shape)``
+    std : ndarray of shape ``(n_samples, *output_shape)``
+        Population standard deviation over the passes; both in the
+        model's dtype, accumulated in float64.
+
+    Raises
+    ------
+    ValueError
+        If the model has no dropout layer (the spread would be zero).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import cdl
+    >>> from cdl import layers, tuning
+    >>> model = cdl.Sequential([layers.Dense(8, activation="relu"), layers.Dropout(0.3),
+    ...                         layers.Dense(3)], input_shape=(4,), seed=0)
+    >>> mean, std = tuning.predict_mc(model, np.ones((2, 4)), mc_samples=10, seed=1,
+    ...                               transform="softmax")
+    >>> np.allclose(mean.sum(axis=1), 1.0)
+    True
+    """
+    mc_samples = check_number(mc_samples, "mc_samples", low=1, integer=True)
+    batch_size = check_number(batch_size, "batch_size", low=1, integer=True)
+    if isinstance(transform, str):
+        if transform not in _TRANSFORMS:
+            raise ValueError(f"transform must be None, 'softmax', 'sigmoid' or a function, "
+                             f"got {transform!r}")
+        transform = _TRANSFORMS[transform]
+    elif transform is not None and not callable(transform):
+        raise TypeError(f"transform must be None, a name or a function, got {transform!r}")
+    if not model.built and model.input_shape is None:
+        model.build(np.shape(x)[1:])
+    model._ensure_built()
+    x = as_float_array(x, model.dtype, "x")
+    if x.ndim < 2 or x.shape[1:] != tuple(model.input_shape):
+        raise ValueError(f"x has shape {x.shape}; the model expects samples of shape "
+                         f"{model.input_shape}")
+    check_finite(x, "x")
+    n = x.shape[0]
+    mean = np.zeros((n,) + tuple(model.output_shape))
+    spread = np.zeros_like(mean)  # sum of squared deviations (Welford)
+    with _training_mode_only(model, DROPOUT_LAYERS) as dropouts:
+        if not dropouts:
+            raise ValueError("the model has no dropout layer, so Monte-Carlo dropout would "
+                             "repeat one prediction; use model.predict")
+        generators = [(layer, layer._rng) for layer in dropouts]
+        try:
+            if seed is not None:
+                own = np.random.default_rng(seed)
+                for layer in dropouts:
+                    layer._rng = own
+            for start in range(0, n, batch_size):
+                rows = slice(start, start + batch_size)
+                for k in range(1, mc_samples + 1):
+                    out = model.forward(x[rows], training=False)
+                    if transform is not None:
+                        out = transform(out)
+                    delta = out - mean[rows]
+                    mean[rows] += delta / k
+                    spread[rows] += delta * (out - mean[rows])
+        finally:
+            for layer, generator in generators:
+                layer._rng = generator
+    std = np.sqrt(spread / mc_samples)
+    return mean.astype(model.dtype), std.astype(model.dtype)
