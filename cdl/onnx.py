@@ -33,7 +33,6 @@ True
 """
 import math
 import os
-import tempfile
 
 import numpy as np
 
@@ -479,31 +478,8 @@ def export(model, path, graph_name=None):
 
 
 def _write_atomically(path, data):
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path)[:64] + ".",
-                               suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _new_file_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """Write ``data`` to ``path`` as cdl writes its model files: a temporary
+    file in the same directory, fsynced, renamed over the target."""
+    from cdl.io import _atomic_write
 
-
-def _new_file_mode():
-    """Permissions a newly created file gets under the umask (mkstemp's are 0600)."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("Umask:"):
-                    return 0o666 & ~int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0o644
+    _atomic_write(path, lambda f: f.write(data))
