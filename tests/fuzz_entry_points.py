@@ -983,11 +983,15 @@ def _loss_target(rng, kind, shape):
     return rng.standard_normal(shape)
 
 
-def _loss_compatible(target_kind):
+def _loss_compatible(target_kind, takes_labels):
+    """Whether the shapes fit: labels (n,) or (n, 1) for logits (n, classes)
+    (also where a loss takes probabilities too, like CrossEntropy), else
+    the shape of pred ((n,) for pred (n, 1))."""
     def compatible(args):
         pred, target = shape_of(args["pred"]), shape_of(args["target"])
-        if target_kind == "labels":
-            if len(pred) != 2 or target not in ((pred[0],), (pred[0], 1)):
+        as_labels = len(pred) == 2 and target in ((pred[0],), (pred[0], 1))
+        if target_kind == "labels" or (takes_labels and as_labels):
+            if not as_labels:
                 return False
         elif target != pred and not (len(pred) >= 1 and pred[-1] == 1
                                      and target == pred[:-1]):
@@ -1033,7 +1037,8 @@ def loss_entry(name):
         names = ("pred", "target") + (("sample_weight",) if weight is not None else ())
         fuzz = _draw_fuzzed(draw, names)
         return Case({"pred": pred, "target": target, "sample_weight": weight}, slots, run,
-                    _loss_compatible(target_kind), f"pred {pred.dtype} {shape}"), fuzz
+                    _loss_compatible(target_kind, name.startswith("CrossEntropy")),
+                    f"pred {pred.dtype} {shape}"), fuzz
     return make
 
 

@@ -54,8 +54,8 @@ def _expected_failures(estimator):
 
 if sklearn is not None:
     @parametrize_with_checks(
-        [MLPClassifier(dtype="float64"), MLPRegressor(dtype="float64"),
-         MLPClassifier(), MLPRegressor()],
+        [MLPClassifier(), MLPRegressor(),
+         MLPClassifier(dtype="float32"), MLPRegressor(dtype="float32")],
         expected_failed_checks=_expected_failures)
     def test_sklearn_estimator_checks(estimator, check):
         with warnings.catch_warnings():
@@ -186,7 +186,7 @@ def test_fitted_attributes_follow_sklearn():
     assert clf.validation_scores_ is None and clf.best_validation_score_ is None
     assert clf.n_layers_ == 4 and clf.n_outputs_ == 1
     assert [type(layer).__name__ for layer in clf.model_.layers] == ["Dense"] * 3
-    assert clf.model_.dtype == np.float32
+    assert clf.model_.dtype == np.float64   # scikit-learn's precision by default
 
 
 @needs_sklearn
@@ -326,9 +326,11 @@ def test_integer_sample_weights_act_as_repeated_samples_in_float32():
     x = rng.standard_normal((15, 6))
     y = rng.integers(0, 3, 15)
     w = rng.integers(0, 4, 15)
-    weighted = MLPClassifier(hidden_layer_sizes=(8,), max_iter=20, random_state=0)
+    weighted = MLPClassifier(hidden_layer_sizes=(8,), max_iter=20, random_state=0,
+                             dtype="float32")
     weighted.fit(x, y, sample_weight=w)
-    repeated = MLPClassifier(hidden_layer_sizes=(8,), max_iter=20, random_state=0)
+    repeated = MLPClassifier(hidden_layer_sizes=(8,), max_iter=20, random_state=0,
+                             dtype="float32")
     repeated.fit(np.repeat(x, w, axis=0), np.repeat(y, w))
     np.testing.assert_allclose(weighted.predict_proba(x), repeated.predict_proba(x),
                                rtol=1e-5, atol=1e-6)
