@@ -51,6 +51,16 @@ class NonFiniteError(FloatingPointError):
         How many of its values are NaN or infinite.
     size : int
         How many values it has.
+
+    Examples
+    --------
+    >>> import cdl
+    >>> error = cdl.NonFiniteError("loss", "MeanSquaredError", "MeanSquaredError",
+    ...                            None, "forward", "value", 1, 1)
+    >>> isinstance(error, FloatingPointError)
+    True
+    >>> print(error)
+    loss MeanSquaredError produced 1 non-finite value (NaN or infinity) out of 1 in its value during the forward pass
     """
 
     def __init__(self, where, name, class_name, index, pass_name, array, count, size):
@@ -73,6 +83,15 @@ def is_anomaly_enabled():
     Returns
     -------
     bool
+
+    Examples
+    --------
+    >>> import cdl
+    >>> cdl.is_anomaly_enabled()
+    False
+    >>> with cdl.detect_anomaly():
+    ...     cdl.is_anomaly_enabled()
+    True
     """
     return switch.on
 
@@ -88,6 +107,16 @@ def set_detect_anomaly(mode):
     -------
     bool
         The previous setting.
+
+    Examples
+    --------
+    >>> import cdl
+    >>> cdl.set_detect_anomaly(True)
+    False
+    >>> cdl.is_anomaly_enabled()
+    True
+    >>> cdl.set_detect_anomaly(False)
+    True
     """
     if not isinstance(mode, (bool, np.bool_)):
         raise TypeError(f"mode must be True or False, got {mode!r}")

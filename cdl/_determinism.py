@@ -98,6 +98,16 @@ def are_deterministic_algorithms_enabled():
     Returns
     -------
     bool
+
+    Examples
+    --------
+    >>> import cdl
+    >>> cdl.use_deterministic_algorithms(True)
+    >>> cdl.are_deterministic_algorithms_enabled()
+    True
+    >>> cdl.use_deterministic_algorithms(False)
+    >>> cdl.are_deterministic_algorithms_enabled()
+    False
     """
     return _Mode.on
 

@@ -117,6 +117,18 @@ class CallbackList:
 
     Batch hooks are called only on callbacks that override them, so that
     callbacks which work per epoch add no per-batch cost.
+
+    Examples
+    --------
+    >>> from cdl import callbacks
+    >>> class Printer(callbacks.Callback):
+    ...     def on_epoch_end(self, epoch, logs=None):
+    ...         print("epoch", epoch, logs)
+    >>> hooks = callbacks.CallbackList([Printer()], model=None, params={"epochs": 1})
+    >>> hooks.wants_batch_logs    # no callback overrides a batch hook
+    False
+    >>> hooks.on_epoch_end(0, {"loss": 0.5})
+    epoch 0 {'loss': 0.5}
     """
 
     def __init__(self, callbacks, model, params):

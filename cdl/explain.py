@@ -311,6 +311,19 @@ class Completeness(NamedTuple):
     relative_error : ndarray of shape (n_samples,)
         ``|attribution_sum - output_difference| / |output_difference|``
         (the denominator floored at 1e-12).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import cdl
+    >>> from cdl import explain, layers
+    >>> model = cdl.Sequential([layers.Dense(1)], input_shape=(2,), dtype="float64", seed=0)
+    >>> x = np.array([[1.0, -2.0], [0.5, 3.0]])
+    >>> check = explain.completeness(model, x, explain.integrated_gradients(model, x, steps=1))
+    >>> check.relative_error.shape    # one value per sample
+    (2,)
+    >>> bool(np.allclose(check.attribution_sum, check.output_difference))
+    True
     """
 
     attribution_sum: np.ndarray
@@ -380,6 +393,22 @@ class PermutationImportance(NamedTuple):
         Every drop.
     baseline_score : float
         The score on the unshuffled inputs.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import cdl
+    >>> from cdl import explain, layers
+    >>> model = cdl.Sequential([layers.Dense(1, use_bias=False)], input_shape=(2,),
+    ...                        dtype="float64", seed=0)
+    >>> model.layers[0].kernel[:] = [[1.0], [0.0]]   # only feature 0 matters
+    >>> x = np.random.default_rng(0).standard_normal((20, 2))
+    >>> result = explain.permutation_importance(model, x, x[:, 0], scoring="r2",
+    ...                                         n_repeats=3, seed=0)
+    >>> result.importances.shape    # (features, n_repeats)
+    (2, 3)
+    >>> result.baseline_score, float(result.importances_mean[1])
+    (1.0, 0.0)
     """
 
     importances_mean: np.ndarray

@@ -521,6 +521,16 @@ _PRF_DOC = """{title}
     Returns
     -------
     float, or ndarray of shape (num_classes,) when ``average`` is None
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl import metrics
+    >>> y_true, y_pred = [0, 0, 1, 1, 2], [0, 1, 1, 1, 0]
+    >>> round(metrics.{fn}(y_true, y_pred), 4)    # macro average
+    {macro}
+    >>> np.round(metrics.{fn}(y_true, y_pred, average=None), 4)
+    {per_class}
     """
 
 
@@ -538,13 +548,16 @@ def f1_score(y_true, y_pred, average="macro", num_classes=None, sample_weight=No
 
 precision.__doc__ = _PRF_DOC.format(
     title="Precision: of the samples predicted as class c, the fraction truly c.",
-    formula="TP / (TP + FP)")
+    formula="TP / (TP + FP)", fn="precision",
+    macro="0.3889", per_class="array([0.5   , 0.6667, 0.    ])")
 recall.__doc__ = _PRF_DOC.format(
     title="Recall: of the samples of true class c, the fraction predicted as c.",
-    formula="TP / (TP + FN)")
+    formula="TP / (TP + FN)", fn="recall",
+    macro="0.5", per_class="array([0.5, 1. , 0. ])")
 f1_score.__doc__ = _PRF_DOC.format(
     title="F1 score: the harmonic mean of precision and recall.",
-    formula="2 TP / (2 TP + FP + FN)")
+    formula="2 TP / (2 TP + FP + FN)", fn="f1_score",
+    macro="0.4333", per_class="array([0.5, 0.8, 0. ])")
 
 _REGRESSION_DOC = """
     Parameters
@@ -559,6 +572,12 @@ _REGRESSION_DOC = """
     float
         With several outputs, the uniform average of the per-output
         values (scikit-learn's ``multioutput="uniform_average"``).
+
+    Examples
+    --------
+    >>> from cdl import metrics
+    >>> round(metrics.{fn}([3.0, -0.5, 2.0, 7.0], [2.5, 0.0, 2.0, 8.0]), 4)
+    {result}
     """
 
 
@@ -598,18 +617,21 @@ def r2_score(y_true, y_pred, sample_weight=None):
     return _r2_from_sums(num, den)
 
 
-mean_squared_error.__doc__ = "Mean squared error: mean of (y_true - y_pred) ** 2.\n" + _REGRESSION_DOC
-mean_absolute_error.__doc__ = "Mean absolute error: mean of ``abs(y_true - y_pred)``.\n" + _REGRESSION_DOC
+mean_squared_error.__doc__ = ("Mean squared error: mean of (y_true - y_pred) ** 2.\n"
+                              + _REGRESSION_DOC.format(fn="mean_squared_error", result="0.375"))
+mean_absolute_error.__doc__ = ("Mean absolute error: mean of ``abs(y_true - y_pred)``.\n"
+                               + _REGRESSION_DOC.format(fn="mean_absolute_error", result="0.5"))
 root_mean_squared_error.__doc__ = (
     "Root mean squared error: sqrt of the mean squared error, per output\n"
     "    (so with several outputs, the mean of the per-output RMSEs, as\n"
-    "    scikit-learn, not the square root of the overall MSE).\n" + _REGRESSION_DOC)
+    "    scikit-learn, not the square root of the overall MSE).\n"
+    + _REGRESSION_DOC.format(fn="root_mean_squared_error", result="0.6124"))
 r2_score.__doc__ = (
     "Coefficient of determination R^2 = 1 - sum w (y - p)^2 / sum w (y - mean(y))^2.\n\n"
     "    As scikit-learn (``force_finite=True``): an output whose target is constant\n"
     "    scores 1.0 if predicted exactly, else 0.0; fewer than two samples give NaN\n"
     "    (R^2 is not defined there). Can be negative for predictions worse than the\n"
-    "    mean.\n" + _REGRESSION_DOC)
+    "    mean.\n" + _REGRESSION_DOC.format(fn="r2_score", result="0.9486"))
 
 
 # ---------------------------------------------------------------------------
@@ -983,23 +1005,32 @@ _CONFUSION_DOC = """Streaming ``{fn}`` of model outputs, from a confusion matrix
     num_classes : int, optional
         If given, ``y_pred`` must have that many score columns.
     name : str, optional
+
+    Examples
+    --------
+    >>> from cdl import metrics
+    >>> metric = metrics.{cls}()
+    >>> metric.update([0, 0, 1], [[0.9, 0.1, 0.0], [0.2, 0.7, 0.1], [0.1, 0.8, 0.1]])
+    >>> metric.update([1, 2], [[0.3, 0.6, 0.1], [0.6, 0.3, 0.1]])
+    >>> round(metric.result(), 4)    # as {fn}([0, 0, 1, 1, 2], [0, 1, 1, 1, 0])
+    {result}
     """
 
 
 class Precision(_ConfusionMetric):
-    __doc__ = _CONFUSION_DOC.format(fn="precision")
+    __doc__ = _CONFUSION_DOC.format(fn="precision", cls="Precision", result="0.3889")
     name = "precision"
     _which = "precision"
 
 
 class Recall(_ConfusionMetric):
-    __doc__ = _CONFUSION_DOC.format(fn="recall")
+    __doc__ = _CONFUSION_DOC.format(fn="recall", cls="Recall", result="0.5")
     name = "recall"
     _which = "recall"
 
 
 class F1Score(_ConfusionMetric):
-    __doc__ = _CONFUSION_DOC.format(fn="f1_score")
+    __doc__ = _CONFUSION_DOC.format(fn="f1_score", cls="F1Score", result="0.4333")
     name = "f1"
     _which = "f1"
 

@@ -137,6 +137,20 @@ class LRFinderResult:
     min_loss_lr : float
         The rate of the lowest smoothed loss; a tenth of it is another
         common choice.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import cdl
+    >>> from cdl import layers, tuning
+    >>> x = np.random.default_rng(0).standard_normal((64, 2)).astype("float32")
+    >>> model = cdl.Sequential([layers.Dense(1)], input_shape=(2,), seed=0)
+    >>> model.compile("sgd", "mse")
+    >>> result = tuning.find_lr(model, x, x.sum(axis=1, keepdims=True), num_steps=20)
+    >>> len(result.lrs) == len(result.losses) == len(result.smoothed_losses)
+    True
+    >>> bool(result.lrs[0] < result.lrs[-1])    # the rate rises every step
+    True
     """
 
     def __init__(self, lrs, losses, smoothed_losses, suggested_lr, min_loss_lr):

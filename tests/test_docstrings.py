@@ -4,9 +4,10 @@ Public names are those listed in the ``__all__`` of the modules below (the
 modules of the API reference), plus the public methods and properties of
 public classes. A method a class inherits from another public class is
 checked there; one it inherits from a private helper class (``cdl.training``'s
-``TrainingMixin`` for ``Sequential``, for instance) counts as its own. The
-examples of every docstring in every Python module of cdl, public or not,
-run as doctests.
+``TrainingMixin`` for ``Sequential``, for instance) counts as its own.
+Public classes and module-level functions also need an ``Examples``
+section. The examples of every docstring in every Python module of cdl,
+public or not, run as doctests.
 """
 import ast
 import doctest
@@ -14,6 +15,7 @@ import importlib
 import inspect
 import pathlib
 import pkgutil
+import re
 import types
 
 import numpy as np
@@ -159,6 +161,26 @@ def test_every_public_name_has_a_docstring():
     assert len(names) > 300, "the walk over public names found too few of them"
     missing = [name for name, kind, obj in names if not _has_docstring(kind, obj)]
     assert not missing, "public names without a docstring:\n  " + "\n  ".join(missing)
+
+
+#: A NumPy-style ``Examples`` section header: the word, then a dashed underline.
+_EXAMPLES_HEADER = re.compile(r"^Examples[ \t]*\n-{3,}[ \t]*$", re.MULTILINE)
+
+
+def _has_examples(kind, obj):
+    doc = vars(obj).get("__doc__") if kind == "class" else inspect.getdoc(obj)
+    return bool(_EXAMPLES_HEADER.search(inspect.cleandoc(doc or "")))
+
+
+def test_every_public_class_and_function_has_examples():
+    """Public classes and module-level functions show how they are used in an
+    ``Examples`` section (methods, properties and data need not)."""
+    names = [(name, kind, obj) for name, kind, obj in public_names()
+             if kind in ("class", "function")]
+    assert len(names) > 100, "the walk over public names found too few of them"
+    missing = [name for name, kind, obj in names if not _has_examples(kind, obj)]
+    assert not missing, ("public classes and functions without an Examples section:\n  "
+                         + "\n  ".join(missing))
 
 
 # --- doctests ------------------------------------------------------------------

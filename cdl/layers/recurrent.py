@@ -240,7 +240,28 @@ _RNN_DOC_COMMON = """
     -----
     The initial state is zeros unless ``trainable_initial_state``. Inputs
     have a fixed number of time steps (the one the layer was built for).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl import layers
+    >>> rnn = layers.{name}(4, return_sequences=True)
+    >>> x = np.random.default_rng(0).normal(size=(2, 5, 3)).astype(np.float32)
+    >>> rnn(x).shape    # (batch, time steps, units)
+    (2, 5, 4)
+    >>> rnn.input_kernel.shape    # (features, {g}*units)
+    (3, {kernel_cols})
+    >>> [state.shape for state in rnn.states]    # {states_comment}
+    {states_repr}
 """
+
+
+def _rnn_doc(name, g, **fields):
+    """The common part of a recurrent layer's docstring, with its example."""
+    states = "(h, c)" if name == "LSTM" else "(h,)"
+    return _RNN_DOC_COMMON.format(
+        name=name, g=g, kernel_cols=4 * g, states_comment=f"the final {states}",
+        states_repr=repr([(2, 4)] * (2 if name == "LSTM" else 1)), **fields)
 
 
 _NO_C = dict(c_arg="", c_attr="", torch_state="h0", c_torch="")
@@ -248,8 +269,8 @@ _NO_C = dict(c_arg="", c_attr="", torch_state="h0", c_torch="")
 
 class SimpleRNN(_Recurrent):
     __doc__ = """Fully recurrent layer: h_t = activation(x_t W + b_i + h_{t-1} U + b_h).
-""" + _RNN_DOC_COMMON.format(
-        extra="""
+""" + _rnn_doc(
+        "SimpleRNN", extra="""
     activation : {"tanh", "relu", "sigmoid", "linear"}""",
         g=1, order="one block", **_NO_C)
 
@@ -278,7 +299,7 @@ class LSTM(_Recurrent):
         g = tanh(x W_g + b_ig + h U_g + b_hg)        (cell candidate)
         o = sigmoid(x W_o + b_io + h U_o + b_ho)     (output gate)
         c' = f * c + i * g;   h' = o * tanh(c')
-""" + _RNN_DOC_COMMON.format(extra="", g=4, order="input, forget, cell, output",
+""" + _rnn_doc("LSTM", extra="", g=4, order="input, forget, cell, output",
         c_arg="\n        (and ``initial_c`` for the cell state)", c_attr=", initial_c",
         torch_state="(h0, c0)", c_torch="\n        (``c0`` likewise from ``initial_c``)")
 
@@ -294,7 +315,7 @@ class GRU(_Recurrent):
         z = sigmoid(x W_z + b_iz + h U_z + b_hz)     (update gate)
         n = tanh(x W_n + b_in + r * (h U_n + b_hn))  (new state)
         h' = (1 - z) * n + z * h
-""" + _RNN_DOC_COMMON.format(extra="", g=3, order="reset, update, new", **_NO_C)
+""" + _rnn_doc("GRU", extra="", g=3, order="reset, update, new", **_NO_C)
 
     _cell = _rec.CELLS["GRU"]
     _gates = 3
