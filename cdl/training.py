@@ -186,6 +186,14 @@ def _sample_weights(sample_weight, class_weight, y, n, dtype):
     return None if weights is None else np.ascontiguousarray(weights, dtype=dtype)
 
 
+def _sample_shape(x):
+    """The shape of one sample of ``x``, to build a model from; ``x`` is
+    checked first, so that a ragged list or strings get cdl's message."""
+    if not _is_streamed(x):
+        x = as_real_array(x, "x")
+    return x.shape[1:]
+
+
 def _batches(n, batch_size, shuffle, rng, order=None):
     """Slices (in order) or index arrays (shuffled) covering range(n); a given
     ``order`` (a permutation of range(n)) is used instead of drawing one."""
@@ -501,9 +509,14 @@ class TrainingMixin:
         """
         self._require_compiled()
         x = self._check_batch(x)
+        if x.shape[0] == 0:
+            raise ValueError("train_step needs a batch of at least one sample, got 0")
+        # The checks fit applies to targets, for both paths (the fused step
+        # reads them raw): lists, odd layouts, NaN, labels converted once.
+        y = _Targets(y, x.shape[0], self.loss, self.dtype).data
         weights = None if sample_weight is None else _sample_weights(
             sample_weight, None, None, x.shape[0], self.dtype)
-        plan = self._fused_plan(max(x.shape[0], 1)) if self.use_fused_step else None
+        plan = self._fused_plan(x.shape[0]) if self.use_fused_step else None
         self._regularized = self._has_regularization()
         loss, _ = self._step(x, y, weights, plan)
         return loss
@@ -598,7 +611,7 @@ class TrainingMixin:
             max_steps = check_number(max_steps, "max_steps", low=1, integer=True)
 
         if not self.built and self.input_shape is None:
-            self.build(np.shape(x)[1:])
+            self.build(_sample_shape(x))
         self._ensure_built()
         inputs = _Inputs(self, x)
         n = len(inputs)
@@ -771,7 +784,7 @@ class TrainingMixin:
             return
         with _concurrency.guard_of(self).layer_lock:
             if not self.built and self.input_shape is None and x is not None:
-                self.build(np.shape(x)[1:])
+                self.build(_sample_shape(x))
             self._ensure_built()
 
     def _evaluate_arrays(self, x, y, weights, batch_size=256):

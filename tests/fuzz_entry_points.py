@@ -1025,7 +1025,9 @@ def loss_entry(name):
                 raise AssertionError(f"the loss returned {type(value).__name__}, not float")
             return {"loss": value, "grad": np.array(loss.backward())}
 
-        target_dtype = label_dtype if target_kind == "labels" else fixed(np.float64)
+        # CrossEntropy reads integer targets as labels, floats as probabilities.
+        takes_labels = target_kind == "labels" or name.startswith("CrossEntropy")
+        target_dtype = label_dtype if takes_labels else fixed(np.float64)
         converts = "biuf" if target_kind in ("labels", "real", "unit", "counts", "signs") \
             else "f"
         slots = {"pred": Slot(clean_dtype=float_like),
@@ -1624,21 +1626,12 @@ ENTRIES = _entries()
 
 # --- running -----------------------------------------------------------------------
 
-#: Failures in code outside the reach of the fixes that came with this fuzz
-#: (its owners change it): (entry point pattern, pattern searched in the
-#: problem and the example's description, cause).
-#: They are counted and printed as "known", not as failures. Remove an entry
-#: once its cause is fixed; the fuzz then checks that it stays fixed.
-KNOWN_ISSUES = [
-    (r"Sequential\.(fit|evaluate|predict|predict_proba|predict_classes)$",
-     r"unclear ValueError from a library call, not from cdl: setting an array element "
-     r"with a sequence",
-     "fit/predict build an unbuilt model from np.shape(x) before checking x "
-     "(cdl/training.py), so a ragged x gets NumPy's message"),
-    (r"Sequential\.train_step$", r"fused=True .*; y: ",
-     "train_step hands y to the fused step (cdl/_fused.plan_targets) without the "
-     "checks fit applies (_Targets): lists, odd layouts, NaN targets"),
-]
+#: Failures whose cause is known and not yet fixed: (entry point pattern,
+#: pattern searched in the problem and the example's description, cause).
+#: They are counted and printed as "known", not as failures. Empty: every
+#: finding so far is fixed; an entry is removed once its cause is fixed, and
+#: the fuzz then checks that it stays fixed.
+KNOWN_ISSUES = []
 
 
 def known_issue(name, problem, description):

@@ -99,6 +99,27 @@ def _parse(stdout, results):
     return running
 
 
+def _run_child(names, examples, trace, env):
+    """Run the fuzz of ``names`` in a child; return its stdout, its stderr
+    and how it ended."""
+    timeout = SECONDS_PER_ENTRY * len(names)
+    try:
+        proc = subprocess.run(_command(names, examples, trace), cwd=HERE, capture_output=True,
+                              text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired as err:
+        output = [o.decode() if isinstance(o, bytes) else (o or "")
+                  for o in (err.stdout, err.stderr)]
+        return output[0], output[1], f"a hang (no result within {timeout:.0f} s)"
+    return proc.stdout, proc.stderr, _describe_exit(proc.returncode)
+
+
+def _read(path):
+    if not os.path.exists(path):
+        return ""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return f.read().strip()
+
+
 def run_worker(names, examples, results, env=None):
     """Fuzz ``names`` in child interpreters, restarting after a crash or a
     hang, and record each entry point's outcome in ``results``."""
@@ -106,32 +127,18 @@ def run_worker(names, examples, results, env=None):
     with tempfile.TemporaryDirectory() as folder:
         trace = os.path.join(folder, "trace.txt")
         while remaining:
-            timeout = SECONDS_PER_ENTRY * len(remaining)
-            try:
-                proc = subprocess.run(_command(remaining, examples, trace), cwd=HERE,
-                                      capture_output=True, text=True, timeout=timeout,
-                                      env=env)
-                stdout, stderr, why = proc.stdout, proc.stderr, _describe_exit(proc.returncode)
-            except subprocess.TimeoutExpired as err:
-                stdout = err.stdout.decode() if isinstance(err.stdout, bytes) else err.stdout
-                stderr = err.stderr.decode() if isinstance(err.stderr, bytes) else err.stderr
-                why = f"a hang (no result within {timeout:.0f} s)"
-            running = _parse(stdout or "", results)
-            finished = [n for n in remaining if results[n].summary is not None]
+            stdout, stderr, why = _run_child(remaining, examples, trace, env)
+            running = _parse(stdout, results)
+            unfinished = [n for n in remaining if results[n].summary is None]
             if running is None:
-                for name in remaining:
-                    if results[name].summary is None:
-                        results[name].crash = f"the child stopped with {why} before it:\n" \
-                                              f"{(stderr or '')[-3000:]}"
+                for name in unfinished:
+                    results[name].crash = f"the child stopped with {why} before it:\n" \
+                                          f"{stderr[-3000:]}"
                 return
-            example = ""
-            if os.path.exists(trace):
-                with open(trace, encoding="utf-8", errors="replace") as f:
-                    example = f.read().strip()
             results[running].crash = (f"the interpreter died with {why} while fuzzing "
-                                      f"{running}, on the example: {example}\n"
-                                      f"{(stderr or '')[-3000:]}")
-            remaining = [n for n in remaining if n not in finished and n != running]
+                                      f"{running}, on the example: {_read(trace)}\n"
+                                      f"{stderr[-3000:]}")
+            remaining = [n for n in unfinished if n != running]
 
 
 def run_all(names, examples, workers=WORKERS, env=None):

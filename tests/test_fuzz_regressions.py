@@ -177,3 +177,39 @@ def test_train_test_split_names_unsortable_stratify_labels():
     labels = np.array([0, "a", 0, "a"], dtype=object)
     with pytest.raises(TypeError, match="stratify holds labels that cannot be sorted"):
         data.train_test_split(np.zeros((4, 1)), stratify=labels, test_size=2, seed=0)
+
+
+@pytest.mark.parametrize("y, exc, match", [
+    ([0, 1, 1, 0], None, None),                                   # a list works as in fit
+    (np.array([0.0, np.nan, 1.0, 0.0]), ValueError, "NaN"),
+    (np.array([[0, 1, 1, 0]]), ValueError, "samples"),
+    (np.array(["a", "b", "c", "d"]), TypeError, "real numbers"),
+])
+def test_train_step_checks_targets_like_fit_on_both_paths(y, exc, match):
+    x = np.random.default_rng(0).standard_normal((4, 3))
+    for fused in (True, False):
+        model = cdl.Sequential([layers.Dense(2)], input_shape=(3,), seed=0)
+        model.compile("sgd", "cross_entropy")
+        model.use_fused_step = fused
+        if exc is None:
+            assert np.isfinite(model.train_step(x, y))
+        else:
+            with pytest.raises(exc, match=match):
+                model.train_step(x, y)
+
+
+def test_train_step_names_an_empty_batch():
+    model = cdl.Sequential([layers.Dense(2)], input_shape=(3,), seed=0)
+    model.compile("sgd", "mse")
+    with pytest.raises(ValueError, match="at least one sample"):
+        model.train_step(np.zeros((0, 3)), np.zeros((0, 2)))
+
+
+@pytest.mark.parametrize("call", ["fit", "predict"])
+def test_an_unbuilt_model_names_a_ragged_x(call):
+    model = cdl.Sequential([layers.Dense(2)], seed=0)
+    model.compile("sgd", "mse")
+    ragged = [[1.0, 2.0], [3.0]]
+    args = (ragged, np.zeros((2, 2))) if call == "fit" else (ragged,)
+    with pytest.raises(ValueError, match="x could not be turned into an array"):
+        getattr(model, call)(*args, verbose=0) if call == "fit" else model.predict(*args)
