@@ -1,5 +1,4 @@
 """Embedding: integer indices to learned vectors."""
-import math
 
 import numpy as np
 
