@@ -4,6 +4,8 @@
 cimport numpy as cnp
 
 cdef int check_float_array(object a, str name, int ndim, bint writable) except -1
+cdef int check_int64_array(object a, str name, int ndim, bint writable) except -1
+cdef int check_array_layout(cnp.ndarray arr, str name, int ndim, bint writable) except -1
 cdef int check_same_dtype(object a, object b, str name_a, str name_b) except -1
 cdef int check_same_shape(object a, object b, str name_a, str name_b) except -1
 

@@ -17,6 +17,22 @@ cdef int check_float_array(object a, str name, int ndim, bint writable) except -
     cdef int typenum = cnp.PyArray_TYPE(arr)
     if typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64:
         raise TypeError(f"{name} must have dtype float32 or float64, got {a.dtype}")
+    return check_array_layout(arr, name, ndim, writable)
+
+
+cdef int check_int64_array(object a, str name, int ndim, bint writable) except -1:
+    """Check that ``a`` is an int64 (labels, indices), C-contiguous, aligned
+    ndarray; ``ndim`` and ``writable`` as in ``check_float_array``."""
+    if not isinstance(a, np.ndarray) or cnp.PyArray_TYPE(<cnp.ndarray>a) != cnp.NPY_INT64:
+        raise TypeError(f"{name} must be an int64 ndarray, got "
+                        f"{getattr(a, 'dtype', type(a).__name__)}")
+    return check_array_layout(<cnp.ndarray>a, name, ndim, writable)
+
+
+cdef int check_array_layout(cnp.ndarray arr, str name, int ndim, bint writable) except -1:
+    """The rank, contiguity, alignment and writeability the kernels rely on:
+    they walk the data as one aligned run of elements."""
+    cdef object a = arr
     if ndim >= 0 and arr.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-dimensional, got shape {a.shape}")
     if not cnp.PyArray_IS_C_CONTIGUOUS(arr):

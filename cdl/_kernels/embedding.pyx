@@ -11,7 +11,9 @@ from libc.string cimport memcpy
 import numpy as np
 cimport numpy as cnp
 
-from cdl._kernels._checks cimport check_float_array, check_same_dtype, data_ptr, is_float32
+from cdl._kernels._checks cimport (
+    check_float_array, check_int64_array, check_same_dtype, data_ptr, is_float32,
+)
 
 cnp.import_array()
 
@@ -53,13 +55,7 @@ cdef void embedding_backward(Py_ssize_t n, Py_ssize_t v, Py_ssize_t d,
 
 
 def _check_indices(indices):
-    if not isinstance(indices, np.ndarray) or indices.dtype != np.int64:
-        raise TypeError(f"indices must be an int64 ndarray, got "
-                        f"{getattr(indices, 'dtype', type(indices).__name__)}")
-    if indices.ndim != 1:
-        raise ValueError(f"indices must be 1-dimensional, got shape {indices.shape}")
-    if not indices.flags.c_contiguous or not indices.flags.aligned:
-        raise ValueError("indices must be C-contiguous and aligned")
+    check_int64_array(indices, "indices", 1, False)
 
 
 def first_out_of_range(indices, Py_ssize_t num_rows):

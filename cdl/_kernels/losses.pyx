@@ -10,7 +10,8 @@ import numpy as np
 cimport numpy as cnp
 
 from cdl._kernels._checks cimport (
-    check_float_array, check_same_dtype, check_same_shape, data_ptr, is_float32, optional_ptr)
+    check_float_array, check_int64_array, check_same_dtype, check_same_shape, data_ptr,
+    is_float32, optional_ptr)
 from cdl._kernels._math cimport f_exp, f_log, f_log1p, f_abs, f_sigmoid
 
 cnp.import_array()
@@ -341,12 +342,9 @@ def _check_logits(Z, P):
 
 
 def _check_labels(labels, Py_ssize_t n, Py_ssize_t c):
-    if not isinstance(labels, np.ndarray) or labels.dtype != np.int64:
-        raise TypeError("labels must be an int64 ndarray")
+    check_int64_array(labels, "labels", -1, False)
     if labels.ndim != 1 or labels.shape[0] != n:
         raise ValueError(f"labels must have shape ({n},), got {labels.shape}")
-    if not labels.flags.c_contiguous or not labels.flags.aligned:
-        raise ValueError("labels must be C-contiguous and aligned")
     cdef const int64_t* pl = <const int64_t*>data_ptr(labels)
     cdef Py_ssize_t bad
     with nogil:

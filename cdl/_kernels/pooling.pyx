@@ -23,7 +23,7 @@ import numpy as np
 cimport numpy as cnp
 
 from cdl._kernels._checks cimport (
-    check_float_array, check_same_dtype, data_ptr, is_float32)
+    check_array_layout, check_float_array, check_same_dtype, data_ptr, is_float32)
 
 cnp.import_array()
 
@@ -217,17 +217,11 @@ cdef int _check_pair(object value, str name, Py_ssize_t low,
 cdef int _check_index_array(object a, str name, tuple shape, bint writable) except -1:
     if not isinstance(a, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
-    cdef cnp.ndarray arr = <cnp.ndarray>a
-    if cnp.PyArray_TYPE(arr) != cnp.NPY_INT64:
+    if cnp.PyArray_TYPE(<cnp.ndarray>a) != cnp.NPY_INT64:
         raise TypeError(f"{name} must have dtype int64, got {a.dtype}")
+    check_array_layout(<cnp.ndarray>a, name, -1, writable)
     if a.shape != shape:
         raise ValueError(f"{name} has shape {a.shape}, expected {shape}")
-    if not cnp.PyArray_IS_C_CONTIGUOUS(arr):
-        raise ValueError(f"{name} must be C-contiguous")
-    if not cnp.PyArray_ISALIGNED(arr):
-        raise ValueError(f"{name} must be aligned in memory")
-    if writable and not cnp.PyArray_ISWRITEABLE(arr):
-        raise ValueError(f"{name} is written in place and must be writeable")
     return 0
 
 
