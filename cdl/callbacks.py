@@ -242,14 +242,9 @@ class History(Callback):
         ImportError
             If matplotlib is not installed.
         """
-        try:
-            import matplotlib
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-        except ImportError:
-            raise ImportError(
-                "History.plot needs matplotlib, an optional dependency: "
-                "pip install matplotlib") from None
+        from cdl._plotting import pyplot
+
+        plt = pyplot("History.plot")
         keys = keys or [k for k in self.history if k != "lr" and not k.startswith("val_")]
         if not keys:
             raise ValueError("there is nothing to plot: the history is empty")

@@ -181,13 +181,9 @@ class LRFinderResult:
         ImportError
             If matplotlib is not installed.
         """
-        try:
-            import matplotlib
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-        except ImportError:
-            raise ImportError("LRFinderResult.plot needs matplotlib, an optional dependency: "
-                              "pip install matplotlib") from None
+        from cdl._plotting import pyplot
+
+        plt = pyplot("LRFinderResult.plot")
         fig, ax = plt.subplots(figsize=(7, 4.5))
         ax.plot(self.lrs, self.losses, color="0.75", label="batch loss")
         ax.plot(self.lrs, self.smoothed_losses, label="smoothed loss")
