@@ -109,6 +109,17 @@ class _ClassWeights:
     def _weight_config(self):
         return None if self.weight is None else [float(w) for w in self.weight]
 
+    def _divisor(self, target, n):
+        """With class weights and integer labels, the batch mean divides by
+        the total class weight of the labels (see the class docstring)."""
+        if self.weight is None:
+            return float(n)
+        try:
+            labels = _class_labels(target, n, self.weight.shape[0])
+        except ValueError:
+            return float(n)  # forward raises on these targets, naming what is wrong
+        return float(n) if labels is None else float(self.weight[labels].sum())
+
 
 def _class_labels(target, n, classes):
     """Integer labels as int64 of shape (n,), or None if ``target`` holds
@@ -181,6 +192,13 @@ class Loss:
 
     def __call__(self, pred, target, sample_weight=None):
         return self.forward(pred, target, sample_weight)
+
+    def _divisor(self, target, n):
+        """What ``forward`` divides the batch's summed loss by: the number of
+        samples ``n``. Data-parallel training weighs each process's part of a
+        batch by it, so a loss whose mean divides by something else (class
+        weights) overrides it."""
+        return float(n)
 
     def _need_forward(self):
         if self._cache is None:

@@ -677,6 +677,30 @@ class Metric:
         """Forget all batches."""
         raise NotImplementedError
 
+    def merge_state(self, other):
+        """Add everything ``other`` has accumulated to this metric, as if its
+        batches had been given to this one's ``update``.
+
+        ``other`` must be a metric of the same class and configuration.
+        Data-parallel training (``cdl.distributed``) combines the metrics
+        of its processes with it; a custom metric supports distributed
+        training by overriding it.
+
+        Raises
+        ------
+        TypeError
+            If ``other`` is not of this metric's class.
+        NotImplementedError
+            If the metric cannot be merged.
+        """
+        raise NotImplementedError(f"{type(self).__name__} {self.name!r} does not implement "
+                                  "merge_state, so it cannot be combined across processes")
+
+    def _check_mergeable(self, other):
+        if type(other) is not type(self):
+            raise TypeError(f"cannot merge a {type(other).__name__} into a "
+                            f"{type(self).__name__}")
+
     def _need_samples(self, seen):
         if not seen:
             raise RuntimeError(
@@ -737,6 +761,12 @@ class Mean(Metric):
         self._weight += float(w.sum())
         self._count += v.size
 
+    def merge_state(self, other):
+        self._check_mergeable(other)
+        self._total += other._total
+        self._weight += other._weight
+        self._count += other._count
+
     def result(self):
         self._need_samples(self._count)
         if self._weight == 0:
@@ -794,6 +824,10 @@ class MeanMetricWrapper(Metric):
         self._need_samples(self._mean._count)
         return self._mean.result()
 
+    def merge_state(self, other):
+        self._check_mergeable(other)
+        self._mean.merge_state(other._mean)
+
     def get_config(self):
         return {"fn": self.fn, "name": self.name}
 
@@ -819,6 +853,12 @@ class _WeightedFraction(Metric):
             self._correct += float(w @ per_row.sum(axis=1))
             self._weight += float(w.sum() * m)
         self._count += n
+
+    def merge_state(self, other):
+        self._check_mergeable(other)
+        self._correct += other._correct
+        self._weight += other._weight
+        self._count += other._count
 
     def result(self):
         self._need_samples(self._count)
@@ -987,6 +1027,20 @@ class _ConfusionMetric(Metric):
         self._need_samples(self._count)
         return _prf(self._cm, self._present, self._which, self.average)
 
+    def merge_state(self, other):
+        self._check_mergeable(other)
+        if other._cm is None:
+            return
+        if self._cm is None:
+            self._cm, self._present = other._cm.copy(), other._present.copy()
+        elif other._cm.shape != self._cm.shape:
+            raise ValueError(f"cannot merge a confusion matrix of {other._cm.shape[0]} classes "
+                             f"into one of {self._cm.shape[0]}")
+        else:
+            self._cm += other._cm
+            self._present |= other._present
+        self._count += other._count
+
     def get_config(self):
         return {"average": self.average, "num_classes": self.num_classes, "name": self.name}
 
@@ -1065,6 +1119,21 @@ class _RegressionMetric(Metric):
         self._sae += ww @ np.abs(t - p)
         self._weight += float(ww.sum())
         self._count += n
+
+    def merge_state(self, other):
+        self._check_mergeable(other)
+        if other._outputs is None:
+            return
+        if self._outputs is None:
+            self._outputs = other._outputs
+            self._sse, self._sae = np.zeros(self._outputs), np.zeros(self._outputs)
+        elif other._outputs != self._outputs:
+            raise ValueError(f"cannot merge a metric of {other._outputs} outputs into one "
+                             f"of {self._outputs}")
+        self._sse += other._sse
+        self._sae += other._sae
+        self._weight += other._weight
+        self._count += other._count
 
     def _per_output(self, sums):
         self._need_samples(self._count)
@@ -1175,6 +1244,28 @@ class R2(_RegressionMetric):
         self._sse += ww @ (t - p) ** 2
         self._weight += wb
         self._count += n
+
+    def merge_state(self, other):
+        wa, wb = self._weight, other._weight
+        merged_stats = other._mean is not None and wb > 0
+        if merged_stats and (self._mean is None or wa == 0):
+            mean, m2 = other._mean.copy(), other._m2.copy()
+            low, high = other._min.copy(), other._max.copy()
+        elif merged_stats:
+            # Chan et al.'s parallel update, as ``update`` merges a batch.
+            total = wa + wb
+            delta = other._mean - self._mean
+            mean = self._mean + delta * (wb / total)
+            m2 = self._m2 + other._m2 + delta ** 2 * (wa * wb / total)
+            low, high = np.minimum(self._min, other._min), np.maximum(self._max, other._max)
+        else:
+            mean, m2, low, high = self._mean, self._m2, self._min, self._max
+        super().merge_state(other)
+        if mean is None and self._outputs is not None:
+            m = self._outputs
+            mean, m2 = np.zeros(m), np.zeros(m)
+            low, high = np.full(m, np.inf), np.full(m, -np.inf)
+        self._mean, self._m2, self._min, self._max = mean, m2, low, high
 
     def result(self):
         self._per_output(self._sse)  # the checks

@@ -3,6 +3,7 @@ import math
 
 import numpy as np
 
+from cdl import _sharding
 from cdl._kernels import dropout as _dropout
 from cdl._validation import check_number
 from cdl.layers.base import Layer
@@ -48,7 +49,7 @@ class Dropout(Layer):
         if not training or self.rate == 0.0:
             self._mask = None
             return x
-        mask = self._rng.random(x.shape, dtype=self.dtype)
+        mask = _sharding.per_sample(self._rng, x.shape, self.dtype)
         y = np.empty_like(x)
         _dropout.forward(x, mask, mask, y, self.rate)
         self._mask = mask

@@ -7,6 +7,7 @@ from the model's seeded generator, so a run is reproducible.
 """
 import numpy as np
 
+from cdl import _sharding
 from cdl._validation import check_number
 from cdl.layers.base import Layer
 
@@ -46,7 +47,7 @@ class _SpatialDropout(Layer):
         n, channels = x.shape[0], x.shape[-1]
         # One uniform per (sample, channel), turned into the scaled mask as the
         # dropout kernel does: keep where u >= rate, scaled in the layer's dtype.
-        u = self._rng.random((n, channels), dtype=self.dtype)
+        u = _sharding.per_sample(self._rng, (n, channels), self.dtype)
         keep = self.dtype.type(1.0 / (1.0 - self.rate))
         mask = np.where(u >= self.dtype.type(self.rate), keep, self.dtype.type(0))
         self._mask = mask.reshape((n,) + (1,) * (self._rank - 1) + (channels,))
@@ -141,7 +142,7 @@ class GaussianNoise(Layer):
         self._out_shape = x.shape
         if not training or self.stddev == 0.0:
             return x
-        y = self._rng.standard_normal(x.shape, dtype=self.dtype)
+        y = _sharding.per_sample(self._rng, x.shape, self.dtype, normal=True)
         y *= self.dtype.type(self.stddev)
         y += x
         return y
