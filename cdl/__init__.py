@@ -33,9 +33,10 @@ from cdl.model import Sequential
 
 # Loaded on first use, to keep ``import cdl`` fast: scripts that only train
 # never pay for the data sets, metrics or file format code.
-# cdl.sklearn and cdl.onnx need optional packages: importable on demand, not in __all__.
+# cdl.sklearn, cdl.onnx and cdl.distributed need optional packages: importable on
+# demand, not in __all__.
 _LAZY_MODULES = ("callbacks", "data", "datasets", "metrics", "regularizers", "schedules", "io",
-                 "bench", "explain", "tuning", "averaging", "sklearn", "onnx")
+                 "bench", "explain", "tuning", "averaging", "sklearn", "onnx", "distributed")
 
 
 def __getattr__(name):

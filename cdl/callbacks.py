@@ -65,6 +65,10 @@ class Callback:
     epoch 2: loss 0.5731
     """
 
+    #: Run only in the process of rank 0 in distributed training (callbacks
+    #: that print or write files); the other processes skip its hooks.
+    rank_zero_only = False
+
     def __init__(self):
         self.model = None
         self.params = {}
@@ -116,7 +120,10 @@ class CallbackList:
     overwritten (a scheduler that another callback creates on train begin).
 
     Batch hooks are called only on callbacks that override them, so that
-    callbacks which work per epoch add no per-batch cost.
+    callbacks which work per epoch add no per-batch cost. In a process of
+    rank other than 0 (distributed training), callbacks marked
+    ``rank_zero_only`` are not called, but their training state is still
+    restored and saved with the others'.
 
     Examples
     --------
@@ -131,7 +138,7 @@ class CallbackList:
     epoch 0 {'loss': 0.5}
     """
 
-    def __init__(self, callbacks, model, params):
+    def __init__(self, callbacks, model, params, rank=0):
         self.callbacks = list(callbacks)
         for cb in self.callbacks:
             if not isinstance(cb, Callback):
@@ -141,14 +148,22 @@ class CallbackList:
         savers = [cb for cb in self.callbacks if getattr(cb, "_saves_training_state", False)]
         for cb in savers:
             cb._callbacks = self.callbacks   # whose states they save and restore
-        self._savers_last = [cb for cb in self.callbacks if cb not in savers] + savers
-        self._batch_begin = [cb for cb in self.callbacks if _overrides(cb, _BATCH_HOOKS[0])]
+        self._active = [cb for cb in self.callbacks if rank == 0 or not cb.rank_zero_only]
+        self._savers_last = [cb for cb in self._active if cb not in savers] + \
+            [cb for cb in savers if cb in self._active]
+        self._batch_begin = [cb for cb in self._active if _overrides(cb, _BATCH_HOOKS[0])]
         self._batch_end = [cb for cb in self._savers_last if _overrides(cb, _BATCH_HOOKS[1])]
 
     @property
     def wants_batch_logs(self):
-        """True if any callback listens to batch hooks."""
+        """True if any callback called here listens to batch hooks."""
         return bool(self._batch_begin or self._batch_end)
+
+    @property
+    def has_batch_hooks(self):
+        """True if any callback, called here or not (``rank_zero_only``),
+        listens to batch hooks: the same in every process."""
+        return any(_overrides(cb, hook) for cb in self.callbacks for hook in _BATCH_HOOKS)
 
     def on_train_begin(self, logs=None):
         """Call ``on_train_begin`` on every callback (savers last)."""
@@ -157,12 +172,12 @@ class CallbackList:
 
     def on_train_end(self, logs=None):
         """Call ``on_train_end`` on every callback."""
-        for cb in self.callbacks:
+        for cb in self._active:
             cb.on_train_end(logs)
 
     def on_epoch_begin(self, epoch, logs=None):
         """Call ``on_epoch_begin`` on every callback."""
-        for cb in self.callbacks:
+        for cb in self._active:
             cb.on_epoch_begin(epoch, logs)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -182,12 +197,12 @@ class CallbackList:
 
     def on_test_begin(self, logs=None):
         """Call ``on_test_begin`` on every callback."""
-        for cb in self.callbacks:
+        for cb in self._active:
             cb.on_test_begin(logs)
 
     def on_test_end(self, logs=None):
         """Call ``on_test_end`` on every callback."""
-        for cb in self.callbacks:
+        for cb in self._active:
             cb.on_test_end(logs)
 
 
@@ -268,6 +283,12 @@ def _format_logs(logs, skip=("lr",)):
                       if k not in skip and isinstance(v, (int, float)))
 
 
+def _writes(model):
+    """False in the processes of rank other than 0 of a distributed ``fit``,
+    which leave printing and writing files to rank 0."""
+    return getattr(model, "_fit_rank", 0) == 0
+
+
 class ProgbarLogger(Callback):
     """Prints progress: a live bar with loss, metrics and ETA on a terminal,
     and one line per epoch otherwise (or with ``verbose=2``).
@@ -293,6 +314,8 @@ class ProgbarLogger(Callback):
     Epoch 1/2 - ... - loss: 1.7987
     Epoch 2/2 - ... - loss: 1.0335
     """
+
+    rank_zero_only = True
 
     def __init__(self, verbose=1, stream=None):
         super().__init__()
@@ -520,6 +543,7 @@ class ModelCheckpoint(Callback):
     """
 
     _saves_training_state = True
+    rank_zero_only = True
 
     def __init__(self, filepath, monitor="val_loss", save_best_only=False,
                  save_weights_only=False, mode="auto", verbose=0):
@@ -805,6 +829,8 @@ class CSVLogger(Callback):
     epoch,loss,lr
     """
 
+    rank_zero_only = True
+
     def __init__(self, filename, separator=",", append=False):
         super().__init__()
         self.filename = os.fspath(filename)
@@ -940,19 +966,29 @@ def _training_state(model, callbacks, epoch, batch):
     return {
         "epoch": epoch,
         "batch": batch,
-        "steps": math.ceil(progress.n / progress.batch_size),
+        "steps": None if progress.n is None else math.ceil(progress.n / progress.batch_size),
         "batch_size": progress.batch_size,
         "loss_sum": progress.loss_sum if mid_epoch else 0.0,
         "seen": progress.seen if mid_epoch else 0,
         "shuffle_order": progress.order if mid_epoch else None,
-        "metrics": [{"name": m.name, "class": type(m).__name__, "state": _metric_state(m)}
-                    for m in model.metrics] if mid_epoch else [],
+        "metrics": [{"name": m.name, "class": type(m).__name__, "state": state}
+                    for m, state in zip(model.metrics, _metric_states(model))]
+        if mid_epoch else [],
         "history": {"epoch": list(history.epoch) if history else [],
                     "logs": {k: list(v) for k, v in history.history.items()} if history
                     else {}},
         "callbacks": [{"class": type(cb).__name__, "state": cb._training_state()}
                       for cb in _stateful(callbacks)],
     }
+
+
+def _metric_states(model):
+    """The metrics' accumulators; in distributed training, those of all the
+    processes merged (a collective operation: every process calls it)."""
+    parallel = getattr(model, "_fit_parallel", None)
+    if parallel is not None:
+        return parallel.merged_metric_states(model.metrics)
+    return [_metric_state(m) for m in model.metrics]
 
 
 def _check_resumable(model, callbacks, state, params):
@@ -1098,12 +1134,16 @@ class BackupAndRestore(Callback):
     def _backup(self, epoch, batch):
         from cdl import io
 
+        # Every process gathers the state (in distributed training it merges
+        # their metrics); rank 0 writes it.
+        state = _training_state(self.model, self._callbacks or [], epoch, batch)
+        if not _writes(self.model):
+            return
         os.makedirs(self.backup_dir, exist_ok=True)
-        io._save_checkpoint(self.model, self.path,
-                            _training_state(self.model, self._callbacks or [], epoch, batch))
+        io._save_checkpoint(self.model, self.path, state)
 
     def on_train_end(self, logs=None):
-        if not self.delete_checkpoint:
+        if not self.delete_checkpoint or not _writes(self.model):
             return
         try:
             os.remove(self.path)

@@ -6,12 +6,14 @@
 each batch into buffers allocated once per ``fit``/``predict`` call and
 validate the data once, up front, not per batch.
 """
+import functools
 import math
 import time
+import warnings
 
 import numpy as np
 
-from cdl import _anomaly, _concurrency, _determinism, _fused
+from cdl import _anomaly, _concurrency, _determinism, _fused, _sharding
 from cdl import losses as _losses
 from cdl import optimizers as _optimizers
 from cdl._validation import as_float_array, as_real_array, check_finite, check_number, choose
@@ -38,6 +40,10 @@ class _Inputs:
                 raise TypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
             self.data = x
             self.streamed = True
+            # Batches are read from the file, not through the mapping, so that
+            # the file's pages do not pile up in memory: by a reader made on
+            # the first batch (cdl._streaming.reader_for).
+            self._reader = None
         else:
             self.data = as_float_array(x, model.dtype, name)
             check_finite(self.data, name)
@@ -65,9 +71,11 @@ class _Inputs:
             out = self._buffer[:n]
             np.take(self.data, index, axis=0, out=out)
             return out
-        rows = np.asarray(self.data[index], dtype=self.dtype)
+        from cdl._streaming import reader_for
+        # A new reader when fit sliced the data (validation_split).
+        rows = reader_for(self, self.data, self.name).read(index, self.dtype)
         check_finite(rows, self.name)
-        return np.ascontiguousarray(rows)
+        return rows
 
 
 def _whole_numbers(values):
@@ -110,7 +118,10 @@ class _Targets:
                 raise ValueError("binary cross-entropy targets must lie in [0, 1]")
 
     def batch(self, index):
-        if isinstance(index, slice) or _is_streamed(self.data):
+        if _is_streamed(self.data):
+            from cdl._streaming import reader_for
+            rows = reader_for(self, self.data, self.name).read(index)
+        elif isinstance(index, slice):
             rows = np.require(self.data[index], requirements="CA")
         else:
             # Shuffled in-memory targets: gather into one buffer reused by every batch.
@@ -226,6 +237,9 @@ class _FitProgress:
         """Start at batch ``batch`` of ``epoch`` with that epoch's shuffle
         ``order`` and running loss; the caller restores the metrics'
         accumulators. Raises ValueError if they do not fit this ``fit`` call."""
+        if batch and self.n is None:
+            raise ValueError("cannot resume in the middle of an epoch when x is an iterable "
+                             "of batches (it cannot be rewound); back up at epoch ends")
         if batch:
             steps = math.ceil(self.n / self.batch_size)
             if batch > steps:
@@ -244,13 +258,285 @@ class _FitProgress:
         """True if ``epoch`` continues a saved epoch (its metrics were restored)."""
         return self._resumed and epoch == self.epoch
 
-    def epoch_batches(self, epoch, rng):
-        """The batches of ``epoch``: a resumed epoch's, or newly shuffled ones."""
+    def begin_epoch(self, epoch, rng):
+        """Start ``epoch``, unless it continues a saved one: no batches done,
+        no loss, a new shuffle order."""
         if not self.resumes(epoch):
             self.epoch, self.batch, self.loss_sum, self.seen = epoch, 0, 0.0, 0
             self.order = rng.permutation(self.n) if self.shuffle else None
         self._resumed = False
+
+    def epoch_batches(self, epoch, rng):
+        """The batches of ``epoch``: a resumed epoch's, or newly shuffled ones."""
+        self.begin_epoch(epoch, rng)
         return _batches(self.n, self.batch_size, self.shuffle, rng, self.order)
+
+
+def _is_batch_iterable(x):
+    """True for an iterable of batches (a generator, an iterator, a data
+    loader), as opposed to array data (arrays, lists, tuples, objects with
+    ``__array__`` such as DataFrames)."""
+    if isinstance(x, (np.ndarray, list, tuple, str, bytes)) or hasattr(x, "__array__"):
+        return False
+    return hasattr(x, "__iter__") or hasattr(x, "__next__")
+
+
+class _ArrayBatches:
+    """``fit``'s training data given as arrays (in memory or memory-mapped):
+    the batches of each epoch, in the order kept by ``_FitProgress``."""
+
+    exhausted = False
+
+    def __init__(self, model, x, y, sample_weight, class_weight, batch_size, shuffle):
+        self.inputs = _Inputs(model, x)
+        self.n = len(self.inputs)
+        self.weights = _sample_weights(sample_weight, class_weight, y, self.n, model.dtype)
+        self.targets = _Targets(y, self.n, model.loss, model.dtype)
+        self.batch_size, self.shuffle = batch_size, shuffle
+        self._validation_batch_size = max(batch_size, 256)
+
+    @property
+    def steps(self):
+        """Batches per epoch."""
+        return math.ceil(self.n / self.batch_size)
+
+    @property
+    def capacity(self):
+        """The largest batch."""
+        return min(self.batch_size, self.n)
+
+    def split(self, fraction):
+        """Hold out the last ``fraction`` of the samples (before shuffling)
+        for validation; returns them as an ``_ArrayValidation``."""
+        split = int(self.n * (1.0 - fraction))
+        if split == 0 or split == self.n:
+            raise ValueError(f"validation_split={fraction} leaves no training or "
+                             f"no validation samples out of {self.n}")
+        inputs, targets, weights = self.inputs, self.targets, self.weights
+        val = _ArrayValidation(inputs.data[split:], targets.data[split:],
+                               None if weights is None else weights[split:],
+                               self._validation_batch_size)
+        inputs.data, targets.data = inputs.data[:split], targets.data[:split]
+        self.weights = None if weights is None else weights[:split]
+        self.n = split
+        return val
+
+    def epoch(self, progress, epoch, rng, parallel):
+        """Yield ``(batch number, load, window)`` for each batch of ``epoch``:
+        ``load()`` reads the rows of it that this process trains on, as
+        ``(x, y, weights)``, and ``window`` places them in the batch."""
+        batches = progress.epoch_batches(epoch, rng)
+        for b in range(progress.batch, len(batches)):
+            rows, window = parallel.place(batches[b])
+            yield b, functools.partial(self._load, rows), window
+
+    def _load(self, rows):
+        return (self.inputs.batch(rows), self.targets.batch(rows),
+                None if self.weights is None else self.weights[rows])
+
+
+class _IterableBatches:
+    """Batches that an iterable yields as ``(x, y)`` or ``(x, y, sample_weight)``.
+
+    An epoch is ``steps`` batches, or one pass over the iterable without
+    ``steps``; a re-iterable object (a list of batches, a data loader)
+    starts a new pass when one ends, while an iterator that runs out
+    (a generator) ends training (``exhausted``), with a warning.
+    """
+
+    n = None
+    batch_size = None
+    shuffle = False
+    capacity = 0
+
+    def __init__(self, model, iterable, steps, class_weight, name):
+        if isinstance(class_weight, str):
+            raise ValueError("class_weight='balanced' needs all the labels up front; with an "
+                             "iterable of batches give a dict {class: weight}")
+        self.model, self.iterable, self.name = model, iterable, name
+        self.class_weight = class_weight
+        self.reiterable = not hasattr(iterable, "__next__")
+        self.steps = steps if steps is not None else (
+            len(iterable) if hasattr(iterable, "__len__") else None)
+        self._steps_given = steps is not None
+        self._iterator = None
+        self.exhausted = False
+
+    def _next(self, restart):
+        """The next item, or None at the end of the data (a pass of a
+        re-iterable is restarted once when ``restart``)."""
+        if self._iterator is None:
+            self._iterator = iter(self.iterable)
+        try:
+            return next(self._iterator)
+        except StopIteration:
+            self._iterator = None
+            if restart and self.reiterable:
+                return self._next(False)
+            return None
+
+    def _checked(self, item, index):
+        """One yielded batch as checked arrays (x, y, weights)."""
+        if not isinstance(item, (tuple, list)) or len(item) not in (2, 3):
+            raise TypeError(f"batch {index} of {self.name} must be a tuple (x, y) or "
+                            f"(x, y, sample_weight), got {type(item).__name__}")
+        model = self.model
+        xb, yb = item[0], item[1]
+        if not model.built and model.input_shape is None:
+            model.build(_sample_shape(xb))
+        x = _Inputs(model, xb, f"x of batch {index}")
+        n = len(x)
+        y = _Targets(yb, n, model.loss, model.dtype, f"y of batch {index}")
+        w = _sample_weights(item[2] if len(item) == 3 else None, self.class_weight, yb, n,
+                            model.dtype)
+        whole = slice(0, n)   # converted and checked; read from the file if memory-mapped
+        return x.batch(whole), y.batch(whole), w
+
+    def epoch(self, progress, epoch, rng, parallel):
+        """Yield ``(batch number, x, y, weights, window)`` for the batches of an epoch."""
+        progress.begin_epoch(epoch, rng)
+        if not self._steps_given and self.reiterable:
+            self._iterator = None  # each epoch is a new pass
+        b = 0
+        while not self._steps_given or b < self.steps:
+            batch = error = None
+            try:
+                item = self._next(restart=self._steps_given)
+                batch = None if item is None else self._checked(item, b)
+            except Exception as err:  # raised on every process by place_local
+                error = err
+            rows = None if batch is None else len(batch[0])
+            running, window = parallel.place_local(rows, error)
+            if not running:
+                if self._steps_given or b == 0:  # else a one-pass epoch ended
+                    self.exhausted = True
+                    warnings.warn(f"{self.name} ran out of batches in epoch {epoch + 1} "
+                                  f"after {b} steps; training stops", stacklevel=4)
+                return
+            yield b, functools.partial(tuple, batch), window
+            b += 1
+
+    def passes(self):
+        """The batches of one evaluation: ``steps`` of them, or one pass."""
+        if not self._steps_given:
+            self._iterator = None if self.reiterable else self._iterator
+        b = 0
+        while not self._steps_given or b < self.steps:
+            item = self._next(restart=self._steps_given)
+            if item is None:
+                if self._steps_given or b == 0:
+                    raise ValueError(f"{self.name} ran out of batches after {b}; give an "
+                                     "object that can be iterated again (a list, a loader) "
+                                     "or validation_steps with a generator that does not end")
+                return
+            yield self._checked(item, b)
+            b += 1
+
+
+class _ArrayValidation:
+    """Validation data given as arrays."""
+
+    def __init__(self, x, y, weights, batch_size):
+        self.x, self.y, self.weights, self.batch_size = x, y, weights, batch_size
+
+    def evaluate(self, model, parallel):
+        return parallel.evaluate(model, self.x, self.y, self.weights, self.batch_size)
+
+
+class _IterableValidation:
+    """Validation data given as an iterable of batches: ``steps`` batches of
+    it, or one pass without ``steps``."""
+
+    def __init__(self, source):
+        self.source = source
+
+    def evaluate(self, model, parallel):
+        for m in model.metrics:
+            m.reset()
+        loss_sum, n = 0.0, 0
+        for x, y, w in self.source.passes():
+            if len(x):
+                loss_sum += model._evaluate_sums(x, y, w, len(x))
+                n += len(x)
+        return parallel.evaluation_results(model, loss_sum, n)
+
+
+class _SingleProcess:
+    """How ``fit`` trains in one process; ``cdl.distributed._DataParallel``
+    is its many-process counterpart, with the same methods."""
+
+    rank, size = 0, 1
+    stage = epoch = batch = None
+
+    @staticmethod
+    def run(body):
+        return body()
+
+    @staticmethod
+    def agree(body, what):
+        return body()
+
+    def start(self, model):
+        pass
+
+    def check_same(self, value, what):
+        pass
+
+    def check_metrics(self, metrics):
+        pass
+
+    @staticmethod
+    def place(index):
+        return index, None
+
+    @staticmethod
+    def place_local(rows, error=None):
+        if error is not None:
+            raise error
+        return rows is not None, None
+
+    @staticmethod
+    def load(read):
+        return read()
+
+    @staticmethod
+    def step(model, x, y, w, plan, window):
+        if x.shape[0] == 0:
+            raise ValueError("a batch has no samples")
+        loss, out = model._step(x, y, w, plan)
+        return loss, out, x.shape[0]
+
+    @staticmethod
+    def any(flag):
+        return flag
+
+    def merge_metrics(self, metrics):
+        pass
+
+    @staticmethod
+    def evaluate(model, x, y, weights, batch_size):
+        return model._evaluate_arrays(x, y, weights, batch_size)
+
+    @staticmethod
+    def evaluation_results(model, loss_sum, n):
+        if n == 0:
+            raise ValueError("cannot evaluate on zero samples")
+        return model._evaluation_results(loss_sum, n)
+
+
+def _parallel_training(model, distributed):
+    """``fit``'s way of training for its ``distributed`` argument: False,
+    True (all MPI processes) or an mpi4py communicator."""
+    if distributed is False or distributed is None:
+        return _SingleProcess()
+    from cdl import distributed as _distributed
+
+    if distributed is True:
+        return _distributed._DataParallel(model, _distributed._comm())
+    if isinstance(distributed, (bool, np.bool_, int, float, str)):
+        raise TypeError(f"distributed must be True, False or an mpi4py communicator, got "
+                        f"{distributed!r}")
+    return _distributed._DataParallel(model, distributed)
 
 
 class TrainingMixin:
@@ -450,21 +736,31 @@ class TrainingMixin:
     def _step(self, x, y, w, plan=None):
         """Forward, loss, backward, clip and update on one checked batch;
         ``plan`` is the fused step to use (None: layer by layer)."""
+        loss, out = self._forward_backward(x, y, w, plan)
+        return self._update(loss), out
+
+    def _forward_backward(self, x, y, w, plan):
+        """The batch loss and outputs, with the loss's gradients in ``grads``."""
         check = _anomaly.checking(self)
         targets = None if plan is None or check else _fused.plan_targets(plan, y, x.shape[0])
         if targets is not None:
             n = x.shape[0]
             for uniforms, width in zip(plan.uniforms, plan.dropout_widths):
-                self.rng.random(out=uniforms[:n * width], dtype=self.dtype)
+                _sharding.fill_uniforms(self.rng, uniforms, n, width, self.dtype)
             loss = plan.train_step(x, targets, w)
-            out = plan.output(n)
-        else:
-            out = self._forward_checked(x, True)
-            loss = self.loss.forward(out, y, w)
-            grad = self.loss.backward()
-            if check:
-                _anomaly.check_loss(self.loss, loss, grad)
-            self._backward_checked(grad, input_grad=False)
+            return loss, plan.output(n)
+        out = self._forward_checked(x, True)
+        loss = self.loss.forward(out, y, w)
+        grad = self.loss.backward()
+        if check:
+            _anomaly.check_loss(self.loss, loss, grad)
+        self._backward_checked(grad, input_grad=False)
+        return loss, out
+
+    def _update(self, loss):
+        """Add the weight penalties, clip and take the optimizer step on the
+        gradients in ``grads``; returns the batch loss with the penalties."""
+        check = _anomaly.checking(self)
         if self._regularized:
             loss += self.regularization_loss()
             self._add_regularization_gradients()
@@ -475,7 +771,7 @@ class TrainingMixin:
         self.optimizer.step(self.params, self.grads)
         if check:
             _anomaly.check_weights(self)
-        return loss, out
+        return loss
 
     @_concurrency.training_call
     @_determinism.blas_scope
@@ -525,24 +821,30 @@ class TrainingMixin:
 
     @_concurrency.training_call
     @_determinism.blas_scope
-    def fit(self, x, y=None, epochs=1, batch_size=32, verbose="auto", callbacks=None,
+    def fit(self, x, y=None, epochs=1, batch_size=None, verbose="auto", callbacks=None,
             validation_split=0.0, validation_data=None, shuffle=True, class_weight=None,
             sample_weight=None, initial_epoch=0, max_time=None, loss_threshold=None,
-            max_steps=None):
+            max_steps=None, steps_per_epoch=None, validation_steps=None, distributed=False):
         """Train the model.
 
         Parameters
         ----------
-        x : array_like of shape ``(n_samples, *input_shape)``
+        x : array_like of shape ``(n_samples, *input_shape)``, or iterable
             NumPy arrays, including read-only and memory-mapped ones (a
-            ``np.memmap`` is read batch by batch, never whole).
+            ``np.memmap``, e.g. from ``np.load(path, mmap_mode="r")``, is
+            read batch by batch, never whole); or an iterable of batches
+            (a generator, a ``cdl.data.BatchLoader``) yielding ``(x, y)``
+            or ``(x, y, sample_weight)`` tuples, with ``y`` omitted.
         y : array_like
             Targets: class labels or probabilities for classification,
             values for regression.
         epochs : int
             Index of the last epoch (training runs ``initial_epoch`` ..
             ``epochs - 1``).
-        batch_size : int
+        batch_size : int, default 32
+            Samples per optimizer step; in distributed training the global
+            batch, split between the processes. Not used with an iterable
+            of batches.
         verbose : {"auto", 0, 1, 2}
             0 silent; 1 progress bar (one line per epoch when not on a
             terminal); 2 one line per epoch. "auto" is 1.
@@ -550,7 +852,9 @@ class TrainingMixin:
         validation_split : float in [0, 1)
             Fraction of the data, taken from the end before shuffling,
             held out for validation.
-        validation_data : tuple (x_val, y_val) or (x_val, y_val, weights)
+        validation_data : tuple (x_val, y_val) or (x_val, y_val, weights), or iterable
+            Or an iterable of such batches, evaluated in full each epoch
+            (or ``validation_steps`` batches of it).
         shuffle : bool
             Reshuffle the samples every epoch (seeded by the model's seed).
         class_weight : dict or "balanced"
@@ -565,6 +869,20 @@ class TrainingMixin:
             (the "train until the loss is small enough" rule).
         max_steps : int, optional
             Stop after this many optimizer steps in total.
+        steps_per_epoch : int, optional
+            With an iterable ``x``: batches per epoch. Without it an epoch
+            is one pass over the iterable. An iterable that can be iterated
+            again (a list, a loader) starts a new pass when one ends; a
+            generator that runs out ends training, with a warning.
+        validation_steps : int, optional
+            With an iterable ``validation_data``: batches per evaluation.
+        distributed : bool or mpi4py communicator, default False
+            Data-parallel training over MPI (see ``cdl.distributed``): run
+            the script with ``mpiexec -n N``; each process trains on its
+            part of every batch, and all end with the same weights, those
+            one process would reach. With arrays, every process passes the
+            same ``x`` (a memory-mapped file is read only for its rows);
+            with iterables, each process yields its own part of every step.
 
         Returns
         -------
@@ -596,81 +914,133 @@ class TrainingMixin:
         >>> model.predict_classes(x)
         array([0, 1, 1, 0])
         """
-        from cdl import callbacks as _callbacks
+        parallel = _parallel_training(self, distributed)
+        return parallel.run(lambda: self._fit(
+            parallel, x, y, epochs=epochs, batch_size=batch_size, verbose=verbose,
+            callbacks=callbacks, validation_split=validation_split,
+            validation_data=validation_data, shuffle=shuffle, class_weight=class_weight,
+            sample_weight=sample_weight, initial_epoch=initial_epoch, max_time=max_time,
+            loss_threshold=loss_threshold, max_steps=max_steps,
+            steps_per_epoch=steps_per_epoch, validation_steps=validation_steps))
 
+    def _fit_setup(self, parallel, x, y, epochs, batch_size, verbose, validation_split,
+                   validation_data, shuffle, class_weight, sample_weight, initial_epoch,
+                   max_time, max_steps, steps_per_epoch, validation_steps):
+        """``fit``'s arguments checked, and its training and validation batches."""
         self._require_compiled()
-        epochs = check_number(epochs, "epochs", low=0, integer=True)
-        batch_size = check_number(batch_size, "batch_size", low=1, integer=True)
-        initial_epoch = check_number(initial_epoch, "initial_epoch", low=0, integer=True)
+        settings = {
+            "epochs": check_number(epochs, "epochs", low=0, integer=True),
+            "initial_epoch": check_number(initial_epoch, "initial_epoch", low=0, integer=True),
+            "verbose": 1 if verbose == "auto" else choose(verbose, (0, 1, 2), "verbose"),
+            "max_time": None if max_time is None else check_number(max_time, "max_time",
+                                                                   low=0.0),
+            "max_steps": None if max_steps is None else check_number(
+                max_steps, "max_steps", low=1, integer=True),
+        }
+        for name, value in (("steps_per_epoch", steps_per_epoch),
+                            ("validation_steps", validation_steps)):
+            if value is not None:
+                check_number(value, name, low=1, integer=True)
         validation_split = check_number(validation_split, "validation_split", low=0.0,
                                         high=1.0, high_inclusive=False)
-        verbose = 1 if verbose == "auto" else choose(verbose, (0, 1, 2), "verbose")
-        if max_time is not None:
-            max_time = check_number(max_time, "max_time", low=0.0)
-        if max_steps is not None:
-            max_steps = check_number(max_steps, "max_steps", low=1, integer=True)
-
-        if not self.built and self.input_shape is None:
-            self.build(_sample_shape(x))
-        self._ensure_built()
-        inputs = _Inputs(self, x)
-        n = len(inputs)
-        weights = _sample_weights(sample_weight, class_weight, y, n, self.dtype)
-        targets = _Targets(y, n, self.loss, self.dtype)
+        if _is_batch_iterable(x):
+            if y is not None or sample_weight is not None:
+                raise ValueError("when x is an iterable of batches, it yields (x, y) or "
+                                 "(x, y, sample_weight) tuples: pass neither y nor "
+                                 "sample_weight")
+            if batch_size is not None:
+                raise ValueError("batch_size does not apply when x is an iterable of batches "
+                                 "(it yields them); leave it None")
+            if validation_split:
+                raise ValueError("validation_split needs arrays; with an iterable of batches "
+                                 "pass validation_data")
+            source = _IterableBatches(self, x, steps_per_epoch, class_weight, "x")
+            n = None
+        else:
+            if steps_per_epoch is not None:
+                raise ValueError("steps_per_epoch applies to an iterable of batches; with "
+                                 "arrays an epoch is one pass over them")
+            batch_size = 32 if batch_size is None else check_number(
+                batch_size, "batch_size", low=1, integer=True)
+            if not self.built and self.input_shape is None:
+                self.build(_sample_shape(x))
+            source = _ArrayBatches(self, x, y, sample_weight, class_weight, batch_size,
+                                   shuffle)
+            n = source.n
         val = None
         if validation_data is not None:
-            val = self._validation_set(validation_data)
+            val = self._validation_set(validation_data, validation_steps, batch_size)
         elif validation_split:
-            split = int(n * (1.0 - validation_split))
-            if split == 0 or split == n:
-                raise ValueError(f"validation_split={validation_split} leaves no training or "
-                                 f"no validation samples out of {n}")
-            val = (inputs.data[split:], targets.data[split:],
-                   None if weights is None else weights[split:])
-            inputs.data, targets.data = inputs.data[:split], targets.data[:split]
-            weights = None if weights is None else weights[:split]
-            n = split
+            val = source.split(validation_split)
+            n = source.n
         if n == 0:
             raise ValueError("there are no training samples")
+        self._ensure_built()
+        parallel.check_metrics(self.metrics)
+        settings["same everywhere"] = (n, batch_size, shuffle, settings["epochs"],
+                                       steps_per_epoch, self.count_params(), self.dtype.name)
+        return source, val, settings
 
+    def _fit(self, parallel, x, y, *, epochs, batch_size, verbose, callbacks, validation_split,
+             validation_data, shuffle, class_weight, sample_weight, initial_epoch, max_time,
+             loss_threshold, max_steps, steps_per_epoch, validation_steps):
+        from cdl import callbacks as _callbacks
+
+        source, val, settings = parallel.agree(lambda: self._fit_setup(
+            parallel, x, y, epochs, batch_size, verbose, validation_split, validation_data,
+            shuffle, class_weight, sample_weight, initial_epoch, max_time, max_steps,
+            steps_per_epoch, validation_steps), "when fit checked its arguments")
+        parallel.check_same(settings["same everywhere"], "(samples, batch_size, shuffle, "
+                            "epochs, steps_per_epoch, parameters, dtype)")
+        epochs, verbose = settings["epochs"], settings["verbose"]
+        max_time, max_steps = settings["max_time"], settings["max_steps"]
         history = _callbacks.History()
         cbs = [history] + list(callbacks or [])
         if verbose:
             cbs.append(_callbacks.ProgbarLogger(verbose))
         if loss_threshold is not None:
             cbs.append(_callbacks.LossThreshold(loss_threshold))
-        steps = math.ceil(n / batch_size)
-        cb = _callbacks.CallbackList(cbs, self, {"epochs": epochs, "steps": steps,
+        # Progress bars, logs and checkpoints come from rank 0 alone.
+        cb = _callbacks.CallbackList(cbs, self, {"epochs": epochs, "steps": source.steps,
                                                  "verbose": verbose,
-                                                 "batch_size": batch_size})
+                                                 "batch_size": source.batch_size},
+                                     rank=parallel.rank)
         batch_logs = cb.wants_batch_logs
-        plan = self._fused_plan(min(batch_size, n)) if self.use_fused_step else None
+        # Processes agree after every step whether to stop when that can
+        # differ between them (a clock, a callback's decision).
+        agree_each_step = parallel.size > 1 and (cb.has_batch_hooks or max_time is not None)
+        plan, capacity = None, 0
         self._regularized = self._has_regularization()
         self.stop_training = False
         self.history = history
         start = time.perf_counter()
         total_steps = 0
         # BackupAndRestore may move it, in on_train_begin, into a saved epoch.
-        progress = self._fit_progress = _FitProgress(initial_epoch, n, batch_size, shuffle)
+        progress = self._fit_progress = _FitProgress(settings["initial_epoch"], source.n,
+                                                     source.batch_size, source.shuffle)
+        parallel.stage = "in on_train_begin"
         cb.on_train_begin({})
+        parallel.start(self)
+        parallel.check_same((progress.epoch, progress.batch),
+                            "the epoch and batch training starts at")
         for epoch in range(progress.epoch, epochs):
             if not progress.resumes(epoch):
                 for m in self.metrics:
                     m.reset()
+            parallel.stage, parallel.epoch, parallel.batch = f"in epoch {epoch + 1}", epoch, None
             cb.on_epoch_begin(epoch, {})
-            batches = progress.epoch_batches(epoch, self.rng)
-            for b in range(progress.batch, len(batches)):
-                index = batches[b]
+            for b, read, window in source.epoch(progress, epoch, self.rng, parallel):
+                parallel.batch = b
                 if batch_logs:
                     cb.on_train_batch_begin(b, {})
-                xb = inputs.batch(index)
-                yb = targets.batch(index)
-                wb = None if weights is None else weights[index]
-                loss, out = self._step(xb, yb, wb, plan)
-                size = xb.shape[0]
+                xb, yb, wb = parallel.load(read)
+                if self.use_fused_step and xb is not None and xb.shape[0] > capacity:
+                    capacity = max(xb.shape[0], source.capacity)
+                    plan = self._fused_plan(capacity)
+                loss, out, size = parallel.step(self, xb, yb, wb, plan, window)
                 progress.loss_sum += loss * size
                 progress.seen += size
-                if self.metrics and math.isfinite(loss):
+                if self.metrics and out is not None and math.isfinite(loss):
                     # A diverged batch (NaN outputs) is left to the loss and
                     # TerminateOnNaN; metrics reject non-finite predictions.
                     for m in self.metrics:
@@ -683,19 +1053,28 @@ class TrainingMixin:
                     self.stop_training = True
                 if max_steps is not None and total_steps >= max_steps:
                     self.stop_training = True
+                if agree_each_step:
+                    self.stop_training = parallel.any(self.stop_training)
                 if self.stop_training:
                     break
+            parallel.batch = None
+            if source.exhausted:
+                self.stop_training = True
+                if not progress.seen:
+                    break
+            parallel.merge_metrics(self.metrics)
             logs = {"loss": progress.loss_sum / progress.seen}
             logs.update({m.name: float(m.result()) for m in self.metrics})
             if val is not None:
                 cb.on_test_begin({})
-                val_logs = self._evaluate_arrays(*val, batch_size=max(batch_size, 256))
+                val_logs = val.evaluate(self, parallel)
                 cb.on_test_end(val_logs)
                 logs.update({"val_" + k: v for k, v in val_logs.items()})
             logs["lr"] = self.optimizer.lr
             cb.on_epoch_end(epoch, logs)
-            if self.stop_training:
+            if parallel.any(self.stop_training):
                 break
+        parallel.stage = "in on_train_end"
         cb.on_train_end({})
         return history
 
@@ -723,15 +1102,23 @@ class TrainingMixin:
                            sample_weight=sample_weight, class_weight=class_weight)
         return history.history["loss"][-1]
 
-    def _validation_set(self, validation_data):
+    def _validation_set(self, validation_data, steps=None, batch_size=256):
+        """``fit``'s validation data, checked: arrays or an iterable of batches."""
+        if _is_batch_iterable(validation_data):
+            return _IterableValidation(_IterableBatches(self, validation_data, steps, None,
+                                                        "validation_data"))
+        if steps is not None:
+            raise ValueError("validation_steps applies to validation_data given as an "
+                             "iterable of batches")
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-            raise ValueError("validation_data must be (x_val, y_val) or (x_val, y_val, weights)")
+            raise ValueError("validation_data must be (x_val, y_val), (x_val, y_val, weights) "
+                             "or an iterable of such batches")
         x_val, y_val = validation_data[:2]
         w_val = validation_data[2] if len(validation_data) == 3 else None
         inputs = _Inputs(self, x_val, "x_val")
         targets = _Targets(y_val, len(inputs), self.loss, self.dtype, "y_val")
         weights = _sample_weights(w_val, None, None, len(inputs), self.dtype)
-        return inputs.data, targets.data, weights
+        return _ArrayValidation(inputs.data, targets.data, weights, max(batch_size or 32, 256))
 
     # --- evaluate and predict ---------------------------------------------------
 
@@ -796,11 +1183,26 @@ class TrainingMixin:
         n = x.shape[0]
         if n == 0:
             raise ValueError("cannot evaluate on zero samples")
+        for m in self.metrics:
+            m.reset()
+        return self._evaluation_results(self._evaluate_sums(x, y, weights, batch_size), n)
+
+    def _evaluation_results(self, loss_sum, n):
+        """``evaluate``'s dict from the summed loss (batch loss times batch
+        size) over ``n`` samples and the metrics' accumulators."""
+        # Weight penalties count in the reported loss, as in fit (and Keras).
+        results = {"loss": loss_sum / n + sum(layer.regularization_loss()
+                                              for layer in self._layers)}
+        results.update({m.name: float(m.result()) for m in self.metrics})
+        return results
+
+    def _evaluate_sums(self, x, y, weights, batch_size):
+        """The loss summed over the batches of (x, y) (batch loss times batch
+        size), updating the metrics."""
+        n = x.shape[0]
         inputs = _Inputs.__new__(_Inputs)
         inputs.data, inputs.streamed = x, _is_streamed(x)
         inputs.dtype, inputs.name, inputs._buffer = self.dtype, "x", None
-        for m in self.metrics:
-            m.reset()
         total = 0.0
         for index in _batches(n, batch_size, False, None):
             xb = inputs.batch(index)
@@ -810,11 +1212,7 @@ class TrainingMixin:
             total += self.loss.forward(out, yb, wb) * xb.shape[0]
             for m in self.metrics:
                 m.update(yb, out, wb)
-        # Weight penalties count in the reported loss, as in fit (and Keras).
-        results = {"loss": total / n + sum(layer.regularization_loss()
-                                           for layer in self._layers)}
-        results.update({m.name: float(m.result()) for m in self.metrics})
-        return results
+        return total
 
     @_concurrency.inference_call
     @_determinism.blas_scope
