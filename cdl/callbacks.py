@@ -1100,6 +1100,11 @@ class BackupAndRestore(Callback):
 
     def on_train_begin(self, logs=None):
         self._batches_since_backup = 0
+        progress = getattr(self.model, "_fit_progress", None)
+        if self.save_freq != "epoch" and progress is not None and progress.n is None:
+            raise ValueError("BackupAndRestore(save_freq=<batches>) needs array data: an "
+                             "iterable of batches cannot be rewound to the middle of an "
+                             "epoch; use save_freq='epoch'")
         if os.path.lexists(self.path):
             self._restore()
 

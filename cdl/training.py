@@ -975,10 +975,17 @@ class TrainingMixin:
             n = source.n
         if n == 0:
             raise ValueError("there are no training samples")
-        self._ensure_built()
+        if self.built or self.input_shape is not None:
+            self._ensure_built()
+        elif parallel.size > 1:
+            raise ValueError("distributed training on an iterable of batches needs a model "
+                             "with an input_shape (every process must start from rank 0's "
+                             "weights before the first batch)")
+        # else an iterable's first batch builds the model
         parallel.check_metrics(self.metrics)
         settings["same everywhere"] = (n, batch_size, shuffle, settings["epochs"],
-                                       steps_per_epoch, self.count_params(), self.dtype.name)
+                                       steps_per_epoch, self.count_params() if self.built
+                                       else None, self.dtype.name)
         return source, val, settings
 
     def _fit(self, parallel, x, y, *, epochs, batch_size, verbose, callbacks, validation_split,

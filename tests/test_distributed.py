@@ -311,3 +311,21 @@ def test_a_metric_without_merge_state_is_refused_up_front():
         Custom().merge_state(Custom())
     with pytest.raises(TypeError, match="does not implement merge_state"):
         _DataParallel.check_metrics([metrics.Accuracy(), Custom()])
+
+
+@needs_mpi
+def test_the_docs_example_runs_under_mpiexec(tmp_path):
+    page = open(os.path.join(os.path.dirname(__file__), "..", "docs", "distributed.md")).read()
+    example = page.split("```{code-block} python\n")[1].split("```")[0]
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2000, 20)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", x[:, :3].argmax(axis=1))
+    (tmp_path / "train.py").write_text(example)
+    result = subprocess.run([_mpiexec(), "-n", "2", sys.executable, "train.py"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert sum(line.startswith("Epoch 1/5") for line in lines) == 1   # rank 0 alone prints
+    assert float(lines[-1]) > 0.45                 # learning (chance is 1/3)
+    assert os.path.exists(tmp_path / "model.cdl")
