@@ -5,6 +5,7 @@ algorithms (``torch.optim`` docs), element-wise on flat float64 arrays with
 their own state; they share no code with ``cdl.optimizers``.
 """
 import math
+import platform
 
 import numpy as np
 import numpy.testing as npt
@@ -867,3 +868,33 @@ def test_get():
         assert name.lower() in message
     with pytest.raises(ValueError):
         optim.get(None)
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"),
+                    reason="updates flush subnormal numbers on x86 CPUs only")
+@pytest.mark.parametrize("opt", [
+    lambda: optim.SGD(lr=0.1, momentum=0.9), lambda: optim.Adagrad(lr=0.1),
+    lambda: optim.RMSprop(lr=0.1, momentum=0.9, centered=True), lambda: optim.Adam(lr=0.1),
+    lambda: optim.Adam(lr=0.1, amsgrad=True), lambda: optim.AdamW(lr=0.1),
+    lambda: optim.Adamax(lr=0.1), lambda: optim.NAdam(lr=0.1), lambda: optim.RAdam(lr=0.1)],
+    ids=lambda make: type(make()).__name__)
+def test_updates_flush_decayed_state_to_zero(opt, dtype):
+    # A moment that decays below the normal range would stick at the smallest
+    # subnormal (0.9 x it rounds back to it) and slow every later step.
+    optimizer = opt()
+    params = [np.ones(64, dtype=dtype)]
+    optimizer.step(params, [np.full(64, 0.5, dtype=dtype)])
+    tiny = np.finfo(dtype).smallest_subnormal
+    for state in optimizer.state.values():
+        if state is not None:
+            state[...] = 3 * tiny
+    optimizer.step(params, [np.zeros(64, dtype=dtype)])
+    smallest_normal = np.finfo(dtype).tiny
+    for name, state in optimizer.state.items():
+        # AMSGrad's running maximum is copied, not computed: it may keep a
+        # subnormal, which the update reads as zero, at full speed.
+        if state is not None and name != "max_exp_avg_sq":
+            assert ((state == 0) | (np.abs(state) >= smallest_normal)).all(), name
+    assert np.isfinite(params[0]).all()
+    # The CPU's mode is restored after the update: NumPy keeps subnormals.
+    assert np.asarray(tiny * 3, dtype=dtype) * dtype(0.5) != 0

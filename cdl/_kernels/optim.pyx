@@ -6,13 +6,39 @@ a single pass, without temporaries. Scalar work that is the same for every
 element (bias corrections, schedules) is done by the caller in Python and
 passed in. The formulas follow PyTorch's ``torch.optim`` single-tensor
 implementations, including the order of operations where it matters for
-reproducibility. Gradients are never modified.
+reproducibility. Gradients are never modified. On x86 CPUs an update
+flushes subnormal numbers (below 1.2e-38 in float32) to zero, as
+TensorFlow does by default: a moment that decays past the normal range
+would otherwise stick at the smallest subnormal and slow every later step
+several-fold.
 """
 from cython cimport floating
 
 from cdl._kernels._checks cimport (
     check_float_array, check_same_dtype, data_ptr, is_float32, optional_ptr)
 from cdl._kernels._math cimport f_sqrt, f_abs
+
+
+# Every update runs between these two calls (see the module docstring).
+cdef extern from *:
+    """
+    #if defined(__SSE2__) || defined(_M_X64) || defined(__x86_64__)
+    #include <xmmintrin.h>
+    /* Flush-to-zero and denormals-are-zero: MXCSR bits 15 and 6. */
+    static unsigned int cdl_flush_denormals_begin(void) {
+        unsigned int saved = _mm_getcsr();
+        _mm_setcsr(saved | 0x8040u);
+        return saved;
+    }
+    static void cdl_flush_denormals_end(unsigned int saved) { _mm_setcsr(saved); }
+    #else
+    /* Other CPUs (ARM) run subnormal arithmetic at full speed. */
+    static unsigned int cdl_flush_denormals_begin(void) { return 0u; }
+    static void cdl_flush_denormals_end(unsigned int saved) { (void)saved; }
+    #endif
+    """
+    unsigned int flush_denormals_begin "cdl_flush_denormals_begin" () noexcept nogil
+    void flush_denormals_end "cdl_flush_denormals_end" (unsigned int saved) noexcept nogil
 
 
 cdef inline floating lerp(floating start, floating end, floating weight) noexcept nogil:
@@ -256,6 +282,7 @@ def sgd(p, g, buf, double lr, double weight_decay, double momentum, double dampe
     cdef void* pp = data_ptr(p)
     cdef void* pg = data_ptr(g)
     cdef void* pb = optional_ptr(buf)
+    cdef unsigned int saved = flush_denormals_begin()
     if is_float32(p):
         with nogil:
             sgd_kernel(n, <float*>pp, <float*>pg, <float*>pb, <float>lr, <float>weight_decay,
@@ -264,6 +291,7 @@ def sgd(p, g, buf, double lr, double weight_decay, double momentum, double dampe
         with nogil:
             sgd_kernel(n, <double*>pp, <double*>pg, <double*>pb, lr, weight_decay,
                        momentum, dampening, nesterov, first)
+    flush_denormals_end(saved)
 
 
 def adagrad(p, g, sums, double clr, double weight_decay, double eps):
@@ -274,6 +302,7 @@ def adagrad(p, g, sums, double clr, double weight_decay, double eps):
     cdef void* pp = data_ptr(p)
     cdef void* pg = data_ptr(g)
     cdef void* ps = data_ptr(sums)
+    cdef unsigned int saved = flush_denormals_begin()
     if is_float32(p):
         with nogil:
             adagrad_kernel(n, <float*>pp, <float*>pg, <float*>ps, <float>clr,
@@ -281,6 +310,7 @@ def adagrad(p, g, sums, double clr, double weight_decay, double eps):
     else:
         with nogil:
             adagrad_kernel(n, <double*>pp, <double*>pg, <double*>ps, clr, weight_decay, eps)
+    flush_denormals_end(saved)
 
 
 def rmsprop(p, g, square_avg, grad_avg, buf, double lr, double alpha, double eps,
@@ -294,6 +324,7 @@ def rmsprop(p, g, square_avg, grad_avg, buf, double lr, double alpha, double eps
     cdef void* ps = data_ptr(square_avg)
     cdef void* pa = optional_ptr(grad_avg)
     cdef void* pb = optional_ptr(buf)
+    cdef unsigned int saved = flush_denormals_begin()
     if is_float32(p):
         with nogil:
             rmsprop_kernel(n, <float*>pp, <float*>pg, <float*>ps, <float*>pa, <float*>pb,
@@ -303,6 +334,7 @@ def rmsprop(p, g, square_avg, grad_avg, buf, double lr, double alpha, double eps
         with nogil:
             rmsprop_kernel(n, <double*>pp, <double*>pg, <double*>ps, <double*>pa, <double*>pb,
                            lr, alpha, eps, weight_decay, momentum)
+    flush_denormals_end(saved)
 
 
 def adam(p, g, m, v, v_max, double step_size, double bc2_sqrt, double beta1, double beta2,
@@ -320,6 +352,7 @@ def adam(p, g, m, v, v_max, double step_size, double bc2_sqrt, double beta1, dou
     cdef void* pm = data_ptr(m)
     cdef void* pv = data_ptr(v)
     cdef void* px = optional_ptr(v_max)
+    cdef unsigned int saved = flush_denormals_begin()
     if is_float32(p):
         with nogil:
             adam_kernel(n, <float*>pp, <float*>pg, <float*>pm, <float*>pv, <float*>px,
@@ -329,6 +362,7 @@ def adam(p, g, m, v, v_max, double step_size, double bc2_sqrt, double beta1, dou
         with nogil:
             adam_kernel(n, <double*>pp, <double*>pg, <double*>pm, <double*>pv, <double*>px,
                         step_size, bc2_sqrt, beta1, beta2, eps, weight_decay, decay)
+    flush_denormals_end(saved)
 
 
 def adamax(p, g, m, u, double clr, double beta1, double beta2, double eps, double weight_decay):
@@ -340,6 +374,7 @@ def adamax(p, g, m, u, double clr, double beta1, double beta2, double eps, doubl
     cdef void* pg = data_ptr(g)
     cdef void* pm = data_ptr(m)
     cdef void* pu = data_ptr(u)
+    cdef unsigned int saved = flush_denormals_begin()
     if is_float32(p):
         with nogil:
             adamax_kernel(n, <float*>pp, <float*>pg, <float*>pm, <float*>pu, <float>clr,
@@ -348,6 +383,7 @@ def adamax(p, g, m, u, double clr, double beta1, double beta2, double eps, doubl
         with nogil:
             adamax_kernel(n, <double*>pp, <double*>pg, <double*>pm, <double*>pu, clr,
                           beta1, beta2, eps, weight_decay)
+    flush_denormals_end(saved)
 
 
 def nadam(p, g, m, v, double c_grad, double c_avg, double bc2, double beta1, double beta2,
@@ -360,6 +396,7 @@ def nadam(p, g, m, v, double c_grad, double c_avg, double bc2, double beta1, dou
     cdef void* pg = data_ptr(g)
     cdef void* pm = data_ptr(m)
     cdef void* pv = data_ptr(v)
+    cdef unsigned int saved = flush_denormals_begin()
     if is_float32(p):
         with nogil:
             nadam_kernel(n, <float*>pp, <float*>pg, <float*>pm, <float*>pv, <float>c_grad,
@@ -369,6 +406,7 @@ def nadam(p, g, m, v, double c_grad, double c_avg, double bc2, double beta1, dou
         with nogil:
             nadam_kernel(n, <double*>pp, <double*>pg, <double*>pm, <double*>pv, c_grad,
                          c_avg, bc2, beta1, beta2, eps, weight_decay, decay)
+    flush_denormals_end(saved)
 
 
 def radam(p, g, m, v, double lr, double bc1, double bc2_sqrt, double rect, bint rectified,
@@ -381,6 +419,7 @@ def radam(p, g, m, v, double lr, double bc1, double bc2_sqrt, double rect, bint 
     cdef void* pg = data_ptr(g)
     cdef void* pm = data_ptr(m)
     cdef void* pv = data_ptr(v)
+    cdef unsigned int saved = flush_denormals_begin()
     if is_float32(p):
         with nogil:
             radam_kernel(n, <float*>pp, <float*>pg, <float*>pm, <float*>pv, <float>lr,
@@ -390,3 +429,4 @@ def radam(p, g, m, v, double lr, double bc1, double bc2_sqrt, double rect, bint 
         with nogil:
             radam_kernel(n, <double*>pp, <double*>pg, <double*>pm, <double*>pv, lr, bc1,
                          bc2_sqrt, rect, rectified, beta1, beta2, eps, weight_decay, decay)
+    flush_denormals_end(saved)
