@@ -525,6 +525,7 @@ class _DataParallel:
         grads = model.grad_buffer
         out = None
         ran = False
+        by_samples = model.loss._divides_by_samples()
         try:
             if x is None:
                 raise self._local_error  # reading the batch failed
@@ -532,7 +533,10 @@ class _DataParallel:
             if divisor > 0:
                 with _sharding.window(start, stop, total):
                     loss, out = model._forward_backward(x, y, w, plan)
-                grads *= grads.dtype.type(divisor)
+                # Weighted by the part's share of the batch's divisor; when
+                # that is the sample count, the total is known already and
+                # one pass over the gradients does it.
+                grads *= grads.dtype.type(divisor / total if by_samples else divisor)
                 stats[0], stats[1], stats[2], stats[4] = divisor, loss * divisor, rows, 1.0
                 ran = True
             else:
@@ -549,7 +553,8 @@ class _DataParallel:
         if stats[0] == 0:
             raise DistributedError([(0, "ValueError: the class weights of every label in the "
                                      "batch are 0")], self.where)
-        grads *= grads.dtype.type(1.0 / stats[0])
+        if not by_samples:
+            grads *= grads.dtype.type(1.0 / stats[0])
         if 0 < stats[4] < self.size:
             # A process without rows of its own (a batch smaller than the
             # number of processes) ran no layer, so drew no noise: give it

@@ -120,6 +120,9 @@ class _ClassWeights:
             return float(n)  # forward raises on these targets, naming what is wrong
         return float(n) if labels is None else float(self.weight[labels].sum())
 
+    def _divides_by_samples(self):
+        return self.weight is None
+
 
 def _class_labels(target, n, classes):
     """Integer labels as int64 of shape (n,), or None if ``target`` holds
@@ -199,6 +202,10 @@ class Loss:
         batch by it, so a loss whose mean divides by something else (class
         weights) overrides it."""
         return float(n)
+
+    def _divides_by_samples(self):
+        """True if ``_divisor`` is always the number of samples."""
+        return type(self)._divisor is Loss._divisor
 
     def _need_forward(self):
         if self._cache is None:
