@@ -503,14 +503,16 @@ class _DataParallel:
         start = sum(sizes[:self.rank])
         return True, (start, start + sizes[self.rank], sum(sizes))
 
-    def load(self, read):
-        """``read()``'s batch, or (None, None, None) if it fails: the next
-        ``step`` then tells every process."""
-        try:
-            return read()
-        except Exception as err:  # reported by step
-            self._local_error = err
-            return None, None, None
+    def reader(self, source):
+        """``source.load``, returning (None, None, None) where it fails: the
+        next ``step`` then tells every process."""
+        def read(rows):
+            try:
+                return source.load(rows)
+            except Exception as err:  # reported by step
+                self._local_error = err
+                return None, None, None
+        return read
 
     # --- one step -----------------------------------------------------------
 

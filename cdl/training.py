@@ -6,7 +6,6 @@
 each batch into buffers allocated once per ``fit``/``predict`` call and
 validate the data once, up front, not per batch.
 """
-import functools
 import math
 import time
 import warnings
@@ -322,15 +321,16 @@ class _ArrayBatches:
         return val
 
     def epoch(self, progress, epoch, rng, parallel):
-        """Yield ``(batch number, load, window)`` for each batch of ``epoch``:
-        ``load()`` reads the rows of it that this process trains on, as
-        ``(x, y, weights)``, and ``window`` places them in the batch."""
+        """Yield ``(batch number, rows, window)`` for each batch of ``epoch``:
+        the rows of it that this process trains on (for ``load``) and the
+        ``window`` that places them in the batch."""
         batches = progress.epoch_batches(epoch, rng)
         for b in range(progress.batch, len(batches)):
             rows, window = parallel.place(batches[b])
-            yield b, functools.partial(self._load, rows), window
+            yield b, rows, window
 
-    def _load(self, rows):
+    def load(self, rows):
+        """``(x, y, weights)`` of ``rows``."""
         return (self.inputs.batch(rows), self.targets.batch(rows),
                 None if self.weights is None else self.weights[rows])
 
@@ -413,8 +413,13 @@ class _IterableBatches:
                     warnings.warn(f"{self.name} ran out of batches in epoch {epoch + 1} "
                                   f"after {b} steps; training stops", stacklevel=4)
                 return
-            yield b, functools.partial(tuple, batch), window
+            yield b, batch, window
             b += 1
+
+    @staticmethod
+    def load(batch):
+        """The batch ``epoch`` read and checked, as ``(x, y, weights)``."""
+        return batch
 
     def passes(self):
         """The batches of one evaluation: ``steps`` of them, or one pass."""
@@ -496,8 +501,8 @@ class _SingleProcess:
         return rows is not None, None
 
     @staticmethod
-    def load(read):
-        return read()
+    def reader(source):
+        return source.load
 
     @staticmethod
     def step(model, x, y, w, plan, window):
@@ -736,12 +741,14 @@ class TrainingMixin:
     def _step(self, x, y, w, plan=None):
         """Forward, loss, backward, clip and update on one checked batch;
         ``plan`` is the fused step to use (None: layer by layer)."""
-        loss, out = self._forward_backward(x, y, w, plan)
-        return self._update(loss), out
-
-    def _forward_backward(self, x, y, w, plan):
-        """The batch loss and outputs, with the loss's gradients in ``grads``."""
         check = _anomaly.checking(self)
+        loss, out = self._forward_backward(x, y, w, plan, check)
+        return self._update(loss, check), out
+
+    def _forward_backward(self, x, y, w, plan, check=None):
+        """The batch loss and outputs, with the loss's gradients in ``grads``."""
+        if check is None:
+            check = _anomaly.checking(self)
         targets = None if plan is None or check else _fused.plan_targets(plan, y, x.shape[0])
         if targets is not None:
             n = x.shape[0]
@@ -757,10 +764,11 @@ class TrainingMixin:
         self._backward_checked(grad, input_grad=False)
         return loss, out
 
-    def _update(self, loss):
+    def _update(self, loss, check=None):
         """Add the weight penalties, clip and take the optimizer step on the
         gradients in ``grads``; returns the batch loss with the penalties."""
-        check = _anomaly.checking(self)
+        if check is None:
+            check = _anomaly.checking(self)
         if self._regularized:
             loss += self.regularization_loss()
             self._add_regularization_gradients()
@@ -1017,6 +1025,7 @@ class TrainingMixin:
         # differ between them (a clock, a callback's decision).
         agree_each_step = parallel.size > 1 and (cb.has_batch_hooks or max_time is not None)
         plan, capacity = None, 0
+        read = parallel.reader(source)
         self._regularized = self._has_regularization()
         self.stop_training = False
         self.history = history
@@ -1036,11 +1045,11 @@ class TrainingMixin:
                     m.reset()
             parallel.stage, parallel.epoch, parallel.batch = f"in epoch {epoch + 1}", epoch, None
             cb.on_epoch_begin(epoch, {})
-            for b, read, window in source.epoch(progress, epoch, self.rng, parallel):
+            for b, rows, window in source.epoch(progress, epoch, self.rng, parallel):
                 parallel.batch = b
                 if batch_logs:
                     cb.on_train_batch_begin(b, {})
-                xb, yb, wb = parallel.load(read)
+                xb, yb, wb = read(rows)
                 if self.use_fused_step and xb is not None and xb.shape[0] > capacity:
                     capacity = max(xb.shape[0], source.capacity)
                     plan = self._fused_plan(capacity)
