@@ -562,7 +562,7 @@ class _DataParallel:
             # number of processes) ran no layer, so drew no noise: give it
             # the generator of one that did.
             self._sync_generator(model, ran)
-        loss = model._update(stats[1] / stats[0])
+        loss = model._update(float(stats[1] / stats[0]))
         return loss, out, int(stats[2])
 
     def _sync_generator(self, model, drew):
@@ -619,17 +619,21 @@ class _DataParallel:
 
     def evaluate(self, model, x, y, weights, batch_size):
         """Loss and metrics on (x, y), each process evaluating its part."""
+        from cdl import _concurrency
+
         n = x.shape[0]
         start, stop = _sharding.shard_bounds(n, self.rank, self.size)
-        for m in model.metrics:
-            m.reset()
         part = slice(start, stop)
-        total = np.zeros(1)
-        if stop > start:
-            total[0] = model._evaluate_sums(x[part], y[part],
-                                            None if weights is None else weights[part],
-                                            batch_size)
-        return self.evaluation_results(model, total[0], n, local_samples=False)
+        loss_sum = 0.0
+        # The loss and metric objects accumulate over one call: calls take turns.
+        with _concurrency.guard_of(model).evaluate_lock:
+            for m in model.metrics:
+                m.reset()
+            if stop > start:
+                loss_sum = model._evaluate_sums(x[part], y[part],
+                                                None if weights is None else weights[part],
+                                                batch_size)
+            return self.evaluation_results(model, loss_sum, n, local_samples=False)
 
     def evaluation_results(self, model, loss_sum, n, local_samples=True):
         """``evaluate``'s results from each process's summed loss over its

@@ -339,9 +339,11 @@ class _IterableBatches:
     """Batches that an iterable yields as ``(x, y)`` or ``(x, y, sample_weight)``.
 
     An epoch is ``steps`` batches, or one pass over the iterable without
-    ``steps``; a re-iterable object (a list of batches, a data loader)
-    starts a new pass when one ends, while an iterator that runs out
-    (a generator) ends training (``exhausted``), with a warning.
+    ``steps``; an object that can be iterated again (a data loader, any
+    object whose ``__iter__`` starts a new pass) starts a new pass when one
+    ends, while an iterator that runs out (a generator) ends training
+    (``exhausted``), with a warning. A list or tuple is array data, never
+    a sequence of batches.
     """
 
     n = None
@@ -393,7 +395,8 @@ class _IterableBatches:
         return x.batch(whole), y.batch(whole), w
 
     def epoch(self, progress, epoch, rng, parallel):
-        """Yield ``(batch number, x, y, weights, window)`` for the batches of an epoch."""
+        """Yield ``(batch number, batch, window)`` for the batches of an epoch,
+        each read and checked (see ``load``)."""
         progress.begin_epoch(epoch, rng)
         if not self._steps_given and self.reiterable:
             self._iterator = None  # each epoch is a new pass
@@ -431,7 +434,7 @@ class _IterableBatches:
             if item is None:
                 if self._steps_given or b == 0:
                     raise ValueError(f"{self.name} ran out of batches after {b}; give an "
-                                     "object that can be iterated again (a list, a loader) "
+                                     "object that can be iterated again (a data loader) "
                                      "or validation_steps with a generator that does not end")
                 return
             yield self._checked(item, b)
@@ -1140,12 +1143,16 @@ class TrainingMixin:
 
     @_concurrency.inference_call
     @_determinism.blas_scope
-    def evaluate(self, x, y, batch_size=256, sample_weight=None):
+    def evaluate(self, x, y, batch_size=256, sample_weight=None, distributed=False):
         """Loss and metrics on (x, y), in inference mode.
 
         Threads may call ``evaluate`` (and ``predict``) on one model at the
         same time; calls of ``evaluate`` take turns, because the model's
         loss and metric objects accumulate over the batches of one call.
+
+        With ``distributed=True`` (every process of an MPI job calls it
+        with the same data, see ``fit``), each process evaluates its part
+        of the samples and all get the results over all of them.
 
         Returns
         -------
@@ -1173,12 +1180,22 @@ class TrainingMixin:
         >>> sorted(result), result["accuracy"]
         (['accuracy', 'loss'], 1.0)
         """
-        self._require_compiled()
-        self._build_for_inference(None)
-        inputs = _Inputs(self, x)
-        weights = _sample_weights(sample_weight, None, None, len(inputs), self.dtype)
-        targets = _Targets(y, len(inputs), self.loss, self.dtype)
-        return self._evaluate_arrays(inputs.data, targets.data, weights, batch_size)
+        parallel = _parallel_training(self, distributed)
+
+        def checked():
+            self._require_compiled()
+            self._build_for_inference(None)
+            inputs = _Inputs(self, x)
+            weights = _sample_weights(sample_weight, None, None, len(inputs), self.dtype)
+            targets = _Targets(y, len(inputs), self.loss, self.dtype)
+            if len(inputs) == 0:
+                raise ValueError("cannot evaluate on zero samples")
+            check_number(batch_size, "batch_size", low=1, integer=True)
+            return inputs.data, targets.data, weights
+
+        return parallel.run(lambda: parallel.evaluate(
+            self, *parallel.agree(checked, "when evaluate checked its arguments"),
+            batch_size))
 
     def _build_for_inference(self, x):
         """Build the model if needed (for samples shaped like ``x``'s, when

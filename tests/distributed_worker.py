@@ -134,7 +134,9 @@ def scenario_memmap(out_dir):
     xm = np.load(os.path.join(out_dir, "x.npy"), mmap_mode="r")
     ym = np.load(os.path.join(out_dir, "y.npy"), mmap_mode="r")
     model, history = train("adam-dropout", True, xm, ym)
-    _save(out_dir, "memmap", rank, *model.params, **_history_arrays(history))
+    results = model.evaluate(xm[:41], ym[:41], batch_size=6, distributed=True)
+    _save(out_dir, "memmap", rank, *model.params, **_history_arrays(history),
+          **{f"eval_{k}": np.array(v) for k, v in results.items()})
 
 
 def scenario_iterable(out_dir):

@@ -95,8 +95,12 @@ def test_memory_mapped_data_trains_the_same(tmp_path):
     run_mpi(2, "memmap", tmp_path)
     x, y = worker.classification_data(n=83)
     model, history = worker.train("adam-dropout", False, x, y)
-    params, hist, _ = load(tmp_path, "memmap", 0)
-    assert_same_training(params, hist, model, history)
+    expected = model.evaluate(x[:41], y[:41])
+    for rank in range(2):
+        params, hist, extra = load(tmp_path, "memmap", rank)
+        assert_same_training(params, hist, model, history)
+        assert {k[len("eval_"):]: float(v) for k, v in extra.items()} == pytest.approx(
+            expected, rel=1e-12, abs=1e-12)
 
 
 @needs_mpi
