@@ -165,13 +165,22 @@ def _install_abort_hook():
         previous(kind, value, tb)
         comm = _State.comm
         if comm is not None and comm.Get_size() > 1:
-            sys.stderr.write(f"cdl.distributed: rank {comm.Get_rank()} ended with an uncaught "
-                             f"{kind.__name__}; aborting the {comm.Get_size()} processes\n")
-            sys.stderr.flush()
-            comm.Abort(1)
+            _abort(comm, f"rank {comm.Get_rank()} ended with an uncaught {kind.__name__}")
 
     sys.excepthook = abort_on_uncaught
     _State.hook_installed = True
+
+
+def _abort(comm, message):
+    """Print ``message`` and end every process of ``comm``'s job."""
+    sys.stderr.write(f"cdl.distributed: {message}; aborting the {comm.Get_size()} "
+                     "processes\n")
+    sys.stderr.flush()
+    # mpiexec forwards the processes' output through pipes that the abort
+    # tears down: give it a moment to pass the message on.
+    time.sleep(0.5)
+    comm.Abort(1)
+    raise SystemExit(1)  # not reached: Abort ends the process
 
 
 def _comm(comm=None):
@@ -374,10 +383,7 @@ class _Group:
         return self.comm.allgather(value)
 
     def abort(self, message):
-        sys.stderr.write(f"cdl.distributed: {message}; aborting the {self.size} processes\n")
-        sys.stderr.flush()
-        self.comm.Abort(1)
-        raise SystemExit(1)  # not reached: Abort ends this process
+        _abort(self.comm, message)
 
 
 class _DataParallel:

@@ -33,11 +33,9 @@ needs_mpi = pytest.mark.skipif(
 
 def run_mpi(processes, scenario, out_dir, *args, timeout=120, check=True):
     """Run a worker scenario in ``processes`` MPI processes."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [os.path.dirname(__file__)] + [p for p in sys.path if p]))
     result = subprocess.run(
         [_mpiexec(), "-n", str(processes), sys.executable, WORKER, scenario, str(out_dir),
-         *args], capture_output=True, text=True, timeout=timeout, env=env)
+         *args], capture_output=True, text=True, timeout=timeout, cwd=out_dir)
     if check and result.returncode != 0:
         raise AssertionError(f"mpiexec failed ({result.returncode}):\n{result.stdout}\n"
                              f"{result.stderr}")
@@ -173,15 +171,16 @@ def test_bad_arguments_on_one_rank_raise_on_every_rank(tmp_path):
 ])
 def test_failures_outside_a_step_abort_the_job(tmp_path, scenario, message):
     result = run_mpi(2, scenario, tmp_path, check=False, timeout=90)
-    assert result.returncode != 0
-    assert message in result.stderr, result.stderr[-3000:]
-    assert "aborting the 2 processes" in result.stderr
-    assert "passed the barrier" not in result.stdout
+    output = f"exit status {result.returncode}\n{result.stdout}\n{result.stderr[-3000:]}"
+    assert result.returncode != 0, output
+    assert message in result.stderr, output
+    assert "aborting the 2 processes" in result.stderr, output
+    assert "passed the barrier" not in result.stdout, output
 
 
 # --- without MPI ---------------------------------------------------------------
 
-def test_without_mpi4py_cdl_works_and_distributed_says_what_to_install():
+def test_without_mpi4py_cdl_works_and_distributed_says_what_to_install(tmp_path):
     code = textwrap.dedent("""
         import sys
         sys.modules["mpi4py"] = None          # as if it were not installed
@@ -197,7 +196,7 @@ def test_without_mpi4py_cdl_works_and_distributed_says_what_to_install():
             print(err)
     """)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=60)
+                            timeout=60, cwd=tmp_path)   # outside the source tree
     assert result.returncode == 0, result.stderr
     assert 'pip install "cdl[mpi]"' in result.stdout
 
