@@ -82,6 +82,12 @@ def test_reader_matches_numpy_indexing(tmp_path, dtype, shape):
 def test_reader_of_views(tmp_path, view):
     x = save_npy(tmp_path / "x.npy", sample_data((60, 4, 2), ">f8"))
     array = eval(view, {"x": x})
+    assert_reads_like_numpy(array, np.float64)
+
+
+def assert_reads_like_numpy(array, dtype=None):
+    """A streaming reader of ``array`` gives NumPy's rows for every index of
+    INDEXES, and refuses those NumPy refuses."""
     reader = MemmapRows(array)
     assert reader.streams
     for index in INDEXES:
@@ -91,7 +97,8 @@ def test_reader_of_views(tmp_path, view):
             with pytest.raises(IndexError, match="out of bounds"):
                 reader.read(index)
             continue
-        np.testing.assert_array_equal(reader.read(index, np.float64), expected)
+        got = reader.read(index) if dtype is None else reader.read(index, dtype)
+        np.testing.assert_array_equal(got, expected)
 
 
 def test_reader_of_rows_not_contiguous_in_the_file_reads_the_mapping(tmp_path):
@@ -127,14 +134,7 @@ def test_reader_of_memmap_with_an_offset(tmp_path, offset):
     path.write_bytes(b"\xff" * offset + values.tobytes() + b"\xee" * 5)
     x = np.memmap(path, dtype="<i2", mode="r", offset=offset, shape=(25, 3))
     for array in (x, x[4:], x[::2]):
-        reader = MemmapRows(array)
-        assert reader.streams
-        for index in INDEXES:
-            try:
-                expected = np.asarray(array[index])
-            except IndexError:
-                continue
-            np.testing.assert_array_equal(reader.read(index), expected)
+        assert_reads_like_numpy(array)
 
 
 def test_reader_names_rows_out_of_bounds(tmp_path):
