@@ -138,4 +138,4 @@ print("same weights after the same training:",
 # .. include:: ../../README.md
 #    :parser: myst_parser.sphinx_
 #    :start-after: ## Benchmarks
-#    :end-before: ## Dependencies
+#    :end-before: ### Data-parallel scaling
