@@ -11,6 +11,8 @@ window (single-process training) they draw for the batch as before.
 import contextlib
 import threading
 
+__all__ = ["shard_bounds", "window", "current", "per_sample", "fill_uniforms"]
+
 _local = threading.local()
 
 
@@ -70,5 +72,3 @@ def fill_uniforms(rng, out, rows, width, dtype):
     else:
         out[:rows * width] = per_sample(rng, (rows, width), dtype).reshape(-1)
 
-
-__all__ = ["shard_bounds", "window", "current", "per_sample", "fill_uniforms"]
