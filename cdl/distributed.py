@@ -268,6 +268,9 @@ def allreduce(value, op="sum", comm=None):
     choose(op, ("sum", "max", "min"), "op")
     scalar = np.ndim(value) == 0
     buffer = np.array(value, dtype=np.float64 if scalar else None, copy=True)
+    if buffer.dtype.kind not in "biuf":
+        raise TypeError(f"allreduce takes numbers or arrays of numbers, got dtype "
+                        f"{buffer.dtype}")
     buffer = np.ascontiguousarray(buffer)
     _Group(_comm(comm)).allreduce(buffer, op, "allreduce")
     return float(buffer) if scalar else buffer
@@ -559,8 +562,11 @@ class _DataParallel:
         if stats[3]:
             self._raise_step_failure()
         if stats[0] == 0:
-            raise DistributedError([(0, "ValueError: the class weights of every label in the "
-                                     "batch are 0")], self.where)
+            # Every process sees it: raised everywhere, as one process would.
+            self._agreed_error = ValueError(
+                "the class weights of this batch's labels sum to 0, so their weighted mean "
+                "is undefined (every sample belongs to a class of weight 0)")
+            raise self._agreed_error
         if not by_samples:
             grads *= grads.dtype.type(1.0 / stats[0])
         if 0 < stats[4] < self.size:
@@ -639,18 +645,17 @@ class _DataParallel:
                 loss_sum = model._evaluate_sums(x[part], y[part],
                                                 None if weights is None else weights[part],
                                                 batch_size)
-            return self.evaluation_results(model, loss_sum, n, local_samples=False)
+            return self.evaluation_results(model, loss_sum, stop - start)
 
-    def evaluation_results(self, model, loss_sum, n, local_samples=True):
+    def evaluation_results(self, model, loss_sum, n):
         """``evaluate``'s results from each process's summed loss over its
-        ``n`` samples (or, with ``local_samples=False``, the total ``n``)."""
-        sums = np.array([loss_sum, n if local_samples else 0.0])
+        ``n`` samples."""
+        sums = np.array([loss_sum, n])
         self.group.allreduce(sums, "sum", "validation")
-        total = sums[1] if local_samples else n
-        if total == 0:
+        if sums[1] == 0:
             raise ValueError("cannot evaluate on zero samples")
         self.merge_metrics(model.metrics)
-        return model._evaluation_results(sums[0], total)
+        return model._evaluation_results(sums[0], sums[1])
 
 
 def _fresh_copy(metric):

@@ -377,6 +377,12 @@ class _IterableBatches:
                 return self._next(False)
             return None
 
+    def _start_pass(self):
+        """Without ``steps``, begin a new pass over a re-iterable (an iterator
+        carries on where it stopped)."""
+        if not self._steps_given and self.reiterable:
+            self._iterator = None
+
     def _checked(self, item, index):
         """One yielded batch as checked arrays (x, y, weights)."""
         if not isinstance(item, (tuple, list)) or len(item) not in (2, 3):
@@ -398,8 +404,7 @@ class _IterableBatches:
         """Yield ``(batch number, batch, window)`` for the batches of an epoch,
         each read and checked (see ``load``)."""
         progress.begin_epoch(epoch, rng)
-        if not self._steps_given and self.reiterable:
-            self._iterator = None  # each epoch is a new pass
+        self._start_pass()
         b = 0
         while not self._steps_given or b < self.steps:
             batch = error = None
@@ -426,8 +431,7 @@ class _IterableBatches:
 
     def passes(self):
         """The batches of one evaluation: ``steps`` of them, or one pass."""
-        if not self._steps_given:
-            self._iterator = None if self.reiterable else self._iterator
+        self._start_pass()
         b = 0
         while not self._steps_given or b < self.steps:
             item = self._next(restart=self._steps_given)
@@ -883,7 +887,7 @@ class TrainingMixin:
         steps_per_epoch : int, optional
             With an iterable ``x``: batches per epoch. Without it an epoch
             is one pass over the iterable. An iterable that can be iterated
-            again (a list, a loader) starts a new pass when one ends; a
+            again (a data loader) starts a new pass when one ends; a
             generator that runs out ends training, with a warning.
         validation_steps : int, optional
             With an iterable ``validation_data``: batches per evaluation.
