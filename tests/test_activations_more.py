@@ -444,11 +444,14 @@ def test_gradcheck_activation_layers(case, shape):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_gradcheck_dense(name):
-    layer = layers.Dense(4, activation=name, dtype="float64")
+    layer = layers.Dense(4, activation=name)
+    # Seeded weights: with fresh draws, about 1 run in 130 put a pre-activation
+    # within 1e-3 of a kink, where finite differences disagree with the
+    # one-sided derivative (seed 0 keeps every one at least 0.05 away).
+    cdl.Sequential([layer], input_shape=(5,), dtype="float64", seed=0)
     # Wide inputs reach every piece of the hard functions; check the kinks
     # are not hit by the pre-activations.
     x = random_array((6, 5), seed=2) * 3
-    layer.forward(x)
     z = x @ layer.kernel + layer.bias
     assert all(np.abs(z - k).min() > 1e-3 for k in KINKS.get(name, []))
     errors = cdl.gradcheck(layer, x)

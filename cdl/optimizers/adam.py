@@ -94,13 +94,18 @@ class Adam(_AdamBase):
             return None
         return super()._init_state(name, size, dtype)
 
+    def _check_options(self):
+        self._check_state_for((("max_exp_avg_sq", "amsgrad"),))
+
     def _update(self, segment, state):
         beta1, beta2 = self.betas
         t = self.iterations
         lr = self.lr * segment.lr_mult
         wd = self.weight_decay * segment.wd_mult
+        # amsgrad switched off keeps its maximum as it was, to continue from
+        # if switched on again (torch.optim.Adam's rule).
         _k.adam(segment.param, segment.grad, state["exp_avg"], state["exp_avg_sq"],
-                state["max_exp_avg_sq"], lr / (1 - beta1 ** t), math.sqrt(1 - beta2 ** t),
+                state["max_exp_avg_sq"] if self.amsgrad else None, lr / (1 - beta1 ** t), math.sqrt(1 - beta2 ** t),
                 beta1, beta2, self.eps, *self._weight_decay_terms(lr, wd, self._decoupled))
 
 

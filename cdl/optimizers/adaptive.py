@@ -132,7 +132,14 @@ class RMSprop(Optimizer):
             return None
         return super()._init_state(name, size, dtype)
 
+    def _check_options(self):
+        self._check_state_for((("momentum_buffer", "momentum"), ("grad_avg", "centered")))
+
     def _update(self, segment, state):
-        _k.rmsprop(segment.param, segment.grad, state["square_avg"], state["grad_avg"],
-                   state["momentum_buffer"], self.lr * segment.lr_mult, self.alpha, self.eps,
+        # An option switched off leaves its state as it was, to continue
+        # from if it is switched on again (torch.optim.RMSprop's rule).
+        _k.rmsprop(segment.param, segment.grad, state["square_avg"],
+                   state["grad_avg"] if self.centered else None,
+                   state["momentum_buffer"] if self.momentum > 0 else None,
+                   self.lr * segment.lr_mult, self.alpha, self.eps,
                    self.weight_decay * segment.wd_mult, self.momentum)

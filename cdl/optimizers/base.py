@@ -183,6 +183,7 @@ class Optimizer:
             self._cached_segments = self._segments_for(params_list, grads_list)
             self._grads_seen = grads_list
             self._work = None
+        self._check_options()
         self.iterations += 1
         self._begin_step()
         if self._work is None:
@@ -193,6 +194,25 @@ class Optimizer:
                           for segment in self._cached_segments]
         for segment, views in self._work:
             self._update(segment, views)
+
+    def _check_options(self):
+        """Raise, before anything changes, if the options cannot be applied to the
+        state (subclasses)."""
+
+    def _check_state_for(self, options):
+        """Raise if an option was switched on after its state was created without it.
+
+        ``options`` pairs each optional state name with the option that needs
+        it. PyTorch creates such state on the first step only, and fails with a
+        ``KeyError`` when the option is switched on later; this names the option.
+        """
+        for name, option in options:
+            if getattr(self, option) and self.state.get(name, 0) is None:
+                raise ValueError(
+                    f"{type(self).__name__}: {option} cannot be switched on after the "
+                    f"first step, which ran without it (there is no {name} to continue "
+                    f"from; torch.optim.{type(self).__name__} cannot either). Set "
+                    f"{option} before the first step, or start a new optimizer")
 
     def _begin_step(self):
         """Scalar work done once per step, before the kernels (subclasses)."""

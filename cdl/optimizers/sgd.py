@@ -80,7 +80,11 @@ class SGD(Optimizer):
         return super()._init_state(name, size, dtype) if self.momentum else None
 
     def _update(self, segment, state):
-        _k.sgd(segment.param, segment.grad, state["momentum_buffer"],
+        # With momentum 0 the step uses no buffer and no dampening, and the
+        # buffer is kept as it was: switched on again, momentum resumes from
+        # it (torch.optim.SGD's rule).
+        _k.sgd(segment.param, segment.grad,
+               state["momentum_buffer"] if self.momentum else None,
                self.lr * segment.lr_mult, self.weight_decay * segment.wd_mult,
                self.momentum, self.dampening, self.nesterov, self._first)
 
