@@ -12,10 +12,12 @@ public or not, run as doctests.
 import ast
 import doctest
 import importlib
+import importlib.util
 import inspect
 import pathlib
 import pkgutil
 import re
+import sys
 import types
 
 import numpy as np
@@ -44,23 +46,67 @@ def test_the_api_reference_lists_every_public_module():
     assert not missing, f"add these modules to {API_INDEX}: {missing}"
 
 
+#: The optional packages that modules and docstring examples of cdl may
+#: need, each with how to install it. Code that fails for want of one of
+#: them, when it is not installed, is skipped with that reason; a missing
+#: package not named here is an error like any other.
+OPTIONAL_PACKAGES = {
+    "onnx": "pip install 'cdl[onnx]'",
+    "sklearn": "pip install 'cdl[sklearn]'",
+    "mpi4py": "pip install 'cdl[mpi]'",
+    "onnxruntime": "pip install onnxruntime",
+    "matplotlib": "pip install matplotlib",
+    "pandas": "pip install pandas",
+    "torch": "pip install torch",
+}
+
+
+def missing_optional_package(error):
+    """The optional package whose absence raised ``error``, or None.
+
+    The ImportError naming the package may be ``error`` itself or, when cdl
+    re-raised it with a message of its own (even ``from None``), its cause or
+    context. The package must really be absent: an optional package that is
+    installed but fails to import is an error, not a reason to skip.
+    """
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        top = (getattr(error, "name", None) or "").partition(".")[0]
+        if isinstance(error, ImportError) and top in OPTIONAL_PACKAGES:
+            try:
+                absent = importlib.util.find_spec(top) is None
+            except (ImportError, ValueError):  # a parent missing, or blocked in sys.modules
+                absent = True
+            if absent:
+                return top
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def skip_reason(package):
+    """What a test needing the missing optional ``package`` says when it skips."""
+    return f"needs {package} ({OPTIONAL_PACKAGES[package]})"
+
+
 #: Modules that failed to import (name -> error), reported by one test rather
 #: than stopping the collection of every other test here.
 IMPORT_ERRORS = {}
+#: Modules that need a missing optional package (name -> the package).
+NEEDS_PACKAGE = {}
 
 
 def _import(name):
-    """The module, or None if it needs an optional dependency that is not
+    """The module, or None if it needs an optional package that is not
     installed (``cdl.sklearn`` without scikit-learn) or fails to import."""
     try:
         return importlib.import_module(name)
-    except ImportError as error:
-        missing = getattr(error.__cause__, "name", None) or getattr(error, "name", None)
-        if missing and not missing.startswith("cdl"):
-            return None
-        IMPORT_ERRORS[name] = f"{type(error).__name__}: {error}"
     except Exception as error:  # noqa: BLE001 - reported by test_every_module_imports
-        IMPORT_ERRORS[name] = f"{type(error).__name__}: {error}"
+        package = missing_optional_package(error)
+        if package is not None:
+            NEEDS_PACKAGE[name] = package
+        else:
+            IMPORT_ERRORS[name] = f"{type(error).__name__}: {error}"
     return None
 
 
@@ -217,18 +263,98 @@ def test_docstring_examples_exist():
     assert len(DOCTESTS) >= 100, f"only {len(DOCTESTS)} docstrings have examples"
 
 
-@pytest.mark.parametrize("test", DOCTESTS, ids=[t.name for t in DOCTESTS])
-def test_docstring_example(test, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # examples may write files
+class _Runner(doctest.DocTestRunner):
+    """A doctest runner that remembers how its first example failed."""
+
+    first_failure = None
+
+    def report_failure(self, out, test, example, got):
+        if self.first_failure is None:
+            self.first_failure = ("output", example)
+        super().report_failure(out, test, example, got)
+
+    def report_unexpected_exception(self, out, test, example, exc_info):
+        if self.first_failure is None:
+            self.first_failure = (exc_info[1], example)
+        super().report_unexpected_exception(out, test, example, exc_info)
+
+
+def run_doctest(test):
+    """Run a docstring's examples; fail with doctest's report if one fails,
+    or skip if the first to fail raised for want of an optional package."""
     saved = np.get_printoptions()
     np.set_printoptions(precision=8, threshold=1000, linewidth=75, suppress=False,
                         floatmode="maxprec", sign="-", legacy=False)
     try:
-        runner = doctest.DocTestRunner(optionflags=OPTIONFLAGS)
-        test.globs = dict(test.globs)
+        runner = _Runner(optionflags=OPTIONFLAGS)
+        test = doctest.DocTest(test.examples, dict(test.globs), test.name, test.filename,
+                               test.lineno, test.docstring)
         out = []
         result = runner.run(test, out=out.append, clear_globs=False)
     finally:
         np.set_printoptions(**saved)
+    if result.failed:
+        package = missing_optional_package(runner.first_failure[0])
+        if package is not None:
+            pytest.skip(skip_reason(package))
     assert result.failed == 0, "".join(out)
+
+
+def _doctest_params():
+    """One parameter per docstring with examples, and a skipped one per
+    module that could not be imported for want of an optional package."""
+    return [pytest.param(test, id=test.name) for test in DOCTESTS] + [
+        pytest.param(None, id=name, marks=pytest.mark.skip(reason=skip_reason(package)))
+        for name, package in sorted(NEEDS_PACKAGE.items())]
+
+
+@pytest.mark.parametrize("test", _doctest_params())
+def test_docstring_example(test, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # examples may write files
+    run_doctest(test)
+
+
+def _doctest_named(name):
+    return next(test for test in DOCTESTS if test.name == name)
+
+
+@pytest.mark.parametrize("name", ["cdl.onnx", "cdl.onnx.export", "cdl.onnx.to_onnx"])
+def test_an_example_needing_a_missing_package_skips_and_says_what_to_install(
+        name, tmp_path, monkeypatch):
+    """The examples of cdl.onnx, run as if onnx were not installed, skip
+    naming the extra to install (cdl.onnx raises an ImportError of its own
+    there, from None, with the one naming onnx as its context)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(sys.modules, "onnx", None)  # makes ``import onnx`` fail
+    with pytest.raises(pytest.skip.Exception, match=re.escape(
+            "needs onnx (pip install 'cdl[onnx]')")):
+        run_doctest(_doctest_named(name))
+
+
+def test_an_example_that_fails_otherwise_still_fails(monkeypatch):
+    """Only a missing optional package skips: an ImportError for a package
+    that is not optional, or one that is installed, fails the example."""
+    example = doctest.DocTestParser().get_doctest(
+        ">>> import not_a_package_of_anyone\n", {}, "example", None, 0)
+    with pytest.raises(AssertionError, match="No module named 'not_a_package_of_anyone'"):
+        run_doctest(example)
+    raised = ImportError("numpy is broken", name="numpy")
+    assert missing_optional_package(raised) is None
+    monkeypatch.setitem(OPTIONAL_PACKAGES, "numpy", "pip install numpy")
+    assert missing_optional_package(raised) is None  # installed: not a reason to skip
+
+
+def test_an_optional_package_is_found_behind_cdls_own_import_error():
+    try:
+        try:
+            import onnx_is_missing  # noqa: F401
+        except ImportError:
+            raise ImportError("cdl.onnx needs the onnx package") from None
+    except ImportError as error:
+        wrapped = error
+    assert wrapped.__cause__ is None and wrapped.__suppress_context__
+    assert missing_optional_package(wrapped) is None  # not an optional package
+    wrapped.__context__.name = "onnx.helper"
+    found = missing_optional_package(wrapped)
+    assert found == ("onnx" if importlib.util.find_spec("onnx") is None else None)
 
