@@ -13,6 +13,8 @@ import contextlib
 
 import numpy as np
 
+from cdl._validation import check_bool
+
 __all__ = ["NonFiniteError", "detect_anomaly", "set_detect_anomaly", "is_anomaly_enabled"]
 
 
@@ -118,9 +120,7 @@ def set_detect_anomaly(mode):
     >>> cdl.set_detect_anomaly(False)
     True
     """
-    if not isinstance(mode, (bool, np.bool_)):
-        raise TypeError(f"mode must be True or False, got {mode!r}")
-    previous, switch.on = switch.on, bool(mode)
+    previous, switch.on = switch.on, check_bool(mode, "mode")
     return previous
 
 
@@ -158,9 +158,7 @@ class detect_anomaly(contextlib.ContextDecorator):
     """
 
     def __init__(self, mode=True):
-        if not isinstance(mode, (bool, np.bool_)):
-            raise TypeError(f"mode must be True or False, got {mode!r}")
-        self.mode = bool(mode)
+        self.mode = check_bool(mode, "mode")
         self._previous = []
 
     def __enter__(self):

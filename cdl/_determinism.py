@@ -35,7 +35,7 @@ large matrix products; small models lose nothing.
 import functools
 import threading
 
-import numpy as np
+from cdl._validation import check_bool
 
 __all__ = ["use_deterministic_algorithms", "are_deterministic_algorithms_enabled"]
 
@@ -81,15 +81,14 @@ def use_deterministic_algorithms(mode):
     True
     >>> cdl.use_deterministic_algorithms(False)
     """
-    if not isinstance(mode, (bool, np.bool_)):
-        raise TypeError(f"mode must be True or False, got {mode!r}")
+    mode = check_bool(mode, "mode")
     if mode:
         from threadpoolctl import ThreadpoolController
 
         # Found anew on every switch-on: BLAS libraries loaded since count too.
         _Mode.libraries = tuple(lib for lib in ThreadpoolController().lib_controllers
                                 if lib.user_api == "blas")
-    _Mode.on = bool(mode)
+    _Mode.on = mode
 
 
 def are_deterministic_algorithms_enabled():

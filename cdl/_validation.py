@@ -11,6 +11,10 @@ import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
+#: Largest size BLAS takes: its dimensions and strides are 32-bit ints. The
+#: compiled kernels hold the same limit as ``BLAS_INT_MAX`` in ``_blas.pxd``.
+BLAS_INT_MAX = 2**31 - 1
+
 
 def as_float_dtype(dtype, name="dtype"):
     """Return ``dtype`` as a NumPy float32 or float64 dtype, or raise."""
@@ -72,14 +76,107 @@ def check_feature_shape(x, expected, name="x"):
             f"{', '.join(str(d) for d in expected)}{',' if len(expected) == 1 else ''})")
 
 
+def check_bool(value, name):
+    """Return the flag ``value`` as a Python bool, or raise ``TypeError``.
+
+    Only ``True``/``False`` and NumPy's ``np.True_``/``np.False_`` are
+    flags: a string such as ``"no"`` or ``"False"`` is truthy, and ``0``/``1``
+    or ``None`` usually mean a mistyped argument (a level, a count, a
+    missing value), so all of them are refused rather than coerced with
+    ``bool()``.
+
+    Parameters
+    ----------
+    value : object
+        The argument to check.
+    name : str
+        The parameter's name, for the error message.
+
+    Returns
+    -------
+    bool
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not a ``bool`` or ``np.bool_``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> check_bool(np.True_, "shuffle")
+    True
+    >>> check_bool("no", "shuffle")
+    Traceback (most recent call last):
+    ...
+    TypeError: shuffle must be True or False, got 'no'
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def check_blas_size(count, what, hint="split the input into smaller batches"):
+    """Raise ValueError if ``count``, a dimension of a BLAS call, exceeds
+    BLAS's 32-bit integer limit (rather than let it be truncated)."""
+    if count > BLAS_INT_MAX:
+        raise ValueError(
+            f"{what} is {count}, larger than BLAS's 32-bit integer limit ({BLAS_INT_MAX}); "
+            f"{hint}")
+
+
 def check_number(value, name, low=None, high=None, low_inclusive=True,
-                 high_inclusive=True, integer=False):
-    """Validate a numeric hyper-parameter and return it as float (or int)."""
+                 high_inclusive=True, integer=False, finite=True):
+    """Validate a numeric hyper-parameter and return it as float (or int).
+
+    Parameters
+    ----------
+    value : object
+        The argument to check: a real number (Python's or NumPy's), not a
+        bool, not NaN or infinity.
+    name : str
+        The parameter's name, for the error message.
+    low, high : float, optional
+        Bounds; None leaves that side open-ended.
+    low_inclusive, high_inclusive : bool, default True
+        Whether ``value`` may equal ``low`` (``high``): False makes that
+        side an open interval, as ``(0, 1)`` for a fraction.
+    integer : bool, default False
+        Require a whole number (``3.0`` is accepted as ``3``) and return an
+        int.
+    finite : bool, default True
+        Refuse infinity; False accepts it (within the bounds), as for the
+        order of a norm. NaN is always refused.
+
+    Returns
+    -------
+    float or int
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not a real number (strings, None and bools included),
+        or is not whole when ``integer`` is set.
+    ValueError
+        If ``value`` is NaN, infinite (unless ``finite`` is False) or lies
+        outside the bounds.
+
+    Examples
+    --------
+    >>> check_number(0.5, "dropout", 0.0, 1.0, high_inclusive=False)
+    0.5
+    >>> check_number(1.0, "dropout", 0.0, 1.0, high_inclusive=False)
+    Traceback (most recent call last):
+    ...
+    ValueError: dropout must be < 1.0, got 1.0
+    """
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {value!r}")
-    if not isinstance(value, numbers.Integral) and not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    if integer and value != int(value):
+    if not isinstance(value, numbers.Integral) and not math.isfinite(value) and (
+            finite or math.isnan(value)):
+        raise ValueError(f"{name} must be {'finite' if finite else 'a number, not NaN'}, "
+                         f"got {value}")
+    if integer and (math.isinf(value) or value != int(value)):
         raise TypeError(f"{name} must be an integer, got {value!r}")
     value = int(value) if integer else float(value)
     if low is not None and (value < low or (value == low and not low_inclusive)):

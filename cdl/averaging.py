@@ -36,7 +36,7 @@ import math
 
 import numpy as np
 
-from cdl._validation import as_float_array, check_finite, check_number, choose
+from cdl._validation import as_float_array, check_bool, check_finite, check_number, choose
 from cdl.callbacks import Callback
 from cdl.layers.normalization import BatchNorm
 from cdl.tuning import _all_layers, _training_mode_only
@@ -115,8 +115,8 @@ class _WeightAverage(Callback):
 
     def __init__(self, apply_on_train_end, evaluate_with_average, bn_data, bn_batch_size):
         super().__init__()
-        self.apply_on_train_end = bool(apply_on_train_end)
-        self.evaluate_with_average = bool(evaluate_with_average)
+        self.apply_on_train_end = check_bool(apply_on_train_end, "apply_on_train_end")
+        self.evaluate_with_average = check_bool(evaluate_with_average, "evaluate_with_average")
         self.bn_data = bn_data
         self.bn_batch_size = check_number(bn_batch_size, "bn_batch_size", low=2, integer=True)
         self.n_averaged = 0
@@ -275,7 +275,7 @@ class ExponentialMovingAverage(_WeightAverage):
                  bn_batch_size=256):
         super().__init__(apply_on_train_end, evaluate_with_average, bn_data, bn_batch_size)
         self.decay = check_number(decay, "decay", low=0.0, high=1.0, high_inclusive=False)
-        self.warmup = bool(warmup)
+        self.warmup = check_bool(warmup, "warmup")
         self.update_every = check_number(update_every, "update_every", low=1, integer=True)
         self.start_step = check_number(start_step, "start_step", low=0, integer=True)
         self._steps = 0

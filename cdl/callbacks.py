@@ -30,7 +30,7 @@ import time
 import numpy as np
 
 from cdl import schedules as _schedules
-from cdl._validation import check_number, choose
+from cdl._validation import check_bool, check_number, choose
 
 __all__ = [
     "Callback", "CallbackList", "History", "ProgbarLogger", "EarlyStopping",
@@ -433,7 +433,7 @@ class EarlyStopping(Callback):
         self.patience = check_number(patience, "patience", low=0, integer=True)
         self.mode = _monitor_mode(mode, monitor)
         self.baseline = None if baseline is None else check_number(baseline, "baseline")
-        self.restore_best_weights = bool(restore_best_weights)
+        self.restore_best_weights = check_bool(restore_best_weights, "restore_best_weights")
         self.start_from_epoch = check_number(start_from_epoch, "start_from_epoch", low=0,
                                              integer=True)
 
@@ -550,8 +550,8 @@ class ModelCheckpoint(Callback):
         super().__init__()
         self.filepath = os.fspath(filepath)
         self.monitor = monitor
-        self.save_best_only = bool(save_best_only)
-        self.save_weights_only = bool(save_weights_only)
+        self.save_best_only = check_bool(save_best_only, "save_best_only")
+        self.save_weights_only = check_bool(save_weights_only, "save_weights_only")
         self.mode = _monitor_mode(mode, monitor)
         self.verbose = verbose
         self.best = math.inf if self.mode == "min" else -math.inf
@@ -786,7 +786,7 @@ class LossThreshold(Callback):
         super().__init__()
         self.threshold = check_number(threshold, "threshold")
         self.monitor = monitor
-        self.per_batch = bool(per_batch)
+        self.per_batch = check_bool(per_batch, "per_batch")
         self.stopped_epoch = None
         if self.per_batch:
             self.on_train_batch_end = self._check_batch
@@ -835,7 +835,7 @@ class CSVLogger(Callback):
         super().__init__()
         self.filename = os.fspath(filename)
         self.separator = separator
-        self.append = bool(append)
+        self.append = check_bool(append, "append")
         self._file = None
 
     def on_train_begin(self, logs=None):
@@ -1089,7 +1089,7 @@ class BackupAndRestore(Callback):
             save_freq = check_number(save_freq, "save_freq", low=1, integer=True)
             self.on_train_batch_end = self._backup_batch
         self.save_freq = save_freq
-        self.delete_checkpoint = bool(delete_checkpoint)
+        self.delete_checkpoint = check_bool(delete_checkpoint, "delete_checkpoint")
         self._callbacks = None
         self._batches_since_backup = 0
 

@@ -32,7 +32,7 @@ import tempfile
 import numpy as np
 
 from cdl._validation import (
-    as_float_array, as_float_dtype, check_finite, check_number)
+    as_float_array, as_float_dtype, check_bool, check_finite, check_number)
 
 __all__ = [
     "iterate_batches", "BatchLoader", "train_test_split", "NotFittedError",
@@ -78,12 +78,6 @@ def _check_real(arr, name, hint=""):
     if arr.dtype.kind not in "biuf":
         raise TypeError(
             f"{name} must hold real numbers, got an array of dtype {arr.dtype}{hint}")
-
-
-def _check_bool(value, name):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return bool(value)
 
 
 def _n_samples(arr, name):
@@ -132,8 +126,8 @@ def iterate_batches(n_samples, batch_size, shuffle=True, seed=None, drop_last=Fa
     """
     n_samples = check_number(n_samples, "n_samples", low=0, integer=True)
     batch_size = check_number(batch_size, "batch_size", low=1, integer=True)
-    shuffle = _check_bool(shuffle, "shuffle")
-    drop_last = _check_bool(drop_last, "drop_last")
+    shuffle = check_bool(shuffle, "shuffle")
+    drop_last = check_bool(drop_last, "drop_last")
     rng = as_generator(seed) if shuffle else None
     return _batches(n_samples, batch_size, rng, drop_last)
 
@@ -245,8 +239,8 @@ class BatchLoader:
         n = _n_samples(x, "x")
         _check_real(x, "x")
         self.batch_size = check_number(batch_size, "batch_size", low=1, integer=True)
-        self.shuffle = _check_bool(shuffle, "shuffle")
-        self.drop_last = _check_bool(drop_last, "drop_last")
+        self.shuffle = check_bool(shuffle, "shuffle")
+        self.drop_last = check_bool(drop_last, "drop_last")
         self.dtype = _default_float(x) if dtype is None else as_float_dtype(dtype)
         self.seed = seed
         self._rng = as_generator(seed)
@@ -368,7 +362,7 @@ def train_test_split(*arrays, test_size=0.25, shuffle=True, stratify=None, seed=
     if n < 2:
         raise ValueError(f"cannot split {n} sample(s) into train and test parts")
     n_train, n_test = _split_sizes(n, test_size)
-    shuffle = _check_bool(shuffle, "shuffle")
+    shuffle = check_bool(shuffle, "shuffle")
     rng = as_generator(seed)
 
     if stratify is not None:
@@ -634,8 +628,8 @@ class StandardScaler(_Scaler):
 
     def __init__(self, with_mean=True, with_std=True):
         super().__init__()
-        self.with_mean = _check_bool(with_mean, "with_mean")
-        self.with_std = _check_bool(with_std, "with_std")
+        self.with_mean = check_bool(with_mean, "with_mean")
+        self.with_std = check_bool(with_std, "with_std")
         self._reset()
 
     def get_config(self):
@@ -743,7 +737,7 @@ class MinMaxScaler(_Scaler):
             raise ValueError(
                 f"feature_range must have low < high, got {tuple(feature_range)!r}")
         self.feature_range = (low, high)
-        self.clip = _check_bool(clip, "clip")
+        self.clip = check_bool(clip, "clip")
         self._reset()
 
     def get_config(self):
@@ -1177,8 +1171,13 @@ def csv_to_npy(path, out_dir, target_columns=-1, *, delimiter=",", header="infer
                                   or delimiter in '"\n\r'):
         raise ValueError(f"delimiter must be one character (not a quote or a line break) "
                          f"or None, got {delimiter!r}")
-    if header not in ("infer", True, False):
-        raise ValueError(f"header must be 'infer', True or False, got {header!r}")
+    if isinstance(header, str):
+        if header != "infer":
+            raise ValueError(f"header must be 'infer', True or False, got {header!r}")
+    else:
+        # Not ``header in (True, False)``: 1 would pass that test and then
+        # read as "no header" (the header is tested with ``is True`` below).
+        header = check_bool(header, "header")
     if chunk_rows is not None:
         chunk_rows = check_number(chunk_rows, "chunk_rows", low=1, integer=True)
     out_dir = os.fspath(out_dir)

@@ -49,6 +49,7 @@ import traceback
 import numpy as np
 
 from cdl import _sharding
+from cdl._validation import check_bool, check_number
 
 __all__ = ["DistributedError", "is_available", "init", "rank", "size", "is_main_process",
            "shard", "broadcast_parameters", "average_gradients", "allreduce", "barrier"]
@@ -138,20 +139,29 @@ def init(comm=None, timeout=None, abort_on_exception=True):
     ------
     ImportError
         If mpi4py is not installed.
+    TypeError
+        If ``abort_on_exception`` is not True or False, or ``timeout`` is
+        not a number.
 
     Examples
     --------
     >>> import cdl.distributed
     >>> comm = cdl.distributed.init(timeout=600)    # doctest: +SKIP
     """
+    # Arguments first: a mistyped one is reported with or without mpi4py.
+    abort_on_exception = check_bool(abort_on_exception, "abort_on_exception")
+    if timeout is None and os.environ.get("CDL_DISTRIBUTED_TIMEOUT"):
+        # Only the environment's text is parsed; an argument must be a number.
+        raw = os.environ["CDL_DISTRIBUTED_TIMEOUT"]
+        try:
+            timeout = float(raw)
+        except ValueError:
+            raise ValueError("the environment variable CDL_DISTRIBUTED_TIMEOUT must be a "
+                             f"number of seconds, got {raw!r}") from None
+    if timeout is not None:
+        timeout = check_number(timeout, "timeout", low=0.0)
     MPI = _mpi()
     _State.comm = MPI.COMM_WORLD if comm is None else comm
-    if timeout is None and os.environ.get("CDL_DISTRIBUTED_TIMEOUT"):
-        timeout = os.environ["CDL_DISTRIBUTED_TIMEOUT"]
-    if timeout is not None:
-        from cdl._validation import check_number
-
-        timeout = check_number(float(timeout), "timeout", low=0.0)
     _State.timeout = timeout
     if abort_on_exception and not _State.hook_installed:
         _install_abort_hook()

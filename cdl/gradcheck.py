@@ -1,7 +1,7 @@
 """Finite-difference gradient checking of layers, losses and models."""
 import numpy as np
 
-from cdl._validation import as_real_array, check_finite
+from cdl._validation import as_real_array, check_bool, check_finite
 from cdl.layers.base import Layer
 from cdl.losses import Loss
 from cdl.model import Sequential
@@ -112,6 +112,8 @@ def gradcheck(obj, x, target=None, *, loss=None, sample_weight=None, training=Fa
     """
     from cdl import losses as _losses
 
+    training = check_bool(training, "training")
+    raise_on_error = check_bool(raise_on_error, "raise_on_error")
     x = _private_input(x)
     if isinstance(obj, Loss):
         return _check_loss(obj, x, target, sample_weight, eps, tol, raise_on_error)

@@ -147,6 +147,7 @@ import time
 import numpy as np
 
 from cdl import layers as _layers
+from cdl._validation import check_bool
 from cdl.layers import register_layer
 from cdl.model import Sequential
 
@@ -220,6 +221,7 @@ def save_model(model, path, include_optimizer=True):
     >>> np.array_equal(loaded.predict(x), model.predict(x))
     True
     """
+    include_optimizer = check_bool(include_optimizer, "include_optimizer")
     header, arrays = _model_header(model, "model", include_optimizer)
     _atomic_write(path, lambda f: _write_file(f, header, arrays))
 

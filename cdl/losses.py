@@ -19,7 +19,8 @@ import numpy as np
 
 from cdl._kernels import losses as _k
 from cdl._kernels import losses_extra as _kx
-from cdl._validation import as_float_array, as_real_array, check_finite, check_number
+from cdl._validation import (
+    as_float_array, as_real_array, check_bool, check_finite, check_number)
 
 __all__ = ["Loss", "MSE", "MAE", "Huber", "CrossEntropy", "BinaryCrossEntropy", "NLL",
            "KLDivergence", "Poisson", "CosineSimilarity", "Hinge", "get", "from_config"]
@@ -562,9 +563,7 @@ class KLDivergence(Loss):
 
     def __init__(self, log_target=False):
         super().__init__()
-        if not isinstance(log_target, (bool, np.bool_)):
-            raise TypeError(f"log_target must be True or False, got {log_target!r}")
-        self.log_target = bool(log_target)
+        self.log_target = check_bool(log_target, "log_target")
 
     def get_config(self):
         return {"log_target": self.log_target}
@@ -623,9 +622,7 @@ class Poisson(Loss):
 
     def __init__(self, log_input=True, eps=1e-8):
         super().__init__()
-        if not isinstance(log_input, (bool, np.bool_)):
-            raise TypeError(f"log_input must be True or False, got {log_input!r}")
-        self.log_input = bool(log_input)
+        self.log_input = check_bool(log_input, "log_input")
         self.eps = check_number(eps, "eps", low=0.0, low_inclusive=False)
 
     def get_config(self):

@@ -27,7 +27,8 @@ import re
 
 import numpy as np
 
-from cdl._validation import as_float_array, as_real_array, check_finite, check_number, choose
+from cdl._validation import (
+    as_float_array, as_real_array, check_bool, check_finite, check_number, choose)
 
 __all__ = [
     # functions
@@ -204,6 +205,7 @@ def _check_binary_targets(t, name="y_true", why=""):
 
 
 def _check_threshold(threshold, from_logits):
+    from_logits = check_bool(from_logits, "from_logits")
     if from_logits:
         return check_number(threshold, "threshold", low=0.0, high=1.0,
                             low_inclusive=False, high_inclusive=False)
@@ -933,7 +935,7 @@ class BinaryAccuracy(_WeightedFraction):
     name = "binary_accuracy"
 
     def __init__(self, threshold=0.5, from_logits=True, name=None):
-        self.from_logits = bool(from_logits)
+        self.from_logits = check_bool(from_logits, "from_logits")
         self.threshold = _check_threshold(threshold, self.from_logits)
         super().__init__(name)
 

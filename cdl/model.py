@@ -3,7 +3,8 @@ import numpy as np
 
 from cdl import _anomaly, _concurrency, _determinism
 from cdl._validation import (
-    as_float_array, as_float_dtype, check_feature_shape, check_finite, check_shape_tuple)
+    as_float_array, as_float_dtype, check_bool, check_feature_shape, check_finite,
+    check_shape_tuple)
 from cdl.layers.base import Layer
 from cdl.training import TrainingMixin
 
@@ -198,7 +199,7 @@ class Sequential(TrainingMixin):
         if isinstance(x, np.ndarray) and x.ndim:
             # Before any conversion copies it: a broadcast view can be far
             # larger than its memory. predict() splits large inputs itself.
-            from cdl.layers.base import check_blas_size
+            from cdl._validation import check_blas_size
             check_blas_size(x.shape[0], "the batch size of x (one forward pass)")
         if not self.built and self.input_shape is None:
             x = as_float_array(x, self.dtype, "x")
@@ -234,6 +235,7 @@ class Sequential(TrainingMixin):
         >>> out.shape, out.dtype
         ((4, 3), dtype('float32'))
         """
+        training = check_bool(training, "training")
         return self._forward_checked(self._check_batch(x), training)
 
     def _forward_checked(self, x, training):

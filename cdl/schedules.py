@@ -70,7 +70,7 @@ import itertools
 import math
 import numbers
 
-from cdl._validation import check_number
+from cdl._validation import check_bool, check_number
 
 __all__ = [
     "LRScheduler", "StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnealingLR",
@@ -97,12 +97,6 @@ def _read_lr(optimizer):
     if not math.isfinite(lr) or lr < 0:
         raise ValueError(f"optimizer.lr must be finite and >= 0, got {lr}")
     return lr
-
-
-def _check_bool(value, name):
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False, got {value!r}")
-    return value
 
 
 def _check_choice(value, options, name):
@@ -861,8 +855,8 @@ class OneCycleLR(LRScheduler):
         self.div_factor = check_number(div_factor, "div_factor", low=0, low_inclusive=False)
         self.final_div_factor = check_number(final_div_factor, "final_div_factor", low=0,
                                              low_inclusive=False)
-        self.three_phase = _check_bool(three_phase, "three_phase")
-        self.cycle_momentum = _check_bool(cycle_momentum, "cycle_momentum")
+        self.three_phase = check_bool(three_phase, "three_phase")
+        self.cycle_momentum = check_bool(cycle_momentum, "cycle_momentum")
         self.base_momentum = check_number(base_momentum, "base_momentum", low=0, high=1,
                                           high_inclusive=False)
         self.max_momentum = check_number(max_momentum, "max_momentum", low=0, high=1,

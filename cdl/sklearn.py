@@ -51,6 +51,7 @@ from cdl import layers as _layers
 from cdl import losses as _losses
 from cdl import optimizers as _optimizers
 from cdl import regularizers as _regularizers
+from cdl._validation import check_bool, check_number
 from cdl.callbacks import Callback
 from cdl.layers.activation import resolve_activation
 from cdl.model import Sequential
@@ -68,26 +69,6 @@ _PREDICT_BLOCK = 64
 
 
 # --- checking the hyper-parameters ---------------------------------------------------
-
-
-def _check_int(value, name, low):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value!r}")
-    return int(value)
-
-
-def _check_real(value, name, low=None, high=None, low_open=False, high_open=False):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
-    if not np.isfinite(value) or (low is not None and (value < low or low_open and value == low)) \
-            or (high is not None and (value > high or high_open and value == high)):
-        lo = "" if low is None else f"{'(' if low_open else '['}{low}, "
-        hi = "" if high is None else f"{high}{')' if high_open else ']'}"
-        raise ValueError(f"{name} must lie in {lo or '(-inf, '}{hi or 'inf)'}, got {value!r}")
-    return value
 
 
 def _per_layer(value, n_layers, name, check):
@@ -117,7 +98,7 @@ def _hidden_sizes(hidden_layer_sizes):
     except TypeError:
         raise TypeError("hidden_layer_sizes must be an int or a sequence of ints, got "
                         f"{hidden_layer_sizes!r}") from None
-    return [_check_int(s, "hidden_layer_sizes", 1) for s in sizes]
+    return [check_number(s, "hidden_layer_sizes", low=1, integer=True) for s in sizes]
 
 
 def _model_file_bytes(model):
@@ -225,9 +206,13 @@ class _BaseMLP(BaseEstimator):
         settings["activations"] = _per_layer(self.activation, n, "activation", _cdl_activation)
         settings["dropout"] = _per_layer(
             self.dropout, n, "dropout",
-            lambda v: _check_real(v, "dropout", 0.0, 1.0, high_open=True))
-        if not isinstance(self.batch_norm, (bool, np.bool_)):
-            raise TypeError(f"batch_norm must be True or False, got {self.batch_norm!r}")
+            lambda v: check_number(v, "dropout", 0.0, 1.0, high_inclusive=False))
+        for flag in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping",
+                     "batch_norm"):
+            check_bool(getattr(self, flag), flag)
+        # A level, as in scikit-learn: True/False or an int >= 0 (any true value prints).
+        if not isinstance(self.verbose, (bool, np.bool_)):
+            check_number(self.verbose, "verbose", low=0, integer=True)
         if self.loss not in self._LOSSES:
             raise ValueError(f"loss must be one of {sorted(self._LOSSES)}, got {self.loss!r}")
         if self.dtype not in ("float32", "float64", np.float32, np.float64):
@@ -244,20 +229,21 @@ class _BaseMLP(BaseEstimator):
         if self.learning_rate not in _LEARNING_RATES:
             raise ValueError(f"learning_rate must be one of {_LEARNING_RATES}, "
                              f"got {self.learning_rate!r}")
-        _check_real(self.alpha, "alpha", 0.0)
-        _check_real(self.learning_rate_init, "learning_rate_init", 0.0, low_open=True)
-        _check_real(self.power_t, "power_t", 0.0)
-        _check_int(self.max_iter, "max_iter", 1)
-        _check_real(self.tol, "tol", 0.0)
-        _check_real(self.momentum, "momentum", 0.0, 1.0)
-        _check_real(self.validation_fraction, "validation_fraction", 0.0, 1.0,
-                    low_open=True, high_open=True)
-        _check_real(self.beta_1, "beta_1", 0.0, 1.0, high_open=True)
-        _check_real(self.beta_2, "beta_2", 0.0, 1.0, high_open=True)
-        _check_real(self.epsilon, "epsilon", 0.0, low_open=True)
-        _check_int(self.n_iter_no_change, "n_iter_no_change", 1)
-        if self.batch_size != "auto":
-            _check_int(self.batch_size, "batch_size", 1)
+        check_number(self.alpha, "alpha", low=0.0)
+        check_number(self.learning_rate_init, "learning_rate_init", low=0.0,
+                     low_inclusive=False)
+        check_number(self.power_t, "power_t", low=0.0)
+        check_number(self.max_iter, "max_iter", low=1, integer=True)
+        check_number(self.tol, "tol", low=0.0)
+        check_number(self.momentum, "momentum", 0.0, 1.0)
+        check_number(self.validation_fraction, "validation_fraction", 0.0, 1.0,
+                     low_inclusive=False, high_inclusive=False)
+        check_number(self.beta_1, "beta_1", 0.0, 1.0, high_inclusive=False)
+        check_number(self.beta_2, "beta_2", 0.0, 1.0, high_inclusive=False)
+        check_number(self.epsilon, "epsilon", low=0.0, low_inclusive=False)
+        check_number(self.n_iter_no_change, "n_iter_no_change", low=1, integer=True)
+        if not (isinstance(self.batch_size, str) and self.batch_size == "auto"):
+            check_number(self.batch_size, "batch_size", low=1, integer=True)
         return settings
 
     def _make_optimizer(self):
@@ -268,7 +254,7 @@ class _BaseMLP(BaseEstimator):
         lr = self.learning_rate_init
         if self.solver == "sgd":
             return _optimizers.SGD(lr=lr, momentum=self.momentum,
-                                   nesterov=bool(self.nesterovs_momentum) and self.momentum > 0)
+                                   nesterov=bool(self.nesterovs_momentum and self.momentum > 0))
         if self.solver in ("adam", "adamw", "nadam", "radam", "adamax"):
             return _optimizers.get(self.solver, lr=lr, betas=(self.beta_1, self.beta_2),
                                    eps=self.epsilon)
@@ -369,7 +355,7 @@ class _BaseMLP(BaseEstimator):
         rules = _EpochRules(self, X.shape[0], validation, incremental)
         model.fit(X, self._fit_targets(targets), epochs=1 if incremental else self.max_iter,
                   batch_size=batch_size, verbose=2 if self.verbose else 0, callbacks=[rules],
-                  shuffle=bool(self.shuffle), sample_weight=weights)
+                  shuffle=self.shuffle, sample_weight=weights)
         if self.early_stopping:
             _restore(model, self._best_state)
             del self._best_state  # a copy of the weights, not needed any more
@@ -508,8 +494,9 @@ _COMMON_PARAMS_DOC = """
     tol : float >= 0, default 1e-4
         An epoch improves if the training loss falls (or the validation
         score rises) by more than ``tol``.
-    verbose : bool, default False
-        Print one line per epoch.
+    verbose : bool or int >= 0, default False
+        Print one line per epoch if true (an int level, as scikit-learn
+        accepts).
     warm_start : bool, default False
         ``fit`` continues from the previous fit instead of starting over.
     momentum : float in [0, 1], default 0.9
@@ -678,7 +665,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
                 if index >= len(self.classes_) or self.classes_[index] != label:
                     raise ValueError(f"class_weight names class {label!r}, which is not in "
                                      f"classes_ {self.classes_.tolist()}")
-                table[index] = _check_real(weight, f"class_weight[{label!r}]", 0.0)
+                table[index] = check_number(weight, f"class_weight[{label!r}]", low=0.0)
         else:
             raise TypeError(f"class_weight must be a dict, 'balanced' or None, "
                             f"got {self.class_weight!r}")

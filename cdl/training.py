@@ -15,7 +15,8 @@ import numpy as np
 from cdl import _anomaly, _concurrency, _determinism, _fused, _sharding
 from cdl import losses as _losses
 from cdl import optimizers as _optimizers
-from cdl._validation import as_float_array, as_real_array, check_finite, check_number, choose
+from cdl._validation import (
+    as_float_array, as_real_array, check_bool, check_finite, check_number, choose)
 
 
 def _is_streamed(x):
@@ -539,13 +540,15 @@ class _SingleProcess:
 def _parallel_training(model, distributed):
     """``fit``'s way of training for its ``distributed`` argument: False,
     True (all MPI processes) or an mpi4py communicator."""
-    if distributed is False or distributed is None:
+    if isinstance(distributed, (bool, np.bool_)) and not distributed:
         return _SingleProcess()
     from cdl import distributed as _distributed
 
-    if distributed is True:
+    if isinstance(distributed, (bool, np.bool_)):
         return _distributed._DataParallel(model, _distributed._comm())
-    if isinstance(distributed, (bool, np.bool_, int, float, str)):
+    # A communicator is any other object; these are mistakes (None included:
+    # "no communicator" is distributed=False).
+    if distributed is None or isinstance(distributed, (int, float, str, bytes)):
         raise TypeError(f"distributed must be True, False or an mpi4py communicator, got "
                         f"{distributed!r}")
     return _distributed._DataParallel(model, distributed)
@@ -618,8 +621,7 @@ class TrainingMixin:
         """
         from cdl import metrics as _metrics
 
-        if not isinstance(check_numerics, (bool, np.bool_)):
-            raise TypeError(f"check_numerics must be True or False, got {check_numerics!r}")
+        check_numerics = check_bool(check_numerics, "check_numerics")
         if loss is None:
             raise ValueError("compile needs a loss, e.g. loss='cross_entropy' or 'mse'")
         self.optimizer = _optimizers.get(optimizer)
@@ -633,7 +635,7 @@ class TrainingMixin:
         self.clip_value = None if clip_value is None else check_number(
             clip_value, "clip_value", low=0.0)
         self._metric_specs = list(metrics or [])
-        self.check_numerics = bool(check_numerics)
+        self.check_numerics = check_numerics
 
     def compile_config(self):
         """What ``compile`` was given, as a JSON-friendly dict (None if not compiled).
@@ -943,6 +945,7 @@ class TrainingMixin:
                    max_time, max_steps, steps_per_epoch, validation_steps):
         """``fit``'s arguments checked, and its training and validation batches."""
         self._require_compiled()
+        shuffle = check_bool(shuffle, "shuffle")
         settings = {
             "epochs": check_number(epochs, "epochs", low=0, integer=True),
             "initial_epoch": check_number(initial_epoch, "initial_epoch", low=0, integer=True),

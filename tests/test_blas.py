@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 
 from cdl._kernels import _blas
+from cdl._validation import BLAS_INT_MAX
 from helpers import assert_allclose, random_array
-
-BLAS_INT_MAX = 2**31 - 1
 
 # (m, n, k): non-square products, every pair of sizes different somewhere,
 # plus the degenerate sizes 1 and 0.

@@ -4,7 +4,7 @@ from importlib import resources
 
 import numpy as np
 
-from cdl.data import _check_bool
+from cdl._validation import check_bool
 
 __all__ = ["Bunch", "load_digits"]
 
@@ -93,7 +93,7 @@ def load_digits(return_X_y=False):
     >>> X.shape, y.shape
     ((1797, 64), (1797,))
     """
-    return_X_y = _check_bool(return_X_y, "return_X_y")
+    return_X_y = check_bool(return_X_y, "return_X_y")
     source = resources.files("cdl.datasets").joinpath("data", "digits.csv.gz")
     with source.open("rb") as raw, gzip.open(raw, "rt") as text:
         table = np.loadtxt(text, delimiter=",", dtype=np.float64)

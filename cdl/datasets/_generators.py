@@ -9,8 +9,8 @@ import numbers
 
 import numpy as np
 
-from cdl._validation import check_number
-from cdl.data import _check_bool, as_generator
+from cdl._validation import check_bool, check_number
+from cdl.data import as_generator
 
 __all__ = ["make_xor", "make_moons", "make_circles", "make_spirals", "make_blobs",
            "make_regression"]
@@ -77,7 +77,7 @@ def make_xor(n_samples=200, noise=0.1, *, shuffle=True, seed=None):
     """
     n = _n_samples(n_samples)
     noise = _noise(noise)
-    shuffle = _check_bool(shuffle, "shuffle")
+    shuffle = check_bool(shuffle, "shuffle")
     rng = as_generator(seed)
     corner = np.arange(n) % 4
     X = np.stack([corner // 2, corner % 2], axis=1).astype(np.float64)
@@ -115,7 +115,7 @@ def make_moons(n_samples=100, noise=None, *, shuffle=True, seed=None):
     """
     n = _n_samples(n_samples, minimum=2)
     noise = _noise(noise)
-    shuffle = _check_bool(shuffle, "shuffle")
+    shuffle = check_bool(shuffle, "shuffle")
     rng = as_generator(seed)
     n_out = n // 2
     n_in = n - n_out
@@ -163,7 +163,7 @@ def make_circles(n_samples=100, noise=None, factor=0.8, *, shuffle=True, seed=No
     n = _n_samples(n_samples, minimum=2)
     noise = _noise(noise)
     factor = check_number(factor, "factor", low=0.0, high=1.0, high_inclusive=False)
-    shuffle = _check_bool(shuffle, "shuffle")
+    shuffle = check_bool(shuffle, "shuffle")
     rng = as_generator(seed)
     n_out = n // 2
     n_in = n - n_out
@@ -215,7 +215,7 @@ def make_spirals(n_samples=200, n_classes=2, noise=0.2, *, shuffle=True, seed=No
         raise ValueError(
             f"n_samples must be >= n_classes = {n_classes}, got {n}")
     noise = _noise(noise)
-    shuffle = _check_bool(shuffle, "shuffle")
+    shuffle = check_bool(shuffle, "shuffle")
     rng = as_generator(seed)
     parts, labels = [], []
     for k, m in enumerate(_split_evenly(n, n_classes)):
@@ -268,8 +268,8 @@ def make_blobs(n_samples=100, n_features=2, centers=3, cluster_std=1.0,
     ((90, 2), array([30, 30, 30]), (3, 2))
     """
     n = _n_samples(n_samples)
-    shuffle = _check_bool(shuffle, "shuffle")
-    return_centers = _check_bool(return_centers, "return_centers")
+    shuffle = check_bool(shuffle, "shuffle")
+    return_centers = check_bool(return_centers, "return_centers")
     rng = as_generator(seed)
     if isinstance(centers, numbers.Integral) and not isinstance(centers, bool):
         k = check_number(centers, "centers", low=1, integer=True)
@@ -357,8 +357,8 @@ def make_regression(n_samples=100, n_features=10, n_informative=10, noise=0.0, b
                         n_features)
     noise = _noise(noise)
     bias = check_number(bias, "bias")
-    coef = _check_bool(coef, "coef")
-    shuffle = _check_bool(shuffle, "shuffle")
+    coef = check_bool(coef, "coef")
+    shuffle = check_bool(shuffle, "shuffle")
     rng = as_generator(seed)
     X = rng.standard_normal((n, n_features))
     w = np.zeros(n_features)

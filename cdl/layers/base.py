@@ -10,18 +10,6 @@ from cdl._validation import (
 
 _layer_ids = itertools.count()
 
-#: Largest size BLAS takes: its dimensions and strides are 32-bit ints.
-BLAS_INT_MAX = 2**31 - 1
-
-
-def check_blas_size(count, what, hint="split the input into smaller batches"):
-    """Raise ValueError if ``count``, a dimension of a BLAS call, exceeds
-    BLAS's 32-bit integer limit (rather than let it be truncated)."""
-    if count > BLAS_INT_MAX:
-        raise ValueError(
-            f"{what} is {count}, larger than BLAS's 32-bit integer limit ({BLAS_INT_MAX}); "
-            f"{hint}")
-
 
 class Layer:
     """Base class of every layer, built-in or written by a user.

@@ -12,7 +12,7 @@ import numpy as np
 from cdl import initializers, regularizers
 from cdl._kernels import activations as _act
 from cdl._kernels import conv as _conv
-from cdl._validation import as_float_array, check_number
+from cdl._validation import as_float_array, check_bool, check_number
 from cdl.layers.activation import resolve_activation
 from cdl.layers.base import Layer
 
@@ -93,7 +93,7 @@ class _ConvBase(Layer):
         self.padding = _check_padding(padding, rank if self._int_padding else None,
                                       self._paddings)
         self.activation, self._code, self._param = resolve_activation(activation)
-        self.use_bias = bool(use_bias)
+        self.use_bias = check_bool(use_bias, "use_bias")
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
         self.kernel_regularizer = regularizers.get(kernel_regularizer)

@@ -5,7 +5,7 @@ import numpy as np
 
 from cdl import _sharding
 from cdl._kernels import dropout as _dropout
-from cdl._validation import check_number
+from cdl._validation import check_bool, check_number
 from cdl.layers.base import Layer
 
 __all__ = ["Dropout", "Flatten"]
@@ -46,7 +46,7 @@ class Dropout(Layer):
     def forward(self, x, training=False):
         x = self._check_input(x)
         self._out_shape = x.shape
-        if not training or self.rate == 0.0:
+        if not check_bool(training, "training") or self.rate == 0.0:
             self._mask = None
             return x
         mask = _sharding.per_sample(self._rng, x.shape, self.dtype)

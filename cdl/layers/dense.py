@@ -6,9 +6,9 @@ import numpy as np
 from cdl import initializers, regularizers
 from cdl._kernels import activations as _act
 from cdl._kernels import dense as _dense
-from cdl._validation import check_number
+from cdl._validation import check_blas_size, check_bool, check_number
 from cdl.layers.activation import resolve_activation
-from cdl.layers.base import Layer, check_blas_size
+from cdl.layers.base import Layer
 
 __all__ = ["Dense"]
 
@@ -59,7 +59,7 @@ class Dense(Layer):
         self.activity_regularizer = regularizers.get(activity_regularizer)
         self.units = check_number(units, "units", low=1, integer=True)
         self.activation, self._code, self._param = resolve_activation(activation)
-        self.use_bias = bool(use_bias)
+        self.use_bias = check_bool(use_bias, "use_bias")
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
         self._needs_z = _act.needs_input(self._code)

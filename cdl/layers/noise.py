@@ -8,7 +8,7 @@ from the model's seeded generator, so a run is reproducible.
 import numpy as np
 
 from cdl import _sharding
-from cdl._validation import check_number
+from cdl._validation import check_bool, check_number
 from cdl.layers.base import Layer
 
 __all__ = ["SpatialDropout1D", "SpatialDropout2D", "GaussianNoise"]
@@ -41,7 +41,7 @@ class _SpatialDropout(Layer):
     def forward(self, x, training=False):
         x = self._check_input(x)
         self._out_shape = x.shape
-        if not training or self.rate == 0.0:
+        if not check_bool(training, "training") or self.rate == 0.0:
             self._mask = None
             return x
         n, channels = x.shape[0], x.shape[-1]
@@ -140,7 +140,7 @@ class GaussianNoise(Layer):
     def forward(self, x, training=False):
         x = self._check_input(x)
         self._out_shape = x.shape
-        if not training or self.stddev == 0.0:
+        if not check_bool(training, "training") or self.stddev == 0.0:
             return x
         y = _sharding.per_sample(self._rng, x.shape, self.dtype, normal=True)
         y *= self.dtype.type(self.stddev)

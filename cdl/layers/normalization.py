@@ -5,7 +5,7 @@ import math
 import numpy as np
 
 from cdl._kernels import norm as _norm
-from cdl._validation import check_number
+from cdl._validation import check_bool, check_number
 from cdl.layers.base import Layer
 
 __all__ = ["BatchNorm", "LayerNorm", "GroupNorm", "RMSNorm"]
@@ -72,8 +72,8 @@ class BatchNorm(Layer):
         super().__init__(name=name, dtype=dtype)
         self.momentum = check_number(momentum, "momentum", low=0.0, high=1.0)
         self.eps = _check_eps(eps)
-        self.center = bool(center)
-        self.scale = bool(scale)
+        self.center = check_bool(center, "center")
+        self.scale = check_bool(scale, "scale")
         self.running_mean = None
         self.running_var = None
         self._cache = None
@@ -105,6 +105,7 @@ class BatchNorm(Layer):
 
     def forward(self, x, training=False):
         x = self._check_input(x)
+        training = check_bool(training, "training")
         channels = x.shape[-1]
         x2 = x.reshape(x.size // channels, channels)
         if training and x2.shape[0] < 2:
@@ -117,8 +118,8 @@ class BatchNorm(Layer):
         _norm.batchnorm_forward(x2, self.gamma if self.scale else None,
                                 self.beta if self.center else None,
                                 self.running_mean, self.running_var, mean, invstd, y,
-                                bool(training), self.momentum, self.eps)
-        self._cache = (x2, mean, invstd, bool(training), x.shape)
+                                training, self.momentum, self.eps)
+        self._cache = (x2, mean, invstd, training, x.shape)
         return y.reshape(x.shape)
 
     def backward(self, grad):

@@ -6,7 +6,7 @@ import numbers
 import numpy as np
 
 from cdl._kernels import pooling as _pool
-from cdl._validation import choose
+from cdl._validation import check_bool, choose
 from cdl.layers.base import Layer
 
 __all__ = ["MaxPool1D", "AvgPool1D", "MaxPool2D", "AvgPool2D",
@@ -164,9 +164,7 @@ class _GlobalPool(_Pool):
 
     def __init__(self, keepdims=False, name=None, dtype=None):
         super().__init__(name=name, dtype=dtype)
-        if not isinstance(keepdims, (bool, np.bool_)):
-            raise TypeError(f"keepdims must be a bool, got {keepdims!r}")
-        self.keepdims = bool(keepdims)
+        self.keepdims = check_bool(keepdims, "keepdims")
 
     def get_config(self):
         return {**super().get_config(), "keepdims": self.keepdims}

@@ -13,8 +13,8 @@ import numpy as np
 
 from cdl import initializers, regularizers
 from cdl._kernels import recurrent as _rec
-from cdl._validation import as_float_array, check_number
-from cdl.layers.base import Layer, check_blas_size
+from cdl._validation import as_float_array, check_blas_size, check_bool, check_number
+from cdl.layers.base import Layer
 
 __all__ = ["SimpleRNN", "LSTM", "GRU", "Bidirectional"]
 
@@ -33,8 +33,8 @@ class _Recurrent(Layer):
                  trainable_initial_state=False, name=None, dtype=None):
         super().__init__(name=name, dtype=dtype)
         self.units = check_number(units, "units", low=1, integer=True)
-        self.return_sequences = bool(return_sequences)
-        self.go_backwards = bool(go_backwards)
+        self.return_sequences = check_bool(return_sequences, "return_sequences")
+        self.go_backwards = check_bool(go_backwards, "go_backwards")
         if mask_value is not None:
             mask_value = check_number(mask_value, "mask_value")
             mask_value = float(mask_value)
@@ -45,7 +45,8 @@ class _Recurrent(Layer):
         self.kernel_regularizer = regularizers.get(kernel_regularizer)
         self.recurrent_regularizer = regularizers.get(recurrent_regularizer)
         self.bias_regularizer = regularizers.get(bias_regularizer)
-        self.trainable_initial_state = bool(trainable_initial_state)
+        self.trainable_initial_state = check_bool(trainable_initial_state,
+                                                  "trainable_initial_state")
         self._act = 0
         self._cache = None
         self.states = None

@@ -2,7 +2,7 @@
 import math
 
 from cdl._kernels import optim as _k
-from cdl._validation import check_number
+from cdl._validation import check_bool, check_number
 from cdl.optimizers.base import Optimizer
 
 
@@ -84,7 +84,7 @@ class Adam(_AdamBase):
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False,
                  param_groups=None, exclude_bias_decay=False):
         super().__init__(lr, betas, eps, weight_decay, param_groups, exclude_bias_decay)
-        self.amsgrad = bool(amsgrad)
+        self.amsgrad = check_bool(amsgrad, "amsgrad")
 
     def get_config(self):
         return {**super().get_config(), "amsgrad": self.amsgrad}
@@ -248,7 +248,8 @@ class NAdam(_AdamBase):
                  exclude_bias_decay=False):
         super().__init__(lr, betas, eps, weight_decay, param_groups, exclude_bias_decay)
         self.momentum_decay = check_number(momentum_decay, "momentum_decay", low=0.0)
-        self.decoupled_weight_decay = bool(decoupled_weight_decay)
+        self.decoupled_weight_decay = check_bool(decoupled_weight_decay,
+                                                 "decoupled_weight_decay")
         self.mu_product = 1.0
 
     def get_config(self):
@@ -328,7 +329,8 @@ class RAdam(_AdamBase):
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  decoupled_weight_decay=False, param_groups=None, exclude_bias_decay=False):
         super().__init__(lr, betas, eps, weight_decay, param_groups, exclude_bias_decay)
-        self.decoupled_weight_decay = bool(decoupled_weight_decay)
+        self.decoupled_weight_decay = check_bool(decoupled_weight_decay,
+                                                 "decoupled_weight_decay")
 
     def get_config(self):
         return {**super().get_config(), "decoupled_weight_decay": self.decoupled_weight_decay}

@@ -2,7 +2,7 @@
 import numpy as np
 
 from cdl._kernels import optim as _k
-from cdl._validation import check_number
+from cdl._validation import check_bool, check_number
 from cdl.optimizers.base import Optimizer
 
 
@@ -120,7 +120,7 @@ class RMSprop(Optimizer):
         self.alpha = check_number(alpha, "alpha", low=0.0)
         self.eps = check_number(eps, "eps", low=0.0)
         self.momentum = check_number(momentum, "momentum", low=0.0)
-        self.centered = bool(centered)
+        self.centered = check_bool(centered, "centered")
 
     def get_config(self):
         return {**super().get_config(), "alpha": self.alpha, "eps": self.eps,

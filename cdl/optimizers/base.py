@@ -10,7 +10,7 @@ multipliers); otherwise it is one call per parameter array.
 """
 import numpy as np
 
-from cdl._validation import check_number
+from cdl._validation import check_bool, check_number
 
 __all__ = ["Optimizer"]
 
@@ -109,7 +109,7 @@ class Optimizer:
     def __init__(self, lr, weight_decay=0.0, param_groups=None, exclude_bias_decay=False):
         self.lr = lr
         self.weight_decay = check_number(weight_decay, "weight_decay", low=0.0)
-        self.exclude_bias_decay = bool(exclude_bias_decay)
+        self.exclude_bias_decay = check_bool(exclude_bias_decay, "exclude_bias_decay")
         self.param_groups = self._check_groups(param_groups)
         self.iterations = 0           # steps taken so far
         self.state = {}               # name -> flat ndarray, created on the first step

@@ -4,11 +4,11 @@ import math
 import numpy as np
 
 from cdl._kernels import clip as _k
-from cdl._validation import check_number
+from cdl._validation import BLAS_INT_MAX, check_bool, check_number
 from cdl.optimizers.base import _as_list, _flat_span
 
 #: Largest number of elements one kernel call takes: BLAS counts in 32-bit ints.
-_CHUNK = 2**31 - 1
+_CHUNK = BLAS_INT_MAX
 
 
 def _flat_views(grads):
@@ -72,9 +72,9 @@ def clip_grad_norm(grads, max_norm, norm_type=2.0, error_if_nonfinite=False):
     [array([0.6]), array([0.8])]
     """
     max_norm = check_number(max_norm, "max_norm", low=0.0)
-    norm_type = float(norm_type)
-    if not norm_type > 0:
-        raise ValueError(f"norm_type must be positive, got {norm_type}")
+    norm_type = check_number(norm_type, "norm_type", low=0.0, low_inclusive=False,
+                             finite=False)
+    error_if_nonfinite = check_bool(error_if_nonfinite, "error_if_nonfinite")
     views = _flat_views(grads)
     norms = [_k.norm(v, norm_type) for v in views]
     if math.isinf(norm_type):

@@ -4,7 +4,7 @@ import math
 import numpy as np
 
 from cdl._kernels import optim as _k
-from cdl._validation import check_number
+from cdl._validation import check_bool, check_number
 from cdl.optimizers.base import Optimizer
 
 
@@ -68,7 +68,7 @@ class SGD(Optimizer):
         super().__init__(lr, weight_decay, param_groups, exclude_bias_decay)
         self.momentum = check_number(momentum, "momentum", low=0.0)
         self.dampening = check_number(dampening, "dampening")
-        self.nesterov = bool(nesterov)
+        self.nesterov = check_bool(nesterov, "nesterov")
         if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
             raise ValueError("nesterov momentum requires momentum > 0 and dampening = 0")
 
