@@ -9,6 +9,12 @@ are half updated or layer state that the training step needs for its
 backward pass. The training thread itself may still predict and evaluate
 (callbacks and validation do).
 
+Replacing the weights (``set_weights``, ``load_weights``) is a short
+write: it waits until the inference calls running in other threads finish,
+and inference calls that start meanwhile wait until it is done, so every
+prediction sees either the old or the new weights, never a mix. Like
+training, it raises ``RuntimeError`` while another thread trains.
+
 Two kinds of shared state make concurrent inference unsafe, and each gets
 its own remedy here:
 
@@ -23,7 +29,7 @@ import functools
 import threading
 from threading import get_ident
 
-__all__ = ["ModelGuard", "guard_of", "training_call", "inference_call"]
+__all__ = ["ModelGuard", "guard_of", "training_call", "inference_call", "weights_write"]
 
 _CREATION_LOCK = threading.Lock()
 
@@ -53,6 +59,8 @@ class ModelGuard:
         self._trainer = None    # ident of the thread that is training
         self._depth = 0         # nested training calls of that thread
         self._readers = {}      # thread ident -> inference calls in progress
+        self._writer = None     # ident of the thread replacing the weights
+        self._write_depth = 0   # nested weight writes of that thread
 
     def begin_training(self, name):
         """Enter a training call; raise RuntimeError if another thread trains.
@@ -68,7 +76,8 @@ class ModelGuard:
             if self._trainer is not None:
                 raise RuntimeError(_busy_message(name, "training"))
             self._trainer, self._depth = me, 1
-            while any(ident != me for ident in self._readers):
+            while any(ident != me for ident in self._readers) or \
+                    self._writer not in (None, me):
                 self._readers_done.wait()
 
     def end_training(self):
@@ -84,6 +93,12 @@ class ModelGuard:
         with self._lock:
             if self._trainer is not None and self._trainer != me:
                 raise RuntimeError(_busy_message(name, what))
+            if self._writer is not None and self._writer != me:
+                # Weights being replaced: wait for the new set (a short copy).
+                while self._writer is not None:
+                    self._readers_done.wait()
+                if self._trainer is not None and self._trainer != me:
+                    raise RuntimeError(_busy_message(name, what))
             readers[me] = readers.get(me, 0) + 1
 
     def end_inference(self):
@@ -95,8 +110,35 @@ class ModelGuard:
                 readers[me] = left
             else:
                 del readers[me]
-                if self._trainer is not None:
+                if self._trainer is not None or self._writer is not None:
                     self._readers_done.notify_all()
+
+    def begin_weights_write(self, name, what):
+        """Enter a call that replaces the weights (``what``): raise
+        RuntimeError if another thread trains; otherwise wait for other
+        writes and for the inference calls running in other threads, which
+        are held back from now on until ``end_weights_write``."""
+        me = get_ident()
+        with self._lock:
+            if self._writer == me:
+                self._write_depth += 1
+                return
+            while True:
+                if self._trainer is not None and self._trainer != me:
+                    raise RuntimeError(_busy_message(name, what))
+                if self._writer is None:
+                    break
+                self._readers_done.wait()
+            self._writer, self._write_depth = me, 1
+            while any(ident != me for ident in self._readers):
+                self._readers_done.wait()
+
+    def end_weights_write(self):
+        with self._lock:
+            self._write_depth -= 1
+            if self._write_depth == 0:
+                self._writer = None
+                self._readers_done.notify_all()
 
 
 def _busy_message(name, what):
@@ -124,6 +166,22 @@ def training_call(method):
             return method(self, *args, **kwargs)
         finally:
             guard.end_training()
+    return guarded
+
+
+def weights_write(method):
+    """Decorate a model method that replaces the weights: it runs while no
+    other thread predicts, evaluates or trains (see the module)."""
+    what = method.__name__
+
+    @functools.wraps(method)
+    def guarded(self, *args, **kwargs):
+        guard = guard_of(self)
+        guard.begin_weights_write(self.name, what)
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            guard.end_weights_write()
     return guarded
 
 

@@ -959,7 +959,9 @@ def _training_state(model, callbacks, epoch, batch):
     """The training state (see ``cdl.io``) to continue at batch ``batch`` of
     ``epoch``: mid-epoch it includes the epoch's shuffle order, running loss
     and metric accumulators; at an epoch boundary (``batch`` 0) those start
-    afresh."""
+    afresh. ``total_steps`` (what ``max_steps`` counts) and
+    ``stop_training`` (a callback or ``max_steps`` ended the run in the
+    batch or epoch just done) decide where the resumed run stops."""
     progress = model._fit_progress
     mid_epoch = batch > 0
     history = getattr(model, "history", None)
@@ -971,6 +973,8 @@ def _training_state(model, callbacks, epoch, batch):
         "loss_sum": progress.loss_sum if mid_epoch else 0.0,
         "seen": progress.seen if mid_epoch else 0,
         "shuffle_order": progress.order if mid_epoch else None,
+        "total_steps": progress.total_steps,
+        "stop_training": bool(model.stop_training),
         "metrics": [{"name": m.name, "class": type(m).__name__, "state": state}
                     for m, state in zip(model.metrics, _metric_states(model))]
         if mid_epoch else [],
@@ -1022,8 +1026,15 @@ def _restore_training_state(model, callbacks, state):
     if state["batch"]:
         for metric, entry in zip(model.metrics, state["metrics"]):
             _load_metric_state(metric, entry["state"])
+    # Absent from backups written before they were saved: such a run counts
+    # max_steps afresh and continues.
+    stop = state.get("stop_training", False)
+    if not isinstance(stop, bool):
+        raise ValueError(f"stop_training must be true or false, got {stop!r}")
     model._fit_progress.resume_at(state["epoch"], state["batch"], state["shuffle_order"],
-                                  float(state["loss_sum"]), state["seen"])
+                                  float(state["loss_sum"]), state["seen"],
+                                  _saved_int(state.get("total_steps", 0), "total_steps"),
+                                  stop)
 
 
 class BackupAndRestore(Callback):

@@ -329,7 +329,14 @@ class Sequential(TrainingMixin):
         from cdl import io
         io.save_weights(self, path)
 
+    @_concurrency.weights_write
     def load_weights(self, path):
-        """Load weights saved by ``save_weights`` or ``save`` into this model."""
+        """Load weights saved by ``save_weights`` or ``save`` into this model
+        (see ``cdl.io.load_weights``).
+
+        Thread-safe as ``set_weights``: a prediction in another thread sees
+        either the old or the loaded weights, entirely. Raises RuntimeError
+        if another thread is training the model.
+        """
         from cdl import io
         io.load_weights(self, path)

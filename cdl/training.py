@@ -6,6 +6,7 @@
 each batch into buffers allocated once per ``fit``/``predict`` call and
 validate the data once, up front, not per batch.
 """
+import copy
 import math
 import time
 import warnings
@@ -180,7 +181,11 @@ def _class_weight_labels(y):
 
 
 def _sample_weights(sample_weight, class_weight, y, n, dtype):
-    """Combined per-sample weights (sample_weight * class weight), or None."""
+    """Combined per-sample weights (sample_weight * class weight) in ``dtype``,
+    or None: the one check of weights for ``fit``, ``evaluate``,
+    ``train_step`` and validation data. Raises ValueError for a wrong
+    shape, NaN, infinity, negative weights or weights too large for
+    ``dtype``."""
     weights = None
     if sample_weight is not None:
         weights = as_float_array(sample_weight, np.float64, "sample_weight")
@@ -194,7 +199,15 @@ def _sample_weights(sample_weight, class_weight, y, n, dtype):
         if per_class.shape != (n,):
             raise ValueError(f"y has {per_class.shape[0]} samples, x has {n}")
         weights = per_class if weights is None else weights * per_class
-    return None if weights is None else np.ascontiguousarray(weights, dtype=dtype)
+    if weights is None:
+        return None
+    # Checked again in the model's dtype: 1e39 is a finite float64 but
+    # infinity in float32, which would make the loss NaN.
+    with np.errstate(over="ignore"):
+        converted = np.ascontiguousarray(weights, dtype=dtype)
+    check_finite(converted, "sample_weight" if class_weight is None
+                 else "sample_weight times class_weight")
+    return converted
 
 
 def _sample_shape(x):
@@ -215,28 +228,76 @@ def _batches(n, batch_size, shuffle, rng, order=None):
     return [order[start:start + batch_size] for start in range(0, n, batch_size)]
 
 
+def _metric_results(metrics, loss):
+    """The metrics' results by name, for the logs of an epoch or of an
+    evaluation whose mean loss is ``loss``.
+
+    Batches whose loss is NaN or infinite (a diverged run) are not given to
+    the metrics, which refuse non-finite predictions: they report what the
+    other batches gave them, and a metric left without any batch reports
+    NaN ("no data") instead of raising, so that the NaN loss shows what
+    happened.
+    """
+    if math.isfinite(loss):
+        return {m.name: float(m.result()) for m in metrics}
+    return {m.name: float(m.result()) if _has_samples(m) else math.nan for m in metrics}
+
+
+def _has_samples(metric):
+    """False if ``metric``'s accumulators are those of a reset metric (it
+    was given no samples); True as well when they cannot be compared (a
+    custom metric keeping objects other than numbers and arrays)."""
+    from cdl.callbacks import _metric_state
+
+    try:
+        fresh = copy.deepcopy(metric)
+        fresh.reset()
+        return not _same_state(_metric_state(metric), _metric_state(fresh))
+    except TypeError:
+        return True
+
+
+def _same_state(a, b):
+    """Equality of two metric states (dicts of numbers, None, arrays and dicts)."""
+    if isinstance(a, dict) or isinstance(b, dict):
+        return isinstance(a, dict) and isinstance(b, dict) and a.keys() == b.keys() and all(
+            _same_state(a[key], b[key]) for key in a)
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and \
+            np.array_equal(a, b)
+    return a == b
+
+
 class _FitProgress:
     """Where ``fit`` stands, for callbacks that save a resumable training state.
 
     ``fit`` keeps it as ``model._fit_progress``: the ``epoch``, the number of
     its batches done (``batch``), its shuffle ``order`` (None without
-    shuffling) and ``loss_sum``, the sum of batch loss times batch size over
-    the ``seen`` samples. A callback may call ``resume_at`` from
-    ``on_train_begin`` to make ``fit`` start where a saved run stopped.
+    shuffling), ``loss_sum``, the sum of batch loss times batch size over
+    the ``seen`` samples, ``total_steps``, the optimizer steps of the whole
+    run (what ``max_steps`` limits), and ``stopped``: True when the saved
+    run was stopping (``stop_training``) as it was saved. A callback may
+    call ``resume_at`` from ``on_train_begin`` to make ``fit`` start where
+    a saved run stopped.
     """
 
     __slots__ = ("epoch", "batch", "order", "loss_sum", "seen", "n", "batch_size", "shuffle",
-                 "_resumed")
+                 "total_steps", "stopped", "_resumed")
 
     def __init__(self, epoch, n, batch_size, shuffle):
         self.epoch, self.batch, self.order, self.loss_sum, self.seen = epoch, 0, None, 0.0, 0
         self.n, self.batch_size, self.shuffle = n, batch_size, shuffle
+        self.total_steps, self.stopped = 0, False
         self._resumed = False
 
-    def resume_at(self, epoch, batch=0, order=None, loss_sum=0.0, seen=0):
+    def resume_at(self, epoch, batch=0, order=None, loss_sum=0.0, seen=0, total_steps=0,
+                  stopped=False):
         """Start at batch ``batch`` of ``epoch`` with that epoch's shuffle
-        ``order`` and running loss; the caller restores the metrics'
-        accumulators. Raises ValueError if they do not fit this ``fit`` call."""
+        ``order`` and running loss, ``total_steps`` optimizer steps into the
+        run; ``stopped`` if the saved run was stopping: then only the end of
+        a saved mid-epoch remains, and nothing after an epoch boundary. The
+        caller restores the metrics' accumulators. Raises ValueError if
+        they do not fit this ``fit`` call."""
         if batch and self.n is None:
             raise ValueError("cannot resume in the middle of an epoch when x is an iterable "
                              "of batches (it cannot be rewound); back up at epoch ends")
@@ -251,7 +312,8 @@ class _FitProgress:
                 raise ValueError(f"the saved shuffle order covers {order.size} samples, this "
                                  f"fit trains on {self.n}")
         self.epoch, self.batch, self.order = epoch, batch, order
-        self.loss_sum, self.seen = loss_sum, seen
+        self.loss_sum, self.seen, self.total_steps = loss_sum, seen, total_steps
+        self.stopped = stopped
         self._resumed = batch > 0
 
     def resumes(self, epoch):
@@ -275,10 +337,31 @@ class _FitProgress:
 def _is_batch_iterable(x):
     """True for an iterable of batches (a generator, an iterator, a data
     loader), as opposed to array data (arrays, lists, tuples, objects with
-    ``__array__`` such as DataFrames)."""
+    ``__array__`` such as DataFrames, and objects with the buffer protocol
+    such as ``memoryview`` and ``array.array``): the one rule by which
+    ``fit``, ``evaluate``, ``predict`` and ``train_step`` tell them apart."""
     if isinstance(x, (np.ndarray, list, tuple, str, bytes)) or hasattr(x, "__array__"):
         return False
-    return hasattr(x, "__iter__") or hasattr(x, "__next__")
+    if hasattr(x, "__next__"):
+        return True
+    return hasattr(x, "__iter__") and not _has_buffer(x)
+
+
+def _has_buffer(x):
+    """True if ``x`` exports the buffer protocol (NumPy reads it as an array)."""
+    try:
+        memoryview(x).release()
+    except TypeError:
+        return False
+    return True
+
+
+def _refuse_batch_iterable(x, name, call):
+    """Raise TypeError if ``x`` is an iterable of batches, which only ``fit``
+    (and its ``validation_data``) take."""
+    if _is_batch_iterable(x):
+        raise TypeError(f"{call} takes array data; {name} is an iterable of batches "
+                        f"({type(x).__name__}), which only fit accepts")
 
 
 class _ArrayBatches:
@@ -695,17 +778,46 @@ class TrainingMixin:
         self._ensure_built()
         return [p.copy() for p in self.params]
 
+    @_concurrency.weights_write
     def set_weights(self, weights):
-        """Copy ``weights`` (as returned by ``get_weights``) into the model."""
+        """Copy ``weights`` (as returned by ``get_weights``) into the model.
+
+        Every array is checked before any weight changes, so a refused
+        call leaves the model as it was. Booleans, integers and floats are
+        converted to the model's dtype; NaN and infinity are copied as they
+        are (as ``load_weights`` copies them from a file).
+
+        Thread-safe: predictions running in other threads finish with the
+        old weights first, and those starting meanwhile wait for the new
+        ones, so each sees one whole set.
+
+        Raises
+        ------
+        TypeError
+            If an array holds complex numbers, strings or objects.
+        ValueError
+            If the number of arrays or a shape differs from ``params``, or
+            a finite value is too large for the model's dtype.
+        RuntimeError
+            If another thread is training the model (see ``fit``).
+        """
         self._ensure_built()
         weights = list(weights)
         if len(weights) != len(self.params):
             raise ValueError(f"expected {len(self.params)} arrays, got {len(weights)}")
+        converted = []
         for i, (p, w) in enumerate(zip(self.params, weights)):
-            w = np.asarray(w)
+            w = as_real_array(w, f"weight {i}")
             if w.shape != p.shape:
                 raise ValueError(f"weight {i} has shape {w.shape}, expected {p.shape}")
-            p[...] = w
+            with np.errstate(over="ignore"):
+                value = w.astype(self.dtype)
+            if w.dtype.kind == "f" and np.isinf(value).any() and \
+                    np.isfinite(w[np.isinf(value)]).any():
+                raise ValueError(f"weight {i} has values too large for {self.dtype}")
+            converted.append(value)
+        for p, value in zip(self.params, converted):
+            p[...] = value
 
     # --- one step ------------------------------------------------------------
 
@@ -821,6 +933,7 @@ class TrainingMixin:
         True
         """
         self._require_compiled()
+        _refuse_batch_iterable(x, "x", "train_step")
         x = self._check_batch(x)
         if x.shape[0] == 0:
             raise ValueError("train_step needs a batch of at least one sample, got 0")
@@ -1040,8 +1153,8 @@ class TrainingMixin:
         self.stop_training = False
         self.history = history
         start = time.perf_counter()
-        total_steps = 0
-        # BackupAndRestore may move it, in on_train_begin, into a saved epoch.
+        # BackupAndRestore may move it, in on_train_begin, into a saved epoch,
+        # with the run's step count and stop_training as they were saved.
         progress = self._fit_progress = _FitProgress(settings["initial_epoch"], source.n,
                                                      source.batch_size, source.shuffle)
         parallel.stage = "in on_train_begin"
@@ -1049,13 +1162,24 @@ class TrainingMixin:
         parallel.start(self)
         parallel.check_same((progress.epoch, progress.batch),
                             "the epoch and batch training starts at")
+        stopped = progress.stopped or (max_steps is not None
+                                       and progress.total_steps >= max_steps)
         for epoch in range(progress.epoch, epochs):
-            if not progress.resumes(epoch):
+            resumed = progress.resumes(epoch)
+            if stopped and not resumed:
+                # Restored from a backup made at the end of the epoch that
+                # stopped training: the run is over.
+                break
+            if not resumed:
                 for m in self.metrics:
                     m.reset()
             parallel.stage, parallel.epoch, parallel.batch = f"in epoch {epoch + 1}", epoch, None
             cb.on_epoch_begin(epoch, {})
-            for b, rows, window in source.epoch(progress, epoch, self.rng, parallel):
+            # Restored mid-epoch after a batch that stopped training (or
+            # reached max_steps): only the epoch's end remains.
+            self.stop_training = self.stop_training or stopped
+            batches = () if stopped else source.epoch(progress, epoch, self.rng, parallel)
+            for b, rows, window in batches:
                 parallel.batch = b
                 if batch_logs:
                     cb.on_train_batch_begin(b, {})
@@ -1071,13 +1195,13 @@ class TrainingMixin:
                     # TerminateOnNaN; metrics reject non-finite predictions.
                     for m in self.metrics:
                         m.update(yb, out, wb)
-                total_steps += 1
+                progress.total_steps += 1
                 progress.batch = b + 1
                 if batch_logs:
                     cb.on_train_batch_end(b, {"loss": loss})
                 if max_time is not None and time.perf_counter() - start > max_time:
                     self.stop_training = True
-                if max_steps is not None and total_steps >= max_steps:
+                if max_steps is not None and progress.total_steps >= max_steps:
                     self.stop_training = True
                 if agree_each_step:
                     self.stop_training = parallel.any(self.stop_training)
@@ -1090,7 +1214,7 @@ class TrainingMixin:
                     break
             parallel.merge_metrics(self.metrics)
             logs = {"loss": progress.loss_sum / progress.seen}
-            logs.update({m.name: float(m.result()) for m in self.metrics})
+            logs.update(_metric_results(self.metrics, logs["loss"]))
             if val is not None:
                 cb.on_test_begin({})
                 val_logs = val.evaluate(self, parallel)
@@ -1191,6 +1315,7 @@ class TrainingMixin:
 
         def checked():
             self._require_compiled()
+            _refuse_batch_iterable(x, "x", "evaluate")
             self._build_for_inference(None)
             inputs = _Inputs(self, x)
             weights = _sample_weights(sample_weight, None, None, len(inputs), self.dtype)
@@ -1233,7 +1358,7 @@ class TrainingMixin:
         # Weight penalties count in the reported loss, as in fit (and Keras).
         results = {"loss": loss_sum / n + sum(layer.regularization_loss()
                                               for layer in self._layers)}
-        results.update({m.name: float(m.result()) for m in self.metrics})
+        results.update(_metric_results(self.metrics, results["loss"]))
         return results
 
     def _evaluate_sums(self, x, y, weights, batch_size):
@@ -1249,9 +1374,11 @@ class TrainingMixin:
             yb = np.ascontiguousarray(y[index])
             wb = None if weights is None else weights[index]
             out = self._forward_checked(xb, False)
-            total += self.loss.forward(out, yb, wb) * xb.shape[0]
-            for m in self.metrics:
-                m.update(yb, out, wb)
+            loss = self.loss.forward(out, yb, wb)
+            total += loss * xb.shape[0]
+            if math.isfinite(loss):   # as in fit: diverged outputs are left to the loss
+                for m in self.metrics:
+                    m.update(yb, out, wb)
         return total
 
     @_concurrency.inference_call
@@ -1304,6 +1431,7 @@ class TrainingMixin:
         >>> model.predict(x).shape          # logits: one row per sample
         (4, 2)
         """
+        _refuse_batch_iterable(x, "x", "predict")
         if mc_samples is not None:
             from cdl.tuning import predict_mc
 
