@@ -9,11 +9,11 @@ import numbers
 
 import numpy as np
 
-FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+# Largest size BLAS takes (its dimensions and strides are 32-bit ints):
+# defined once, in _blas.pxd, for the kernels and the Python code alike.
+from cdl._kernels._blas import BLAS_INT_MAX
 
-#: Largest size BLAS takes: its dimensions and strides are 32-bit ints. The
-#: compiled kernels hold the same limit as ``BLAS_INT_MAX`` in ``_blas.pxd``.
-BLAS_INT_MAX = 2**31 - 1
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def as_float_dtype(dtype, name="dtype"):

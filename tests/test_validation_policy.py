@@ -279,10 +279,13 @@ def test_csv_header_one_is_refused_and_numpy_true_reads_a_header(tmp_path):
     assert x.shape == (2, 1)     # the first line was the header
 
 
-def test_one_blas_limit_in_python():
+def test_one_blas_limit_for_the_kernels_and_python():
+    from cdl._kernels import _blas
+    from cdl._validation import check_blas_size
     from cdl.optimizers import clip
 
-    assert BLAS_INT_MAX == 2**31 - 1 == clip._CHUNK
-    with pytest.raises(ValueError, match=str(BLAS_INT_MAX)):
-        from cdl._validation import check_blas_size
+    assert BLAS_INT_MAX == _blas.BLAS_INT_MAX == 2**31 - 1 == clip._CHUNK
+    check_blas_size(BLAS_INT_MAX, "n")
+    with pytest.raises(ValueError, match=f"n is {BLAS_INT_MAX + 1}, larger than BLAS's 32-bit "
+                                         f"integer limit \\({BLAS_INT_MAX}\\)"):
         check_blas_size(BLAS_INT_MAX + 1, "n")

@@ -8,6 +8,11 @@ from cython cimport floating
 
 ctypedef int blas_int
 
+# The largest blas_int: the one definition of BLAS's size limit, for the
+# kernels and (as cdl._kernels._blas.BLAS_INT_MAX) for cdl._validation.
+cpdef enum:
+    BLAS_INT_MAX = 2147483647
+
 cpdef enum BLAS_Trans:
     NoTrans = 110  # ord('n')
     Trans = 116    # ord('t')

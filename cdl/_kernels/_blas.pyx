@@ -11,8 +11,6 @@ from scipy.linalg.cython_blas cimport sgemv, dgemv, sgemm, dgemm
 
 from cdl._kernels._checks cimport check_float_array, check_same_dtype, data_ptr, is_float32
 
-cdef Py_ssize_t BLAS_INT_MAX = 2147483647
-
 
 cdef int check_blas_int(Py_ssize_t value, str what) except -1:
     """Raise ValueError if ``value`` does not fit BLAS's 32-bit int."""

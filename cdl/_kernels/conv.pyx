@@ -38,12 +38,11 @@ input-gradient computation, its backward the convolution's forward.
 from cython cimport floating
 from libc.string cimport memset
 
-from cdl._kernels._blas cimport _gemm, NoTrans, Trans, blas_int, check_blas_int
+from cdl._kernels._blas cimport (
+    _gemm, NoTrans, Trans, BLAS_INT_MAX, blas_int, check_blas_int)
 from cdl._kernels._checks cimport check_float_array, check_same_dtype, data_ptr, is_float32
 from cdl._kernels.activations cimport (
     act_forward, act_backward, backward_needs_input, ACT_LINEAR, ACT_LAST)
-
-cdef Py_ssize_t BLAS_INT_MAX = 2147483647
 
 
 cdef struct Geom:
