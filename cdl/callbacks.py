@@ -727,6 +727,10 @@ class LearningRateScheduler(Callback):
 class TerminateOnNaN(Callback):
     """Stop training in the batch whose loss is NaN or infinite.
 
+    The epoch's logs then show the non-finite loss; the metrics report the
+    batches before it (batches with a non-finite loss are not given to
+    them), or NaN if there were none.
+
     Examples
     --------
     >>> import numpy as np
@@ -1045,9 +1049,12 @@ class BackupAndRestore(Callback):
     On train begin, if the backup exists, the model's weights, optimizer
     state and hyper-parameters, random generator, the position in the
     epoch (its shuffle order, running loss and metric accumulators), the
-    ``History`` and the other callbacks' states (schedules, early stopping)
-    are restored from it and training continues from there; the result is
-    bit for bit that of an uninterrupted run. On a normal end of training
+    run's step count (which ``max_steps`` limits) and whether training was
+    stopping (``stop_training``), the ``History`` and the other callbacks'
+    states (schedules, early stopping) are restored from it and training
+    continues from there; the result is bit for bit that of an
+    uninterrupted run. ``max_time`` is the exception: wall-clock time
+    starts afresh. On a normal end of training
     the backup is deleted. The backup is one cdl model file, written
     atomically, so a crash while it is written leaves the previous one.
 

@@ -993,12 +993,16 @@ class TrainingMixin:
         sample_weight : array_like of shape (n_samples,)
         initial_epoch : int
         max_time : float, optional
-            Stop after this many seconds (checked after every batch).
+            Stop after this many seconds (checked after every batch). Wall
+            clock time: a run resumed by ``BackupAndRestore`` counts it
+            afresh, so where it stops is not reproducible.
         loss_threshold : float, optional
             Stop at the end of the epoch whose training loss is below this
             (the "train until the loss is small enough" rule).
         max_steps : int, optional
-            Stop after this many optimizer steps in total.
+            Stop after this many optimizer steps in total, counted over the
+            whole run: a run resumed by ``BackupAndRestore`` continues the
+            count saved in the backup.
         steps_per_epoch : int, optional
             With an iterable ``x``: batches per epoch. Without it an epoch
             is one pass over the iterable. An iterable that can be iterated

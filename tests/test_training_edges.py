@@ -99,6 +99,31 @@ def test_an_early_stop_saved_in_the_backup_is_not_trained_past(fast_dir):
     same_state(reference, train(CONFIG, cbs(callbacks.BackupAndRestore(backup))))
 
 
+def test_a_stop_in_the_middle_of_an_epoch_saved_in_the_backup_ends_that_epoch(fast_dir):
+    """A callback stopped training in a batch (LossThreshold per batch, as
+    TerminateOnNaN does): killed before the epoch's end, the resumed run
+    ends that epoch without another step."""
+    losses = []
+    train(CONFIG, [callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: losses.append(logs["loss"]))])
+    # The first batch, past the first epoch and not an epoch's last, whose
+    # loss is below every earlier one: a threshold between them stops there.
+    k = next(k for k in range(7, len(losses)) if k % 6 != 5 and losses[k] < min(losses[:k]))
+    threshold = (losses[k] + min(losses[:k])) / 2
+
+    def stop():
+        return callbacks.LossThreshold(threshold, per_batch=True)
+
+    reference = train(CONFIG, [stop()])
+    assert reference[0].optimizer.iterations == k + 1
+    backup = fast_dir / "backup"
+    with pytest.raises(Interrupted):
+        train(CONFIG, [RaiseIn("on_epoch_end", epoch=k // 6), stop(),
+                       callbacks.BackupAndRestore(backup, save_freq=1)])
+    assert io.read_training_state(backup / "backup.cdl")["stop_training"] is True
+    same_state(reference, train(CONFIG, [stop(), callbacks.BackupAndRestore(backup)]))
+
+
 def test_a_backup_without_the_step_count_still_resumes(fast_dir):
     """Backups written before the step count was saved continue (counting
     max_steps afresh); a damaged count is refused."""
