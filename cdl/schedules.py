@@ -64,13 +64,16 @@ Differences from PyTorch
 * ``SequentialLR`` and ``ChainedScheduler`` do not nest (PyTorch's
   ``SequentialLR`` fails on a nested ``ChainedScheduler`` after its first
   milestone anyway).
+* A rate that rounding leaves a hair below zero (``LinearLR`` ending at
+  ``end_factor=0`` computes about -2e-19) is written as 0.0, where PyTorch
+  writes the residue; cdl's optimizers refuse rates below zero.
 """
 import bisect
 import itertools
 import math
-import numbers
 
 from cdl._validation import check_bool, check_number
+from cdl.optimizers.base import Optimizer
 
 __all__ = [
     "LRScheduler", "StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnealingLR",
@@ -91,11 +94,24 @@ def _read_lr(optimizer):
         raise TypeError(
             "optimizer must have a float attribute 'lr' (its base learning rate); "
             f"{type(optimizer).__name__} has none") from None
-    if isinstance(lr, bool) or not isinstance(lr, numbers.Real):
-        raise TypeError(f"optimizer.lr must be a real number, got {lr!r}")
-    lr = float(lr)
-    if not math.isfinite(lr) or lr < 0:
-        raise ValueError(f"optimizer.lr must be finite and >= 0, got {lr}")
+    return check_number(lr, "optimizer.lr", low=0.0)
+
+
+#: A computed rate below zero by at most this fraction of the rates it was
+#: computed from is a rounding residue of a rate meant to be 0 (LinearLR
+#: ending at end_factor=0 computes about -2e-19): it is written as 0.0.
+_ROUNDING = 1e-12
+
+
+def _settle(lr, scale):
+    """``lr``, or 0.0 if it is a negative rounding residue relative to ``scale``.
+
+    PyTorch writes such a residue into the optimizer as it is; cdl's
+    optimizers refuse negative rates, and a rate of -2e-19 instead of 0 makes
+    no difference to training.
+    """
+    if -_ROUNDING * scale <= lr < 0:
+        return 0.0
     return lr
 
 
@@ -147,9 +163,11 @@ class LRScheduler:
     _hyper = ()
     _extra_state = ()
     _is_initial = False
+    _chain = None  # the ChainedScheduler in the middle of stepping this one
 
     def __init__(self, optimizer):
         self.base_lr = _read_lr(optimizer)
+        self._built_from = self.base_lr  # the rate before the initial step
         self.optimizer = optimizer
         self.last_epoch = -1
         self._created = next(_construction_counter)
@@ -181,8 +199,20 @@ class LRScheduler:
         self.last_epoch = epoch
         self._set_lr(self._closed_form_lr())
 
+    def _current_lr(self):
+        """The rate a recursive rule starts from: the optimizer's, or inside a
+        ``ChainedScheduler`` step the rate left by the scheduler before."""
+        if self._chain is not None:
+            return self._chain._pending_lr
+        return float(self.optimizer.lr)
+
     def _set_lr(self, lr):
-        self.optimizer.lr = lr
+        if self._chain is not None:
+            # Passed on to the next scheduler of the chain as computed, as in
+            # PyTorch; only the chain's final rate goes into the optimizer.
+            self._chain._pending_lr = self._last_lr = lr
+            return
+        self.optimizer.lr = _settle(lr, max(self.base_lr, abs(float(self.optimizer.lr))))
         self._last_lr = float(self.optimizer.lr)
 
     def get_last_lr(self):
@@ -278,7 +308,7 @@ class StepLR(LRScheduler):
         super().__init__(optimizer)
 
     def _compute_lr(self):
-        lr = float(self.optimizer.lr)
+        lr = self._current_lr()
         if self.last_epoch == 0 or self.last_epoch % self.step_size != 0:
             return lr
         return lr * self.gamma
@@ -337,7 +367,7 @@ class MultiStepLR(LRScheduler):
         super().__init__(optimizer)
 
     def _compute_lr(self):
-        lr = float(self.optimizer.lr)
+        lr = self._current_lr()
         hits = self.milestones.count(self.last_epoch)
         return lr * self.gamma ** hits if hits else lr
 
@@ -387,7 +417,7 @@ class ExponentialLR(LRScheduler):
         super().__init__(optimizer)
 
     def _compute_lr(self):
-        lr = float(self.optimizer.lr)
+        lr = self._current_lr()
         return lr if self._is_initial else lr * self.gamma
 
     def _closed_form_lr(self):
@@ -464,7 +494,7 @@ class CosineAnnealingLR(LRScheduler):
         if not self._chained:
             return self._closed_form_lr()
         # PyTorch's recursion (CosineAnnealingLR.get_lr), used inside a chain.
-        lr, t, T = float(self.optimizer.lr), self.last_epoch, self.T_max
+        lr, t, T = self._current_lr(), self.last_epoch, self.T_max
         if self._is_initial:
             return lr
         if (t - 1 - T) % (2 * T) == 0:
@@ -621,7 +651,7 @@ class LinearLR(LRScheduler):
         super().__init__(optimizer)
 
     def _compute_lr(self):
-        lr = float(self.optimizer.lr)
+        lr = self._current_lr()
         t, s, e = self.last_epoch, self.start_factor, self.end_factor
         if t == 0:
             return lr * s
@@ -681,14 +711,8 @@ class LambdaLR(LRScheduler):
         super().__init__(optimizer)
 
     def _compute_lr(self):
-        factor = self.lr_lambda(self.last_epoch)
-        if isinstance(factor, bool) or not isinstance(factor, numbers.Real):
-            raise TypeError(
-                f"lr_lambda({self.last_epoch}) must return a number, got {factor!r}")
-        factor = float(factor)
-        if not math.isfinite(factor) or factor < 0:
-            raise ValueError(
-                f"lr_lambda({self.last_epoch}) must return a finite number >= 0, got {factor}")
+        factor = check_number(self.lr_lambda(self.last_epoch),
+                              f"the value of lr_lambda({self.last_epoch})", low=0.0)
         return self.base_lr * factor
 
 
@@ -771,7 +795,10 @@ class OneCycleLR(LRScheduler):
     three go :math:`\eta_0 \to \eta_{\max} \to \eta_0 \to \eta_{\text{end}}`.
     The optimizer's own ``lr`` is ignored (as in PyTorch), and ``base_lr`` is
     set to :math:`\eta_0`. Stepping more than ``total_steps`` times raises
-    ``ValueError``, as in PyTorch.
+    ``ValueError``, as in PyTorch. The ``total_steps``-th ``step()``, after
+    the last step of the cycle, extends its last phase as PyTorch does;
+    where that goes below zero (linear annealing), a cdl optimizer is given
+    0 instead, since it refuses negative rates.
 
     PyTorch also cycles momentum inversely to the rate, by default. Here
     that is off by default, since cdl's scheduler contract is ``lr`` only;
@@ -914,14 +941,21 @@ class OneCycleLR(LRScheduler):
         """Advance one step (at most ``total_steps`` times) and write ``optimizer.lr``."""
         if self.last_epoch + 1 > self.total_steps:
             raise ValueError(
-                f"OneCycleLR stepped {self.last_epoch + 1} times, but total_steps is "
-                f"{self.total_steps}")
+                f"OneCycleLR stepped past total_steps ({self.total_steps}): this is call "
+                f"{self.last_epoch + 1} of step(). Build it with a larger total_steps "
+                "(or epochs and steps_per_epoch) to train longer")
         super().step()
 
     def _compute_lr(self):
         lr, momentum = self._at(self.last_epoch)
         if self.cycle_momentum:
             self._write_momentum(momentum)
+        if self.last_epoch == self.total_steps and lr < 0 \
+                and isinstance(self.optimizer, Optimizer):
+            # One step past the cycle, which PyTorch allows (the rate set after
+            # the last batch), its last phase extended: with linear annealing
+            # that goes below zero, which cdl's optimizers refuse; 0 instead.
+            lr = 0.0
         return lr
 
     def load_state_dict(self, state_dict):
@@ -1242,8 +1276,19 @@ class ChainedScheduler(LRScheduler):
     their base instead, overriding whatever came before them in the chain;
     that is PyTorch's behaviour too. All schedulers are given the
     ``base_lr`` of the one built first (PyTorch's shared ``initial_lr``).
-    Construction does not change the rate: each scheduler already applied
-    its initial step when it was built.
+    Construction takes the schedulers' initial steps again, in the order
+    they were built, with that shared base rate, so that the rate before the
+    first ``step()`` is PyTorch's: a ``LambdaLR`` built after a ``LinearLR``
+    starts from ``base_lr``, not from the rate the ``LinearLR`` set. (This is
+    skipped if a scheduler was already stepped or the rate was changed after
+    they were built; then the rate is left as it is.)
+
+    Within a ``step()`` each scheduler passes the rate it computes to the
+    next, as in PyTorch, and only the final rate is written into the
+    optimizer: an intermediate rate below zero that a later scheduler
+    replaces is no error. If a scheduler raises, or the final rate is below
+    zero, the schedulers and the optimizer's rate are restored to where they
+    were before the ``step()``.
 
     Parameters
     ----------
@@ -1288,7 +1333,54 @@ class ChainedScheduler(LRScheduler):
             if isinstance(s, CosineAnnealingLR):
                 s._chained = True
         self.last_epoch = 0
+        self._pending_lr = None  # the rate passed between schedulers in a step
+        self._redo_initial_steps()
         self._last_lr = _read_lr(optimizer)
+
+    def _redo_initial_steps(self):
+        """Take the initial steps again from the shared base rate (see the class)."""
+        order = sorted(self._schedulers, key=lambda s: s._created)
+        if any(s.last_epoch != 0 for s in order) or \
+                float(self.optimizer.lr) != order[-1]._last_lr:
+            return
+        built = [s._last_lr for s in order]
+        saved = [s.state_dict() for s in self._schedulers]
+        before = float(self.optimizer.lr)
+        try:
+            for k, s in enumerate(order):
+                if k == 0 or s._built_from != built[k - 1]:
+                    # The first, or the rate was set from outside before s was built.
+                    self._pending_lr = s._built_from
+                s.last_epoch = -1
+                self._run(s, s._initial_step)
+            self._write(self._pending_lr, before)
+        except BaseException:
+            self._restore(saved, before)
+            raise
+
+    def _run(self, scheduler, method):
+        """Call ``method`` of ``scheduler`` with the rate passed through this chain."""
+        scheduler._chain = self
+        try:
+            method()
+        finally:
+            scheduler._chain = None
+
+    def _write(self, lr, before):
+        """Write the chain's final rate into the optimizer, or raise."""
+        scale = max([self.base_lr, abs(before)] + [abs(s._last_lr) for s in self._schedulers])
+        lr = _settle(lr, scale)
+        if not (math.isfinite(lr) and lr >= 0):
+            raise ValueError(
+                f"ChainedScheduler: the chained schedulers set the learning rate to {lr} "
+                "(a rate must be finite and >= 0); the schedulers and the rate are left "
+                "as they were before this step")
+        self.optimizer.lr = lr
+
+    def _restore(self, saved, before):
+        for s, state in zip(self._schedulers, saved):
+            self._run(s, lambda s=s, state=state: s.load_state_dict(state))
+        self.optimizer.lr = before
 
     @property
     def schedulers(self):
@@ -1296,9 +1388,17 @@ class ChainedScheduler(LRScheduler):
         return list(self._schedulers)
 
     def step(self):
-        """Call every scheduler's ``step()`` in turn."""
-        for s in self._schedulers:
-            s.step()
+        """Call every scheduler's ``step()`` in turn; write the final rate."""
+        saved = [s.state_dict() for s in self._schedulers]
+        before = float(self.optimizer.lr)
+        self._pending_lr = before
+        try:
+            for s in self._schedulers:
+                self._run(s, s.step)
+            self._write(self._pending_lr, before)
+        except BaseException:
+            self._restore(saved, before)
+            raise
         self.last_epoch += 1
         self._last_lr = float(self.optimizer.lr)
 
@@ -1329,7 +1429,14 @@ def _load_composite(owner, state_dict, keys):
             f"state_dict holds {len(children) if isinstance(children, (list, tuple)) else '?'} "
             f"scheduler states, expected {len(owner._schedulers)}")
     for s, child in zip(owner._schedulers, children):
-        s.load_state_dict(child)
+        # Each writes its saved rate to the owner, not to the optimizer: the
+        # owner's own rate is written below, and a chained scheduler's saved
+        # rate may be an intermediate one that no optimizer takes.
+        s._chain = owner
+        try:
+            s.load_state_dict(child)
+        finally:
+            s._chain = None
     owner.base_lr = state_dict["base_lr"]
     owner.last_epoch = state_dict["last_epoch"]
     owner._last_lr = float(state_dict["last_lr"])
