@@ -250,11 +250,24 @@ def _has_samples(metric):
     from cdl.callbacks import _metric_state
 
     try:
-        fresh = copy.deepcopy(metric)
-        fresh.reset()
-        return not _same_state(_metric_state(metric), _metric_state(fresh))
+        return not _same_state(_metric_state(metric), _metric_state(_reset_copy(metric)))
     except TypeError:
         return True
+
+
+def _reset_copy(metric):
+    """A reset copy of ``metric`` that leaves ``metric`` as it is: a shallow
+    copy (a deep one would also copy whatever its function refers to) with
+    its nested metrics copied too, since ``reset`` rebinds the accumulators
+    (as the merge of distributed training assumes)."""
+    from cdl.metrics import Metric
+
+    other = copy.copy(metric)
+    for key, value in vars(metric).items():
+        if isinstance(value, Metric):
+            setattr(other, key, _reset_copy(value))
+    other.reset()
+    return other
 
 
 def _same_state(a, b):
