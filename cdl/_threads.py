@@ -13,13 +13,15 @@ dependence). A given thread count always gives the same bits.
 """
 import contextlib
 
+from cdl._validation import check_number
+
 __all__ = ["get_num_threads", "set_num_threads", "threads"]
 
 
 def _check(n):
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"the number of threads must be a positive int, got {n!r}")
-    return n
+    """The thread count ``n`` as an int >= 1: a non-number (a string, a bool)
+    or a fraction raises TypeError, a count below 1 ValueError."""
+    return check_number(n, "the number of threads n", low=1, integer=True)
 
 
 def get_num_threads():

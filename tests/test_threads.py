@@ -25,11 +25,12 @@ def test_set_num_threads():
     assert cdl.get_num_threads() == before
 
 
-@pytest.mark.parametrize("bad", [0, -1, 1.5, "2", True])
-def test_bad_thread_counts(bad):
-    with pytest.raises(ValueError, match="positive int"):
+@pytest.mark.parametrize("bad, error", [(0, ValueError), (-1, ValueError), (1.5, TypeError),
+                                        ("2", TypeError), (True, TypeError), (None, TypeError)])
+def test_bad_thread_counts(bad, error):
+    with pytest.raises(error, match="the number of threads n must be"):
         cdl.set_num_threads(bad)
-    with pytest.raises(ValueError, match="positive int"):
+    with pytest.raises(error, match="the number of threads n must be"):
         with cdl.threads(bad):
             pass
 
