@@ -134,6 +134,7 @@ in another PID namespace, saving to the same directory at the same time)
 then fails to rename its file and leaves the target as it was.
 """
 import contextlib
+import errno
 import hashlib
 import json
 import math
@@ -164,8 +165,19 @@ _DIGEST_SIZE = 32
 _ALIGN = 64
 _DTYPES = {"float32": np.dtype("<f4"), "float64": np.dtype("<f8"), "int64": np.dtype("<i8")}
 _MAX_NDIM = 32
-_MAX_HEADER = 64 * 2 ** 20
+_MAX_HEADER = 16 * 2 ** 20
 _MAX_DEPTH = 64
+_MAX_JSON_ITEMS = 2 ** 20          # values and keys in a header (bounds what parsing builds)
+_MAX_DIGITS = 100                  # digits in a row in one header number
+_MAX_INT = 2 ** 63 - 1             # axes, offsets, sizes and counts: what an int64 holds
+_MAX_RNG_LIST = 624                # longest list in a NumPy bit generator state (MT19937's key)
+_CHUNK = 2 ** 20                   # bytes read and hashed at a time
+_HASH_ON_ERROR = 64 * 2 ** 20      # data sections hashed to tell corruption from a bad header
+# A JSON string; it always matches from a quote (an unterminated string runs to the
+# end), so scanning a hostile header never backtracks.
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\(?:.|\Z)[^"\\]*)*(?:"|\Z)', re.DOTALL)
+_LONG_NUMBER = re.compile(rb"[0-9]{%d}" % (_MAX_DIGITS + 1))
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b"[]{},:")
 _SNIFF = 512                       # bytes read to recognise other formats
 _BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 _TRAINING_PREFIX = "training/"
@@ -604,27 +616,60 @@ class _File:
         self.path = path
 
 
+_KINDS = ((stat.S_ISSOCK, "a unix socket"), (stat.S_ISFIFO, "a FIFO"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+# What opening a path can fail with because of what the path is, rather than
+# because it is missing or not permitted (those stay OSErrors).
+_NOT_A_FILE_ERRNOS = {getattr(errno, name) for name in ("ELOOP", "EISDIR", "ENXIO", "ENODEV",
+                                                        "EOPNOTSUPP", "ENOTSUP")
+                      if hasattr(errno, name)}
+
+
+def _refuse_kind(path, mode):
+    """Refuse a directory, socket, FIFO or device, from its ``st_mode``."""
+    if stat.S_ISDIR(mode):
+        raise ModelFileError(f"{path}: is a directory, not a cdl model file (a cdl model is "
+                             "one file, not a directory such as a TensorFlow SavedModel)")
+    if not stat.S_ISREG(mode):
+        kind = next((name for test, name in _KINDS if test(mode)), "a special file")
+        raise ModelFileError(f"{path}: is not a regular file but {kind}; cdl reads model "
+                             "files only")
+
+
+def _refuse_os_error(path, err):
+    """Raise ``err`` as a ModelFileError (chained) if it says what the path is."""
+    if err.errno == getattr(errno, "ELOOP", None):
+        raise ModelFileError(f"{path}: is a symbolic link loop (too many levels of "
+                             "symbolic links), not a cdl model file") from err
+    if err.errno in _NOT_A_FILE_ERRNOS:
+        raise ModelFileError(f"{path}: cannot be read as a regular file "
+                             f"({os.strerror(err.errno)}); cdl reads model files only") from err
+    raise err
+
+
 @contextlib.contextmanager
 def _open_regular_file(path):
     """Open ``path`` for reading, refusing anything but a regular file.
 
-    Non-blocking, so that a FIFO named like a model file cannot hang the reader.
+    The path is looked at first (``os.stat``), so that a socket, FIFO or
+    device is refused without being opened; the open is non-blocking and
+    its result checked again, in case the path changed in between. A
+    symbolic link loop is a ModelFileError with the OSError as its cause; a
+    missing or unreadable file raises the OSError itself.
     """
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0) \
         | getattr(os, "O_CLOEXEC", 0)
-    directory = (f"{path}: is a directory, not a cdl model file (a cdl model is one file, "
-                 "not a directory such as a TensorFlow SavedModel)")
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as err:
+        _refuse_os_error(path, err)
+    _refuse_kind(path, mode)
     try:
         fd = os.open(path, flags)
-    except IsADirectoryError:
-        raise ModelFileError(directory) from None
+    except OSError as err:
+        _refuse_os_error(path, err)
     try:
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISDIR(mode):
-            raise ModelFileError(directory)
-        if not stat.S_ISREG(mode):
-            raise ModelFileError(f"{path}: is not a regular file (a FIFO, socket or device); "
-                                 "cdl reads model files only")
+        _refuse_kind(path, os.fstat(fd).st_mode)
         f = os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)
@@ -663,23 +708,46 @@ def _check_start(path, head, size, last_byte):
     return version, header_len
 
 
-def _read_whole(path, f, size, head):
-    """The file's bytes (``head`` already read), read into one buffer."""
-    data = bytearray(size)
-    data[:len(head)] = head
-    view = memoryview(data)[len(head):]
-    while len(view):
-        count = f.readinto(view)
+def _read_into(path, f, view, hasher):
+    """Fill the writable memoryview ``view`` from ``f`` in chunks, hashing each."""
+    for start in range(0, len(view), _CHUNK):
+        part = view[start:start + _CHUNK]
+        while len(part):
+            count = f.readinto(part)
+            if not count:
+                raise ModelFileError(f"{path}: the file changed while it was read")
+            hasher.update(part[:count])
+            part = part[count:]
+
+
+def _digest_matches(f, hasher, data_len):
+    """Whether the data section (``f`` at its start, at most _HASH_ON_ERROR
+    bytes) and the digest after it agree with what ``hasher`` has seen: a
+    header that fails its checks in a file that does not match its digest
+    is reported as corruption. Reads in chunks and keeps nothing."""
+    buffer = bytearray(min(_CHUNK, data_len + _DIGEST_SIZE))
+    left = data_len
+    while left:
+        count = f.readinto(memoryview(buffer)[:min(left, len(buffer))])
         if not count:
-            raise ModelFileError(f"{path}: the file changed while it was read")
-        view = view[count:]
-    if f.read(1):
-        raise ModelFileError(f"{path}: the file changed while it was read")
-    return data
+            return False
+        hasher.update(memoryview(buffer)[:count])
+        left -= count
+    return f.read(_DIGEST_SIZE) == hasher.digest()
 
 
 def _read(path):
-    """Read, verify and parse a file; raise ModelFileError for anything wrong."""
+    """Read, verify and parse a file; raise ModelFileError for anything wrong.
+
+    What loading costs is bounded by what the file holds, checked in this
+    order: the path's kind (a regular file) and the file's size; its first
+    bytes; the header (at most ``_MAX_HEADER`` bytes, parsed with bounded
+    work), checked in full against the size of the data section that the
+    file's size leaves; only then the data section, read in chunks straight
+    into the arrays the header declares (which must fill it, up to
+    alignment padding) while the digest is computed. Nothing read is
+    returned before the digest of the whole file is verified.
+    """
     path = os.fspath(path)
     with _open_regular_file(path) as f:
         size = os.fstat(f.fileno()).st_size
@@ -688,26 +756,45 @@ def _read(path):
         if size > len(head):
             f.seek(size - 1)
             last_byte = f.read(1)
-            f.seek(len(head))
         elif head:
             last_byte = head[-1:]
         version, header_len = _check_start(path, head, size, last_byte)
-        data = _read_whole(path, f, size, head)
-    body = memoryview(data)[:-_DIGEST_SIZE]
-    if hashlib.sha256(body).digest() != data[-_DIGEST_SIZE:]:
+        hasher = hashlib.sha256(head[:_PREFIX.size])
+        raw = bytearray(header_len)
+        known = head[_PREFIX.size:_PREFIX.size + header_len]
+        raw[:len(known)] = known
+        hasher.update(known)
+        f.seek(_PREFIX.size + len(known))
+        _read_into(path, f, memoryview(raw)[len(known):], hasher)
+        data_len = size - _PREFIX.size - header_len - _DIGEST_SIZE
+        check = _Checker(path)
+        try:
+            header = _parse_header(path, raw)
+            check.expect(header, dict, "the header")
+            if header.get("format") != FORMAT_NAME:
+                check.fail(f"header field 'format' is {_short(repr(header.get('format')))}, "
+                           f"expected {FORMAT_NAME!r}")
+            declared = header.get("format_version")
+            if type(declared) is not int or declared != version:
+                check.fail(f"header format_version {_short(repr(declared))} disagrees with "
+                           f"the binary version {version}")
+            table = _array_table(check, header, data_len)
+            # The whole header, checked against the arrays' declared shapes
+            # (stand-ins that hold no memory) before the data section is read.
+            _check_header(_Checker(path, values=False),
+                          _File(header, {name: np.broadcast_to(np.zeros((), dtype), shape)
+                                         for name, dtype, shape, _, _ in table}, path))
+        except ModelFileError as err:
+            if data_len <= _HASH_ON_ERROR and not _digest_matches(f, hasher, data_len):
+                raise ModelFileError(f"{path}: checksum mismatch: the file is corrupted "
+                                     f"(its header is invalid: {err})") from err
+            raise
+        arrays = _read_arrays(check, f, hasher, table, data_len)
+        digest = f.read(_DIGEST_SIZE + 1)
+    if len(digest) != _DIGEST_SIZE:
+        raise ModelFileError(f"{path}: the file changed while it was read")
+    if hasher.digest() != digest:
         raise ModelFileError(f"{path}: checksum mismatch: the file is corrupted or truncated")
-    header_end = _PREFIX.size + header_len
-    header = _parse_header(path, bytes(data[_PREFIX.size:header_end]))
-    check = _Checker(path)
-    check.expect(header, dict, "the header")
-    if header.get("format") != FORMAT_NAME:
-        raise ModelFileError(f"{path}: header field 'format' is {header.get('format')!r}, "
-                             f"expected {FORMAT_NAME!r}")
-    declared = header.get("format_version")
-    if type(declared) is not int or declared != version:
-        raise ModelFileError(f"{path}: header format_version {declared!r}"
-                             f" disagrees with the binary version {version}")
-    arrays = _read_arrays(check, header, data, header_end, size - _DIGEST_SIZE)
     return _File(header, arrays, path)
 
 
@@ -715,61 +802,115 @@ class _DuplicateKey(ValueError):
     pass
 
 
-def _object_without_duplicates(pairs):
-    """json's object_pairs_hook: a dict, refusing a key given twice."""
-    obj = {}
-    for key, value in pairs:
-        if key in obj:
-            raise _DuplicateKey(key)
-        obj[key] = value
-    return obj
+def _refuse_duplicate_keys(pairs):
+    """json's object_pairs_hook when looking for a repeated key: refuses it,
+    and builds nothing (the header is parsed again only to name the key)."""
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) != len(keys):
+        seen = set()
+        for key in keys:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
 
 
-def _json_depth(value):
-    """Deepest nesting of lists and objects in ``value`` (without recursion)."""
-    deepest = 0
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            item = item.values()
-        elif not isinstance(item, list):
-            continue
-        deepest = max(deepest, depth)
-        if depth > _MAX_DEPTH:
-            break
-        stack.extend((child, depth + 1) for child in item)
-    return deepest
+def _object_members(value):
+    """How many members all objects in ``value`` have together. Walks the
+    containers level by level, holding only references to containers: no
+    per-value tuple, path or recursion."""
+    members = 0
+    level = [value] if type(value) in (dict, list) else []
+    while level:
+        below = []
+        for item in level:
+            if type(item) is dict:
+                members += len(item)
+                item = item.values()
+            below.extend(child for child in item if type(child) in (dict, list))
+        level = below
+    return members
+
+
+def _bracket_depth(brackets):
+    """The deepest nesting of a string of JSON brackets, in NumPy."""
+    codes = np.frombuffer(brackets, dtype=np.uint8)
+    if not codes.size:
+        return 0
+    steps = np.where((codes == ord("[")) | (codes == ord("{")), 1, -1).astype(np.int32)
+    return int(np.cumsum(steps, dtype=np.int32).max())
 
 
 def _parse_header(path, raw):
-    """The header's JSON: UTF-8, no repeated keys, at most _MAX_DEPTH levels."""
+    """The header's JSON object: ASCII, no repeated keys, at most _MAX_DEPTH
+    levels, _MAX_JSON_ITEMS values and keys and _MAX_DIGITS digits per number.
+
+    These are checked on the raw bytes first, with their strings cut out (a
+    regular expression and byte counts in C, no Python work per value), so
+    that what ``json.loads`` builds and the time it takes are bounded before
+    it runs. ``raw`` (a bytearray) is cleared once decoded, so that the
+    header's bytes are not held twice.
+    """
+    def fail(message):
+        raise ModelFileError(f"{path}: {message}")
+
+    if not raw.isascii():
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            fail(f"the header is not valid UTF-8 ({err.reason} at byte "
+                 f"{_PREFIX.size + err.start} of the file)")
+        first = re.search(rb"[\x80-\xff]", raw).start()
+        fail(f"the header holds a non-ASCII character (at byte {_PREFIX.size + first} of the "
+             "file); cdl writes headers as ASCII JSON, other characters as \\u escapes")
+    skeleton = _JSON_STRING.sub(b"", raw)
+    if _LONG_NUMBER.search(skeleton):
+        fail(f"the header holds a number of more than {_MAX_DIGITS} digits")
+    structure = skeleton.translate(None, _NOT_STRUCTURE)
+    del skeleton
+    closing = structure.count(b"]") + structure.count(b"}")
+    items = len(structure) - closing
+    if items > _MAX_JSON_ITEMS:
+        fail(f"the header holds {items} JSON values and keys; cdl reads headers of at most "
+             f"{_MAX_JSON_ITEMS}")
+    members = structure.count(b":")
+    opening = items - members - structure.count(b",")
+    unpaired = "the header is not valid JSON (its brackets do not pair up)"
+    if closing > opening:    # checked first: it bounds the brackets _bracket_depth sees
+        fail(unpaired)
+    if _bracket_depth(structure.translate(None, b",:")) > _MAX_DEPTH:
+        fail(f"the header nests JSON more than {_MAX_DEPTH} levels deep")
+    if closing != opening:
+        fail(unpaired)
+    del structure
+    text = raw.decode("ascii")
+    raw.clear()
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise ModelFileError(f"{path}: the header is not valid UTF-8 ({err.reason} at byte "
-                             f"{_PREFIX.size + err.start} of the file)") from None
-    try:
-        header = json.loads(text, object_pairs_hook=_object_without_duplicates)
-    except _DuplicateKey as err:
-        raise ModelFileError(f"{path}: the header repeats the key {err.args[0]!r} in one JSON "
-                             "object (readers could disagree on its value)") from None
+        header = json.loads(text)
     except RecursionError:
-        raise ModelFileError(f"{path}: the header nests JSON more than {_MAX_DEPTH} levels "
-                             "deep") from None
+        fail(f"the header nests JSON more than {_MAX_DEPTH} levels deep")
     except ValueError as err:
-        raise ModelFileError(f"{path}: the header is not valid JSON ({err})") from None
-    if _json_depth(header) > _MAX_DEPTH:
-        raise ModelFileError(f"{path}: the header nests JSON more than {_MAX_DEPTH} levels "
-                             "deep")
+        fail(f"the header is not valid JSON ({err})")
+    if _object_members(header) != members:
+        try:
+            json.loads(text, object_pairs_hook=_refuse_duplicate_keys)
+        except _DuplicateKey as err:
+            fail(f"the header repeats the key {_short(repr(err.args[0]))} in one JSON object "
+                 "(readers could disagree on its value)")
+        fail("the header repeats a key in one JSON object")
     return header
 
 
 class _Checker:
-    """Field validation with messages naming the file and the field."""
+    """Field validation with messages naming the file and the field.
 
-    def __init__(self, path):
+    With ``values=False`` the arrays are stand-ins of the declared dtypes and
+    shapes (the data section is not read yet): checks of array contents are
+    left to the pass made once they are read.
+    """
+
+    def __init__(self, path, values=True):
         self.path = path
+        self.values = values
 
     def fail(self, message):
         raise ModelFileError(f"{self.path}: {message}")
@@ -787,10 +928,12 @@ class _Checker:
             self.fail(f"{where} has no {key!r} field")
         return self.expect(mapping[key], types, f"{where}.{key}")
 
-    def int(self, value, where, low=0):
+    def int(self, value, where, low=0, high=None):
         self.expect(value, int, where)
         if value < low:
-            self.fail(f"{where} must be at least {low}, got {value}")
+            self.fail(f"{where} must be at least {low}, got {_count(value)}")
+        if high is not None and value > high:
+            self.fail(f"{where} must be at most {high}, got {_count(value)}")
         return value
 
     def number(self, value, where, finite=True):
@@ -803,7 +946,7 @@ class _Checker:
         self.expect(value, list, where)
         if len(value) > _MAX_NDIM:
             self.fail(f"{where} has {len(value)} axes (at most {_MAX_NDIM})")
-        return tuple(self.int(d, f"{where}[{i}]", low) for i, d in enumerate(value))
+        return tuple(self.int(d, f"{where}[{i}]", low, _MAX_INT) for i, d in enumerate(value))
 
     def class_name(self, value, where):
         """A class name for a registry lookup: an identifier, never a path."""
@@ -817,26 +960,33 @@ class _Checker:
 
 
 def _count(n):
-    """A size for a message: in full, or its order of magnitude if absurdly large."""
-    return str(n) if n < 10 ** 15 else f"about 10**{len(str(n)) - 1}"
+    """A size for a message: in full, or its order of magnitude if absurdly large
+    (found without converting it to decimal, which Python refuses past 4,300 digits)."""
+    if abs(n) < 10 ** 15:
+        return str(n)
+    sign = "-" if n < 0 else ""
+    digits = int((abs(n).bit_length() - 1) * 0.30102999566398120)
+    return f"about {sign}10**{digits + (abs(n) >= 10 ** (digits + 1))}"
 
 
-def _read_arrays(check, header, data, data_start, data_end):
-    """Validate the array table and return {name: array copy in native byte order}."""
+def _array_table(check, header, data_len):
+    """Validate the array table against the size of the data section, with
+    exact integer arithmetic and before any array exists; return a list of
+    (name, dtype, shape, offset, nbytes) in table order."""
     table = check.key(header, "arrays", list, "the header")
-    data_len = data_end - data_start
     spans = []
     entries = {}
     for i, entry in enumerate(table):
         where = f"array table entry {i}"
         check.expect(entry, dict, where)
         name = check.key(entry, "name", str, where)
-        where = f"array {name!r}"
+        where = f"array {_short(repr(name))}"
         if name in entries:
-            check.fail(f"the array table lists {name!r} twice")
+            check.fail(f"the array table lists {_short(repr(name))} twice")
         dtype_name = check.key(entry, "dtype", str, where)
         if dtype_name not in _DTYPES:
-            check.fail(f"{where} has dtype {dtype_name!r}; allowed are {', '.join(_DTYPES)}")
+            check.fail(f"{where} has dtype {_short(repr(dtype_name))}; allowed are "
+                       f"{', '.join(_DTYPES)}")
         dtype = _DTYPES[dtype_name]
         shape = check.shape(check.key(entry, "shape", list, where), f"{where}.shape")
         offset = check.int(check.key(entry, "offset", int, where), f"{where}.offset")
@@ -847,24 +997,55 @@ def _read_arrays(check, header, data, data_start, data_end):
                        f"needs {_count(expected)}")
         if offset + nbytes > data_len:
             check.fail(f"{where} (bytes {_count(offset)} to {_count(offset + nbytes)}) lies "
-                       f"outside the data section ({data_len} bytes)")
+                       f"outside the data section ({data_len} bytes): the file is truncated "
+                       "or its header is wrong")
+        # NumPy's limit, which matters for an array without elements (the
+        # others lie in the data section): the product of the non-zero axes
+        # must fit in a byte count.
+        if math.prod(d for d in shape if d) * dtype.itemsize > _MAX_INT:
+            check.fail(f"{where} has shape {_short([_count(d) for d in shape])}, more "
+                       "elements than any array can hold")
         if nbytes:
             spans.append((offset, offset + nbytes, name))
-        entries[name] = (dtype, shape, offset)
+        entries[name] = (name, dtype, shape, offset, nbytes)
     spans.sort()
     for (_, end, first), (start, _, second) in zip(spans, spans[1:]):
         if start < end:
             check.fail(f"arrays {first!r} and {second!r} overlap")
+    # Every byte of the data section is read and hashed: bytes no array
+    # explains (a file grown or padded with a hole) are refused unread.
+    unused = data_len - sum(end - start for start, end, _ in spans)
+    slack = _ALIGN * (len(entries) + 1)
+    if unused > slack:
+        check.fail(f"the data section has {_count(unused)} bytes outside its arrays (at most "
+                   f"{slack} for {len(entries)} arrays): the file is larger than its header "
+                   "says")
+    return list(entries.values())
+
+
+def _read_arrays(check, f, hasher, table, data_len):
+    """Read the data section (``f`` is at its start) in offset order, each
+    array straight into a new array of its own and every byte hashed; return
+    {name: array in native byte order}, in table order."""
     arrays = {}
-    for name, (dtype, shape, offset) in entries.items():
-        count = math.prod(shape)
-        native = dtype.newbyteorder("=")
-        if count == 0:
-            arrays[name] = np.zeros(shape, dtype=native)
+    position = 0
+    for name, dtype, shape, offset, nbytes in sorted(table, key=lambda entry: entry[3]):
+        if not nbytes:
             continue
-        raw = np.frombuffer(data, dtype=dtype, count=count, offset=data_start + offset)
-        arrays[name] = raw.astype(native, copy=True).reshape(shape)
-    return arrays
+        if offset > position:   # padding: at most the slack _array_table allows
+            _read_into(check.path, f, memoryview(bytearray(offset - position)), hasher)
+        try:
+            array = np.empty(shape, dtype=dtype)
+        except (MemoryError, ValueError, OverflowError) as err:
+            raise ModelFileError(f"{check.path}: array {name!r} ({_count(nbytes)} bytes) "
+                                 f"cannot be allocated: {type(err).__name__}") from err
+        _read_into(check.path, f, memoryview(array.reshape(-1)).cast("B"), hasher)
+        arrays[name] = array.astype(dtype.newbyteorder("="), copy=False)
+        position = offset + nbytes
+    if data_len > position:
+        _read_into(check.path, f, memoryview(bytearray(data_len - position)), hasher)
+    return {name: arrays[name] if name in arrays else np.zeros(shape, dtype.newbyteorder("="))
+            for name, dtype, shape, _, _ in table}
 
 
 # --- the header's structure, checked before any field is used ------------------------
@@ -940,7 +1121,7 @@ def _check_param_layout(check, header, arrays):
     if params.dtype.kind != "f":
         check.fail(f"the 'params' array has dtype {params.dtype}, expected a float dtype")
     if header["built"] and total != params.size:
-        check.fail(f"param_layout lists {total} values, the 'params' array holds "
+        check.fail(f"param_layout lists {_count(total)} values, the 'params' array holds "
                    f"{params.size}")
     return set()
 
@@ -986,7 +1167,8 @@ def _check_optimizer_section(check, section, arrays):
     check.expect(section, dict, where)
     check.class_name(check.key(section, "class_name", str, where), "optimizer.class_name")
     check.key(section, "config", dict, where)
-    check.int(check.key(section, "iterations", int, where), "optimizer.iterations")
+    check.int(check.key(section, "iterations", int, where), "optimizer.iterations",
+              high=_MAX_INT)
     for key, value in check.key(section, "scalars", dict, where).items():
         check.number(value, f"optimizer.scalars.{key}")
     used = set()
@@ -997,12 +1179,20 @@ def _check_optimizer_section(check, section, arrays):
         if array_name not in arrays:
             check.fail(f"optimizer state {name!r} refers to a missing array {array_name!r}")
         used.add(array_name)
+    group_of = {}   # parameter index -> the group listing it
     for g, group in enumerate(check.expect(section.get("param_groups", []), list,
                                            "optimizer.param_groups")):
         at = f"optimizer.param_groups[{g}]"
         check.expect(group, dict, at)
         for i in check.key(group, "params", list, at):
-            check.int(i, f"{at}.params index")
+            if type(i) is not int or i < 0:
+                check.int(i, f"{at}.params index")
+            if i in group_of:   # a parameter listed twice would be updated twice a step
+                other = group_of[i]
+                check.fail(f"{at}.params lists parameter {_count(i)} "
+                           + ("twice" if other == g else
+                              f"again (optimizer.param_groups[{other}] lists it too)"))
+            group_of[i] = g
         for key in ("lr_mult", "weight_decay_mult"):
             if key in group:
                 check.number(group[key], f"{at}.{key}")
@@ -1010,22 +1200,37 @@ def _check_optimizer_section(check, section, arrays):
 
 
 def _check_rng(check, state):
-    """A bit generator state: a known generator and integers only."""
+    """A bit generator state as NumPy lays it out: a known generator, and
+    integers, lists of at most _MAX_RNG_LIST integers, or objects of those.
+    A list is checked in one pass of type tests (paths are built only for a
+    value that fails), so a long one costs no more than its bytes."""
     if state is None:
         return
     check.expect(state, dict, "rng")
     name = state.get("bit_generator")
     if name not in _BIT_GENERATORS:
-        check.fail(f"rng.bit_generator is {name!r}; expected one of {', '.join(_BIT_GENERATORS)}")
-    stack = [(value, f"rng.{key}") for key, value in state.items() if key != "bit_generator"]
-    while stack:
-        value, where = stack.pop()
-        if isinstance(value, dict):
-            stack.extend((v, f"{where}.{k}") for k, v in value.items())
-        elif isinstance(value, list):
-            stack.extend((v, f"{where}[{i}]") for i, v in enumerate(value))
+        check.fail(f"rng.bit_generator is {_short(repr(name))}; expected one of "
+                   f"{', '.join(_BIT_GENERATORS)}")
+    for key, value in state.items():
+        if key == "bit_generator":
+            continue
+        if type(value) is dict:
+            for inner, item in value.items():
+                _check_rng_value(check, item, f"rng.{key}.{inner}")
         else:
-            check.expect(value, int, where)
+            _check_rng_value(check, value, f"rng.{key}")
+
+
+def _check_rng_value(check, value, where):
+    if type(value) is not list:
+        check.expect(value, int, where)
+        return
+    if len(value) > _MAX_RNG_LIST:
+        check.fail(f"{where} has {len(value)} values; NumPy's bit generators keep at most "
+                   f"{_MAX_RNG_LIST}")
+    if not all(type(v) is int for v in value):
+        i = next(i for i, v in enumerate(value) if type(v) is not int)
+        check.expect(value[i], int, f"{where}[{i}]")
 
 
 def _check_training_state(check, state, arrays):
@@ -1044,7 +1249,7 @@ def _check_training_state(check, state, arrays):
     check.number(check.key(state, "loss_sum", (int, float), where), f"{where}.loss_sum",
                  finite=False)
     order = check.key(state, "shuffle_order", (np.ndarray, type(None)), where)
-    if order is not None and not _is_permutation(order):
+    if order is not None and check.values and not _is_permutation(order):
         check.fail(f"{where}.shuffle_order is not a permutation of the sample indices")
     for i, entry in enumerate(check.key(state, "metrics", list, where)):
         at = f"{where}.metrics[{i}]"
@@ -1054,8 +1259,9 @@ def _check_training_state(check, state, arrays):
         check.key(entry, "state", dict, at)
     history = check.key(state, "history", dict, where)
     epochs = check.key(history, "epoch", list, f"{where}.history")
-    for i, epoch in enumerate(epochs):
-        check.int(epoch, f"{where}.history.epoch[{i}]")
+    if not all(type(epoch) is int and epoch >= 0 for epoch in epochs):
+        for i, epoch in enumerate(epochs):
+            check.int(epoch, f"{where}.history.epoch[{i}]")
     for key, values in check.key(history, "logs", dict, f"{where}.history").items():
         check.expect(values, list, f"{where}.history.logs.{key}")
     for i, entry in enumerate(check.key(state, "callbacks", list, where)):
@@ -1077,15 +1283,19 @@ def _is_permutation(order):
 
 
 def _decode_arrays(check, value, arrays, used, where):
-    """``value`` with every ``{"$array": name}`` replaced by that array (a copy)."""
+    """``value`` with every ``{"$array": name}`` replaced by that array (a copy).
+    Only containers are visited (a list of numbers is returned as it is), so
+    the cost is one type test per value."""
     if isinstance(value, list):
+        if all(type(v) not in (dict, list) for v in value):
+            return value
         return [_decode_arrays(check, v, arrays, used, f"{where}[{i}]")
-                for i, v in enumerate(value)]
+                if type(v) in (dict, list) else v for i, v in enumerate(value)]
     if not isinstance(value, dict):
         return value
     if "$array" not in value:
         return {k: _decode_arrays(check, v, arrays, used, f"{where}.{k}")
-                for k, v in value.items()}
+                if type(v) in (dict, list) else v for k, v in value.items()}
     name = check.expect(value["$array"], str, f"{where}.$array")
     if set(value) - {"$array", "dtype"} or value.get("dtype", "bool") != "bool":
         check.fail(f"{where} is an array reference with unknown fields {value!r}")
@@ -1096,9 +1306,11 @@ def _decode_arrays(check, value, arrays, used, where):
     used.add(name)
     array = arrays[name]
     if value.get("dtype") == "bool":
-        if array.dtype != np.int64 or (array.size and (array.min() < 0 or array.max() > 1)):
+        if array.dtype != np.int64 or (check.values and array.size and (
+                array.min() < 0 or array.max() > 1)):
             check.fail(f"{where}: array {name!r} should hold 0/1 for a boolean array")
-        array = array.astype(bool)
+        array = array.astype(bool) if check.values \
+            else np.broadcast_to(np.zeros((), dtype=bool), array.shape)
     return array
 
 
@@ -1258,7 +1470,7 @@ def _as_file_error(function, *args, **kwargs):
     except ModelFileError:
         raise
     except ValueError as err:
-        raise ModelFileError(str(err)) from None
+        raise ModelFileError(str(err)) from err
 
 
 def load_model(path):

@@ -264,7 +264,7 @@ def make_bad_json(d, base):
         "not_json": (b"{not json", "not valid JSON"),
         "json_array": (b"[1, 2]", "the header must be dict"),
         "huge_integer": (text.replace(units, '"units": 1' + "0" * 5000, 1).encode(),
-                         "not valid JSON"),
+                         "a number of more than 100 digits"),
     }
     return [Case(name, forge(d / f"{name}.cdl", data=data, header_bytes=raw), match)
             for name, (raw, match) in files.items()]
@@ -279,10 +279,12 @@ def _layer0(h):
 
 
 def _order_from_another_array(h):
-    """Point the shuffle order at the int64 0/1 array of a metric's boolean state."""
+    """Point the shuffle order at the int64 0/1 array of a metric's boolean state
+    (and drop the order's own array, leaving its bytes as padding)."""
     state = h["training_state"]
     present = state["metrics"][1]["state"]["_present"]
     state["metrics"][1]["state"]["_present"] = None
+    h["arrays"].remove(_entry(h, state["shuffle_order"]["$array"]))
     state["shuffle_order"] = {"$array": present["$array"]}
 
 
@@ -295,7 +297,9 @@ MUTATIONS = [
     ("giant_shape_2e40", lambda h: _entry(h, "params").update(shape=[2 ** 40], nbytes=2 ** 42),
      "outside the data section"),
     ("giant_shape_32_axes", lambda h: _entry(h, "params").update(
-        shape=[2 ** 62] * 32, nbytes=2 ** 1986), "outside the data section"),
+        shape=[2 ** 62] * 32, nbytes=2 ** 1986), "a number of more than 100 digits"),
+    ("giant_shape_32_axes_nbytes_fits", lambda h: _entry(h, "params").update(
+        shape=[2 ** 62] * 32, nbytes=2 ** 60), "needs about 10\\*\\*597"),
     ("too_many_axes", lambda h: _entry(h, "params").update(shape=[1] * 40, nbytes=4),
      "40 axes"),
     ("giant_input_shape", lambda h: h["model"].update(input_shape=[10 ** 9]),
@@ -503,9 +507,12 @@ def run_audit(root, jobs, watched, base, timeout=300):
     cwd.mkdir(exist_ok=True)
     manifest.write_text(json.dumps({"jobs": jobs, "watched": watched + [str(cwd)],
                                     "base": base}))
+    source = os.path.dirname(os.path.dirname(os.path.abspath(cdl.__file__)))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        filter(None, [source, os.environ.get("PYTHONPATH")]))}
     done = subprocess.run([sys.executable, os.path.abspath(__file__), "audit", str(manifest),
                            str(results)], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(results.read_text())
 
