@@ -1333,40 +1333,52 @@ def _all_layers(model):
 
 
 @contextlib.contextmanager
-def _weight_budget(check, model, limit):
-    """While building ``model``, refuse (before allocating it) any weight past
-    the ``limit`` values the file holds: a few bytes of config could
-    otherwise make ``build`` allocate and fill terabytes."""
-    created = [0]
-    patched = []
-
-    def guarded(layer):
-        original = layer.add_weight
-
-        def add_weight(name, shape, *args, **kwargs):
-            try:
-                count = max(math.prod(int(d) for d in shape), 0)
-            except (TypeError, ValueError):
-                count = 0   # the layer's own add_weight reports a bad shape
-            created[0] += count
-            if created[0] > limit:
-                check.fail(f"the model config makes {layer.name}.{name} of shape "
-                           f"{tuple(shape)}, more weights than the {limit} values the file "
-                           "holds")
-            return original(name, shape, *args, **kwargs)
-        return add_weight
-
+def _allocation_budget(check, model, file):
+    """Build ``model``'s layers for ``file`` (whose values then overwrite
+    theirs): no initialiser runs, and a weight or buffer past what the file
+    holds is refused before it is allocated, so a few bytes of config cannot
+    make ``build`` allocate and fill terabytes. Yields the budget (see
+    ``cdl.layers.base.allocation_budget``)."""
+    weights = file.arrays["params"].size
+    arrays = {entry["array"] for entry in file.header.get("buffers", [])}
+    buffers = sum(file.arrays[name].size for name in arrays)
     try:
-        for layer in _all_layers(model):
-            layer.add_weight = guarded(layer)
-            patched.append(layer)
-        yield
-    finally:
-        for layer in patched:
-            vars(layer).pop("add_weight", None)
+        with _layers.base.allocation_budget(weights, buffers, "the file") as budget:
+            yield budget
+    except _layers.base.AllocationError as err:
+        # Layers are built in order: the first one not built failed.
+        found = model.layers
+        i = next((i for i, layer in enumerate(found) if not layer.built), len(found) - 1)
+        check.fail(f"layer {i} ({type(found[i]).__name__} {found[i].name!r}): {err}")
+
+
+#: The most layers (counting those inside other layers) a model file may
+#: describe. Far above real models (hundreds of layers), and low enough that
+#: loading the largest allowed header stays within seconds: a 64 MiB header
+#: could otherwise list nearly two million weightless layers.
+MAX_LAYERS = 100_000
+
+
+def _count_layer_specs(check, layer_specs):
+    """Refuse, before any layer is made, a config describing more than
+    ``MAX_LAYERS`` layers (nested ones too: any object with a "class_name"
+    in a layer's config describes a sublayer)."""
+    count, stack = 0, list(layer_specs)
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            if "class_name" in value:
+                count += 1
+                if count > MAX_LAYERS:
+                    check.fail(f"the model config describes more than {MAX_LAYERS:,} layers "
+                               "(cdl loads models of at most that many)")
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
 
 
 def _build_layers(check, layer_specs):
+    _count_layer_specs(check, layer_specs)
     built = []
     for i, spec in enumerate(layer_specs):
         class_name, config = spec["class_name"], spec["config"]
@@ -1517,7 +1529,7 @@ def load_model(path):
                            name=config["name"])
         model.input_shape = config["input_shape"]
         if built:
-            with _weight_budget(check, model, file.arrays["params"].size):
+            with _allocation_budget(check, model, file):
                 model.build()
     except ModelFileError:
         raise
@@ -1782,15 +1794,22 @@ def load_weights(model, path):
     config = _model_config(check, header)
     if not header["built"]:
         check.fail("the file was saved from a model that was not built; it holds no weights")
-    if not model.built:
-        with _weight_budget(check, model, file.arrays["params"].size):
-            if model.input_shape is None and config["input_shape"] is not None:
-                model.build(config["input_shape"])
-            else:
-                model.build()
-    _check_layout(check, header, model)
-    params = _params_array(check, file, model.param_buffer.size)
-    buffer_pairs = _buffer_values(check, header, model, file.arrays, by_name=False)
+    budget = None
+    try:
+        if not model.built:
+            with _allocation_budget(check, model, file) as budget:
+                if model.input_shape is None and config["input_shape"] is not None:
+                    model.build(config["input_shape"])
+                else:
+                    model.build()
+        _check_layout(check, header, model)
+        params = _params_array(check, file, model.param_buffer.size)
+        buffer_pairs = _buffer_values(check, header, model, file.arrays, by_name=False)
+    except BaseException:
+        if budget is not None:
+            # The caller keeps the model: give it the weights build() would have.
+            budget.initialise()
+        raise
     model.param_buffer[...] = params.astype(model.dtype, copy=False)
     for target, saved in buffer_pairs:
         target[...] = saved

@@ -5,6 +5,7 @@ from cdl import _anomaly, _concurrency, _determinism
 from cdl._validation import (
     as_float_array, as_float_dtype, check_bool, check_feature_shape, check_finite,
     check_shape_tuple)
+from cdl.layers import base as _base
 from cdl.layers.base import Layer
 from cdl.training import TrainingMixin
 
@@ -52,6 +53,12 @@ class Sequential(TrainingMixin):
         self.input_shape = None if input_shape is None else check_shape_tuple(input_shape)
         self.output_shape = None
         self._layers = []
+        # What add checks, so that adding a layer costs the same however many
+        # there are: the layers' ids, and their names (rebuilt when a layer
+        # anywhere was renamed since, see _names_in_use).
+        self._layer_ids = set()
+        self._names = set()
+        self._names_at = _base.renames[0]
         self.built = False
         self.param_buffer = np.zeros(0, dtype=self.dtype)
         self.grad_buffer = np.zeros(0, dtype=self.dtype)
@@ -85,15 +92,28 @@ class Sequential(TrainingMixin):
         """
         if not isinstance(layer, Layer):
             raise TypeError(f"Sequential takes Layer instances, got {layer!r}")
-        if any(existing is layer for existing in self._layers):
+        if id(layer) in self._layer_ids:
             raise ValueError(f"layer {layer.name!r} is already in this model")
-        if any(existing.name == layer.name for existing in self._layers):
+        names = self._names_in_use()
+        if layer.name in names:
             raise ValueError(f"a layer named {layer.name!r} is already in this model")
         if layer.dtype is not None and layer.dtype != self.dtype:
             raise ValueError(
                 f"layer {layer.name!r} has dtype {layer.dtype}, the model {self.dtype}")
         self._layers.append(layer)
+        self._layer_ids.add(id(layer))
+        names.add(layer.name)
         self.built = False
+
+    def _names_in_use(self):
+        """The set of the layers' names, rebuilt if any layer was renamed since
+        it was last built (renaming is rare: this keeps ``add`` O(1))."""
+        with _base._renames_lock:
+            renames = _base.renames[0]
+        if renames != self._names_at:
+            self._names = {layer.name for layer in self._layers}
+            self._names_at = renames
+        return self._names
 
     def build(self, input_shape=None):
         """Build every layer for samples of ``input_shape`` and pack the
@@ -127,6 +147,11 @@ class Sequential(TrainingMixin):
         total = sum(getattr(layer, name).size for layer, name in owners)
         self.param_buffer = np.zeros(total, dtype=self.dtype)
         self.grad_buffer = np.zeros(total, dtype=self.dtype)
+        # Weights made zero under an allocation_budget (loading) are not
+        # copied: the buffers are zero too, and untouched gradient pages of a
+        # loaded model then take no memory until training.
+        budget = _base._active_budget()
+        unfilled = budget.unfilled if budget is not None else ()
         offset = 0
         for layer, name in owners:
             value = getattr(layer, name)
@@ -135,7 +160,8 @@ class Sequential(TrainingMixin):
                     f"weight {layer.name}.{name} has dtype {value.dtype}, the model {self.dtype}")
             end = offset + value.size
             layer._rebind(name, self.param_buffer[offset:end].reshape(value.shape),
-                          self.grad_buffer[offset:end].reshape(value.shape))
+                          self.grad_buffer[offset:end].reshape(value.shape),
+                          copy=(id(layer), name) not in unfilled)
             offset = end
         self.params = [getattr(layer, name) for layer, name in owners]
         self.grads = [getattr(layer, name + "_grad") for layer, name in owners]

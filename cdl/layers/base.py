@@ -1,6 +1,9 @@
 """The Layer base class: configuration, weights, and the forward/backward contract."""
+import contextlib
 import itertools
 import math
+import operator
+import threading
 
 import numpy as np
 
@@ -9,6 +12,131 @@ from cdl._validation import (
     FLOAT_DTYPES, as_float_array, as_float_dtype, as_real_array, check_feature_shape)
 
 _layer_ids = itertools.count()
+#: How many times a layer has been renamed (``Layer.name`` assigned after the
+#: first time): a model's index of its layers' names is refreshed when it moved.
+renames = [0]
+_renames_lock = threading.Lock()
+
+_budget = threading.local()   # the allocation_budget active in this thread, if any
+
+
+class AllocationError(ValueError):
+    """A layer asked for more weights or buffers than the active
+    ``allocation_budget`` allows; raised before anything is allocated."""
+
+
+class _Budget:
+    """The state of one ``allocation_budget``: what is left, and the
+    initialisers skipped so far (see ``initialise``)."""
+
+    def __init__(self, weights, buffers, source):
+        self.limits = {"weights": weights, "buffers": buffers}
+        self.used = {"weights": 0, "buffers": 0}
+        self.source = source
+        self.pending = []       # (layer, name, shape, initializer or fill value, is weight)
+        self.unfilled = set()   # (id(layer), weight name) of the zero weights made here
+
+    def take(self, kind, layer, name, shape):
+        """Count ``shape``'s elements against ``kind``; raise AllocationError
+        if they do not fit."""
+        used = self.used[kind] + math.prod(shape)
+        if used > self.limits[kind]:
+            what = "weight" if kind == "weights" else "buffer"
+            raise AllocationError(
+                f"{what} {layer.name}.{name} of shape {shape} brings the {kind} to "
+                f"{used:,} values, more {kind} than the {self.limits[kind]:,} values "
+                f"{self.source} holds for {kind}")
+        self.used[kind] = used
+
+    def initialise(self):
+        """Give every weight and buffer made under the budget the value a
+        normal build would have given it, running the skipped initialisers in
+        the order they were skipped (the layers' generators are drawn from as
+        by that build). For a build whose arrays were then not overwritten,
+        such as a load that failed after building the caller's model."""
+        pending, self.pending = self.pending, []
+        self.unfilled.clear()
+        for layer, name, shape, how, is_weight in pending:
+            if is_weight:
+                getattr(layer, name)[...] = _initial_value(layer, name, shape, how)
+            else:
+                getattr(layer, name)[...] = how
+
+
+def _active_budget():
+    return getattr(_budget, "active", None)
+
+
+@contextlib.contextmanager
+def allocation_budget(weights, buffers=0, source="the budget"):
+    """Build layers without initialising them, within a bound on their state.
+
+    While the context is active in this thread, ``Layer.add_weight`` and
+    ``Layer.add_buffer`` run no initialiser: they make zero-filled arrays
+    (whose memory the operating system provides when first written) for
+    values that the caller is about to overwrite, such as those of a model
+    file. Before allocating, each counts its elements against the budget and
+    raises ``AllocationError`` if the weights (or buffers) made under the
+    context would exceed ``weights`` (or ``buffers``) elements in total. A
+    build therefore costs no more than the data that will fill it, whatever
+    sizes a configuration asks for. Contexts do not nest.
+
+    Parameters
+    ----------
+    weights, buffers : int
+        Elements allowed for weights and for buffers.
+    source : str
+        What holds the values, for messages ("the file").
+
+    Yields
+    ------
+    An object whose ``initialise()`` gives the arrays made so far the
+    values a normal build would have given them.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl import layers
+    >>> from cdl.layers.base import AllocationError, allocation_budget
+    >>> with allocation_budget(weights=10, source="the file"):
+    ...     layers.Dense(2)._build((4,), "float64", np.random.default_rng(0))
+    (2,)
+    >>> try:
+    ...     with allocation_budget(weights=10, source="the file"):
+    ...         layers.Dense(3, name="d")._build((4,), "float64", np.random.default_rng(0))
+    ... except AllocationError as error:
+    ...     print(error)
+    weight d.kernel of shape (4, 3) brings the weights to 12 values, more weights than the 10 values the file holds for weights
+    """
+    if _active_budget() is not None:
+        raise RuntimeError("allocation_budget contexts do not nest")
+    budget = _Budget(int(weights), int(buffers), source)
+    _budget.active = budget
+    try:
+        yield budget
+    finally:
+        _budget.active = None
+
+
+def _check_state_shape(layer, name, shape):
+    """``shape`` as a tuple of non-negative ints, checked before any allocation."""
+    try:
+        shape = tuple(operator.index(d) for d in shape)
+    except TypeError:
+        raise TypeError(f"the shape of {layer.name}.{name} must be a tuple of ints, "
+                        f"got {shape!r}") from None
+    if any(d < 0 for d in shape):
+        raise ValueError(f"the shape of {layer.name}.{name} has a negative size: {shape}")
+    return shape
+
+
+def _initial_value(layer, name, shape, initializer):
+    value = np.ascontiguousarray(initializer(shape, layer.dtype, layer._rng), dtype=layer.dtype)
+    if value.shape != shape:
+        raise ValueError(
+            f"initializer for {layer.name}.{name} returned shape {value.shape}, "
+            f"expected {shape}")
+    return value
 
 
 class Layer:
@@ -36,7 +164,10 @@ class Layer:
       array is stored as ``self.w`` and its gradient as ``self.w_grad``.
       A model moves both into its flat parameter and gradient buffers, so
       always reach them through these attributes, never through a copy of
-      the reference taken before the model was built;
+      the reference taken before the model was built. Other state kept
+      across batches (running statistics) is made with ``add_buffer``.
+      Allocate no such state in any other way: loading a model builds it
+      under an ``allocation_budget``, which only these two methods respect;
     - in ``forward``, call ``x = self._check_input(x)`` first, keep what the
       backward pass needs, and return the output;
     - in ``backward``, *overwrite* every ``<name>_grad`` (``[...] =``) with
@@ -84,9 +215,23 @@ class Layer:
         self.input_shape = None
         self.output_shape = None
         self._param_names = []
+        self._buffer_names = []       # made by add_buffer, listed by buffers()
         self._regularizers = {}       # weight name -> Regularizer
         self.activity_penalty = 0.0   # set by forward in training, for activity regularizers
         self._rng = None
+
+    @property
+    def name(self):
+        """The layer's name, unique within a model."""
+        return self._name
+
+    @name.setter
+    def name(self, value):
+        if "_name" in vars(self):
+            # A model holding the layer indexes its layers by name.
+            with _renames_lock:
+                renames[0] += 1
+        self._name = value
 
     # --- configuration -----------------------------------------------------
 
@@ -156,7 +301,9 @@ class Layer:
             Attribute name, a Python identifier unique within the layer.
         shape : tuple of int
         initializer : str or callable
-            See ``cdl.initializers.get``.
+            See ``cdl.initializers.get``. Not called under an
+            ``allocation_budget``, which makes a zero-filled weight (to be
+            overwritten, as by a model file) after checking its size.
         regularizer : str or cdl.regularizers.Regularizer, optional
             Penalty on this weight, added to the loss during training.
 
@@ -166,12 +313,16 @@ class Layer:
         """
         if not name.isidentifier() or name in self._param_names:
             raise ValueError(f"weight name {name!r} is not a new identifier")
+        shape = _check_state_shape(self, name, shape)
         init = initializers.get(initializer)
-        value = np.ascontiguousarray(init(tuple(shape), self.dtype, self._rng), dtype=self.dtype)
-        if value.shape != tuple(shape):
-            raise ValueError(
-                f"initializer for {self.name}.{name} returned shape {value.shape}, "
-                f"expected {tuple(shape)}")
+        budget = _active_budget()
+        if budget is not None:
+            budget.take("weights", self, name, shape)
+            value = np.zeros(shape, dtype=self.dtype)
+            budget.pending.append((self, name, shape, init, True))
+            budget.unfilled.add((id(self), name))
+        else:
+            value = _initial_value(self, name, shape, init)
         setattr(self, name, value)
         setattr(self, name + "_grad", np.zeros_like(value))
         self._param_names.append(name)
@@ -180,10 +331,48 @@ class Layer:
             self._regularizers[name] = regularizers.get(regularizer)
         return value
 
-    def _rebind(self, name, value_view, grad_view):
-        """Move weight ``name`` (and its gradient) into the given buffer views."""
-        value_view[...] = getattr(self, name)
-        grad_view[...] = getattr(self, name + "_grad")
+    def add_buffer(self, name, shape, fill=0.0):
+        """Create non-trainable state (see ``buffers``), stored as ``name``.
+
+        Every array a layer keeps across batches other than its weights (such
+        as running statistics) is made here in ``build``, so that a model
+        loaded from a file allocates only what the file holds.
+
+        Parameters
+        ----------
+        name : str
+            Attribute name, a Python identifier unique within the layer.
+        shape : tuple of int
+        fill : float
+            The initial value of every element. Under an
+            ``allocation_budget`` the buffer is zero-filled instead (to be
+            overwritten), after its size is checked.
+
+        Returns
+        -------
+        ndarray of the given shape and the layer's dtype
+        """
+        if not name.isidentifier() or name in self._buffer_names:
+            raise ValueError(f"buffer name {name!r} is not a new identifier")
+        shape = _check_state_shape(self, name, shape)
+        budget = _active_budget()
+        if budget is not None:
+            budget.take("buffers", self, name, shape)
+            value = np.zeros(shape, dtype=self.dtype)
+            budget.pending.append((self, name, shape, fill, False))
+        else:
+            value = np.full(shape, fill, dtype=self.dtype)
+        setattr(self, name, value)
+        self._buffer_names.append(name)
+        return value
+
+    def _rebind(self, name, value_view, grad_view, copy=True):
+        """Move weight ``name`` (and its gradient) into the given buffer views
+        (zero-filled; ``copy=False`` leaves them so, for a weight and gradient
+        known to be zero)."""
+        if copy:
+            value_view[...] = getattr(self, name)
+            grad_view[...] = getattr(self, name + "_grad")
         setattr(self, name, value_view)
         setattr(self, name + "_grad", grad_view)
 
@@ -231,9 +420,10 @@ class Layer:
         restores them in place (``array[...] = saved``), so return the
         layer's own arrays, not copies. A layer holding other layers returns
         theirs too, under names unique within it (such as
-        ``"<sublayer name>/<buffer name>"``). The default: none.
+        ``"<sublayer name>/<buffer name>"``). The default: the buffers made
+        with ``add_buffer``, in the order they were made.
         """
-        return {}
+        return {name: getattr(self, name) for name in self._buffer_names}
 
     def count_params(self):
         """Number of scalar weights."""

@@ -90,14 +90,9 @@ class BatchNorm(Layer):
             self.add_weight("gamma", (channels,), "ones")
         if self.center:
             self.add_weight("beta", (channels,), "zeros")
-        self.running_mean = np.zeros(channels, dtype=self.dtype)
-        self.running_var = np.ones(channels, dtype=self.dtype)
-
-    def buffers(self):
-        """``{"running_mean": ..., "running_var": ...}`` once built."""
-        if self.running_mean is None:
-            return {}
-        return {"running_mean": self.running_mean, "running_var": self.running_var}
+        # Buffers, saved with the model: {"running_mean": ..., "running_var": ...}.
+        self.add_buffer("running_mean", (channels,), 0.0)
+        self.add_buffer("running_var", (channels,), 1.0)
 
     def flops_per_sample(self, input_shape):
         # Subtract, multiply (and add with a shift) per element.

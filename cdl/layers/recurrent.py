@@ -81,12 +81,7 @@ class _Recurrent(Layer):
                         "reduce the number of features")
         self.add_weight("input_kernel", (features, width), self.kernel_initializer,
                         self.kernel_regularizer)
-        # Each gate's block of the recurrent kernel is initialised on its own
-        # (an orthogonal (units, units) matrix per gate, as Keras does).
-        blocks = [self.recurrent_initializer((self.units, self.units), self.dtype, self._rng)
-                  for _ in range(self._gates)]
-        self.add_weight("recurrent_kernel", (self.units, width),
-                        lambda shape, dtype, rng: np.concatenate(blocks, axis=1).astype(dtype),
+        self.add_weight("recurrent_kernel", (self.units, width), self._recurrent_blocks,
                         self.recurrent_regularizer)
         self.add_weight("input_bias", (width,), self.bias_initializer, self.bias_regularizer)
         self.add_weight("recurrent_bias", (width,), self.bias_initializer,
@@ -97,6 +92,14 @@ class _Recurrent(Layer):
             self.add_weight("initial_h", (self.units,), "zeros")
             if self._cell == _rec.CELLS["LSTM"]:
                 self.add_weight("initial_c", (self.units,), "zeros")
+
+    def _recurrent_blocks(self, shape, dtype, rng):
+        """The recurrent kernel's initialiser: each gate's block is initialised
+        on its own (an orthogonal (units, units) matrix per gate, as Keras
+        does). Called by ``add_weight`` only, so never when loading a model."""
+        blocks = [self.recurrent_initializer((self.units, self.units), dtype, rng)
+                  for _ in range(self._gates)]
+        return np.concatenate(blocks, axis=1).astype(dtype)
 
     def compute_output_shape(self, input_shape):
         self._check_rank(input_shape)
