@@ -167,17 +167,13 @@ _DTYPES = {"float32": np.dtype("<f4"), "float64": np.dtype("<f8"), "int64": np.d
 _MAX_NDIM = 32
 _MAX_HEADER = 16 * 2 ** 20
 _MAX_DEPTH = 64
-_MAX_JSON_ITEMS = 2 ** 20          # values and keys in a header (bounds what parsing builds)
+_MAX_JSON_ITEMS = 2 ** 19          # values and keys in a header (bounds what parsing builds)
 _MAX_DIGITS = 100                  # digits in a row in one header number
 _MAX_INT = 2 ** 63 - 1             # axes, offsets, sizes and counts: what an int64 holds
 _MAX_RNG_LIST = 624                # longest list in a NumPy bit generator state (MT19937's key)
 _CHUNK = 2 ** 20                   # bytes read and hashed at a time
 _HASH_ON_ERROR = 64 * 2 ** 20      # data sections hashed to tell corruption from a bad header
-# A JSON string; it always matches from a quote (an unterminated string runs to the
-# end), so scanning a hostile header never backtracks.
-_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\(?:.|\Z)[^"\\]*)*(?:"|\Z)', re.DOTALL)
-_LONG_NUMBER = re.compile(rb"[0-9]{%d}" % (_MAX_DIGITS + 1))
-_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b"[]{},:")
+_SCAN_CHUNK = 2 ** 18              # header bytes scanned at a time before parsing
 _SNIFF = 512                       # bytes read to recognise other formats
 _BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 _TRAINING_PREFIX = "training/"
@@ -814,40 +810,65 @@ def _refuse_duplicate_keys(pairs):
             seen.add(key)
 
 
-def _object_members(value):
-    """How many members all objects in ``value`` have together. Walks the
-    containers level by level, holding only references to containers: no
-    per-value tuple, path or recursion."""
-    members = 0
-    level = [value] if type(value) in (dict, list) else []
-    while level:
-        below = []
-        for item in level:
-            if type(item) is dict:
-                members += len(item)
-                item = item.values()
-            below.extend(child for child in item if type(child) in (dict, list))
-        level = below
-    return members
-
-
-def _bracket_depth(brackets):
-    """The deepest nesting of a string of JSON brackets, in NumPy."""
-    codes = np.frombuffer(brackets, dtype=np.uint8)
-    if not codes.size:
-        return 0
-    steps = np.where((codes == ord("[")) | (codes == ord("{")), 1, -1).astype(np.int32)
-    return int(np.cumsum(steps, dtype=np.int32).max())
+def _scan_json(raw):
+    """Count, in the JSON text ``raw``, what lies outside its strings: the
+    values and keys (commas, colons and opening brackets), the object members
+    (colons), the deepest nesting, the longest run of digits, and whether the
+    brackets pair up. NumPy over fixed-size chunks, carrying the state across
+    them (inside a string or not, the run of backslashes and of digits, the
+    depth), so that the work is linear and the memory a few chunks whatever
+    the text. A quote ends or starts a string unless an odd run of
+    backslashes precedes it. Returns (items, members, depth, digits, paired)."""
+    data = np.frombuffer(raw, dtype=np.uint8)
+    inside = False
+    backslashes = digits = depth = deepest = longest = items = members = 0
+    paired = True
+    for start in range(0, data.size, _SCAN_CHUNK):
+        a = data[start:start + _SCAN_CHUNK]
+        index = np.arange(a.size)
+        # The last byte at or before each position that is not a backslash.
+        last = np.maximum.accumulate(np.where(a == ord("\\"), -1, index))
+        quotes = np.flatnonzero(a == ord('"'))
+        before = np.maximum(quotes - 1, 0)
+        run = np.where(quotes == 0, backslashes,
+                       np.where(last[before] < 0, quotes + backslashes, quotes - 1 - last[before]))
+        toggles = np.zeros(a.size, dtype=np.int8)
+        toggles[quotes[run % 2 == 0]] = 1
+        in_string = (np.cumsum(toggles, dtype=np.int32) % 2).astype(bool) ^ inside
+        outside = a[~in_string]
+        inside = bool(in_string[-1])
+        backslashes = int(a.size if last[-1] < 0 else a.size - 1 - last[-1]) + (
+            backslashes if last[-1] < 0 else 0)
+        opening = (outside == ord("[")) | (outside == ord("{"))
+        closing = (outside == ord("]")) | (outside == ord("}"))
+        colons = int(np.count_nonzero(outside == ord(":")))
+        members += colons
+        items += colons + int(np.count_nonzero(outside == ord(","))) + int(opening.sum())
+        steps = opening[opening | closing].astype(np.int32) * 2 - 1
+        if steps.size:
+            levels = depth + np.cumsum(steps)
+            deepest = max(deepest, int(levels.max()))
+            paired = paired and int(levels.min()) >= 0
+            depth = int(levels[-1])
+        is_digit = (outside >= ord("0")) & (outside <= ord("9"))
+        if is_digit.size:
+            spot = np.arange(is_digit.size)
+            last_other = np.maximum.accumulate(np.where(is_digit, -1, spot))
+            runs = spot - last_other + np.where(last_other < 0, digits, 0)
+            longest = max(longest, int(runs[is_digit].max(initial=0)))
+            digits = int(runs[-1]) if is_digit[-1] else 0
+        if items > _MAX_JSON_ITEMS or deepest > _MAX_DEPTH or longest > _MAX_DIGITS:
+            break   # refused whatever follows
+    return items, members, deepest, longest, paired and depth == 0
 
 
 def _parse_header(path, raw):
     """The header's JSON object: ASCII, no repeated keys, at most _MAX_DEPTH
     levels, _MAX_JSON_ITEMS values and keys and _MAX_DIGITS digits per number.
 
-    These are checked on the raw bytes first, with their strings cut out (a
-    regular expression and byte counts in C, no Python work per value), so
-    that what ``json.loads`` builds and the time it takes are bounded before
-    it runs. ``raw`` (a bytearray) is cleared once decoded, so that the
+    These are checked on the raw bytes first (``_scan_json``: NumPy, no
+    Python work per value), so that what ``json.loads`` builds and the time
+    it takes are bounded before it runs. ``raw`` (a bytearray) is cleared once decoded, so that the
     header's bytes are not held twice.
     """
     def fail(message):
@@ -862,35 +883,31 @@ def _parse_header(path, raw):
         first = re.search(rb"[\x80-\xff]", raw).start()
         fail(f"the header holds a non-ASCII character (at byte {_PREFIX.size + first} of the "
              "file); cdl writes headers as ASCII JSON, other characters as \\u escapes")
-    skeleton = _JSON_STRING.sub(b"", raw)
-    if _LONG_NUMBER.search(skeleton):
-        fail(f"the header holds a number of more than {_MAX_DIGITS} digits")
-    structure = skeleton.translate(None, _NOT_STRUCTURE)
-    del skeleton
-    closing = structure.count(b"]") + structure.count(b"}")
-    items = len(structure) - closing
+    items, members, depth, digits, paired = _scan_json(raw)
     if items > _MAX_JSON_ITEMS:
-        fail(f"the header holds {items} JSON values and keys; cdl reads headers of at most "
-             f"{_MAX_JSON_ITEMS}")
-    members = structure.count(b":")
-    opening = items - members - structure.count(b",")
-    unpaired = "the header is not valid JSON (its brackets do not pair up)"
-    if closing > opening:    # checked first: it bounds the brackets _bracket_depth sees
-        fail(unpaired)
-    if _bracket_depth(structure.translate(None, b",:")) > _MAX_DEPTH:
+        fail(f"the header holds more than {_MAX_JSON_ITEMS} JSON values and keys (cdl reads "
+             "headers of at most that many)")
+    if depth > _MAX_DEPTH:
         fail(f"the header nests JSON more than {_MAX_DEPTH} levels deep")
-    if closing != opening:
-        fail(unpaired)
-    del structure
+    if digits > _MAX_DIGITS:
+        fail(f"the header holds a number of more than {_MAX_DIGITS} digits")
+    if not paired:
+        fail("the header is not valid JSON (its brackets do not pair up)")
     text = raw.decode("ascii")
     raw.clear()
+    kept = [0]   # members the objects kept: fewer than the colons if a key repeats
+
+    def count_members(obj):
+        kept[0] += len(obj)
+        return obj
+
     try:
-        header = json.loads(text)
+        header = json.loads(text, object_hook=count_members)
     except RecursionError:
         fail(f"the header nests JSON more than {_MAX_DEPTH} levels deep")
     except ValueError as err:
         fail(f"the header is not valid JSON ({err})")
-    if _object_members(header) != members:
+    if kept[0] != members:
         try:
             json.loads(text, object_pairs_hook=_refuse_duplicate_keys)
         except _DuplicateKey as err:

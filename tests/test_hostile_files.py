@@ -21,6 +21,7 @@ import os
 import pickle
 import re
 import shutil
+import socket
 import struct
 import subprocess
 import sys
@@ -479,6 +480,101 @@ def make_lying_headers(d, base):
     return cases
 
 
+def _with_key(header, key, value_text):
+    """The header's JSON text with ``"key": value_text`` (raw JSON) added."""
+    return json.dumps(header).encode()[:-1] + b', "' + key.encode() + b'": ' + value_text + b"}"
+
+
+def _sparse(path, raw, size):
+    """A file of ``size`` bytes (a hole, costing no disk) starting like ``raw``."""
+    with open(path, "wb") as f:
+        f.write(raw[:-32])
+        f.truncate(size)
+    return path
+
+
+def make_costly(d, base):
+    """Small or sparse files whose naive reading costs far more than their
+    size: amplifying JSON, numbers NumPy or int() refuses, sizes that lie,
+    paths that are not files."""
+    header, data = split(base)
+
+    def mutated(name, mutate, match):
+        forged = json.loads(json.dumps(header))
+        mutate(forged)
+        return Case(name, forge(d / f"{name}.cdl", forged, data), match)
+
+    def raw_header(name, text, match):
+        return Case(name, forge(d / f"{name}.cdl", data=data, header_bytes=text), match)
+
+    def zero_size(shape):
+        return lambda h: h["arrays"].append({"name": "training/x", "dtype": "float32",
+                                             "shape": shape, "offset": 0, "nbytes": 0})
+
+    def rng_key(n):
+        return json.dumps(dict(header, rng={"bit_generator": "MT19937",
+                                            "state": {"key": [1] * n, "pos": 0}})).encode()
+
+    def duplicate_groups(h):
+        h["optimizer"]["param_groups"] = [{"params": [0, 1]}, {"params": [2, 3, 1]}]
+
+    loop = d / "loop.cdl"
+    os.symlink(loop, loop)
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(d / "model.sock"))
+    listener.close()
+    corrupted = bytearray(base)
+    corrupted[20:24] = b"[1, "   # the header is no object, and the digest does not match
+    deep = "[" * 62 + "0" + "]" * 62
+    return [
+        mutated("zero_size_1e30_axis", zero_size([0, 10 ** 30]),
+                r"shape\[1\] must be at most 9223372036854775807, got about 10\*\*30"),
+        mutated("zero_size_axes_past_numpy", zero_size([0, 2 ** 62, 2 ** 62]),
+                "more elements than any array can hold"),
+        mutated("offset_4300_digits", lambda h: _entry(h, "params").update(
+            offset=10 ** 4299), "a number of more than 100 digits"),
+        mutated("offset_30_digits", lambda h: _entry(h, "params").update(offset=10 ** 29),
+                r"bytes about 10\*\*29 to about 10\*\*29\) lies outside the data section"),
+        mutated("layout_product_5000_digits", lambda h: h["param_layout"][0].update(
+            shape=[10 ** 156] * 32), "a number of more than 100 digits"),
+        mutated("layout_product_600_digits", lambda h: h["param_layout"][0].update(
+            shape=[2 ** 62] * 32), r"param_layout lists about 10\*\*597 values"),
+        mutated("param_group_200000_duplicates", lambda h: h["optimizer"].update(
+            param_groups=[{"params": [0] * 200_000}]),
+            r"param_groups\[0\].params lists parameter 0 twice"),
+        mutated("param_in_two_groups", duplicate_groups,
+                r"param_groups\[1\].params lists parameter 1 again"),
+        mutated("iterations_past_int64", lambda h: h["optimizer"].update(
+            iterations=2 ** 70), "iterations must be at most 9223372036854775807"),
+        raw_header("rng_key_500000", rng_key(500_000),
+                   "rng.state.key has 500000 values; NumPy's bit generators keep at most 624"),
+        raw_header("rng_key_3000000", rng_key(3_000_000),
+                   "more than 524288 JSON values and keys"),
+        raw_header("ignored_ints_20mb", _with_key(header, "future", b"[" + b"0," * 10 ** 7
+                                                  + b"0]"),
+                   "cdl reads headers of at most 16777216 bytes"),
+        raw_header("ignored_2m_empty_objects", _with_key(header, "future", b"[" + b"{},"
+                                                         * 2 * 10 ** 6 + b"0]"),
+                   "more than 524288 JSON values and keys"),
+        raw_header("ignored_deep_lists", _with_key(header, "future", (
+            "[" + ",".join([deep] * 10 ** 4) + "]").encode()), "more than 524288 JSON values"),
+        raw_header("non_ascii_header", json.dumps(dict(header, note="é"), ensure_ascii=False)
+                   .encode(), "holds a non-ASCII character"),
+        raw_header("unpaired_brackets", json.dumps(header).encode()[:-1] + b"]]}",
+                   "brackets do not pair up"),
+        Case("trailing_bytes", forge(d / "trailing.cdl", header, data + bytes(4096)),
+             "bytes outside its arrays .*larger than its header says"),
+        Case("sparse_1GiB", _sparse(d / "sparse_1g.cdl", base, 2 ** 30),
+             "bytes outside its arrays"),
+        Case("sparse_16GiB", _sparse(d / "sparse_16g.cdl", base, 2 ** 34),
+             "bytes outside its arrays"),
+        Case("corrupted_header", _write(d / "corrupted.cdl", corrupted),
+             "checksum mismatch: the file is corrupted .*header is invalid"),
+        Case("symlink_loop", loop, "is a symbolic link loop"),
+        Case("unix_socket", d / "model.sock", "not a regular file but a unix socket"),
+    ]
+
+
 def build_corpus(root):
     """Write the corpus under ``root``; return (cases, directories to watch, markers)."""
     corpus, outside = root / "corpus", root / "outside"
@@ -487,7 +583,8 @@ def build_corpus(root):
     base = make_base_file(root / "base.cdl")
     cases = (make_pickles(corpus, outside) + make_archives(corpus, outside, base)
              + make_other_formats(corpus) + make_damaged(corpus, base)
-             + make_bad_json(corpus, base) + make_lying_headers(corpus, base))
+             + make_bad_json(corpus, base) + make_lying_headers(corpus, base)
+             + make_costly(corpus, base))
     return cases, [str(corpus), str(outside)], str(root / "base.cdl")
 
 
