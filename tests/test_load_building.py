@@ -244,7 +244,18 @@ def test_more_layers_than_the_limit_are_refused_before_any_is_made(tmp_path, mon
     with pytest.raises(ModelFileError, match="describes more than 10 layers"):
         io.load_model(write(tmp_path / "nested.cdl", config))
     assert made == []
-    assert io.MAX_LAYERS == 10 and isinstance(io.MAX_LAYERS, int)
+
+
+def test_models_with_more_layers_than_load_accepts_are_not_saved(tmp_path, monkeypatch):
+    monkeypatch.setattr(io, "MAX_LAYERS", 10)
+    path = tmp_path / "m.cdl"
+    cdl.Sequential([layers.Flatten() for _ in range(10)], input_shape=(2,)).save(path)
+    assert len(io.load_model(path).layers) == 10
+    nested = cdl.Sequential([layers.Residual([layers.Flatten() for _ in range(10)])],
+                            input_shape=(2,))
+    with pytest.raises(ValueError, match="more than 10 layers .counting those inside other"):
+        nested.save(tmp_path / "nested.cdl")
+    assert not (tmp_path / "nested.cdl").exists()
 
 
 def test_many_weightless_layers_load_in_linear_time(tmp_path):
