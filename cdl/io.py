@@ -17,9 +17,10 @@ All integers are little-endian. A file is, in order::
     0       8     magic bytes b"CDLMODEL"
     8       4     uint32 format version (1)
     12      8     uint64 header length H
-    20      H     header: UTF-8 JSON object (may end in ASCII spaces, which
-                  writers use to align the data section to 64 bytes; the
-                  tokens NaN, Infinity and -Infinity may appear as values)
+    20      H     header: ASCII JSON object, other characters written as \\u
+                  escapes (may end in spaces, which writers use to align
+                  the data section to 64 bytes; the tokens NaN, Infinity
+                  and -Infinity may appear as values)
     20 + H  D     data section: raw little-endian arrays
     end-32  32    SHA-256 digest of every byte before it
 
@@ -90,7 +91,9 @@ The header object holds:
     name>/<buffer name>"`` (in the model's dtype), ``"optimizer/<state
     name>"`` and ``"training/<path>"`` (arrays of ``training_state``).
     Writers place arrays in table order, each at a multiple of 64 bytes,
-    with zero padding; readers must not rely on this.
+    with zero padding, and end the data section with the last array;
+    readers accept any placement, but refuse a data section with more than
+    64 bytes per array, plus 64, that no array uses.
 
 Readers reject files whose binary version they do not know, and ignore
 header keys they do not know (later minor additions stay readable). Every
@@ -109,12 +112,28 @@ decompressed or extracted:
   Keras ``.keras``, NumPy ``.npz``), tar, gzip, bzip2, xz, zstd and 7-Zip
   data, HDF5 (Keras ``.h5``), NumPy ``.npy``, safetensors and JSON text;
   directories, FIFOs and devices are refused without being read;
-* the header may be at most 64 MiB, nest at most 64 levels deep and must
-  not repeat a key within an object (two parsers could otherwise read two
-  different headers from one file);
-* every declared size is checked against the file's size before anything
-  is allocated, and a model's architecture may not create more weights
-  than the file holds (checked weight by weight, before each is allocated);
+* a path that is not a regular file (a directory, FIFO, socket, device or
+  a symbolic link loop) is refused before it is opened or read;
+* the header may be at most 16 MiB of ASCII, hold at most 524,288 JSON
+  values and keys, nest at most 64 levels deep, hold no number of more
+  than 100 digits and must not repeat a key within an object (two parsers
+  could otherwise read two different headers from one file); these are
+  counted on its bytes before it is parsed;
+* the whole header is checked before the data section is read: every
+  shape, offset and size with exact integer arithmetic (axes and counts
+  at most 2**63 - 1) against the size of the data section that the file's
+  size leaves, which must hold the arrays and no more than their padding;
+  bit generator states hold integers and lists of at most 624 of them;
+  optimizer parameter groups may not list a parameter twice;
+* the data section is then read in chunks straight into the declared
+  arrays while the digest is computed, and nothing is used before the
+  digest matches; a header that fails its checks in a file (with a data
+  section of at most 64 MiB) whose digest does not match is reported as a
+  checksum mismatch;
+* a model's architecture may not create more weights or buffers than the
+  file holds (checked before each is allocated, with no initialiser run),
+  nor describe more than ``MAX_LAYERS`` (50,000) layers, counted in the
+  config before any layer is made (``save_model`` refuses such models);
 * layer, optimizer, loss and metric classes are looked up by name in
   cdl's registries; a dotted path such as ``"os.system"`` is refused.
 
@@ -1368,7 +1387,8 @@ def _allocation_budget(check, model, file):
     arrays = {entry["array"] for entry in file.header.get("buffers", [])}
     buffers = sum(file.arrays[name].size for name in arrays)
     try:
-        with _layers.base.allocation_budget(weights, buffers, "the file") as budget:
+        with _layers.base.allocation_budget(weights, buffers, "the file",
+                                            flat=file.arrays["params"]) as budget:
             yield budget
     except _layers.base.AllocationError as err:
         # Layers are built in order: the first one not built failed.
