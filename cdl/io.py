@@ -1387,7 +1387,8 @@ def _allocation_budget(check, model, file):
     arrays = {entry["array"] for entry in file.header.get("buffers", [])}
     buffers = sum(file.arrays[name].size for name in arrays)
     try:
-        with _layers.base.allocation_budget(weights, buffers, "the file") as budget:
+        with _layers.base.allocation_budget(weights, buffers, "the file",
+                                            flat=file.arrays["params"]) as budget:
             yield budget
     except _layers.base.AllocationError as err:
         # Layers are built in order: the first one not built failed.

@@ -145,13 +145,21 @@ class Sequential(TrainingMixin):
         """Move every weight into one flat buffer and every gradient into another."""
         owners = [owner for layer in self._layers for owner in layer.weight_owners()]
         total = sum(getattr(layer, name).size for layer, name in owners)
-        self.param_buffer = np.zeros(total, dtype=self.dtype)
-        self.grad_buffer = np.zeros(total, dtype=self.dtype)
         # Weights made zero under an allocation_budget (loading) are not
         # copied: the buffers are zero too, and untouched gradient pages of a
-        # loaded model then take no memory until training.
+        # loaded model then take no memory until training. If the budget
+        # holds all their values (a model file's), that array becomes the
+        # parameter buffer, so the values are not held twice.
         budget = _base._active_budget()
         unfilled = budget.unfilled if budget is not None else ()
+        flat = budget.flat if budget is not None else None
+        if (isinstance(flat, np.ndarray) and flat.shape == (total,) and flat.dtype == self.dtype
+                and flat.flags.c_contiguous and flat.flags.writeable
+                and all((id(layer), name) in unfilled for layer, name in owners)):
+            self.param_buffer = flat
+        else:
+            self.param_buffer = np.zeros(total, dtype=self.dtype)
+        self.grad_buffer = np.zeros(total, dtype=self.dtype)
         offset = 0
         for layer, name in owners:
             value = getattr(layer, name)

@@ -6,6 +6,10 @@ and buffer is counted against the values the file holds before it is
 allocated, and the number of layers is bounded before any is made. Adding a
 layer to a ``Sequential`` costs the same however many it holds.
 """
+import os
+import subprocess
+import sys
+import textwrap
 import time
 import tracemalloc
 
@@ -344,6 +348,37 @@ def test_a_saved_model_loads_bit_identically_and_trains_on_identically(
     model.fit(x, y, epochs=1, batch_size=4, verbose=0)
     loaded.fit(x, y, epochs=1, batch_size=4, verbose=0)
     assert np.array_equal(loaded.param_buffer, model.param_buffer)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+def test_a_loaded_model_holds_its_weights_once(tmp_path):
+    # 32 MB of weights: the file's array becomes the parameter buffer, and no
+    # gradient page is written, so loading grows the process by about that.
+    path = tmp_path / "big.cdl"
+    cdl.Sequential([layers.Dense(4000)], input_shape=(2000,), seed=0).save(
+        path, include_optimizer=False)
+    nbytes = (2000 + 1) * 4000 * 4
+    code = textwrap.dedent("""
+        import re, sys
+        import numpy as np
+        import cdl
+        def status(field):
+            text = open("/proc/self/status").read()
+            return int(re.search(field + r":\\s+(\\d+)", text).group(1)) * 1024
+        before = status("VmRSS")
+        model = cdl.load_model(sys.argv[1])
+        grown = status("VmHWM") - before
+        saved = cdl.io._read(sys.argv[1]).arrays["params"]
+        print(grown, int(np.array_equal(model.param_buffer, saved)), int(model.grad_buffer.any()))
+    """)
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(cdl.__file__)))
+    result = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
+                            text=True, timeout=120, cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    grown, equal, grads = map(int, result.stdout.split())
+    assert equal == 1 and grads == 0
+    assert grown < 1.4 * nbytes, f"loading {nbytes / 2**20:.0f} MiB of weights took " \
+                                 f"{grown / 2**20:.0f} MiB"
 
 
 def test_building_normally_still_initialises_as_before(initialiser_calls):

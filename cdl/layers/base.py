@@ -29,10 +29,11 @@ class _Budget:
     """The state of one ``allocation_budget``: what is left, and the
     initialisers skipped so far (see ``initialise``)."""
 
-    def __init__(self, weights, buffers, source):
+    def __init__(self, weights, buffers, source, flat):
         self.limits = {"weights": weights, "buffers": buffers}
         self.used = {"weights": 0, "buffers": 0}
         self.source = source
+        self.flat = flat
         self.pending = []       # (layer, name, shape, initializer or fill value, is weight)
         self.unfilled = set()   # (id(layer), weight name) of the zero weights made here
 
@@ -68,7 +69,7 @@ def _active_budget():
 
 
 @contextlib.contextmanager
-def allocation_budget(weights, buffers=0, source="the budget"):
+def allocation_budget(weights, buffers=0, source="the budget", flat=None):
     """Build layers without initialising them, within a bound on their state.
 
     While the context is active in this thread, ``Layer.add_weight`` and
@@ -87,6 +88,11 @@ def allocation_budget(weights, buffers=0, source="the budget"):
         Elements allowed for weights and for buffers.
     source : str
         What holds the values, for messages ("the file").
+    flat : ndarray, optional
+        The values of every weight to be made, in order, in one flat
+        array: a ``Sequential`` whose weights are all made under the budget
+        takes it as its parameter buffer if it has the model's dtype and
+        size, rather than allocating one and copying the values into it.
 
     Yields
     ------
@@ -110,7 +116,7 @@ def allocation_budget(weights, buffers=0, source="the budget"):
     """
     if _active_budget() is not None:
         raise RuntimeError("allocation_budget contexts do not nest")
-    budget = _Budget(int(weights), int(buffers), source)
+    budget = _Budget(int(weights), int(buffers), source, flat)
     _budget.active = budget
     try:
         yield budget
@@ -324,7 +330,9 @@ class Layer:
         else:
             value = _initial_value(self, name, shape, init)
         setattr(self, name, value)
-        setattr(self, name + "_grad", np.zeros_like(value))
+        # np.zeros, not zeros_like (which writes the zeros): the pages stay
+        # untouched until a backward pass, or the model's buffer replaces them.
+        setattr(self, name + "_grad", np.zeros(shape, dtype=self.dtype))
         self._param_names.append(name)
         if regularizer is not None:
             from cdl import regularizers
