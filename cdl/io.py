@@ -166,6 +166,7 @@ import time
 
 import numpy as np
 
+from cdl import _concurrency
 from cdl import layers as _layers
 from cdl._validation import check_bool
 from cdl.layers import register_layer
@@ -1821,6 +1822,11 @@ def load_weights(model, path):
     that only ``load_model`` uses, but layer classes are not looked up:
     the model's own layers are used.
 
+    The file is read and checked before the model changes; the change
+    itself is one weight write, as ``set_weights``: predictions running in
+    other threads see the old or the loaded weights, never a mix, and a
+    model training in another thread raises ``RuntimeError``.
+
     Raises
     ------
     ModelFileError
@@ -1849,6 +1855,20 @@ def load_weights(model, path):
     config = _model_config(check, header)
     if not header["built"]:
         check.fail("the file was saved from a model that was not built; it holds no weights")
+    # The file is read and checked before the model is touched; from here on
+    # the weights change, so predictions in other threads wait (they see the
+    # old or the new weights, never a mix) and training in another thread is
+    # refused, as for set_weights.
+    guard = _concurrency.guard_of(model)
+    guard.begin_weights_write(model.name, "load_weights")
+    try:
+        _load_weights_into(check, header, config, model, file)
+    finally:
+        guard.end_weights_write()
+
+
+def _load_weights_into(check, header, config, model, file):
+    """The part of ``load_weights`` that changes ``model``."""
     budget = None
     try:
         if not model.built:

@@ -363,7 +363,6 @@ class Sequential(TrainingMixin):
         from cdl import io
         io.save_weights(self, path)
 
-    @_concurrency.weights_write
     def load_weights(self, path):
         """Load weights saved by ``save_weights`` or ``save`` into this model
         (see ``cdl.io.load_weights``).

@@ -343,6 +343,9 @@ def _writer(model, how, first, second, tmp_path):
     for weights, path in zip((first, second), paths):
         model.set_weights(weights)
         model.save_weights(path)
+    if how == "io.load_weights":   # the module function guards the model too
+        return [lambda: cdl.io.load_weights(model, paths[0]),
+                lambda: cdl.io.load_weights(model, paths[1])]
     return [lambda: model.load_weights(paths[0]), lambda: model.load_weights(paths[1])]
 
 
@@ -361,7 +364,7 @@ class PauseIn(layers.Activation):
         return super().forward(x, training)
 
 
-@pytest.mark.parametrize("how", ["set_weights", "load_weights"])
+@pytest.mark.parametrize("how", ["set_weights", "load_weights", "io.load_weights"])
 def test_a_weight_change_waits_for_a_prediction_half_way_through(how, tmp_path):
     pause = PauseIn()
     model = cdl.Sequential([layers.Dense(8, activation="tanh"), pause, layers.Dense(3)],
@@ -397,7 +400,7 @@ def test_a_weight_change_waits_for_a_prediction_half_way_through(how, tmp_path):
     assert np.array_equal(model.predict(x), out_second)
 
 
-@pytest.mark.parametrize("how", ["set_weights", "load_weights"])
+@pytest.mark.parametrize("how", ["set_weights", "load_weights", "io.load_weights"])
 def test_predictions_see_one_whole_weight_set_while_weights_change(how, tmp_path):
     model = cdl.Sequential([layers.Dense(64, activation="relu"), layers.Dense(64),
                             layers.Dense(4)], input_shape=(16,), seed=0)
@@ -456,6 +459,8 @@ def test_weights_cannot_be_replaced_while_another_thread_trains(tmp_path):
             model.set_weights(weights)
         with pytest.raises(RuntimeError, match="training in another thread; load_weights"):
             model.load_weights(tmp_path / "w.cdl")
+        with pytest.raises(RuntimeError, match="training in another thread; load_weights"):
+            cdl.io.load_weights(model, tmp_path / "w.cdl")
     finally:
         release.set()
         trainer.join()
