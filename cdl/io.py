@@ -76,8 +76,12 @@ The header object holds:
     indices), ``metrics`` (one ``{"name", "class", "state"}`` per compiled
     metric, ``state`` holding its accumulators; empty at an epoch boundary),
     ``history`` (``{"epoch": [...], "logs": {key: [...]}}``, the ``History``
-    so far) and ``callbacks`` (one ``{"class", "state"}`` per callback with
-    a state, such as a ``LearningRateScheduler``'s schedule). An array
+    so far), ``callbacks`` (one ``{"class", "state"}`` per callback with
+    a state, such as a ``LearningRateScheduler``'s schedule), ``total_steps``
+    (the steps taken in the whole run, which ``fit``'s ``max_steps``
+    counts) and ``stop_training`` (whether a callback or ``max_steps`` had
+    ended the run); a file without the last two resumes counting
+    ``max_steps`` afresh. An array
     anywhere inside it is written as ``{"$array": "training/<path>"}``
     (plus ``"dtype": "bool"`` for a boolean array stored as int64), naming
     an entry of the array table.
