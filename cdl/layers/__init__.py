@@ -6,7 +6,7 @@ how saved models find them again.
 """
 import importlib
 
-from cdl.layers.base import Layer
+from cdl.layers.base import Layer, iter_layers
 
 #: The modules that hold built-in layers, in the order they are exported.
 _MODULES = ("dense", "activation", "core", "composite", "normalization", "embedding",
@@ -22,7 +22,7 @@ for _module_name in _MODULES:
             _BY_NAME[_name] = _obj
 del _module_name, _module, _name, _obj
 
-__all__ = ["Layer", *_BY_NAME, "get", "register_layer"]
+__all__ = ["Layer", *_BY_NAME, "get", "iter_layers", "register_layer"]
 
 
 #: Layer classes registered by users with ``register_layer`` (name -> class).

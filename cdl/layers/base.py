@@ -124,6 +124,42 @@ def allocation_budget(weights, buffers=0, source="the budget", flat=None):
         _budget.active = None
 
 
+def iter_layers(layers):
+    """Every layer of ``layers`` and, depth first, every layer they hold.
+
+    Parameters
+    ----------
+    layers : Layer or iterable of Layer
+        A layer, or a list of layers such as ``model.layers``.
+
+    Yields
+    ------
+    Layer
+        Each layer before its ``sublayers()`` (recursively), in their
+        order; a layer reached twice is yielded once.
+
+    Examples
+    --------
+    >>> from cdl import layers
+    >>> from cdl.layers import iter_layers
+    >>> stack = [layers.Residual([layers.Dense(4, name="inner")], name="block"),
+    ...          layers.Dense(1, name="out")]
+    >>> [layer.name for layer in iter_layers(stack)]
+    ['block', 'inner', 'out']
+    """
+    pending = [layers] if isinstance(layers, Layer) else list(layers)
+    pending.reverse()
+    seen = set()
+    while pending:
+        layer = pending.pop()
+        if id(layer) in seen:
+            continue
+        seen.add(id(layer))
+        yield layer
+        # Reversed onto the stack, so the first child is visited next.
+        pending.extend(reversed(layer.sublayers()))
+
+
 def _check_state_shape(layer, name, shape):
     """``shape`` as a tuple of non-negative ints, checked before any allocation."""
     try:
@@ -432,6 +468,34 @@ class Layer:
         with ``add_buffer``, in the order they were made.
         """
         return {name: getattr(self, name) for name in self._buffer_names}
+
+    def sublayers(self):
+        """The layers this layer holds and runs, in a stable order.
+
+        A plain layer holds none and returns ``[]``. A layer made of layers
+        (``Residual``, ``Concatenate``, ``Bidirectional``, or one written by
+        a user) returns its direct children, the layers its ``forward``
+        calls, in the order it runs them (branch by branch); their own
+        sublayers are not included. Anything that must reach every layer
+        of a model, such as switching dropout on for ``predict_mc`` or
+        re-pointing random generators after loading, walks this tree with
+        ``iter_layers``, so a composite layer that does not list a child
+        here hides it from them.
+
+        Returns
+        -------
+        list of Layer
+
+        Examples
+        --------
+        >>> from cdl import layers
+        >>> block = layers.Residual([layers.Dense(4, name="a"), layers.Dense(4, name="b")])
+        >>> [layer.name for layer in block.sublayers()]
+        ['a', 'b']
+        >>> layers.Dense(4).sublayers()
+        []
+        """
+        return []
 
     def count_params(self):
         """Number of scalar weights."""

@@ -52,6 +52,9 @@ class _Container(Layer):
             shape = layer._build(shape, self.dtype, self._rng)
         return shape
 
+    def sublayers(self):
+        return [layer for chain in self._chains() for layer in chain]
+
     def weight_owners(self):
         return [owner for chain in self._chains() for layer in chain
                 for owner in layer.weight_owners()]

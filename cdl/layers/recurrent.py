@@ -388,6 +388,10 @@ class Bidirectional(Layer):
             return tuple(shape[:-1]) + (2 * shape[-1],)
         return tuple(shape)
 
+    def sublayers(self):
+        # The template ``layer`` is never built or run, so it is not one.
+        return [self.forward_layer, self.backward_layer]
+
     def weight_owners(self):
         return self.forward_layer.weight_owners() + self.backward_layer.weight_owners()
 
