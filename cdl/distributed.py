@@ -402,7 +402,7 @@ class _Group:
 class _DataParallel:
     """How ``fit`` trains when ``distributed=True``: each process's part of
     every batch, the reductions, and the handling of failures. The
-    single-process counterpart is ``cdl.training._SingleProcess``."""
+    single-process counterpart is ``cdl.training.trainer._SingleProcess``."""
 
     def __init__(self, model, comm):
         self.model = model
@@ -616,7 +616,7 @@ class _DataParallel:
     def merged_metric_states(self, metrics):
         """The accumulators of ``metrics`` merged over the processes, leaving
         the metrics themselves as they are."""
-        from cdl.callbacks import _metric_state
+        from cdl.training.callbacks import _metric_state
 
         return [_metric_state(merged) for merged in self._merged(metrics)]
 
@@ -625,7 +625,7 @@ class _DataParallel:
         merged in rank order (so every process gets the same numbers)."""
         if not metrics:
             return []
-        from cdl.callbacks import _load_metric_state, _metric_state
+        from cdl.training.callbacks import _load_metric_state, _metric_state
 
         states = self.group.allgather([_metric_state(m) for m in metrics], self.where)
         merged = []

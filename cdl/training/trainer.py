@@ -43,7 +43,7 @@ class _Inputs:
             self.streamed = True
             # Batches are read from the file, not through the mapping, so that
             # the file's pages do not pile up in memory: by a reader made on
-            # the first batch (cdl._streaming.reader_for).
+            # the first batch (cdl.data.batching.reader_for).
             self._reader = None
         else:
             self.data = as_float_array(x, model.dtype, name)
@@ -72,7 +72,7 @@ class _Inputs:
             out = self._buffer[:n]
             np.take(self.data, index, axis=0, out=out)
             return out
-        from cdl._streaming import reader_for
+        from cdl.data.batching import reader_for
         # A new reader when fit sliced the data (validation_split).
         rows = reader_for(self, self.data, self.name).read(index, self.dtype)
         check_finite(rows, self.name)
@@ -120,7 +120,7 @@ class _Targets:
 
     def batch(self, index):
         if _is_streamed(self.data):
-            from cdl._streaming import reader_for
+            from cdl.data.batching import reader_for
             rows = reader_for(self, self.data, self.name).read(index)
         elif isinstance(index, slice):
             rows = np.require(self.data[index], requirements="CA")
@@ -247,7 +247,7 @@ def _has_samples(metric):
     """False if ``metric``'s accumulators are those of a reset metric (it
     was given no samples); True as well when they cannot be compared (a
     custom metric keeping objects other than numbers and arrays)."""
-    from cdl.callbacks import _metric_state
+    from cdl.training.callbacks import _metric_state
 
     try:
         return not _same_state(_metric_state(metric), _metric_state(_reset_copy(metric)))
@@ -1139,7 +1139,7 @@ class TrainingMixin:
     def _fit(self, parallel, x, y, *, epochs, batch_size, verbose, callbacks, validation_split,
              validation_data, shuffle, class_weight, sample_weight, initial_epoch, max_time,
              loss_threshold, max_steps, steps_per_epoch, validation_steps):
-        from cdl import callbacks as _callbacks
+        from cdl.training import callbacks as _callbacks
 
         source, val, settings = parallel.agree(lambda: self._fit_setup(
             parallel, x, y, epochs, batch_size, verbose, validation_split, validation_data,
