@@ -415,7 +415,7 @@ def test_standard_scaler_fit_streams_a_memmap_in_chunks(tmp_path, monkeypatch):
     rng = np.random.default_rng(2)
     x = rng.normal(size=(20000, 16))  # 2.5 MB
     x_mm = make_memmap(tmp_path, x, mode="r")
-    monkeypatch.setattr(data, "FIT_CHUNK_ELEMENTS", 16 * 500)
+    monkeypatch.setattr(data.preprocessing, "FIT_CHUNK_ELEMENTS", 16 * 500)
     calls = []
     original = StandardScaler.partial_fit
 

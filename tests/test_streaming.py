@@ -1,4 +1,4 @@
-"""Training on memory-mapped data: the row reader of cdl._streaming, fit on
+"""Training on memory-mapped data: the row reader of cdl.data.batching, fit on
 memmaps, the .npy converters of cdl.data, and the peak memory of an epoch."""
 import json
 import os
@@ -12,7 +12,7 @@ import pytest
 import cdl
 import cdl.data as data
 from cdl import layers, optimizers
-from cdl._streaming import MemmapRows, reader_for
+from cdl.data.batching import MemmapRows, reader_for
 
 LINUX_PROC = os.path.exists("/proc/self/smaps")
 
@@ -438,7 +438,7 @@ def test_failed_conversion_leaves_earlier_files_and_no_partial_ones(tmp_path, mo
     def fail(*args):
         raise OSError("disk full")
 
-    monkeypatch.setattr(data, "_write_converted", fail)  # y.npy fails, after x is parsed
+    monkeypatch.setattr(data.convert, "_write_converted", fail)  # y.npy fails, after x is parsed
     with pytest.raises(OSError, match="disk full"):
         data.csv_to_npy(write_csv(tmp_path / "e.csv", rows[::-1]), out, chunk_rows=8)
     assert sorted(os.listdir(out)) == ["x.npy", "y.npy"]
@@ -461,7 +461,7 @@ def test_converted_files_train_like_the_arrays(tmp_path):
 # --- concatenate_npy -------------------------------------------------------------
 
 def test_concatenate_a_directory_in_name_order(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "_COPY_CHUNK_BYTES", 100)  # many chunks per shard
+    monkeypatch.setattr(data.convert, "_COPY_CHUNK_BYTES", 100)  # many chunks per shard
     parts = [sample_data((n, 3, 2), ">f8", seed=n) for n in (5, 0, 17, 1)]
     (tmp_path / "parts").mkdir()
     for i, part in enumerate(parts):
@@ -519,7 +519,7 @@ def test_concatenate_errors_and_atomicity(tmp_path, monkeypatch):
         data.concatenate_npy([tmp_path / "bad.npy"], tmp_path / "m.npy")
     np.save(tmp_path / "a.npy", np.arange(1000.0))
     np.save(tmp_path / "m.npy", np.arange(3.0))
-    monkeypatch.setattr(data, "_COPY_CHUNK_BYTES", 800)
+    monkeypatch.setattr(data.convert, "_COPY_CHUNK_BYTES", 800)
     reads = []
     original = MemmapRows.read
 
