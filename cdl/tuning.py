@@ -26,65 +26,29 @@ import numpy as np
 
 from cdl import optimizers as _optimizers
 from cdl._validation import as_float_array, check_finite, check_number
-from cdl.layers.base import Layer
+from cdl.layers.base import iter_layers
 from cdl.layers.core import Dropout
 from cdl.layers.noise import SpatialDropout1D, SpatialDropout2D
 
-__all__ = ["find_lr", "LRFinderResult", "predict_mc", "DROPOUT_LAYERS"]
+__all__ = ["find_lr", "LRFinderResult", "predict_mc", "training_mode_only", "DROPOUT_LAYERS"]
 
 #: Layers that ``predict_mc`` keeps in training mode (subclasses included).
 DROPOUT_LAYERS = (Dropout, SpatialDropout1D, SpatialDropout2D)
 
 
-# --- walking a model's layers -------------------------------------------------------------
-
-
-def _sublayers(value):
-    """Layers held in ``value``: a layer, or lists/tuples/dicts of them."""
-    if isinstance(value, Layer):
-        yield value
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            yield from _sublayers(item)
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _sublayers(item)
-
-
-def _all_layers(model):
-    """Every layer of ``model``, including the layers inside blocks
-    (``Residual``, ``Concatenate``, ``Bidirectional``), each once.
-
-    Parameters
-    ----------
-    model : cdl.Sequential
-
-    Returns
-    -------
-    list of Layer
-        Depth first, outer layers before their sublayers.
-    """
-    found, seen = [], set()
-
-    def visit(layer):
-        if id(layer) in seen:
-            return
-        seen.add(id(layer))
-        found.append(layer)
-        for value in vars(layer).values():
-            for sublayer in _sublayers(value):
-                visit(sublayer)
-
-    for layer in model.layers:
-        visit(layer)
-    return found
+# --- training mode for chosen layers -------------------------------------------------------
 
 
 @contextlib.contextmanager
-def _training_mode_only(model, layer_types):
+def training_mode_only(model, layer_types):
     """Within the block, the layers of ``layer_types`` (at any depth) run in
     training mode whatever ``forward``'s ``training`` flag says; the others
     follow the flag.
+
+    Layers inside blocks are found through ``Layer.sublayers()`` (see
+    ``cdl.layers.iter_layers``). ``predict_mc`` uses it to keep dropout on,
+    ``cdl.averaging.update_batch_norm`` to let BatchNorm learn statistics
+    while dropout stays off.
 
     Parameters
     ----------
@@ -95,8 +59,20 @@ def _training_mode_only(model, layer_types):
     ------
     list of Layer
         The layers switched to training mode.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import cdl
+    >>> from cdl import layers, tuning
+    >>> model = cdl.Sequential([layers.Residual([layers.Dropout(0.5)])],
+    ...                        input_shape=(4,), seed=0)
+    >>> with tuning.training_mode_only(model, layers.Dropout) as chosen:
+    ...     y = model.predict(np.ones((1, 4)))
+    >>> [type(layer).__name__ for layer in chosen], bool((y != 1).any())
+    (['Dropout'], True)
     """
-    chosen = [layer for layer in _all_layers(model) if isinstance(layer, layer_types)]
+    chosen = [layer for layer in iter_layers(model.layers) if isinstance(layer, layer_types)]
     saved = []
     try:
         for layer in chosen:
@@ -431,7 +407,7 @@ def predict_mc(model, x, mc_samples=30, batch_size=256, seed=None, transform=Non
     n = x.shape[0]
     mean = np.zeros((n,) + tuple(model.output_shape))
     spread = np.zeros_like(mean)  # sum of squared deviations (Welford)
-    with _training_mode_only(model, DROPOUT_LAYERS) as dropouts:
+    with training_mode_only(model, DROPOUT_LAYERS) as dropouts:
         if not dropouts:
             raise ValueError("the model has no dropout layer, so Monte-Carlo dropout would "
                              "repeat one prediction; use model.predict")

@@ -8,7 +8,6 @@ import pytest
 import cdl
 import cdl.onnx
 from cdl import layers
-from cdl.tuning import _all_layers
 
 try:
     import onnx
@@ -41,7 +40,7 @@ def assert_agrees(model, x, path):
 def randomise_norm_statistics(model, seed=1):
     """Running statistics away from 0 and 1, so that export must use them."""
     rng = np.random.default_rng(seed)
-    for layer in _all_layers(model):
+    for layer in layers.iter_layers(model.layers):
         if isinstance(layer, layers.BatchNorm):
             layer.running_mean[...] = rng.standard_normal(layer.running_mean.shape)
             layer.running_var[...] = rng.uniform(0.5, 2.0, layer.running_var.shape)
