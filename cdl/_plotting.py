@@ -210,6 +210,18 @@ def nice_ticks(low, high, count=5):
     return ticks, decimals
 
 
+def tick_label(value, decimals):
+    """``value`` with ``decimals`` decimals, or in exponent notation when
+    that would take more than 7 characters (a diverged loss of 1e12)."""
+    text = f"{value:.{decimals}f}"
+    if len(text) <= 7:
+        return text
+    if value == 0:
+        return "0"
+    mantissa, exponent = f"{value:.2e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+
+
 def _panel(key, epochs, train, validation, width, height, scale):
     """One RGB panel: the curves of ``key`` against the epoch, with axes,
     ticks, grid, labels and a legend (laid out like ``History.plot``)."""
@@ -227,7 +239,7 @@ def _panel(key, epochs, train, validation, width, height, scale):
     x_ticks = [t for t in x_ticks if float(t).is_integer()] or [epochs[0]]
 
     line = _GLYPH_ROWS * scale
-    y_labels = [text_mask(f"{t:.{y_decimals}f}", scale) for t in y_ticks]
+    y_labels = [text_mask(tick_label(t, y_decimals), scale) for t in y_ticks]
     left = 6 + line + 8 + max(m.shape[1] for m in y_labels) + 8
     right, top, bottom = width - 16, 12, height - (6 + line + 6 + line + 10)
     if right - left < 40 or bottom - top < 40:

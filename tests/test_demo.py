@@ -163,6 +163,20 @@ def test_nice_ticks(low, high, expected, decimals):
     assert places == decimals
 
 
+@pytest.mark.parametrize("value, decimals, label", [
+    (0.5, 1, "0.5"), (0.0, 4, "0.0000"), (10000.0, 0, "10000"), (2e11, 0, "2e11"),
+    (-3e12, 0, "-3e12"), (1.5e-7, 8, "1.5e-7"), (0.0, 9, "0")])
+def test_tick_labels_stay_short(value, decimals, label):
+    assert _plotting.tick_label(value, decimals) == label
+
+
+def test_a_diverged_loss_is_drawn_with_short_labels(tmp_path):
+    history = history_of(loss=np.logspace(12, 3, 10), accuracy=np.linspace(1e-7, 3e-7, 10))
+    width, height, pixels = read_png(_plotting.curves_png(history, tmp_path / "c.png"))
+    assert (width, height) == (1000, 400)
+    assert count_color(pixels, _plotting.TRAIN_COLOR) > 600
+
+
 @pytest.mark.parametrize("low, high", [(1.0, 1.0), (2.0, 1.0), (0.0, float("inf")),
                                        (float("nan"), 1.0)])
 def test_nice_ticks_rejects_empty_or_infinite_ranges(low, high):
