@@ -48,8 +48,10 @@ import traceback
 
 import numpy as np
 
-from cdl import _sharding
-from cdl._validation import check_bool, check_number
+from cdl import _concurrency, _sharding
+from cdl._validation import check_bool, check_number, choose
+from cdl.metrics import Metric
+from cdl.training.strategy import Strategy
 
 __all__ = ["DistributedError", "is_available", "init", "rank", "size", "is_main_process",
            "shard", "broadcast_parameters", "average_gradients", "allreduce", "barrier"]
@@ -273,8 +275,6 @@ def allreduce(value, op="sum", comm=None):
     >>> import cdl.distributed
     >>> total = cdl.distributed.allreduce(len(x_part))   # doctest: +SKIP
     """
-    from cdl._validation import choose
-
     choose(op, ("sum", "max", "min"), "op")
     scalar = np.ndim(value) == 0
     buffer = np.array(value, dtype=np.float64 if scalar else None, copy=True)
@@ -330,8 +330,6 @@ def average_gradients(model, weight=None, comm=None):
         group.allreduce(grads, "sum", "average_gradients")
         grads *= grads.dtype.type(1.0 / group.size)
         return
-    from cdl._validation import check_number
-
     weight = check_number(weight, "weight", low=0.0)
     grads *= grads.dtype.type(weight)
     total = np.array([weight])
@@ -399,14 +397,30 @@ class _Group:
         _abort(self.comm, message)
 
 
-class _DataParallel:
-    """How ``fit`` trains when ``distributed=True``: each process's part of
-    every batch, the reductions, and the handling of failures. The
-    single-process counterpart is ``cdl.training.trainer._SingleProcess``."""
+class DataParallel(Strategy):
+    """The strategy of ``fit(distributed=True)`` and ``evaluate(distributed=True)``:
+    each process's part of every batch, the reductions, and the handling of
+    failures (see the module's documentation and
+    ``cdl.training.strategy.Strategy`` for the methods).
 
-    def __init__(self, model, comm):
+    Parameters
+    ----------
+    model : cdl.Sequential
+        The model that this process trains.
+    comm : mpi4py.MPI.Comm, optional
+        The processes that train together; default that of ``init``.
+
+    Examples
+    --------
+    >>> from cdl.distributed import DataParallel
+    >>> strategy = DataParallel(model)       # doctest: +SKIP
+    >>> strategy.rank, strategy.size         # doctest: +SKIP
+    (0, 4)
+    """
+
+    def __init__(self, model, comm=None):
         self.model = model
-        self.group = _Group(comm)
+        self.group = _Group(_comm(comm))
         self.rank, self.size = self.group.rank, self.group.size
         self.stage, self.epoch, self.batch = "when training started", None, None
         # divisor, loss * divisor, samples, failed, processes that drew noise
@@ -426,8 +440,6 @@ class _DataParallel:
     def run(self, body):
         """Run ``fit``'s ``body``; a failure the other processes were not
         told about (they may be waiting in a collective) aborts the job."""
-        model = self.model
-        model._fit_rank, model._fit_parallel = self.rank, self
         try:
             with _blas_threads_per_process(self.group):
                 return body()
@@ -440,8 +452,6 @@ class _DataParallel:
             self.group.abort(f"rank {self.rank} failed {self.where}: "
                              f"{type(err).__name__}: {err}")
             raise
-        finally:
-            model._fit_rank, model._fit_parallel = 0, None
 
     def agree(self, body, what):
         """Run ``body`` on every process; if it raises on any of them, raise
@@ -478,8 +488,6 @@ class _DataParallel:
     @staticmethod
     def check_metrics(metrics):
         """Raise TypeError unless every metric can be merged across processes."""
-        from cdl.metrics import Metric
-
         for metric in metrics:
             if type(metric).merge_state is Metric.merge_state:
                 raise TypeError(f"metric {metric.name!r} ({type(metric).__name__}) does not "
@@ -553,7 +561,7 @@ class _DataParallel:
             divisor = model.loss._divisor(y, rows) if rows else 0.0
             if divisor > 0:
                 with _sharding.window(start, stop, total):
-                    loss, out = model._forward_backward(x, y, w, plan)
+                    loss, out = model.compute_gradients(x, y, w, plan)
                 # Weighted by the part's share of the batch's divisor; when
                 # that is the sample count, the total is known already and
                 # one pass over the gradients does it.
@@ -584,7 +592,7 @@ class _DataParallel:
             # number of processes) ran no layer, so drew no noise: give it
             # the generator of one that did.
             self._sync_generator(model, ran)
-        loss = model._update(float(stats[1] / stats[0]))
+        loss = model.apply_gradients(float(stats[1] / stats[0]))
         return loss, out, int(stats[2])
 
     def _sync_generator(self, model, drew):
@@ -613,36 +621,30 @@ class _DataParallel:
             metric.reset()
             metric.merge_state(merged)
 
-    def merged_metric_states(self, metrics):
+    def metric_states(self, metrics):
         """The accumulators of ``metrics`` merged over the processes, leaving
         the metrics themselves as they are."""
-        from cdl.training.callbacks import _metric_state
-
-        return [_metric_state(merged) for merged in self._merged(metrics)]
+        return [merged.get_state() for merged in self._merged(metrics)]
 
     def _merged(self, metrics):
         """For each metric, a new one holding every process's accumulators,
         merged in rank order (so every process gets the same numbers)."""
         if not metrics:
             return []
-        from cdl.training.callbacks import _load_metric_state, _metric_state
-
-        states = self.group.allgather([_metric_state(m) for m in metrics], self.where)
+        states = self.group.allgather([m.get_state() for m in metrics], self.where)
         merged = []
         for i, metric in enumerate(metrics):
             total = _fresh_copy(metric)
             total.reset()
             for per_process in states:
                 part = _fresh_copy(metric)
-                _load_metric_state(part, per_process[i])
+                part.set_state(per_process[i])
                 total.merge_state(part)
             merged.append(total)
         return merged
 
     def evaluate(self, model, x, y, weights, batch_size):
         """Loss and metrics on (x, y), each process evaluating its part."""
-        from cdl import _concurrency
-
         n = x.shape[0]
         start, stop = _sharding.shard_bounds(n, self.rank, self.size)
         part = slice(start, stop)
@@ -652,7 +654,7 @@ class _DataParallel:
             for m in model.metrics:
                 m.reset()
             if stop > start:
-                loss_sum = model._evaluate_sums(x[part], y[part],
+                loss_sum = model.evaluation_sums(x[part], y[part],
                                                 None if weights is None else weights[part],
                                                 batch_size)
             return self.evaluation_results(model, loss_sum, stop - start)
@@ -665,13 +667,11 @@ class _DataParallel:
         if sums[1] == 0:
             raise ValueError("cannot evaluate on zero samples")
         self.merge_metrics(model.metrics)
-        return model._evaluation_results(sums[0], sums[1])
+        return model.evaluation_results(sums[0], sums[1])
 
 
 def _fresh_copy(metric):
     """A copy of ``metric`` that shares no accumulators with it."""
-    from cdl.metrics import Metric
-
     other = copy.copy(metric)
     for key, value in vars(metric).items():
         if isinstance(value, Metric):

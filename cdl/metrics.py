@@ -698,6 +698,72 @@ class Metric:
         raise NotImplementedError(f"{type(self).__name__} {self.name!r} does not implement "
                                   "merge_state, so it cannot be combined across processes")
 
+    def get_state(self):
+        """What the metric has accumulated since the last ``reset``, as a
+        dict that ``set_state`` takes back: the training state of a
+        checkpoint saves it, and data-parallel training sends it between
+        processes.
+
+        The base class returns every attribute named with a leading
+        underscore (the public ones are the configuration), arrays copied
+        and nested metrics as their own states. A custom metric whose
+        accumulators are other objects (lists, dicts) overrides both
+        ``get_state`` and ``set_state``, returning a dict of numbers,
+        None, NumPy arrays and such dicts.
+
+        Raises
+        ------
+        TypeError
+            If an accumulator is neither a number, None, an array nor a
+            metric (override ``get_state`` and ``set_state`` then).
+
+        Examples
+        --------
+        >>> from cdl import metrics
+        >>> acc = metrics.Accuracy()
+        >>> acc.update([0, 1], [[2.0, 0.0], [1.0, 0.0]])
+        >>> state = acc.get_state()
+        >>> other = metrics.Accuracy()
+        >>> other.set_state(state)
+        >>> other.result()
+        0.5
+        """
+        state = {}
+        for key, value in vars(self).items():
+            if not key.startswith("_"):
+                continue
+            if isinstance(value, Metric):
+                value = value.get_state()
+            elif isinstance(value, np.ndarray):
+                value = value.copy()
+            elif not (value is None or isinstance(value, (bool, int, float))):
+                raise TypeError(
+                    f"metric {self.name!r} ({type(self).__name__}) keeps {key} as a "
+                    f"{type(value).__name__}, which get_state cannot save: give the class "
+                    "get_state and set_state methods that save and restore its accumulators")
+            state[key] = value
+        return state
+
+    def set_state(self, state):
+        """Make the metric hold what ``get_state`` returned (of a metric of
+        the same class and configuration).
+
+        Raises
+        ------
+        ValueError
+            If ``state`` does not fit this metric.
+        """
+        current = {k: v for k, v in vars(self).items() if k.startswith("_")}
+        if not isinstance(state, dict) or set(state) != set(current):
+            raise ValueError(f"the saved state of metric {self.name!r} does not fit it")
+        for key, value in state.items():
+            if isinstance(current[key], Metric):
+                current[key].set_state(value)
+            elif value is None or isinstance(value, (bool, int, float, np.ndarray)):
+                setattr(self, key, value.copy() if isinstance(value, np.ndarray) else value)
+            else:
+                raise ValueError(f"metric {self.name!r}: {key} cannot be {value!r}")
+
     def _check_mergeable(self, other):
         if type(other) is not type(self):
             raise TypeError(f"cannot merge a {type(other).__name__} into a "

@@ -13,7 +13,7 @@ import pytest
 
 import cdl
 from cdl import _sharding, metrics
-from cdl.distributed import DistributedError, _DataParallel
+from cdl.distributed import DataParallel, DistributedError
 
 import distributed_worker as worker
 
@@ -219,7 +219,7 @@ def test_shards_cover_a_batch_once_larger_first(total, size):
 
 @pytest.mark.parametrize("rank", [0, 1])
 def test_each_process_reads_only_its_rows(rank):
-    parallel = _DataParallel.__new__(_DataParallel)
+    parallel = DataParallel.__new__(DataParallel)
     parallel.rank, parallel.size = rank, 2
     rows, window = parallel.place(slice(32, 47))
     assert (rows, window) == ((slice(32, 40), (0, 8, 15)) if rank == 0
@@ -313,7 +313,7 @@ def test_a_metric_without_merge_state_is_refused_up_front():
     with pytest.raises(NotImplementedError, match="does not implement merge_state"):
         Custom().merge_state(Custom())
     with pytest.raises(TypeError, match="does not implement merge_state"):
-        _DataParallel.check_metrics([metrics.Accuracy(), Custom()])
+        DataParallel.check_metrics([metrics.Accuracy(), Custom()])
 
 
 @needs_mpi

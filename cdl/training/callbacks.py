@@ -285,7 +285,8 @@ def _format_logs(logs, skip=("lr",)):
 def _writes(model):
     """False in the processes of rank other than 0 of a distributed ``fit``,
     which leave printing and writing files to rank 0."""
-    return getattr(model, "_fit_rank", 0) == 0
+    strategy = getattr(model, "strategy", None)
+    return strategy is None or strategy.writes
 
 
 class ProgbarLogger(Callback):
@@ -577,9 +578,9 @@ class ModelCheckpoint(Callback):
         elif getattr(self.model, "_fit_progress", None) is None or self._callbacks is None:
             self.model.save(path)   # called outside fit: there is no training state
         else:
-            from cdl import io
-            io._save_checkpoint(self.model, path,
-                                _training_state(self.model, self._callbacks, epoch + 1, 0))
+            from cdl.saving.checkpoint import save_checkpoint
+            save_checkpoint(self.model, path,
+                            _training_state(self.model, self._callbacks, epoch + 1, 0))
         self.last_saved = path
         if self.verbose:
             print(f"Epoch {epoch + 1}: saved {path}")
@@ -917,42 +918,6 @@ def _saved_number(value, name):
     return value
 
 
-def _metric_state(metric):
-    """A streaming metric's accumulators: its private attributes (the public
-    ones are its configuration), with nested metrics as dicts."""
-    from cdl.metrics import Metric
-
-    state = {}
-    for key, value in vars(metric).items():
-        if not key.startswith("_"):
-            continue
-        if isinstance(value, Metric):
-            value = _metric_state(value)
-        elif isinstance(value, np.ndarray):
-            value = value.copy()
-        elif not (value is None or isinstance(value, (bool, int, float))):
-            raise TypeError(f"metric {metric.name!r} keeps {key} as a {type(value).__name__}, "
-                            "which cannot be saved in a training state")
-        state[key] = value
-    return state
-
-
-def _load_metric_state(metric, state):
-    """Restore what ``_metric_state`` returned, checking it fits ``metric``."""
-    from cdl.metrics import Metric
-
-    current = {k: v for k, v in vars(metric).items() if k.startswith("_")}
-    if not isinstance(state, dict) or set(state) != set(current):
-        raise ValueError(f"the saved state of metric {metric.name!r} does not fit it")
-    for key, value in state.items():
-        if isinstance(current[key], Metric):
-            _load_metric_state(current[key], value)
-        elif value is None or isinstance(value, (bool, int, float, np.ndarray)):
-            setattr(metric, key, value.copy() if isinstance(value, np.ndarray) else value)
-        else:
-            raise ValueError(f"metric {metric.name!r}: {key} cannot be {value!r}")
-
-
 def _stateful(callbacks):
     """The callbacks whose state is part of the training state, in order."""
     return [cb for cb in callbacks if hasattr(cb, "_training_state")]
@@ -992,10 +957,7 @@ def _training_state(model, callbacks, epoch, batch):
 def _metric_states(model):
     """The metrics' accumulators; in distributed training, those of all the
     processes merged (a collective operation: every process calls it)."""
-    parallel = getattr(model, "_fit_parallel", None)
-    if parallel is not None:
-        return parallel.merged_metric_states(model.metrics)
-    return [_metric_state(m) for m in model.metrics]
+    return model.strategy.metric_states(model.metrics)
 
 
 def _check_resumable(model, callbacks, state, params):
@@ -1028,7 +990,7 @@ def _restore_training_state(model, callbacks, state):
         history.history = {k: list(v) for k, v in state["history"]["logs"].items()}
     if state["batch"]:
         for metric, entry in zip(model.metrics, state["metrics"]):
-            _load_metric_state(metric, entry["state"])
+            metric.set_state(entry["state"])
     # Absent from backups written before they were saved: such a run counts
     # max_steps afresh and continues.
     stop = state.get("stop_training", False)
@@ -1127,12 +1089,13 @@ class BackupAndRestore(Callback):
 
     def _restore(self):
         from cdl import io
+        from cdl.saving.checkpoint import restore_checkpoint
 
         state = io.read_training_state(self.path)
         if state is None:
             raise io.ModelFileError(f"{self.path}: has no training state; it is not a backup")
         _check_resumable(self.model, self._callbacks or [], state, self.params)
-        io._restore_checkpoint(self.model, self.path)
+        restore_checkpoint(self.model, self.path)
         lr = self.model.optimizer.lr
         try:
             _restore_training_state(self.model, self._callbacks or [], state)
@@ -1154,7 +1117,7 @@ class BackupAndRestore(Callback):
             self._backup(progress.epoch, progress.batch)
 
     def _backup(self, epoch, batch):
-        from cdl import io
+        from cdl.saving.checkpoint import save_checkpoint
 
         # Every process gathers the state (in distributed training it merges
         # their metrics); rank 0 writes it.
@@ -1162,7 +1125,7 @@ class BackupAndRestore(Callback):
         if not _writes(self.model):
             return
         os.makedirs(self.backup_dir, exist_ok=True)
-        io._save_checkpoint(self.model, self.path, state)
+        save_checkpoint(self.model, self.path, state)
 
     def on_train_end(self, logs=None):
         if not self.delete_checkpoint or not _writes(self.model):

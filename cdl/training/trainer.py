@@ -18,6 +18,7 @@ from cdl import losses as _losses
 from cdl import optimizers as _optimizers
 from cdl._validation import (
     as_float_array, as_real_array, check_bool, check_finite, check_number, choose)
+from cdl.training.strategy import SingleProcess
 
 
 def _is_streamed(x):
@@ -247,10 +248,8 @@ def _has_samples(metric):
     """False if ``metric``'s accumulators are those of a reset metric (it
     was given no samples); True as well when they cannot be compared (a
     custom metric keeping objects other than numbers and arrays)."""
-    from cdl.training.callbacks import _metric_state
-
     try:
-        return not _same_state(_metric_state(metric), _metric_state(_reset_copy(metric)))
+        return not _same_state(metric.get_state(), _reset_copy(metric).get_state())
     except TypeError:
         return True
 
@@ -565,89 +564,27 @@ class _IterableValidation:
         loss_sum, n = 0.0, 0
         for x, y, w in self.source.passes():
             if len(x):
-                loss_sum += model._evaluate_sums(x, y, w, len(x))
+                loss_sum += model.evaluation_sums(x, y, w, len(x))
                 n += len(x)
         return parallel.evaluation_results(model, loss_sum, n)
 
 
-class _SingleProcess:
-    """How ``fit`` trains in one process; ``cdl.distributed._DataParallel``
-    is its many-process counterpart, with the same methods."""
-
-    rank, size = 0, 1
-    stage = epoch = batch = None
-
-    @staticmethod
-    def run(body):
-        return body()
-
-    @staticmethod
-    def agree(body, what):
-        return body()
-
-    def start(self, model):
-        pass
-
-    def check_same(self, value, what):
-        pass
-
-    def check_metrics(self, metrics):
-        pass
-
-    @staticmethod
-    def place(index):
-        return index, None
-
-    @staticmethod
-    def place_local(rows, error=None):
-        if error is not None:
-            raise error
-        return rows is not None, None
-
-    @staticmethod
-    def reader(source):
-        return source.load
-
-    @staticmethod
-    def step(model, x, y, w, plan, window):
-        if x.shape[0] == 0:
-            raise ValueError("a batch has no samples")
-        loss, out = model._step(x, y, w, plan)
-        return loss, out, x.shape[0]
-
-    @staticmethod
-    def any(flag):
-        return flag
-
-    def merge_metrics(self, metrics):
-        pass
-
-    @staticmethod
-    def evaluate(model, x, y, weights, batch_size):
-        return model._evaluate_arrays(x, y, weights, batch_size)
-
-    @staticmethod
-    def evaluation_results(model, loss_sum, n):
-        if n == 0:
-            raise ValueError("cannot evaluate on zero samples")
-        return model._evaluation_results(loss_sum, n)
-
-
-def _parallel_training(model, distributed):
-    """``fit``'s way of training for its ``distributed`` argument: False,
-    True (all MPI processes) or an mpi4py communicator."""
+def _strategy_for(model, distributed):
+    """``fit``'s and ``evaluate``'s strategy for their ``distributed`` argument:
+    False, True (all MPI processes) or an mpi4py communicator."""
     if isinstance(distributed, (bool, np.bool_)) and not distributed:
-        return _SingleProcess()
-    from cdl import distributed as _distributed
+        return SingleProcess()
+    # Imported when asked for: it needs mpi4py, an optional package.
+    from cdl.distributed import DataParallel
 
     if isinstance(distributed, (bool, np.bool_)):
-        return _distributed._DataParallel(model, _distributed._comm())
+        return DataParallel(model)
     # A communicator is any other object; these are mistakes (None included:
     # "no communicator" is distributed=False).
     if distributed is None or isinstance(distributed, (int, float, str, bytes)):
         raise TypeError(f"distributed must be True, False or an mpi4py communicator, got "
                         f"{distributed!r}")
-    return _distributed._DataParallel(model, distributed)
+    return DataParallel(model, distributed)
 
 
 class TrainingMixin:
@@ -667,6 +604,22 @@ class TrainingMixin:
     _regularized = False
     _plan = None
     _plan_key = None
+    _strategy = None
+
+    @property
+    def strategy(self):
+        """The execution strategy (``cdl.training.strategy.Strategy``) of the
+        ``fit`` or ``evaluate`` call running; a ``SingleProcess`` outside of
+        them. Callbacks ask it whether their process writes files."""
+        return SingleProcess() if self._strategy is None else self._strategy
+
+    def _run(self, strategy, body):
+        """``strategy.run(body)``, with ``strategy`` as ``self.strategy`` meanwhile."""
+        previous, self._strategy = self._strategy, strategy
+        try:
+            return strategy.run(body)
+        finally:
+            self._strategy = previous
 
     # --- configuration ------------------------------------------------------
 
@@ -872,17 +825,27 @@ class TrainingMixin:
         cached = getattr(_concurrency.guard_of(self).local, "predict_plan", None)
         return None if cached is None else cached[2]
 
-    def _step(self, x, y, w, plan=None):
-        """Forward, loss, backward, clip and update on one checked batch;
-        ``plan`` is the fused step to use (None: layer by layer)."""
-        check = _anomaly.checking(self)
-        loss, out = self._forward_backward(x, y, w, plan, check)
-        return self._update(loss, check), out
+    def compute_gradients(self, x, y, sample_weight=None, plan=None):
+        """The loss and outputs of a training forward pass on a batch, with
+        the loss's gradients in ``grads`` (what a strategy's ``step`` does
+        before the gradients are combined and applied).
 
-    def _forward_backward(self, x, y, w, plan, check=None):
-        """The batch loss and outputs, with the loss's gradients in ``grads``."""
-        if check is None:
-            check = _anomaly.checking(self)
+        Parameters
+        ----------
+        x, y : ndarray
+            A batch already checked by ``fit`` (of the model's dtype, finite).
+        sample_weight : ndarray, optional
+        plan : optional
+            The fused training step to use (``fit`` makes it); None: layer
+            by layer.
+
+        Returns
+        -------
+        (float, ndarray)
+            The batch loss without weight penalties, and the outputs.
+        """
+        w = sample_weight
+        check = _anomaly.checking(self)
         targets = None if plan is None or check else _fused.plan_targets(plan, y, x.shape[0])
         if targets is not None:
             n = x.shape[0]
@@ -898,11 +861,10 @@ class TrainingMixin:
         self._backward_checked(grad, input_grad=False)
         return loss, out
 
-    def _update(self, loss, check=None):
+    def apply_gradients(self, loss):
         """Add the weight penalties, clip and take the optimizer step on the
-        gradients in ``grads``; returns the batch loss with the penalties."""
-        if check is None:
-            check = _anomaly.checking(self)
+        gradients in ``grads``; returns the batch ``loss`` with the penalties."""
+        check = _anomaly.checking(self)
         if self._regularized:
             loss += self.regularization_loss()
             self._add_regularization_gradients()
@@ -957,8 +919,8 @@ class TrainingMixin:
             sample_weight, None, None, x.shape[0], self.dtype)
         plan = self._fused_plan(x.shape[0]) if self.use_fused_step else None
         self._regularized = self._has_regularization()
-        loss, _ = self._step(x, y, weights, plan)
-        return loss
+        loss, _ = self.compute_gradients(x, y, weights, plan)
+        return self.apply_gradients(loss)
 
     # --- fit ------------------------------------------------------------------
 
@@ -1061,8 +1023,8 @@ class TrainingMixin:
         >>> model.predict_classes(x)
         array([0, 1, 1, 0])
         """
-        parallel = _parallel_training(self, distributed)
-        return parallel.run(lambda: self._fit(
+        parallel = _strategy_for(self, distributed)
+        return self._run(parallel, lambda: self._fit(
             parallel, x, y, epochs=epochs, batch_size=batch_size, verbose=verbose,
             callbacks=callbacks, validation_split=validation_split,
             validation_data=validation_data, shuffle=shuffle, class_weight=class_weight,
@@ -1328,7 +1290,7 @@ class TrainingMixin:
         >>> sorted(result), result["accuracy"]
         (['accuracy', 'loss'], 1.0)
         """
-        parallel = _parallel_training(self, distributed)
+        parallel = _strategy_for(self, distributed)
 
         def checked():
             self._require_compiled()
@@ -1342,7 +1304,7 @@ class TrainingMixin:
             check_number(batch_size, "batch_size", low=1, integer=True)
             return inputs.data, targets.data, weights
 
-        return parallel.run(lambda: parallel.evaluate(
+        return self._run(parallel, lambda: parallel.evaluate(
             self, *parallel.agree(checked, "when evaluate checked its arguments"),
             batch_size))
 
@@ -1356,31 +1318,21 @@ class TrainingMixin:
                 self.build(_sample_shape(x))
             self._ensure_built()
 
-    def _evaluate_arrays(self, x, y, weights, batch_size=256):
-        with _concurrency.guard_of(self).evaluate_lock:
-            return self._evaluate_in_turn(x, y, weights, batch_size)
-
-    def _evaluate_in_turn(self, x, y, weights, batch_size):
-        batch_size = check_number(batch_size, "batch_size", low=1, integer=True)
-        n = x.shape[0]
-        if n == 0:
-            raise ValueError("cannot evaluate on zero samples")
-        for m in self.metrics:
-            m.reset()
-        return self._evaluation_results(self._evaluate_sums(x, y, weights, batch_size), n)
-
-    def _evaluation_results(self, loss_sum, n):
+    def evaluation_results(self, loss_sum, n):
         """``evaluate``'s dict from the summed loss (batch loss times batch
-        size) over ``n`` samples and the metrics' accumulators."""
+        size) over ``n`` samples and the metrics' accumulators (what a
+        strategy reports after ``evaluation_sums``)."""
         # Weight penalties count in the reported loss, as in fit (and Keras).
         results = {"loss": loss_sum / n + sum(layer.regularization_loss()
                                               for layer in self._layers)}
         results.update(_metric_results(self.metrics, results["loss"]))
         return results
 
-    def _evaluate_sums(self, x, y, weights, batch_size):
-        """The loss summed over the batches of (x, y) (batch loss times batch
-        size), updating the metrics."""
+    def evaluation_sums(self, x, y, sample_weight, batch_size):
+        """The loss summed over the batches of ``(x, y)`` (batch loss times
+        batch size) in inference mode, updating the metrics; ``x``, ``y``
+        and ``sample_weight`` are arrays already checked by ``evaluate``."""
+        weights = sample_weight
         n = x.shape[0]
         inputs = _Inputs.__new__(_Inputs)
         inputs.data, inputs.streamed = x, _is_streamed(x)
