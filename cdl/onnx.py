@@ -47,7 +47,7 @@ from cdl.layers import normalization as _norm
 from cdl.layers import pooling as _pooling
 from cdl.layers import reshaping as _reshaping
 
-__all__ = ["export", "to_onnx", "OPSET"]
+__all__ = ["export", "to_onnx", "OPSET", "exportable_layers", "NOT_EXPORTABLE"]
 
 #: The ONNX opset of exported graphs (LayerNormalization needs 17).
 OPSET = 17
@@ -363,6 +363,38 @@ for _name in _pooling.__all__:
         else _export_window_pool
 del _name, _cls
 
+#: The public layers that ``export`` refuses, by class name, with the reason.
+#: Every other layer of ``cdl.layers`` has a converter (a test checks both).
+NOT_EXPORTABLE = {
+    "SimpleRNN": "a recurrent layer: ONNX's RNN op has no mask_value, go_backwards "
+                 "or cdl's state layout",
+    "LSTM": "a recurrent layer: ONNX's LSTM op has no mask_value, go_backwards "
+            "or cdl's gate layout",
+    "GRU": "a recurrent layer: ONNX's GRU op has no mask_value, go_backwards "
+           "or cdl's gate layout",
+    "Bidirectional": "it wraps a recurrent layer, which is not exportable",
+}
+
+
+def exportable_layers():
+    """The layer classes ``export`` converts (exact classes: a subclass may
+    compute something else, so it is refused).
+
+    Returns
+    -------
+    set of type
+
+    Examples
+    --------
+    >>> import cdl.onnx
+    >>> from cdl import layers
+    >>> layers.Dense in cdl.onnx.exportable_layers()
+    True
+    >>> layers.LSTM in cdl.onnx.exportable_layers(), sorted(cdl.onnx.NOT_EXPORTABLE)[0]
+    (False, 'Bidirectional')
+    """
+    return set(_CONVERTERS)
+
 
 def _layer_nodes(g, layer, x, shape):
     # Exact classes only: a subclass may compute something else.
@@ -480,6 +512,6 @@ def export(model, path, graph_name=None):
 def _write_atomically(path, data):
     """Write ``data`` to ``path`` as cdl writes its model files: a temporary
     file in the same directory, fsynced, renamed over the target."""
-    from cdl.io import _atomic_write
+    from cdl.saving.atomic import atomic_write
 
-    _atomic_write(path, lambda f: f.write(data))
+    atomic_write(path, lambda f: f.write(data))

@@ -16,6 +16,7 @@ import pytest
 
 import cdl
 from cdl import io, layers, optimizers
+from cdl.saving import writer
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork and SIGKILL")
 
@@ -161,13 +162,13 @@ def test_only_stale_temp_files_of_the_target_are_removed(tmp_path):
 def test_a_save_writes_its_temp_file_under_its_pid(tmp_path, monkeypatch):
     model = cdl.Sequential([layers.Dense(2)], input_shape=(3,), seed=0)
     seen = []
-    real = io._write_arrays
+    real = writer.write_arrays
 
     def spy(write, prepared):
         seen.extend(os.listdir(tmp_path))
         return real(write, prepared)
 
-    monkeypatch.setattr(io, "_write_arrays", spy)
+    monkeypatch.setattr(writer, "write_arrays", spy)
     model.save(tmp_path / "m.cdl")
     assert len(seen) == 1 and re.fullmatch(
         rf"\.m\.cdl\.{os.getpid()}\.[a-z0-9_]{{8}}\.tmp", seen[0]), seen

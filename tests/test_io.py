@@ -10,6 +10,8 @@ import pytest
 import cdl
 from cdl import io, layers, optimizers
 from cdl.io import ModelFileError
+from cdl.saving import format as spec
+from cdl.saving import writer
 
 try:  # cdl.metrics may be missing in a partial checkout
     import cdl.metrics  # noqa: F401
@@ -386,7 +388,7 @@ def test_duplicate_keys_an_oversized_header_and_unknown_keys(saved, tmp_path, mo
     text = json.dumps(header)
     forge(bad, None, section, header_bytes=('{"built": false, ' + text[1:]).encode())
     load_fails(bad, "repeats the key 'built'")
-    monkeypatch.setattr(io, "_MAX_HEADER", 1000)
+    monkeypatch.setattr(spec, "MAX_HEADER", 1000)
     load_fails(saved, "cdl reads headers of at most 1000 bytes")
     monkeypatch.undo()
     # Keys a later version might add are ignored, at any level.
@@ -442,7 +444,7 @@ def test_failed_save_leaves_the_previous_file_and_no_temp_files(saved, monkeypat
         write(b"\x00" * 10)
         raise OSError("disk full")
 
-    monkeypatch.setattr(io, "_write_arrays", broken)
+    monkeypatch.setattr(writer, "write_arrays", broken)
     with pytest.raises(OSError, match="disk full"):
         other.save(saved)
     assert saved.read_bytes() == before

@@ -20,6 +20,8 @@ import cdl
 from cdl import initializers, io, layers, optimizers
 from cdl.io import ModelFileError
 from cdl.layers import base
+from cdl.saving import format as spec
+from cdl.saving import writer
 
 HUGE = 10 ** 8            # elements a forged config asks for
 MEMORY_LIMIT = 20 * 2 ** 20
@@ -30,7 +32,7 @@ def write(path, model_config, params=np.zeros(0, np.float32), param_layout=(),
           buffers=()):
     """A model file with a correct checksum around the given parts (a forged
     one when they disagree). ``buffers`` is [(layer name, buffer name, array)]."""
-    header = {"format": io.FORMAT_NAME, "format_version": io.FORMAT_VERSION, "kind": "model",
+    header = {"format": spec.FORMAT_NAME, "format_version": spec.FORMAT_VERSION, "kind": "model",
               "model": model_config, "built": True, "param_layout": list(param_layout),
               "buffers": [], "compile": None, "optimizer": None, "rng": None}
     arrays = [("params", params)]
@@ -39,7 +41,7 @@ def write(path, model_config, params=np.zeros(0, np.float32), param_layout=(),
                                   "array": f"buffers/{layer}/{name}"})
         arrays.append((f"buffers/{layer}/{name}", array))
     with open(path, "wb") as f:
-        io._write_file(f, header, arrays)
+        writer.write_file(f, header, arrays)
     return path
 
 
@@ -224,7 +226,7 @@ def test_the_memory_check_notices_state_made_outside_the_budget(tmp_path):
 
 
 def test_more_layers_than_the_limit_are_refused_before_any_is_made(tmp_path, monkeypatch):
-    monkeypatch.setattr(io, "MAX_LAYERS", 10)
+    monkeypatch.setattr(spec, "MAX_LAYERS", 10)
     made = []
     original = layers.Flatten.__init__
 
@@ -251,7 +253,7 @@ def test_more_layers_than_the_limit_are_refused_before_any_is_made(tmp_path, mon
 
 
 def test_models_with_more_layers_than_load_accepts_are_not_saved(tmp_path, monkeypatch):
-    monkeypatch.setattr(io, "MAX_LAYERS", 10)
+    monkeypatch.setattr(spec, "MAX_LAYERS", 10)
     path = tmp_path / "m.cdl"
     cdl.Sequential([layers.Flatten() for _ in range(10)], input_shape=(2,)).save(path)
     assert len(io.load_model(path).layers) == 10
@@ -341,7 +343,7 @@ def test_a_saved_model_loads_bit_identically_and_trains_on_identically(
     assert initialiser_calls == []
     assert np.array_equal(loaded.param_buffer, model.param_buffer)
     assert not loaded.grad_buffer.any()
-    for mine, theirs in zip(io._buffer_layout(loaded), io._buffer_layout(model)):
+    for mine, theirs in zip(writer.buffer_layout(loaded), writer.buffer_layout(model)):
         assert mine[1] == theirs[1] and np.array_equal(mine[2], theirs[2])
     for name, state in model.optimizer.state_dict()["state"].items():
         assert np.array_equal(loaded.optimizer.state_dict()["state"][name], state)
@@ -362,13 +364,14 @@ def test_a_loaded_model_holds_its_weights_once(tmp_path):
         import re, sys
         import numpy as np
         import cdl
+        from cdl.saving import header
         def status(field):
             text = open("/proc/self/status").read()
             return int(re.search(field + r":\\s+(\\d+)", text).group(1)) * 1024
         before = status("VmRSS")
         model = cdl.load_model(sys.argv[1])
         grown = status("VmHWM") - before
-        saved = cdl.io._read(sys.argv[1]).arrays["params"]
+        saved = header.read(sys.argv[1]).arrays["params"]
         print(grown, int(np.array_equal(model.param_buffer, saved)), int(model.grad_buffer.any()))
     """)
     env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(cdl.__file__)))

@@ -10,6 +10,7 @@ import pytest
 
 import cdl
 from cdl import callbacks, io, layers, optimizers
+from cdl.saving.checkpoint import restore_checkpoint, save_checkpoint
 from test_resume import (EPOCHS, Interrupted, StopBefore, dataset, fast_dir,  # noqa: F401
                          make_model, same_run, train)
 
@@ -135,14 +136,14 @@ def test_a_backup_without_the_step_count_still_resumes(fast_dir):
     model.build()
     state = io.read_training_state(path)
     old = {k: v for k, v in state.items() if k not in ("total_steps", "stop_training")}
-    io._restore_checkpoint(model, path)
-    io._save_checkpoint(model, path, old)
+    restore_checkpoint(model, path)
+    save_checkpoint(model, path, old)
     same_run(train(CONFIG), train(CONFIG, [callbacks.BackupAndRestore(backup)]))
     with pytest.raises(Interrupted):
         train(CONFIG, [callbacks.BackupAndRestore(backup, save_freq=1), StopBefore(4)])
     for key, bad in (("total_steps", -1), ("stop_training", "yes")):
-        io._restore_checkpoint(model, path)
-        io._save_checkpoint(model, path, dict(state, **{key: bad}))
+        restore_checkpoint(model, path)
+        save_checkpoint(model, path, dict(state, **{key: bad}))
         with pytest.raises(io.ModelFileError, match=key):
             train(CONFIG, [callbacks.BackupAndRestore(backup)])
 

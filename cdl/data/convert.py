@@ -242,7 +242,7 @@ def csv_to_npy(path, out_dir, target_columns=-1, *, delimiter=",", header="infer
     >>> sorted(os.listdir("data"))
     ['x.npy', 'y.npy']
     """
-    from cdl.io import _atomic_write
+    from cdl.saving.atomic import atomic_write
 
     path = os.fspath(path)
     dtype = as_float_dtype(dtype)
@@ -298,9 +298,9 @@ def csv_to_npy(path, out_dir, target_columns=-1, *, delimiter=",", header="infer
                 y_dtype = target_dtype or (np.dtype(np.int64) if whole else dtype)
                 shape = (n,) if single else (n, len(y_columns))
                 y_values.seek(0)
-                _atomic_write(y_path, lambda g: _write_converted(g, y_values, shape, y_dtype))
+                atomic_write(y_path, lambda g: _write_converted(g, y_values, shape, y_dtype))
 
-        _atomic_write(x_path, write_x)
+        atomic_write(x_path, write_x)
     x = np.load(x_path, mmap_mode="r")
     return x, (np.load(y_path, mmap_mode="r") if y_columns else None)
 
@@ -436,7 +436,7 @@ def concatenate_npy(sources, out_path):
     >>> x.shape, x[:, 0].tolist()
     ((3, 3), [0.0, 0.0, 1.0])
     """
-    from cdl.io import _atomic_write
+    from cdl.saving.atomic import atomic_write
 
     out_path = os.fspath(out_path)
     paths = _npy_sources(sources, out_path)
@@ -463,6 +463,6 @@ def concatenate_npy(sources, out_path):
                 for start in range(0, shard.shape[0], rows):
                     f.write(reader.read(slice(start, start + rows), shard.dtype).data)
 
-    _atomic_write(out_path, write)
+    atomic_write(out_path, write)
     return np.load(out_path, mmap_mode="r")
 

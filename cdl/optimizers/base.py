@@ -110,7 +110,7 @@ class Optimizer:
         self.lr = lr
         self.weight_decay = check_number(weight_decay, "weight_decay", low=0.0)
         self.exclude_bias_decay = check_bool(exclude_bias_decay, "exclude_bias_decay")
-        self.param_groups = self._check_groups(param_groups)
+        self.param_groups = self.check_param_groups(param_groups)
         self.iterations = 0           # steps taken so far
         self.state = {}               # name -> flat ndarray, created on the first step
         self._layout = None           # shapes of the parameters the state belongs to
@@ -132,7 +132,13 @@ class Optimizer:
         self._lr = check_number(value, "lr", low=0.0)
 
     @staticmethod
-    def _check_groups(groups):
+    def check_param_groups(groups):
+        """``groups`` checked as the constructor's ``param_groups``: a list of
+        dicts with ``params`` (a list), and ``lr_mult`` and ``weight_decay_mult``
+        (numbers at least 0, 1.0 when absent); None gives ``[]``.
+
+        Raises ``TypeError`` or ``ValueError`` for anything else.
+        """
         if groups is None:
             return []
         checked = []
@@ -149,6 +155,11 @@ class Optimizer:
                     group.get("weight_decay_mult", 1.0), "weight_decay_mult", low=0.0),
             })
         return checked
+
+    def state_names(self):
+        """The names of the flat state arrays this optimizer keeps (the keys
+        of ``state_dict()["state"]`` once it has stepped), as a tuple."""
+        return tuple(self._state_names)
 
     def get_config(self):
         """Hyper-parameters as a dict (the constructor's arguments)."""

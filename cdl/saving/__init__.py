@@ -1,0 +1,23 @@
+"""Saving and loading models, one job per module.
+
+``format``
+    The file format's specification (its docstring, which the docs render),
+    its constants and ``ModelFileError``.
+``atomic``
+    ``atomic_write``, through which everything cdl writes goes.
+``sniff``
+    Naming other formats (pickles, archives, HDF5, ...) from their first bytes.
+``header``
+    Reading a file (bounded, hashed) and checking its header.
+``writer``
+    ``save_model``, ``save_weights`` and the header and arrays they write.
+``rebuild``
+    ``load_model``, ``load_weights`` and restoring a file into a model.
+``training_state``
+    Encoding and checking the ``training_state`` section.
+``checkpoint``
+    Files with a training state: ``save_checkpoint``, ``restore_checkpoint``,
+    ``read_training_state``.
+
+The public entry points are re-exported by ``cdl.io``.
+"""
