@@ -1,24 +1,18 @@
 """Which models the fused training step covers, and how to describe them to it.
 
-``build_plan(model, batch_size)`` turns a Sequential of dense, activation,
-dropout and (no-op) flatten layers, trained with a supported loss, into a
-``cdl._kernels.fused.TrainPlan``; any other model gets None and trains
-layer by layer. Both paths run the same kernels in the same order.
+``build_plan(model, batch_size)`` turns a Sequential whose layers all
+describe themselves to the fused step (``Layer.fused_steps``: dense,
+activation, dropout and flatten layers), trained with a supported loss,
+into a ``cdl._kernels.fused.TrainPlan``; any other model gets None and
+trains layer by layer. Both paths run the same kernels in the same order.
 """
 import numpy as np
 
 from cdl import losses
 from cdl._kernels import fused as _k
-from cdl.layers import activation as _activation
-from cdl.layers.core import Dropout, Flatten
-from cdl.layers.dense import Dense
 
-_ACTIVATION_LAYERS = (
-    _activation.Activation, _activation.ReLU, _activation.LeakyReLU, _activation.Sigmoid,
-    _activation.Tanh, _activation.Softmax, _activation.GELU, _activation.ELU,
-    _activation.SELU, _activation.SiLU, _activation.Mish, _activation.Softplus,
-    _activation.Softsign, _activation.HardSigmoid, _activation.HardSwish, _activation.ReLU6,
-    _activation.LogSoftmax)
+#: The kernel of each ``FusedStep.kind``.
+_KINDS = {"dense": _k.DENSE, "activation": _k.ACTIVATION, "dropout": _k.DROPOUT}
 
 
 class Plan:
@@ -45,6 +39,14 @@ def _loss_code(loss):
     return None, None
 
 
+def _declared_steps(layer):
+    """``layer.fused_steps()`` if its own class declares them, else None
+    (a subclass may compute something else than its parent's kernel)."""
+    if "fused_steps" not in vars(type(layer)):
+        return None
+    return layer.fused_steps()
+
+
 def build_plan(model, batch_size, training=True):
     """A ``Plan`` for ``model``, or None if it has a layer or loss the fused
     step does not cover (user layers, multi-axis inputs, soft-label losses).
@@ -53,26 +55,19 @@ def build_plan(model, batch_size, training=True):
     if code is None or model.input_shape is None or len(model.input_shape) != 1:
         return None
     steps, widths = [], []
-    for layer in model._layers:
-        kind = type(layer)
+    for layer in model.layers:
         if getattr(layer, "activity_regularizer", None) is not None:
             return None  # its penalty needs the layer's output in Python
         if len(layer.input_shape) != 1:
             return None
-        width = layer.input_shape[0]
-        if kind is Dense:
-            steps.append((_k.DENSE, width, layer.units, layer._code, layer._param,
-                          layer.kernel, layer.bias if layer.use_bias else None,
-                          layer.kernel_grad, layer.bias_grad if layer.use_bias else None))
-        elif kind in _ACTIVATION_LAYERS and layer._fusable:
-            steps.append((_k.ACTIVATION, width, width, layer._code, layer._param,
-                          None, None, None, None))
-        elif kind is Dropout:
-            if layer.rate > 0.0:  # rate 0 is the identity, and draws nothing
-                steps.append((_k.DROPOUT, width, width, 0, layer.rate, None, None, None, None))
-                widths.append(width)
-        elif kind is not Flatten:
+        described = _declared_steps(layer)
+        if described is None:
             return None
+        for step in described:
+            kind = _KINDS[step.kind]
+            steps.append((kind, *step[1:]))
+            if kind == _k.DROPOUT:
+                widths.append(step.width_in)
     if not steps or steps[0][0] != _k.DENSE:
         return None
     plan = _k.TrainPlan(steps, batch_size, model.dtype, code, delta)

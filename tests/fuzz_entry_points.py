@@ -824,6 +824,27 @@ LAYER_SPECS = {
 }
 
 
+#: Public layers without an entry of their own: (the entry that fuzzes the
+#: same computation, the activation name it draws). Each of these classes,
+#: with its defaults, is ``Activation(<name>)`` (the same kernel and
+#: parameter); tests/test_layer_declarations.py checks that every public
+#: layer has an entry or is listed here.
+LAYERS_FUZZED_AS = {
+    cls: ("layers.Activation", name) for cls, name in [
+        ("ReLU", "relu"), ("LeakyReLU", "leaky_relu"), ("Sigmoid", "sigmoid"),
+        ("Tanh", "tanh"), ("Softmax", "softmax"), ("GELU", "gelu"), ("ELU", "elu"),
+        ("SELU", "selu"), ("SiLU", "silu"), ("Mish", "mish"), ("Softsign", "softsign"),
+        ("HardSigmoid", "hard_sigmoid"), ("HardSwish", "hard_swish"), ("ReLU6", "relu6"),
+        ("LogSoftmax", "log_softmax")]}
+
+#: Public names of cdl.metrics without an entry, and why.
+METRICS_NOT_FUZZED = {
+    "Metric": "the abstract base class: it takes no arrays",
+    "MeanMetricWrapper": "the base of the metric classes made from a function (Accuracy, "
+                         "MSE, ...), which are fuzzed",
+}
+
+
 def _layer_dtype_from_input(value):
     """The dtype an unbuilt layer without a dtype takes from its first input."""
     if isinstance(value, np.ndarray):

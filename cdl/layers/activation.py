@@ -7,7 +7,7 @@ import numpy as np
 from cdl import initializers
 from cdl._kernels import activations as _act
 from cdl._validation import check_number, choose
-from cdl.layers.base import Layer
+from cdl.layers.base import FusedStep, Layer
 
 __all__ = ["Activation", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Softmax", "GELU", "ELU",
            "SELU", "SiLU", "Mish", "Softplus", "Softsign", "HardSigmoid", "HardSwish",
@@ -51,10 +51,6 @@ class Activation(Layer):
     array([[-0.964 ,  0.    ,  0.9951]])
     """
 
-    #: Whether the fused training step may run this layer by its code and
-    #: parameter alone (see ``cdl._fused``).
-    _fusable = True
-
     def __init__(self, activation, name=None, dtype=None, _param=None):
         super().__init__(name=name, dtype=dtype)
         self.activation, self._code, default = resolve_activation(activation)
@@ -64,6 +60,13 @@ class Activation(Layer):
 
     def get_config(self):
         return {**super().get_config(), "activation": self.activation}
+
+    def fused_steps(self):
+        # The subclasses below run this kernel with their own code and
+        # parameter; each says so with ``fused_steps = Activation.fused_steps``
+        # since declarations are not inherited (see Layer.fused_steps).
+        width = self.input_shape[0]
+        return [FusedStep("activation", width, width, self._code, self._param)]
 
     def forward(self, x, training=False):
         x = self._check_input(x)
@@ -93,6 +96,8 @@ class ReLU(Activation):
     array([[0., 0., 3.]])
     """
 
+    fused_steps = Activation.fused_steps
+
     def __init__(self, name=None, dtype=None):
         super().__init__("relu", name=name, dtype=dtype)
 
@@ -114,6 +119,8 @@ class LeakyReLU(Activation):
     array([[-0.4,  0. ,  3. ]])
     """
 
+    fused_steps = Activation.fused_steps
+
     def __init__(self, negative_slope=0.01, name=None, dtype=None):
         self.negative_slope = check_number(negative_slope, "negative_slope")
         super().__init__("leaky_relu", name=name, dtype=dtype, _param=self.negative_slope)
@@ -134,6 +141,8 @@ class Sigmoid(Activation):
     array([[0.1192, 0.5   , 0.9526]])
     """
 
+    fused_steps = Activation.fused_steps
+
     def __init__(self, name=None, dtype=None):
         super().__init__("sigmoid", name=name, dtype=dtype)
 
@@ -152,6 +161,8 @@ class Tanh(Activation):
     >>> layers.Tanh()(x).round(4)
     array([[-0.964 ,  0.    ,  0.9951]])
     """
+
+    fused_steps = Activation.fused_steps
 
     def __init__(self, name=None, dtype=None):
         super().__init__("tanh", name=name, dtype=dtype)
@@ -178,6 +189,8 @@ class Softmax(Activation):
     1.0
     """
 
+    fused_steps = Activation.fused_steps
+
     def __init__(self, name=None, dtype=None):
         super().__init__("softmax", name=name, dtype=dtype)
 
@@ -197,6 +210,8 @@ class GELU(Activation):
     array([[-0.0455,  0.    ,  2.996 ]])
     """
 
+    fused_steps = Activation.fused_steps
+
     def __init__(self, name=None, dtype=None):
         super().__init__("gelu", name=name, dtype=dtype)
 
@@ -215,6 +230,8 @@ class ELU(Activation):
     >>> layers.ELU()(x).round(4)
     array([[-0.8647,  0.    ,  3.    ]])
     """
+
+    fused_steps = Activation.fused_steps
 
     def __init__(self, alpha=1.0, name=None, dtype=None):
         self.alpha = check_number(alpha, "alpha")
@@ -238,6 +255,8 @@ class SELU(Activation):
     array([[-1.5202,  0.    ,  3.1521]])
     """
 
+    fused_steps = Activation.fused_steps
+
     def __init__(self, name=None, dtype=None):
         super().__init__("selu", name=name, dtype=dtype)
 
@@ -257,6 +276,8 @@ class SiLU(Activation):
     array([[-0.2384,  0.    ,  2.8577]])
     """
 
+    fused_steps = Activation.fused_steps
+
     def __init__(self, name=None, dtype=None):
         super().__init__("silu", name=name, dtype=dtype)
 
@@ -275,6 +296,8 @@ class Mish(Activation):
     >>> layers.Mish()(x).round(4)
     array([[-0.2525,  0.    ,  2.9865]])
     """
+
+    fused_steps = Activation.fused_steps
 
     def __init__(self, name=None, dtype=None):
         super().__init__("mish", name=name, dtype=dtype)
@@ -309,10 +332,11 @@ class Softplus(Activation):
         self.threshold = check_number(threshold, "threshold")
         super().__init__("softplus", name=name, dtype=dtype, _param=self.beta)
 
-    @property
-    def _fusable(self):
+    def fused_steps(self):
         # The activation code carries one parameter (beta); its threshold is 20.
-        return self.threshold == _act.SOFTPLUS_THRESHOLD
+        if self.threshold != _act.SOFTPLUS_THRESHOLD:
+            return None
+        return Activation.fused_steps(self)
 
     def get_config(self):
         return {**Layer.get_config(self), "beta": self.beta, "threshold": self.threshold}
@@ -344,6 +368,8 @@ class Softsign(Activation):
     array([[-0.6667,  0.    ,  0.75  ]])
     """
 
+    fused_steps = Activation.fused_steps
+
     def __init__(self, name=None, dtype=None):
         super().__init__("softsign", name=name, dtype=dtype)
 
@@ -362,6 +388,8 @@ class HardSigmoid(Activation):
     >>> layers.HardSigmoid()(x).round(4)
     array([[0.1667, 0.5   , 1.    ]])
     """
+
+    fused_steps = Activation.fused_steps
 
     def __init__(self, name=None, dtype=None):
         super().__init__("hard_sigmoid", name=name, dtype=dtype)
@@ -382,6 +410,8 @@ class HardSwish(Activation):
     array([[-0.3333,  0.    ,  3.    ]])
     """
 
+    fused_steps = Activation.fused_steps
+
     def __init__(self, name=None, dtype=None):
         super().__init__("hard_swish", name=name, dtype=dtype)
 
@@ -400,6 +430,8 @@ class ReLU6(Activation):
     >>> layers.ReLU6()(x).round(4)
     array([[0., 0., 3.]])
     """
+
+    fused_steps = Activation.fused_steps
 
     def __init__(self, name=None, dtype=None):
         super().__init__("relu6", name=name, dtype=dtype)
@@ -424,6 +456,8 @@ class LogSoftmax(Activation):
     >>> round(float(np.exp(layers.LogSoftmax()(x)).sum()), 6)
     1.0
     """
+
+    fused_steps = Activation.fused_steps
 
     def __init__(self, name=None, dtype=None):
         super().__init__("log_softmax", name=name, dtype=dtype)

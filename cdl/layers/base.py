@@ -4,6 +4,7 @@ import itertools
 import math
 import operator
 import threading
+from typing import NamedTuple
 
 import numpy as np
 
@@ -122,6 +123,39 @@ def allocation_budget(weights, buffers=0, source="the budget", flat=None):
         yield budget
     finally:
         _budget.active = None
+
+
+class FusedStep(NamedTuple):
+    """One step of the compiled fused training step, as a layer describes it
+    in ``Layer.fused_steps``.
+
+    Attributes
+    ----------
+    kind : {"dense", "activation", "dropout"}
+        The kernel: ``y = act(x @ weight + bias)``, ``y = act(x)``, or
+        inverted dropout.
+    width_in, width_out : int
+        Features per sample in and out.
+    code : int
+        The activation's kernel code (``cdl._kernels.activations.CODES``);
+        0 for dropout.
+    param : float
+        The activation's parameter (slope, alpha, beta), or dropout's rate.
+    weight, bias, weight_grad, bias_grad : ndarray or None
+        A dense step's arrays (the layer's own, which the step reads and
+        writes in place); None elsewhere, and bias and its gradient are
+        None without a bias.
+    """
+
+    kind: str
+    width_in: int
+    width_out: int
+    code: int = 0
+    param: float = 0.0
+    weight: object = None
+    bias: object = None
+    weight_grad: object = None
+    bias_grad: object = None
 
 
 def iter_layers(layers):
@@ -496,6 +530,45 @@ class Layer:
         []
         """
         return []
+
+    def fused_steps(self):
+        """How the compiled fused training step runs this layer, or None if
+        it cannot.
+
+        The fused step trains a model of layers on 1-D samples in one
+        compiled call per batch, skipping the layers' ``forward`` and
+        ``backward``; a model runs it only when every layer describes
+        itself here (and its loss is one the step knows). Called on a
+        built layer with 1-D ``input_shape``.
+
+        A declaration is not inherited: a subclass that overrides
+        ``forward`` computes something else than its parent's kernel, so
+        the fused step takes a layer's steps only from a class that assigns
+        ``fused_steps`` in its own body. A subclass that computes exactly
+        what its parent does says so with ``fused_steps = Parent.fused_steps``.
+
+        Returns
+        -------
+        list of FusedStep, or None
+            None (the default): no fused kernel, so the model trains layer
+            by layer. ``[]``: the layer is the identity in training on 1-D
+            samples (``Flatten``, ``Dropout(0.0)``). Otherwise the layer's
+            steps, in order, computing exactly what ``forward`` and
+            ``backward`` compute.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from cdl import layers
+        >>> dense = layers.Dense(2, activation="tanh")
+        >>> _ = dense(np.ones((1, 3)))
+        >>> step, = dense.fused_steps()
+        >>> step.kind, step.width_in, step.width_out
+        ('dense', 3, 2)
+        >>> print(layers.PReLU().fused_steps())
+        None
+        """
+        return None
 
     def count_params(self):
         """Number of scalar weights."""

@@ -6,7 +6,7 @@ import numpy as np
 from cdl import _sharding
 from cdl._kernels import dropout as _dropout
 from cdl._validation import check_bool, check_number
-from cdl.layers.base import Layer
+from cdl.layers.base import FusedStep, Layer
 
 __all__ = ["Dropout", "Flatten"]
 
@@ -42,6 +42,12 @@ class Dropout(Layer):
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate}
+
+    def fused_steps(self):
+        if self.rate == 0.0:
+            return []   # the identity, which draws nothing
+        width = self.input_shape[0]
+        return [FusedStep("dropout", width, width, 0, self.rate)]
 
     def forward(self, x, training=False):
         x = self._check_input(x)
@@ -84,6 +90,9 @@ class Flatten(Layer):
 
     def flops_per_sample(self, input_shape):
         return 0
+
+    def fused_steps(self):
+        return []   # 1-D samples stay as they are
 
     def forward(self, x, training=False):
         x = self._check_input(x)

@@ -8,7 +8,7 @@ from cdl._kernels import activations as _act
 from cdl._kernels import dense as _dense
 from cdl._validation import check_blas_size, check_bool, check_number
 from cdl.layers.activation import resolve_activation
-from cdl.layers.base import Layer
+from cdl.layers.base import FusedStep, Layer
 
 __all__ = ["Dense"]
 
@@ -64,6 +64,12 @@ class Dense(Layer):
         self.bias_initializer = initializers.get(bias_initializer)
         self._needs_z = _act.needs_input(self._code)
         self._cache = None
+
+    def fused_steps(self):
+        bias = self.use_bias
+        return [FusedStep("dense", self.input_shape[0], self.units, self._code, self._param,
+                          self.kernel, self.bias if bias else None,
+                          self.kernel_grad, self.bias_grad if bias else None)]
 
     def get_config(self):
         config = {**super().get_config(), "units": self.units,
