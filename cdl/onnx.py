@@ -357,9 +357,9 @@ for _name in _activation.__all__:
     _cls = getattr(_activation, _name)
     if issubclass(_cls, _activation.Activation):
         _CONVERTERS[_cls] = _export_activation_layer
-for _name in _pooling.__all__:
+for _name in _pooling.__all__:   # Global*: a reduction over whole axes; others: windows
     _cls = getattr(_pooling, _name)
-    _CONVERTERS[_cls] = _export_global_pool if issubclass(_cls, _pooling._GlobalPool) \
+    _CONVERTERS[_cls] = _export_global_pool if _name.startswith("Global") \
         else _export_window_pool
 del _name, _cls
 
