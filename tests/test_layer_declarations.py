@@ -11,7 +11,7 @@ import pytest
 
 import cdl
 import cdl.onnx
-from cdl import _fused, layers, losses, metrics, optimizers
+from cdl import _fused, layers, losses, metrics, optimizers, tuning
 from cdl._kernels import activations as _act
 from cdl.layers.activation import resolve_activation
 
@@ -106,7 +106,7 @@ def test_blocks_list_the_layers_they_run_and_iter_layers_walks_them_once():
 def test_predict_mc_reaches_dropout_inside_a_block():
     model = cdl.Sequential([layers.Dense(8), layers.Residual([layers.Dropout(0.5)])],
                            input_shape=(3,), seed=0)
-    _, std = cdl.tuning.predict_mc(model, np.ones((2, 3)), mc_samples=8, seed=0)
+    _, std = tuning.predict_mc(model, np.ones((2, 3)), mc_samples=8, seed=0)
     assert (std > 0).any()
 
 
