@@ -1,11 +1,12 @@
-# The public path of names defined in cdl.training; the documentation of the
-# module there is this module's documentation too (the API reference shows it).
+# The public path of the callbacks defined in cdl.training (callbacks, checkpoint
+# and averaging); the documentation of cdl.training.callbacks is this module's
+# documentation too (the API reference shows it).
 from cdl.training import callbacks as _callbacks
 from cdl.training.averaging import ExponentialMovingAverage, StochasticWeightAveraging
 from cdl.training.callbacks import (
-    BackupAndRestore, Callback, CallbackList, CSVLogger, EarlyStopping, History, LambdaCallback,
-    LearningRateScheduler, LossThreshold, ModelCheckpoint, ProgbarLogger, ReduceLROnPlateau,
-    TerminateOnNaN)
+    Callback, CallbackList, CSVLogger, EarlyStopping, History, LambdaCallback,
+    LearningRateScheduler, LossThreshold, ProgbarLogger, ReduceLROnPlateau, TerminateOnNaN)
+from cdl.training.checkpoint import BackupAndRestore, ModelCheckpoint
 
 __doc__ = _callbacks.__doc__
 

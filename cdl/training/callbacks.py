@@ -16,7 +16,10 @@ optimizer state, random generator), the *training state*: where ``fit``
 stands (epoch, batch, the epoch's shuffle order, running loss and metric
 accumulators), the ``History`` so far, and the state of every callback
 that has one (``LearningRateScheduler``'s schedule, ``ReduceLROnPlateau``,
-``EarlyStopping``, ``ModelCheckpoint``'s best value). So that this state
+``EarlyStopping``, ``ModelCheckpoint``'s best value): a callback is
+stateful when it has ``get_state()`` and ``set_state(state)`` methods,
+the first returning JSON values and arrays (see
+``cdl.training.checkpoint``, which gathers and restores the state). So that this state
 includes what the other callbacks did in the same hook, these two run
 after all the others in ``on_train_begin``, ``on_epoch_end`` and
 ``on_train_batch_end``, whatever their place in the list.
@@ -34,8 +37,8 @@ from cdl.training import schedules as _schedules
 
 __all__ = [
     "Callback", "CallbackList", "History", "ProgbarLogger", "EarlyStopping",
-    "ModelCheckpoint", "ReduceLROnPlateau", "LearningRateScheduler", "TerminateOnNaN",
-    "CSVLogger", "LambdaCallback", "LossThreshold", "BackupAndRestore",
+    "ReduceLROnPlateau", "LearningRateScheduler", "TerminateOnNaN", "CSVLogger",
+    "LambdaCallback", "LossThreshold",
 ]
 
 _BATCH_HOOKS = ("on_train_batch_begin", "on_train_batch_end")
@@ -67,6 +70,10 @@ class Callback:
     #: Run only in the process of rank 0 in distributed training (callbacks
     #: that print or write files); the other processes skip its hooks.
     rank_zero_only = False
+    #: Saves the training state (``ModelCheckpoint``, ``BackupAndRestore``):
+    #: ``CallbackList`` gives it the list of callbacks (``set_callbacks``),
+    #: whose states it saves and restores, and runs it after the others.
+    saves_training_state = False
 
     def __init__(self):
         self.model = None
@@ -144,9 +151,9 @@ class CallbackList:
                 raise TypeError(f"callbacks must be Callback instances, got {cb!r}")
             cb.set_model(model)
             cb.set_params(params)
-        savers = [cb for cb in self.callbacks if getattr(cb, "_saves_training_state", False)]
+        savers = [cb for cb in self.callbacks if cb.saves_training_state]
         for cb in savers:
-            cb._callbacks = self.callbacks   # whose states they save and restore
+            cb.set_callbacks(self.callbacks)   # whose states they save and restore
         self._active = [cb for cb in self.callbacks if rank == 0 or not cb.rank_zero_only]
         self._savers_last = [cb for cb in self._active if cb not in savers] + \
             [cb for cb in savers if cb in self._active]
@@ -367,7 +374,7 @@ class ProgbarLogger(Callback):
         self._out.flush()
 
 
-def _monitor_mode(mode, monitor):
+def monitor_mode(mode, monitor):
     """Resolve ``mode="auto"``: maximise accuracies and scores, minimise the rest."""
     mode = choose(mode, ("auto", "min", "max"), "mode")
     if mode == "auto":
@@ -376,12 +383,28 @@ def _monitor_mode(mode, monitor):
     return mode
 
 
-def _monitored(logs, monitor, who):
+def monitored(logs, monitor, who):
+    """The value of ``monitor`` in ``logs`` as a float; KeyError naming
+    ``who`` (a callback) and the keys there are if it is missing."""
     if monitor not in (logs or {}):
         available = ", ".join(sorted(logs or {}))
         raise KeyError(f"{who} monitors {monitor!r}, which is not in the logs "
                        f"(available: {available}); with monitor='val_...' pass validation data")
     return float(logs[monitor])
+
+
+def saved_int(value, name):
+    """``value`` of a saved training state, checked to be an integer >= 0."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    return value
+
+
+def saved_number(value, name):
+    """``value`` of a saved training state, checked to be a number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    return value
 
 
 class EarlyStopping(Callback):
@@ -431,7 +454,7 @@ class EarlyStopping(Callback):
         self.monitor = monitor
         self.min_delta = abs(check_number(min_delta, "min_delta"))
         self.patience = check_number(patience, "patience", low=0, integer=True)
-        self.mode = _monitor_mode(mode, monitor)
+        self.mode = monitor_mode(mode, monitor)
         self.baseline = None if baseline is None else check_number(baseline, "baseline")
         self.restore_best_weights = check_bool(restore_best_weights, "restore_best_weights")
         self.start_from_epoch = check_number(start_from_epoch, "start_from_epoch", low=0,
@@ -452,7 +475,7 @@ class EarlyStopping(Callback):
     def on_epoch_end(self, epoch, logs=None):
         if epoch < self.start_from_epoch:
             return
-        value = _monitored(logs, self.monitor, "EarlyStopping")
+        value = monitored(logs, self.monitor, "EarlyStopping")
         if self.restore_best_weights and self.best_weights is None:
             # Until something improves, the first monitored weights are the best.
             self.best_weights = self.model.get_weights()
@@ -477,18 +500,20 @@ class EarlyStopping(Callback):
         if self.restore_best_weights and self.best_weights is not None:
             self.model.set_weights(self.best_weights)
 
-    def _training_state(self):
+    def get_state(self):
+        """What a saved training state keeps of this callback."""
         return {"wait": self.wait, "stopped_epoch": self.stopped_epoch, "best": self.best,
                 "best_epoch": self.best_epoch,
                 "best_weights": None if self.best_weights is None else list(self.best_weights)}
 
-    def _load_training_state(self, state):
-        wait = _saved_int(state["wait"], "wait")
+    def set_state(self, state):
+        """Continue from what ``get_state`` returned."""
+        wait = saved_int(state["wait"], "wait")
         stopped, best_epoch = state["stopped_epoch"], state["best_epoch"]
         for name, value in (("stopped_epoch", stopped), ("best_epoch", best_epoch)):
             if value is not None:
-                _saved_int(value, name)
-        best = _saved_number(state["best"], "best")
+                saved_int(value, name)
+        best = saved_number(state["best"], "best")
         weights = state["best_weights"]
         if weights is not None:
             shapes = [p.shape for p in self.model.params]
@@ -499,91 +524,6 @@ class EarlyStopping(Callback):
         self.wait, self.stopped_epoch, self.best, self.best_epoch = wait, stopped, best, \
             best_epoch
         self.best_weights = weights
-
-
-class ModelCheckpoint(Callback):
-    """Save the model (or its weights) after every epoch or only when the
-    monitored quantity improves. Each save is atomic: a crash mid-save leaves
-    the previous file intact.
-
-    A model file also holds the training state at the end of the epoch
-    (see the module docstring and ``cdl.io.read_training_state``), so that
-    ``cdl.load_model`` then ``fit(..., initial_epoch=state["epoch"])``
-    continues exactly as the original run did.
-
-    Parameters
-    ----------
-    filepath : str
-        May contain ``{epoch}`` (1-based) and log keys as format fields, e.g.
-        ``"ckpt-{epoch:02d}-{val_loss:.3f}.cdl"``.
-    monitor : str, default "val_loss"
-    save_best_only : bool, default False
-    save_weights_only : bool, default False
-    mode : {"auto", "min", "max"}
-
-    Attributes
-    ----------
-    best : float
-    last_saved : str or None
-        Path of the most recent save.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> import cdl
-    >>> from cdl import callbacks, layers
-    >>> x = np.linspace(-1, 1, 64).reshape(-1, 1)
-    >>> y = 3 * x
-    >>> model = cdl.Sequential([layers.Dense(1)], input_shape=(1,), seed=0)
-    >>> model.compile(cdl.optimizers.SGD(lr=0.1), "mse")
-    >>> checkpoint = callbacks.ModelCheckpoint("model-{epoch:02d}.cdl", monitor="loss")
-    >>> history = model.fit(x, y, epochs=3, batch_size=16, verbose=0, callbacks=[checkpoint])
-    >>> checkpoint.last_saved
-    'model-03.cdl'
-    """
-
-    _saves_training_state = True
-    rank_zero_only = True
-
-    def __init__(self, filepath, monitor="val_loss", save_best_only=False,
-                 save_weights_only=False, mode="auto", verbose=0):
-        super().__init__()
-        self.filepath = os.fspath(filepath)
-        self.monitor = monitor
-        self.save_best_only = check_bool(save_best_only, "save_best_only")
-        self.save_weights_only = check_bool(save_weights_only, "save_weights_only")
-        self.mode = _monitor_mode(mode, monitor)
-        self.verbose = verbose
-        self.best = math.inf if self.mode == "min" else -math.inf
-        self.last_saved = None
-        self._callbacks = None
-
-    def _training_state(self):
-        return {"best": self.best}
-
-    def _load_training_state(self, state):
-        self.best = _saved_number(state["best"], "best")
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
-        if self.save_best_only:
-            value = _monitored(logs, self.monitor, "ModelCheckpoint")
-            better = value < self.best if self.mode == "min" else value > self.best
-            if not better:
-                return
-            self.best = value
-        path = self.filepath.format(epoch=epoch + 1, **logs)
-        if self.save_weights_only:
-            self.model.save_weights(path)
-        elif getattr(self.model, "_fit_progress", None) is None or self._callbacks is None:
-            self.model.save(path)   # called outside fit: there is no training state
-        else:
-            from cdl.saving.checkpoint import save_checkpoint
-            save_checkpoint(self.model, path,
-                            _training_state(self.model, self._callbacks, epoch + 1, 0))
-        self.last_saved = path
-        if self.verbose:
-            print(f"Epoch {epoch + 1}: saved {path}")
 
 
 class ReduceLROnPlateau(Callback):
@@ -621,7 +561,7 @@ class ReduceLROnPlateau(Callback):
                  min_delta=1e-4, cooldown=0, min_lr=0.0, verbose=0):
         super().__init__()
         self.monitor = monitor
-        self.mode = _monitor_mode(mode, monitor)
+        self.mode = monitor_mode(mode, monitor)
         self._kwargs = dict(mode=self.mode, factor=factor, patience=patience,
                             threshold=min_delta, threshold_mode="abs", cooldown=cooldown,
                             min_lr=min_lr)
@@ -635,14 +575,16 @@ class ReduceLROnPlateau(Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         before = self.model.optimizer.lr
-        self.scheduler.step(_monitored(logs, self.monitor, "ReduceLROnPlateau"))
+        self.scheduler.step(monitored(logs, self.monitor, "ReduceLROnPlateau"))
         if self.verbose and self.model.optimizer.lr < before:
             print(f"Epoch {epoch + 1}: learning rate reduced to {self.model.optimizer.lr:.3g}")
 
-    def _training_state(self):
+    def get_state(self):
+        """What a saved training state keeps of this callback."""
         return {"scheduler": self.scheduler.state_dict()}
 
-    def _load_training_state(self, state):
+    def set_state(self, state):
+        """Continue from what ``get_state`` returned."""
         self.scheduler.load_state_dict(state["scheduler"])
 
 
@@ -711,14 +653,16 @@ class LearningRateScheduler(Callback):
     def _step_batch(self, batch, logs=None):
         self.schedule.step()
 
-    def _training_state(self):
+    def get_state(self):
+        """What a saved training state keeps of this callback."""
         return {"schedule": self.schedule.state_dict() if self._is_scheduler else None,
                 "lr_epoch": self._lr_epoch}
 
-    def _load_training_state(self, state):
+    def set_state(self, state):
+        """Continue from what ``get_state`` returned."""
         lr_epoch = state["lr_epoch"]
         if lr_epoch is not None:
-            _saved_int(lr_epoch, "lr_epoch")
+            saved_int(lr_epoch, "lr_epoch")
         if self._is_scheduler:
             self.schedule.load_state_dict(state["schedule"])
         self._lr_epoch = lr_epoch
@@ -802,7 +746,7 @@ class LossThreshold(Callback):
     def on_epoch_end(self, epoch, logs=None):
         if self.model.stop_training and self.per_batch and self.stopped_epoch is None:
             self.stopped_epoch = epoch
-        elif not self.per_batch and _monitored(logs, self.monitor, "LossThreshold") \
+        elif not self.per_batch and monitored(logs, self.monitor, "LossThreshold") \
                 < self.threshold:
             self.stopped_epoch = epoch
             self.model.stop_training = True
@@ -900,242 +844,3 @@ class LambdaCallback(Callback):
                 if not callable(fn):
                     raise TypeError(f"{name} must be callable")
                 setattr(self, name, fn)
-
-
-
-# --- the training state that makes a stopped fit resumable ---------------------------
-
-
-def _saved_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-    return value
-
-
-def _saved_number(value, name):
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    return value
-
-
-def _stateful(callbacks):
-    """The callbacks whose state is part of the training state, in order."""
-    return [cb for cb in callbacks if hasattr(cb, "_training_state")]
-
-
-def _training_state(model, callbacks, epoch, batch):
-    """The training state (see ``cdl.io``) to continue at batch ``batch`` of
-    ``epoch``: mid-epoch it includes the epoch's shuffle order, running loss
-    and metric accumulators; at an epoch boundary (``batch`` 0) those start
-    afresh. ``total_steps`` (what ``max_steps`` counts) and
-    ``stop_training`` (a callback or ``max_steps`` ended the run in the
-    batch or epoch just done) decide where the resumed run stops."""
-    progress = model._fit_progress
-    mid_epoch = batch > 0
-    history = getattr(model, "history", None)
-    return {
-        "epoch": epoch,
-        "batch": batch,
-        "steps": None if progress.n is None else math.ceil(progress.n / progress.batch_size),
-        "batch_size": progress.batch_size,
-        "loss_sum": progress.loss_sum if mid_epoch else 0.0,
-        "seen": progress.seen if mid_epoch else 0,
-        "shuffle_order": progress.order if mid_epoch else None,
-        "total_steps": progress.total_steps,
-        "stop_training": bool(model.stop_training),
-        "metrics": [{"name": m.name, "class": type(m).__name__, "state": state}
-                    for m, state in zip(model.metrics, _metric_states(model))]
-        if mid_epoch else [],
-        "history": {"epoch": list(history.epoch) if history else [],
-                    "logs": {k: list(v) for k, v in history.history.items()} if history
-                    else {}},
-        "callbacks": [{"class": type(cb).__name__, "state": cb._training_state()}
-                      for cb in _stateful(callbacks)],
-    }
-
-
-def _metric_states(model):
-    """The metrics' accumulators; in distributed training, those of all the
-    processes merged (a collective operation: every process calls it)."""
-    return model.strategy.metric_states(model.metrics)
-
-
-def _check_resumable(model, callbacks, state, params):
-    """Raise ValueError if ``state`` cannot continue in this ``fit`` call."""
-    names = [type(cb).__name__ for cb in _stateful(callbacks)]
-    saved = [entry["class"] for entry in state["callbacks"]]
-    if names != saved:
-        raise ValueError(f"the backup was made with the stateful callbacks {saved}, this fit "
-                         f"has {names}; pass the same callbacks to resume")
-    if state["batch"] == 0:
-        return
-    for key in ("batch_size", "steps"):
-        if state[key] != params.get(key):
-            raise ValueError(f"the backup was made mid-epoch with {key}={state[key]}, this "
-                             f"fit has {key}={params.get(key)}")
-    metrics = [(m.name, type(m).__name__) for m in model.metrics]
-    if [(e["name"], e["class"]) for e in state["metrics"]] != metrics:
-        raise ValueError(f"the backup's metrics {[e['name'] for e in state['metrics']]} "
-                         f"differ from the model's {[name for name, _ in metrics]}")
-
-
-def _restore_training_state(model, callbacks, state):
-    """Put the callbacks, the History, the metrics and fit's position back as
-    ``state`` (checked by ``_check_resumable``) has them."""
-    for cb, entry in zip(_stateful(callbacks), state["callbacks"]):
-        cb._load_training_state(entry["state"])
-    history = getattr(model, "history", None)
-    if history is not None:
-        history.epoch = list(state["history"]["epoch"])
-        history.history = {k: list(v) for k, v in state["history"]["logs"].items()}
-    if state["batch"]:
-        for metric, entry in zip(model.metrics, state["metrics"]):
-            metric.set_state(entry["state"])
-    # Absent from backups written before they were saved: such a run counts
-    # max_steps afresh and continues.
-    stop = state.get("stop_training", False)
-    if not isinstance(stop, bool):
-        raise ValueError(f"stop_training must be true or false, got {stop!r}")
-    model._fit_progress.resume_at(state["epoch"], state["batch"], state["shuffle_order"],
-                                  float(state["loss_sum"]), state["seen"],
-                                  _saved_int(state.get("total_steps", 0), "total_steps"),
-                                  stop)
-
-
-class BackupAndRestore(Callback):
-    """Back up the training state so that a ``fit`` interrupted by a crash,
-    a kill or an exception continues exactly where it stopped when the same
-    ``fit`` is run again (Keras' callback of the same name).
-
-    On train begin, if the backup exists, the model's weights, optimizer
-    state and hyper-parameters, random generator, the position in the
-    epoch (its shuffle order, running loss and metric accumulators), the
-    run's step count (which ``max_steps`` limits) and whether training was
-    stopping (``stop_training``), the ``History`` and the other callbacks'
-    states (schedules, early stopping) are restored from it and training
-    continues from there; the result is bit for bit that of an
-    uninterrupted run. ``max_time`` is the exception: wall-clock time
-    starts afresh. On a normal end of training
-    the backup is deleted. The backup is one cdl model file, written
-    atomically, so a crash while it is written leaves the previous one.
-
-    Parameters
-    ----------
-    backup_dir : str or path-like
-        Directory for the backup (created when needed), one per training
-        run; the backup is its file ``backup.cdl``.
-    save_freq : "epoch" or int, default "epoch"
-        Back up at the end of every epoch, or after every ``save_freq``
-        batches.
-    delete_checkpoint : bool, default True
-        Delete the backup (and ``backup_dir`` if it is then empty) when
-        ``fit`` ends normally, including by early stopping.
-
-    Raises
-    ------
-    ValueError
-        On train begin, if the backup was made by a different training
-        setup: another architecture or optimizer, other stateful callbacks,
-        or, for a mid-epoch backup, another batch size, data size,
-        ``shuffle`` or metrics.
-    cdl.io.ModelFileError
-        On train begin, if the backup file is damaged.
-
-    Notes
-    -----
-    Pass the same data and arguments to the resumed ``fit``; the epoch to
-    continue with comes from the backup, not from ``initial_epoch``. The
-    model must be compiled with metrics named by strings (as for
-    ``Sequential.save``).
-
-    Examples
-    --------
-    >>> from cdl.callbacks import BackupAndRestore
-    >>> backup = BackupAndRestore("run-1-backup", save_freq=100)
-    >>> model.fit(x, y, epochs=20, callbacks=[backup])   # doctest: +SKIP
-    """
-
-    _saves_training_state = True
-    FILENAME = "backup.cdl"
-
-    def __init__(self, backup_dir, save_freq="epoch", delete_checkpoint=True):
-        super().__init__()
-        self.backup_dir = os.fspath(backup_dir)
-        if save_freq != "epoch":
-            if isinstance(save_freq, str):
-                raise ValueError(f"save_freq must be 'epoch' or a number of batches, got "
-                                 f"{save_freq!r}")
-            save_freq = check_number(save_freq, "save_freq", low=1, integer=True)
-            self.on_train_batch_end = self._backup_batch
-        self.save_freq = save_freq
-        self.delete_checkpoint = check_bool(delete_checkpoint, "delete_checkpoint")
-        self._callbacks = None
-        self._batches_since_backup = 0
-
-    @property
-    def path(self):
-        """Path of the backup file."""
-        return os.path.join(self.backup_dir, self.FILENAME)
-
-    def on_train_begin(self, logs=None):
-        self._batches_since_backup = 0
-        progress = getattr(self.model, "_fit_progress", None)
-        if self.save_freq != "epoch" and progress is not None and progress.n is None:
-            raise ValueError("BackupAndRestore(save_freq=<batches>) needs array data: an "
-                             "iterable of batches cannot be rewound to the middle of an "
-                             "epoch; use save_freq='epoch'")
-        if os.path.lexists(self.path):
-            self._restore()
-
-    def _restore(self):
-        from cdl import io
-        from cdl.saving.checkpoint import restore_checkpoint
-
-        state = io.read_training_state(self.path)
-        if state is None:
-            raise io.ModelFileError(f"{self.path}: has no training state; it is not a backup")
-        _check_resumable(self.model, self._callbacks or [], state, self.params)
-        restore_checkpoint(self.model, self.path)
-        lr = self.model.optimizer.lr
-        try:
-            _restore_training_state(self.model, self._callbacks or [], state)
-        except (KeyError, TypeError, ValueError) as err:
-            raise io.ModelFileError(f"{self.path}: the training state cannot be restored: "
-                                    f"{type(err).__name__}: {err}") from None
-        # Schedules restored above write their own last rate; the optimizer's is the truth.
-        self.model.optimizer.lr = lr
-
-    def on_epoch_end(self, epoch, logs=None):
-        if self.save_freq == "epoch":
-            self._backup(epoch + 1, 0)
-
-    def _backup_batch(self, batch, logs=None):
-        self._batches_since_backup += 1
-        if self._batches_since_backup >= self.save_freq:
-            self._batches_since_backup = 0
-            progress = self.model._fit_progress
-            self._backup(progress.epoch, progress.batch)
-
-    def _backup(self, epoch, batch):
-        from cdl.saving.checkpoint import save_checkpoint
-
-        # Every process gathers the state (in distributed training it merges
-        # their metrics); rank 0 writes it.
-        state = _training_state(self.model, self._callbacks or [], epoch, batch)
-        if not _writes(self.model):
-            return
-        os.makedirs(self.backup_dir, exist_ok=True)
-        save_checkpoint(self.model, self.path, state)
-
-    def on_train_end(self, logs=None):
-        if not self.delete_checkpoint or not _writes(self.model):
-            return
-        try:
-            os.remove(self.path)
-        except FileNotFoundError:
-            pass
-        try:
-            os.rmdir(self.backup_dir)
-        except OSError:
-            pass   # not empty (other files, a save in progress): leave it
-

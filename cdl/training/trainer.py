@@ -280,17 +280,27 @@ def _same_state(a, b):
     return a == b
 
 
-class _FitProgress:
-    """Where ``fit`` stands, for callbacks that save a resumable training state.
+class FitProgress:
+    """Where ``fit`` stands: the part of the training state that the loop keeps.
 
-    ``fit`` keeps it as ``model._fit_progress``: the ``epoch``, the number of
+    ``fit`` keeps it as ``model.fit_progress``: the ``epoch``, the number of
     its batches done (``batch``), its shuffle ``order`` (None without
     shuffling), ``loss_sum``, the sum of batch loss times batch size over
     the ``seen`` samples, ``total_steps``, the optimizer steps of the whole
     run (what ``max_steps`` limits), and ``stopped``: True when the saved
     run was stopping (``stop_training``) as it was saved. A callback may
     call ``resume_at`` from ``on_train_begin`` to make ``fit`` start where
-    a saved run stopped.
+    a saved run stopped (``cdl.training.checkpoint.restore_training_state`` does).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl.training.trainer import FitProgress
+    >>> progress = FitProgress(epoch=0, n=6, batch_size=4, shuffle=True)
+    >>> progress.resume_at(2, batch=1, order=np.arange(6)[::-1], loss_sum=1.5, seen=4,
+    ...                    total_steps=5)
+    >>> progress.resumes(2), progress.batch, progress.order.tolist()
+    (True, 1, [5, 4, 3, 2, 1, 0])
     """
 
     __slots__ = ("epoch", "batch", "order", "loss_sum", "seen", "n", "batch_size", "shuffle",
@@ -340,11 +350,6 @@ class _FitProgress:
             self.order = rng.permutation(self.n) if self.shuffle else None
         self._resumed = False
 
-    def epoch_batches(self, epoch, rng):
-        """The batches of ``epoch``: a resumed epoch's, or newly shuffled ones."""
-        self.begin_epoch(epoch, rng)
-        return _batches(self.n, self.batch_size, self.shuffle, rng, self.order)
-
 
 def _is_batch_iterable(x):
     """True for an iterable of batches (a generator, an iterator, a data
@@ -378,7 +383,7 @@ def _refuse_batch_iterable(x, name, call):
 
 class _ArrayBatches:
     """``fit``'s training data given as arrays (in memory or memory-mapped):
-    the batches of each epoch, in the order kept by ``_FitProgress``."""
+    the batches of each epoch, in the order kept by ``FitProgress``."""
 
     exhausted = False
 
@@ -420,7 +425,9 @@ class _ArrayBatches:
         """Yield ``(batch number, rows, window)`` for each batch of ``epoch``:
         the rows of it that this process trains on (for ``load``) and the
         ``window`` that places them in the batch."""
-        batches = progress.epoch_batches(epoch, rng)
+        progress.begin_epoch(epoch, rng)
+        batches = _batches(progress.n, progress.batch_size, progress.shuffle, rng,
+                           progress.order)
         for b in range(progress.batch, len(batches)):
             rows, window = parallel.place(batches[b])
             yield b, rows, window
@@ -605,6 +612,9 @@ class TrainingMixin:
     _plan = None
     _plan_key = None
     _strategy = None
+    #: Where the last ``fit`` stands (a ``FitProgress``; None before any):
+    #: what a saved training state records of the loop.
+    fit_progress = None
 
     @property
     def strategy(self):
@@ -1134,7 +1144,7 @@ class TrainingMixin:
         start = time.perf_counter()
         # BackupAndRestore may move it, in on_train_begin, into a saved epoch,
         # with the run's step count and stop_training as they were saved.
-        progress = self._fit_progress = _FitProgress(settings["initial_epoch"], source.n,
+        progress = self.fit_progress = FitProgress(settings["initial_epoch"], source.n,
                                                      source.batch_size, source.shuffle)
         parallel.stage = "in on_train_begin"
         cb.on_train_begin({})
