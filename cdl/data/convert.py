@@ -18,6 +18,7 @@ import numpy as np
 from cdl._validation import as_float_dtype, check_bool, check_number
 from cdl.data._common import list_values
 from cdl.data.batching import MemmapRows
+from cdl.saving.atomic import atomic_write
 
 __all__ = ["csv_to_npy", "concatenate_npy"]
 
@@ -242,8 +243,6 @@ def csv_to_npy(path, out_dir, target_columns=-1, *, delimiter=",", header="infer
     >>> sorted(os.listdir("data"))
     ['x.npy', 'y.npy']
     """
-    from cdl.saving.atomic import atomic_write
-
     path = os.fspath(path)
     dtype = as_float_dtype(dtype)
     target_dtype = None if target_dtype is None else _target_dtype(target_dtype)
@@ -436,8 +435,6 @@ def concatenate_npy(sources, out_path):
     >>> x.shape, x[:, 0].tolist()
     ((3, 3), [0.0, 0.0, 1.0])
     """
-    from cdl.saving.atomic import atomic_write
-
     out_path = os.fspath(out_path)
     paths = _npy_sources(sources, out_path)
     shards = [_open_shard(p) for p in paths]
