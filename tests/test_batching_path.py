@@ -224,3 +224,15 @@ def test_epoch_batches_resume_part_way():
         assert len(rest) == len(whole[start:])
         assert all(np.array_equal(a, b) for a, b in zip(rest, whole[start:]))
     assert list(epoch_batches(23, 5, drop_last=True))[-1] == slice(15, 20)
+
+
+@pytest.mark.parametrize("memmapped", [True, False])
+def test_batch_loader_yields_y_in_its_own_dtype(tmp_path, memmapped):
+    labels = (np.arange(20) % 4).astype(">i4")
+    y = save_npy(tmp_path / "y.npy", labels) if memmapped else labels
+    loader = BatchLoader(np.zeros((20, 2), np.float32), y, batch_size=8, seed=0)
+    for shuffle in (True, False):
+        loader.shuffle = shuffle
+        for _, yb in loader:
+            assert yb.dtype == np.dtype(">i4")
+            assert set(yb.tolist()) <= {0, 1, 2, 3}

@@ -469,8 +469,6 @@ class RowGatherer:
         The array read.
     dtype : numpy.dtype
         The dtype of the rows returned.
-    streams : bool
-        True if rows are read from a file.
 
     Examples
     --------
@@ -482,6 +480,7 @@ class RowGatherer:
     """
 
     def __init__(self, array, dtype=None, name="x"):
+        count_samples(array, name)
         self.array, self.name = array, name
         native = array.dtype.newbyteorder("=")
         self.dtype = native if dtype is None else np.dtype(dtype)
@@ -597,9 +596,8 @@ class BatchLoader:
     x : array_like, shape (n_samples, ...)
         Inputs. Any real dtype; read-only arrays and memmaps are fine.
     y : array_like, shape (n_samples, ...), optional
-        Targets, yielded with their own dtype, in native byte order (encode
-        string labels with :class:`LabelEncoder` first). ``None`` yields
-        ``y_batch=None``.
+        Targets, yielded with their own dtype (encode string labels with
+        :class:`LabelEncoder` first). ``None`` yields ``y_batch=None``.
     batch_size : int, default 32
     shuffle : bool, default True
     seed : None, int or numpy.random.Generator, optional
@@ -654,7 +652,7 @@ class BatchLoader:
         self.n_samples = n
         self._columns = [RowGatherer(x, self.dtype, "x")]
         if y is not None:
-            self._columns.append(RowGatherer(y, None, "y"))
+            self._columns.append(RowGatherer(y, y.dtype, "y"))
         if sample_weight is not None:
             self._columns.append(RowGatherer(sample_weight, self.dtype, "sample_weight"))
 
