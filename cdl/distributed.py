@@ -478,7 +478,7 @@ class DataParallel(Strategy):
         state = self.group.bcast_object(model.optimizer.state_dict(), 0, "starting fit")
         if self.rank != 0:
             model.optimizer.load_state_dict(state)
-            progress = model._fit_progress
+            progress = model.fit_progress
             if progress.resumes(progress.epoch):
                 # A mid-epoch backup holds the metrics of all processes
                 # merged: rank 0 continues from them, the others from zero.
