@@ -364,14 +364,14 @@ def test_a_loaded_model_holds_its_weights_once(tmp_path):
         import re, sys
         import numpy as np
         import cdl
-        from cdl.saving import header
+        from cdl.saving import reader
         def status(field):
             text = open("/proc/self/status").read()
             return int(re.search(field + r":\\s+(\\d+)", text).group(1)) * 1024
         before = status("VmRSS")
         model = cdl.load_model(sys.argv[1])
         grown = status("VmHWM") - before
-        saved = header.read(sys.argv[1]).arrays["params"]
+        saved = reader.read(sys.argv[1]).arrays["params"]
         print(grown, int(np.array_equal(model.param_buffer, saved)), int(model.grad_buffer.any()))
     """)
     env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(cdl.__file__)))

@@ -18,7 +18,7 @@ import pytest
 
 import cdl
 from cdl import io, layers, optimizers
-from cdl.saving import header as saving_header
+from cdl.saving import reader
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="reads /proc and makes sparse files and sockets")
@@ -151,12 +151,12 @@ def _truth(value, depth=1):
 def test_the_header_scanner_agrees_with_json_across_chunk_boundaries(chunk, monkeypatch):
     """Strings with quotes, backslashes and brackets inside, split anywhere
     between chunks: members, depth and pairing are exact."""
-    monkeypatch.setattr(saving_header, "SCAN_CHUNK", chunk)
+    monkeypatch.setattr(reader, "SCAN_CHUNK", chunk)
     rng = random.Random(chunk)
     for _ in range(300):
         value = [_random_json(rng)]
         text = json.dumps(value).encode()
-        items, members, depth, digits, paired = saving_header.scan_json(bytearray(text))
+        items, members, depth, digits, paired = reader.scan_json(bytearray(text))
         assert (members, depth, paired) == (*_truth(value), True), text
         assert items >= members
 
@@ -194,7 +194,7 @@ def test_paths_that_are_not_files_are_refused_with_the_os_error_chained(tmp_path
 
 def test_a_valid_file_loads_bit_identically_after_streaming(tmp_path, monkeypatch):
     """Arrays read chunk by chunk (chunks smaller than the arrays) are the saved ones."""
-    monkeypatch.setattr(saving_header, "CHUNK", 7)
+    monkeypatch.setattr(reader, "CHUNK", 7)
     model = _model()
     path = tmp_path / "m.cdl"
     model.save(path)

@@ -7,8 +7,10 @@
     ``atomic_write``, through which everything cdl writes goes.
 ``sniff``
     Naming other formats (pickles, archives, HDF5, ...) from their first bytes.
+``reader``
+    Reading a file: bounded work, hashed, verified before it is used.
 ``header``
-    Reading a file (bounded, hashed) and checking its header.
+    Checking the header's fields before any is used.
 ``writer``
     ``save_model``, ``save_weights`` and the header and arrays they write.
 ``rebuild``

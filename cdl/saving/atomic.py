@@ -1,10 +1,9 @@
 """Atomic file writes: a reader never sees a half-written file.
 
-Every file cdl writes (model and weights files, converted data sets, ONNX
-exports, averaging snapshots) goes through ``atomic_write``: the contents go
-to a temporary file ``.<name>.<pid>.<random>.tmp`` in the target's
-directory, which is flushed, fsynced and renamed over the target with
-``os.replace``. A process killed mid-write leaves the target as it was and
+The files cdl writes (model and weights files, converted data sets, ONNX
+exports) go through ``atomic_write``: the contents go to a temporary file
+``.<name>.<pid>.<random>.tmp`` in the target's directory, which is flushed,
+fsynced and renamed over the target with ``os.replace``. A process killed mid-write leaves the target as it was and
 its temporary file behind; the next write to the same target removes such
 leftovers once their writer is gone (``remove_stale_temp_files``; the rule
 is given in the file format's specification, ``cdl.saving.format``).

@@ -7,7 +7,8 @@ restores such a file into the model being trained and returns the state;
 ``BackupAndRestore`` (``cdl.callbacks``) use them.
 """
 from cdl.saving.atomic import atomic_write
-from cdl.saving.header import Checker, check_header, read
+from cdl.saving.header import Checker, check_header
+from cdl.saving.reader import read
 from cdl.saving.rebuild import restore_model_state
 from cdl.saving.training_state import encode_training_state
 from cdl.saving.writer import model_header, write_file

@@ -20,7 +20,8 @@ from cdl.layers.base import AllocationError, allocation_budget
 from cdl.model import Sequential
 from cdl.saving import format as spec
 from cdl.saving.format import ModelFileError
-from cdl.saving.header import Checker, check_header, model_config, read, short
+from cdl.saving.header import Checker, check_header, model_config, short
+from cdl.saving.reader import read
 from cdl.saving.writer import buffer_layout, param_layout
 
 __all__ = ["load_model", "load_weights", "restore_model_state"]
@@ -239,8 +240,8 @@ def restore_model_state(check, file, model):
     ----------
     check : cdl.saving.header.Checker
         The checker of ``file``.
-    file : cdl.saving.header.SavedFile
-        A file read by ``cdl.saving.header.read`` whose header passed
+    file : cdl.saving.reader.SavedFile
+        A file read by ``cdl.saving.reader.read`` whose header passed
         ``cdl.saving.header.check_header``.
     model : cdl.Sequential
         The model to restore into; its parameter groups must match the saved ones.
