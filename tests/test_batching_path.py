@@ -162,7 +162,7 @@ def test_batch_loader_over_a_big_sparse_memmap_keeps_peak_memory_small(tmp_path)
     print(report)  # shown by pytest -s
     assert figures["rows"] == n
     batch_bytes = 256 * d * 4
-    # A few batches (the one read, its file order, the one yielded before it),
+    # A few batches (the one read, its shuffled copy, the one yielded before it),
     # whatever the size of the file.
     assert growth < 8 * batch_bytes, report
     assert map_growth > 0.5 * size, f"the measure does not see the map's pages: {report}"

@@ -254,12 +254,25 @@ class MemmapRows:
             runs = list(zip(starts[firsts].tolist(), lengths.tolist()))
         else:
             runs = [(start, size) for start in starts.tolist()]
-        pread, fd = os.pread, self._fd
-        data = bytearray().join([pread(fd, length, start) for start, length in runs])
-        if len(data) != len(rows) * size:
-            data = bytearray().join([self._read_fully(start, length) for start, length in runs])
-        return np.frombuffer(data, dtype=self.array.dtype).reshape(
-            (len(rows),) + self.array.shape[1:])
+        out = np.empty((len(rows),) + self.array.shape[1:], dtype=self.array.dtype)
+        if not out.size:
+            return out
+        # Read straight into the result: no intermediate bytes to copy.
+        target = memoryview(out.reshape(-1).view(np.uint8))
+        fd, done = self._fd, 0
+        if hasattr(os, "preadv"):
+            preadv = os.preadv
+            for start, length in runs:
+                part = target[done:done + length]
+                got = preadv(fd, [part], start)
+                if got != length:
+                    part[got:] = self._read_fully(start + got, length - got)
+                done += length
+        else:
+            for start, length in runs:
+                target[done:done + length] = self._read_fully(start, length)
+                done += length
+        return out
 
     def _read_fully(self, offset, length):
         """``length`` bytes of the file from ``offset`` on, over as many reads
