@@ -4,7 +4,7 @@ The forward pass, backward pass and optimizer step of every built-in layer
 run in Cython kernels that release the GIL and call BLAS through
 ``scipy.linalg.cython_blas``; this package is the Pythonic API over them.
 """
-__version__ = "0.1.0"
+from cdl._version import __version__
 
 try:
     from cdl._kernels import _blas as _compiled_check  # noqa: F401

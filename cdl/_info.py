@@ -1,4 +1,5 @@
 """Build and runtime information for bug reports (``python -m cdl info``)."""
+import os
 import platform
 import sys
 
@@ -38,12 +39,12 @@ def info():
     import numpy
     import scipy
 
-    import cdl
     from cdl._kernels._build_info import BUILD
+    from cdl._version import __version__
 
     return {
-        "cdl": cdl.__version__,
-        "location": cdl.__path__[0],
+        "cdl": __version__,
+        "location": os.path.dirname(os.path.abspath(__file__)),
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "numpy": numpy.__version__,

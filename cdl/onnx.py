@@ -36,6 +36,7 @@ import os
 
 import numpy as np
 
+from cdl._version import __version__
 from cdl.layers import activation as _activation
 from cdl.layers import composite as _composite
 from cdl.layers import conv as _conv
@@ -457,15 +458,10 @@ def to_onnx(model, graph_name=None):
                                             ["batch", *model.output_shape])],
         initializer=g.initializers)
     proto = onnx.helper.make_model(
-        graph, producer_name="cdl", producer_version=_cdl_version(),
+        graph, producer_name="cdl", producer_version=__version__,
         opset_imports=[onnx.helper.make_opsetid("", OPSET)])
     proto.ir_version = IR_VERSION
     return proto
-
-
-def _cdl_version():
-    import cdl
-    return cdl.__version__
 
 
 def export(model, path, graph_name=None):

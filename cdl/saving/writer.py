@@ -11,6 +11,7 @@ import json
 import numpy as np
 
 from cdl._validation import check_bool
+from cdl._version import __version__
 from cdl.model import Sequential
 from cdl.saving import format as spec
 from cdl.saving.atomic import atomic_write
@@ -98,8 +99,6 @@ def buffer_layout(model):
 def model_header(model, kind, include_optimizer):
     """The header dict of ``model`` (without the array table) and the
     [(name, array)] to write; ``kind`` is ``"model"`` or ``"weights"``."""
-    import cdl
-
     if not isinstance(model, Sequential):
         raise TypeError(f"expected a cdl.Sequential model, got {type(model).__name__}")
     if not model.built and (model.input_shape is not None
@@ -119,7 +118,7 @@ def model_header(model, kind, include_optimizer):
         "format": spec.FORMAT_NAME,
         "format_version": spec.FORMAT_VERSION,
         "kind": kind,
-        "cdl_version": cdl.__version__,
+        "cdl_version": __version__,
         "model": _model_config_to_save(model),
         "built": bool(model.built),
         "param_layout": param_layout(model) if model.built else [],
