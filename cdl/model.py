@@ -3,7 +3,7 @@ import numpy as np
 
 from cdl import _anomaly, _concurrency, _determinism
 from cdl._validation import (
-    as_float_array, as_float_dtype, check_bool, check_feature_shape, check_finite,
+    as_float_array, as_float_dtype, as_real_array, check_bool, check_feature_shape, check_finite,
     check_shape_tuple)
 from cdl.layers import base as _base
 from cdl.layers.base import Layer
@@ -58,7 +58,7 @@ class Sequential(TrainingMixin):
         # anywhere was renamed since, see _names_in_use).
         self._layer_ids = set()
         self._names = set()
-        self._names_at = _base.renames[0]
+        self._names_at = _base.rename_count()
         self.built = False
         self.param_buffer = np.zeros(0, dtype=self.dtype)
         self.grad_buffer = np.zeros(0, dtype=self.dtype)
@@ -108,8 +108,7 @@ class Sequential(TrainingMixin):
     def _names_in_use(self):
         """The set of the layers' names, rebuilt if any layer was renamed since
         it was last built (renaming is rare: this keeps ``add`` O(1))."""
-        with _base._renames_lock:
-            renames = _base.renames[0]
+        renames = _base.rename_count()
         if renames != self._names_at:
             self._names = {layer.name for layer in self._layers}
             self._names_at = renames
@@ -150,7 +149,7 @@ class Sequential(TrainingMixin):
         # loaded model then take no memory until training. If the budget
         # holds all their values (a model file's), that array becomes the
         # parameter buffer, so the values are not held twice.
-        budget = _base._active_budget()
+        budget = _base.active_allocation_budget()
         unfilled = budget.unfilled if budget is not None else ()
         flat = budget.flat if budget is not None else None
         if (isinstance(flat, np.ndarray) and flat.shape == (total,) and flat.dtype == self.dtype
@@ -180,12 +179,14 @@ class Sequential(TrainingMixin):
         return sum(layer.regularization_loss() + layer.activity_penalty
                    for layer in self._layers)
 
-    def _has_regularization(self):
+    def has_regularization(self):
+        """True if any layer has a weight or activity penalty."""
         return any(owner._regularizers for layer in self._layers
                    for owner, _ in layer.weight_owners()) or any(
             getattr(layer, "activity_regularizer", None) is not None for layer in self._layers)
 
-    def _add_regularization_gradients(self):
+    def add_regularization_gradients(self):
+        """Add every weight penalty's gradient to the gradients in ``grads``."""
         for layer in self._layers:
             layer.add_regularization_gradients()
 
@@ -199,10 +200,11 @@ class Sequential(TrainingMixin):
         >>> cdl.Sequential([layers.Dense(3), layers.Dense(1)], input_shape=(2,)).count_params()   # (2*3 + 3) + (3*1 + 1)
         13
         """
-        self._ensure_built()
+        self.ensure_built()
         return int(self.param_buffer.size)
 
-    def _ensure_built(self):
+    def ensure_built(self):
+        """Build the model (for its ``input_shape``) if it is not built yet."""
         if not self.built:
             self.build()
 
@@ -228,8 +230,10 @@ class Sequential(TrainingMixin):
 
     # --- computing ---------------------------------------------------------
 
-    def _check_batch(self, x):
-        """Return the input batch as a checked array of the model's dtype."""
+    def check_input(self, x):
+        """The input batch ``x`` as a checked array of the model's dtype: a
+        batch of finite samples of the model's input shape (the model is
+        built for ``x``'s sample shape if it has no input shape yet)."""
         if isinstance(x, np.ndarray) and x.ndim:
             # Before any conversion copies it: a broadcast view can be far
             # larger than its memory. predict() splits large inputs itself.
@@ -243,7 +247,7 @@ class Sequential(TrainingMixin):
                     "for a single sample use x[None]")
             self.build(x.shape[1:])
         else:
-            self._ensure_built()
+            self.ensure_built()
             x = as_float_array(x, self.dtype, "x")
         check_feature_shape(x, self.input_shape, "x")
         check_finite(x, "x")
@@ -270,10 +274,10 @@ class Sequential(TrainingMixin):
         ((4, 3), dtype('float32'))
         """
         training = check_bool(training, "training")
-        return self._forward_checked(self._check_batch(x), training)
+        return self.forward_checked(self.check_input(x), training)
 
-    def _forward_checked(self, x, training):
-        """Forward pass of an input already checked by ``_check_batch``.
+    def forward_checked(self, x, training):
+        """Forward pass of an input already checked by ``check_input``.
 
         One pass at a time per model: layers keep per-call state.
         """
@@ -313,9 +317,9 @@ class Sequential(TrainingMixin):
             raise ValueError(
                 f"grad has shape {grad.shape}, expected {self._out_shape} "
                 "(the shape of the last forward output)")
-        return self._backward_checked(grad)
+        return self.backward_checked(grad, True)
 
-    def _backward_checked(self, grad, input_grad=True):
+    def backward_checked(self, grad, input_grad):
         """Backward pass of a gradient already known to fit the last output;
         with ``input_grad=False`` the first layer may skip (and return None
         for) the gradient with respect to the model's input."""
@@ -336,6 +340,152 @@ class Sequential(TrainingMixin):
 
     def __repr__(self):
         return f"<Sequential {self.name!r}: {len(self._layers)} layers, dtype {self.dtype}>"
+
+    # --- weights --------------------------------------------------------------
+
+    def get_weights(self):
+        """Copies of every weight, in the order of ``params``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import cdl
+        >>> from cdl import layers, optimizers
+        >>> x = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+        >>> y = np.array([0, 1, 1, 0])
+        >>> model = cdl.Sequential([layers.Dense(8, activation="tanh"), layers.Dense(2)],
+        ...                        input_shape=(2,), seed=0)
+        >>> model.compile(optimizers.Adam(lr=0.05), "cross_entropy", metrics=["accuracy"])
+        >>> saved = model.get_weights()              # copies
+        >>> history = model.fit(x, y, epochs=5, verbose=0)
+        >>> model.set_weights(saved)                 # back to the initial weights
+        >>> all(np.array_equal(a, b) for a, b in zip(model.params, saved))
+        True
+        """
+        self.ensure_built()
+        return [p.copy() for p in self.params]
+
+    @_concurrency.weights_write
+    def set_weights(self, weights):
+        """Copy ``weights`` (as returned by ``get_weights``) into the model.
+
+        Every array is checked before any weight changes, so a refused
+        call leaves the model as it was. Booleans, integers and floats are
+        converted to the model's dtype; NaN and infinity are copied as they
+        are (as ``load_weights`` copies them from a file).
+
+        Thread-safe: predictions running in other threads finish with the
+        old weights first, and those starting meanwhile wait for the new
+        ones, so each sees one whole set.
+
+        Raises
+        ------
+        TypeError
+            If an array holds complex numbers, strings or objects.
+        ValueError
+            If the number of arrays or a shape differs from ``params``, or
+            a finite value is too large for the model's dtype.
+        RuntimeError
+            If another thread is training the model (see ``fit``).
+        """
+        self.ensure_built()
+        weights = list(weights)
+        if len(weights) != len(self.params):
+            raise ValueError(f"expected {len(self.params)} arrays, got {len(weights)}")
+        converted = []
+        for i, (p, w) in enumerate(zip(self.params, weights)):
+            w = as_real_array(w, f"weight {i}")
+            if w.shape != p.shape:
+                raise ValueError(f"weight {i} has shape {w.shape}, expected {p.shape}")
+            with np.errstate(over="ignore"):
+                value = w.astype(self.dtype)
+            if w.dtype.kind == "f" and np.isinf(value).any() and \
+                    np.isfinite(w[np.isinf(value)]).any():
+                raise ValueError(f"weight {i} has values too large for {self.dtype}")
+            converted.append(value)
+        for p, value in zip(self.params, converted):
+            p[...] = value
+
+    def find_lr(self, x, y, **kwargs):
+        """Learning-rate range test: a short run with an exponentially rising
+        rate, recording the loss, after which the model is restored exactly.
+
+        See ``cdl.tuning.find_lr`` for the parameters (``start_lr``,
+        ``end_lr``, ``num_steps``, ``batch_size``, ...).
+
+        Returns
+        -------
+        cdl.tuning.LRFinderResult
+            ``lrs``, ``losses``, ``suggested_lr`` and ``plot(path)``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import cdl
+        >>> from cdl import layers
+        >>> rng = np.random.default_rng(0)
+        >>> x = rng.normal(size=(256, 4))
+        >>> y = (x[:, 0] > 0).astype(int)
+        >>> model = cdl.Sequential([layers.Dense(8, activation="relu"), layers.Dense(2)],
+        ...                        input_shape=(4,), seed=0)
+        >>> model.compile("sgd", "cross_entropy")
+        >>> result = model.find_lr(x, y, num_steps=30)
+        >>> 1e-7 <= result.suggested_lr <= 10.0
+        True
+        """
+        from cdl.tuning import find_lr
+
+        return find_lr(self, x, y, **kwargs)
+
+    # --- reporting ------------------------------------------------------------
+
+    def summary(self, print_fn=print):
+        """Print each layer's output shape, parameter count, FLOPs per sample
+        and activation memory per sample, and the totals.
+
+        Examples
+        --------
+        >>> import cdl
+        >>> from cdl import layers
+        >>> cdl.Sequential([layers.Dense(8, activation="relu", name="hidden"),
+        ...                 layers.Dense(2, name="output")], input_shape=(4,), name="tiny").summary()
+        Model "tiny" (float32, input (None, 4))
+        ------------------------------------------------------------------------
+        Layer (type)    Output shape  Params  FLOPs/sample  Activations/sample  
+        ------------------------------------------------------------------------
+        hidden (Dense)  (None, 8)     40      80            32 B                
+        output (Dense)  (None, 2)     18      34            8 B                 
+        ------------------------------------------------------------------------
+        Total params: 58 (232 B)
+        Forward FLOPs per sample: 114
+        Activation memory per sample: 40 B
+        """
+        self.ensure_built()
+        rows = []
+        shape = self.input_shape
+        for layer in self._layers:
+            out_shape = layer.output_shape
+            flops = layer.flops_per_sample(shape)
+            memory = int(np.prod(out_shape)) * self.dtype.itemsize
+            rows.append((f"{layer.name} ({type(layer).__name__})", str((None,) + out_shape),
+                         layer.count_params(), flops, memory))
+            shape = out_shape
+        headers = ("Layer (type)", "Output shape", "Params", "FLOPs/sample", "Activations/sample")
+        widths = [max(len(str(r[i])) for r in rows + [headers]) + 2 for i in range(5)]
+        line = "-" * sum(widths)
+        print_fn(f'Model "{self.name}" ({self.dtype.name}, input {(None,) + self.input_shape})')
+        print_fn(line)
+        print_fn("".join(h.ljust(w) for h, w in zip(headers, widths)))
+        print_fn(line)
+        for r in rows:
+            print_fn("".join([r[0].ljust(widths[0]), r[1].ljust(widths[1]),
+                              f"{r[2]:,}".ljust(widths[2]), f"{r[3]:,}".ljust(widths[3]),
+                              _bytes(r[4]).ljust(widths[4])]))
+        print_fn(line)
+        print_fn(f"Total params: {self.count_params():,} "
+                 f"({_bytes(self.count_params() * self.dtype.itemsize)})")
+        print_fn(f"Forward FLOPs per sample: {sum(r[3] for r in rows):,}")
+        print_fn(f"Activation memory per sample: {_bytes(sum(r[4] for r in rows))}")
 
     # --- saving ------------------------------------------------------------
 
@@ -373,3 +523,10 @@ class Sequential(TrainingMixin):
         """
         from cdl import io
         io.load_weights(self, path)
+
+
+def _bytes(n):
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024

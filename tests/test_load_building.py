@@ -444,7 +444,7 @@ def test_allocation_budget_counts_weights_and_buffers_and_does_not_nest(initiali
     assert not dense.kernel.any() and not bn.running_var.any()   # zero, to be overwritten
     budget.initialise()
     assert dense.kernel.tolist() == [[1.0, 1.0]] * 4 and bn.running_var.tolist() == [1.0] * 4
-    assert base._active_budget() is None
+    assert base.active_allocation_budget() is None
     assert issubclass(base.AllocationError, ValueError)
 
 

@@ -18,6 +18,17 @@ _layer_ids = itertools.count()
 renames = [0]
 _renames_lock = threading.Lock()
 
+
+def rename_count():
+    """How many times any layer has been renamed in this process.
+
+    A model keeps an index of its layers' names so that ``add`` checks a
+    new name in constant time; the index is stale only if this count moved
+    since it was made.
+    """
+    with _renames_lock:
+        return renames[0]
+
 _budget = threading.local()   # the allocation_budget active in this thread, if any
 
 
@@ -65,7 +76,12 @@ class _Budget:
                 getattr(layer, name)[...] = how
 
 
-def _active_budget():
+def active_allocation_budget():
+    """The ``allocation_budget`` active in this thread, or None.
+
+    ``Sequential`` asks it when packing weights: weights made under a budget
+    hold no values yet, so they need not be copied.
+    """
     return getattr(_budget, "active", None)
 
 
@@ -115,7 +131,7 @@ def allocation_budget(weights, buffers=0, source="the budget", flat=None):
     ...     print(error)
     weight d.kernel of shape (4, 3) brings the weights to 12 values, more weights than the 10 values the file holds for weights
     """
-    if _active_budget() is not None:
+    if active_allocation_budget() is not None:
         raise RuntimeError("allocation_budget contexts do not nest")
     budget = _Budget(int(weights), int(buffers), source, flat)
     _budget.active = budget
@@ -391,7 +407,7 @@ class Layer:
             raise ValueError(f"weight name {name!r} is not a new identifier")
         shape = _check_state_shape(self, name, shape)
         init = initializers.get(initializer)
-        budget = _active_budget()
+        budget = active_allocation_budget()
         if budget is not None:
             budget.take("weights", self, name, shape)
             value = np.zeros(shape, dtype=self.dtype)
@@ -433,7 +449,7 @@ class Layer:
         if not name.isidentifier() or name in self._buffer_names:
             raise ValueError(f"buffer name {name!r} is not a new identifier")
         shape = _check_state_shape(self, name, shape)
-        budget = _active_budget()
+        budget = active_allocation_budget()
         if budget is not None:
             budget.take("buffers", self, name, shape)
             value = np.zeros(shape, dtype=self.dtype)
