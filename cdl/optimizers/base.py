@@ -22,7 +22,9 @@ def _root(array):
     return array
 
 
-def _as_list(arrays, name):
+def as_array_list(arrays, name):
+    """``arrays`` (one ndarray or an iterable of them) as a non-empty list of
+    ndarrays, or a TypeError/ValueError naming ``name``."""
     if isinstance(arrays, np.ndarray):
         return [arrays]
     try:
@@ -37,7 +39,7 @@ def _as_list(arrays, name):
     return arrays
 
 
-def _flat_span(arrays):
+def flat_span(arrays):
     """One 1-D view covering ``arrays`` if they are consecutive views of one
     contiguous buffer, else None."""
     root = _root(arrays[0])
@@ -149,7 +151,7 @@ class Optimizer:
             if unknown:
                 raise ValueError(f"unknown parameter group keys: {sorted(unknown)}")
             checked.append({
-                "params": _as_list(group["params"], "a parameter group's params"),
+                "params": as_array_list(group["params"], "a parameter group's params"),
                 "lr_mult": check_number(group.get("lr_mult", 1.0), "lr_mult", low=0.0),
                 "weight_decay_mult": check_number(
                     group.get("weight_decay_mult", 1.0), "weight_decay_mult", low=0.0),
@@ -184,11 +186,11 @@ class Optimizer:
             Aligned with ``params``, same shapes and dtype, C-contiguous;
             not modified.
         """
-        params_list = _as_list(params, "params")
+        params_list = as_array_list(params, "params")
         if self._params_seen is None or len(params_list) != len(self._params_seen) or any(
                 a is not b for a, b in zip(params_list, self._params_seen)):
             self._prepare(params_list)
-        grads_list = _as_list(grads, "grads")
+        grads_list = as_array_list(grads, "grads")
         if self._grads_seen is None or len(grads_list) != len(self._grads_seen) or any(
                 a is not b for a, b in zip(grads_list, self._grads_seen)):
             self._cached_segments = self._segments_for(params_list, grads_list)
@@ -315,8 +317,8 @@ class Optimizer:
             offsets.append(offset)
             offset += p.size
         for first, last, (lr_mult, wd_mult) in self._segments:
-            p_span = _flat_span(params[first:last]) if last - first > 1 else None
-            g_span = _flat_span(grads[first:last]) if p_span is not None else None
+            p_span = flat_span(params[first:last]) if last - first > 1 else None
+            g_span = flat_span(grads[first:last]) if p_span is not None else None
             if p_span is not None and g_span is not None:
                 segments.append(_Segment(p_span, g_span, offsets[first],
                                          offsets[first] + p_span.size, lr_mult, wd_mult))

@@ -5,7 +5,7 @@ import numpy as np
 
 from cdl._kernels import clip as _k
 from cdl._validation import BLAS_INT_MAX, check_bool, check_number
-from cdl.optimizers.base import _as_list, _flat_span
+from cdl.optimizers.base import as_array_list, flat_span
 
 #: Largest number of elements one kernel call takes: BLAS counts in 32-bit ints.
 _CHUNK = BLAS_INT_MAX
@@ -15,7 +15,7 @@ def _flat_views(grads):
     """1-D views to clip: one over the whole run if the gradients are
     consecutive views of one buffer (a model's), else one per array; views
     longer than BLAS's 32-bit limit are split into pieces."""
-    grads = _as_list(grads, "grads")
+    grads = as_array_list(grads, "grads")
     for i, g in enumerate(grads):
         if g.dtype not in (np.float32, np.float64):
             raise TypeError(f"grads[{i}] must be float32 or float64, got {g.dtype}")
@@ -23,7 +23,7 @@ def _flat_views(grads):
             raise ValueError(
                 f"grads[{i}] is clipped in place, so it must be a C-contiguous, aligned and "
                 "writeable array")
-    span = _flat_span(grads) if len(grads) > 1 else None
+    span = flat_span(grads) if len(grads) > 1 else None
     views = [span] if span is not None else [g.reshape(-1) for g in grads]
     return [v[start:start + _CHUNK] for v in views for start in range(0, max(v.size, 1), _CHUNK)]
 
