@@ -296,7 +296,7 @@ def broadcast_parameters(model, root=0, comm=None):
     >>> import cdl.distributed
     >>> cdl.distributed.broadcast_parameters(model)     # doctest: +SKIP
     """
-    model._ensure_built()
+    model.ensure_built()
     group = _Group(_comm(comm))
     group.bcast_buffer(model.param_buffer, root, "broadcast_parameters")
     state = group.bcast_object(model.rng.bit_generator.state, root, "broadcast_parameters")

@@ -271,7 +271,7 @@ def find_lr(model, x, y, start_lr=1e-7, end_lr=10.0, num_steps=100, batch_size=3
                                      low_inclusive=False)
     if not model.built and model.input_shape is None:
         model.build(np.shape(x)[1:])
-    model._ensure_built()
+    model.ensure_built()
     x = as_float_array(x, model.dtype, "x")
     check_finite(x, "x")
     y = np.asarray(y)
@@ -398,7 +398,7 @@ def predict_mc(model, x, mc_samples=30, batch_size=256, seed=None, transform=Non
         raise TypeError(f"transform must be None, a name or a function, got {transform!r}")
     if not model.built and model.input_shape is None:
         model.build(np.shape(x)[1:])
-    model._ensure_built()
+    model.ensure_built()
     x = as_float_array(x, model.dtype, "x")
     if x.ndim < 2 or x.shape[1:] != tuple(model.input_shape):
         raise ValueError(f"x has shape {x.shape}; the model expects samples of shape "

@@ -54,7 +54,7 @@ def test_whole_objective_gradcheck_with_activity_regularizer():
 
     objective()
     model.backward(mse.backward())
-    model._add_regularization_gradients()
+    model.add_regularization_gradients()
     analytic = model.grad_buffer.copy()
     numeric = np.empty_like(analytic)
     for i in range(model.param_buffer.size):

@@ -80,7 +80,7 @@ def update_batch_norm(model, x, batch_size=256):
     [3.0, 4.0]
     """
     batch_size = check_number(batch_size, "batch_size", low=2, integer=True)
-    model._ensure_built()
+    model.ensure_built()
     norms = [layer for layer in iter_layers(model.layers) if isinstance(layer, BatchNorm)]
     if not norms:
         return 0

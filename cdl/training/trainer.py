@@ -1,8 +1,10 @@
 """Training, evaluation and prediction loops for models (Keras-style comfort).
 
 ``TrainingMixin`` gives a model ``compile``, ``fit``, ``evaluate``,
-``predict``, ``train_step`` and friends on top of the model's explicit
-``forward``/``backward`` and an optimizer's ``step``. The loops gather
+``predict``, ``train_step`` and friends on top of the model protocol
+(``cdl.training.protocol``: a checked forward and backward pass, the
+parameters and their gradients, the layers) and an optimizer's ``step``;
+a ``Strategy`` (``cdl.training.strategy``) decides how each step runs. The loops gather
 each batch into buffers allocated once per ``fit``/``predict`` call and
 validate the data once, up front, not per batch.
 """
@@ -595,8 +597,9 @@ def _strategy_for(model, distributed):
 
 
 class TrainingMixin:
-    """``compile``/``fit``/``evaluate``/``predict`` for a model that has
-    ``forward``, ``backward``, ``params``, ``grads``, ``dtype``, ``rng``."""
+    """``compile``/``fit``/``evaluate``/``predict`` for a model class that
+    satisfies the model protocol (``cdl.training.protocol.TrainableModel``):
+    the loops use the members listed there and nothing else of the model."""
 
     optimizer = None
     loss = None
@@ -730,71 +733,6 @@ class TrainingMixin:
         if self.optimizer is None or self.loss is None:
             raise RuntimeError("the model must be compiled first: model.compile(optimizer, loss)")
 
-    # --- weights --------------------------------------------------------------
-
-    def get_weights(self):
-        """Copies of every weight, in the order of ``params``.
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> import cdl
-        >>> from cdl import layers, optimizers
-        >>> x = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
-        >>> y = np.array([0, 1, 1, 0])
-        >>> model = cdl.Sequential([layers.Dense(8, activation="tanh"), layers.Dense(2)],
-        ...                        input_shape=(2,), seed=0)
-        >>> model.compile(optimizers.Adam(lr=0.05), "cross_entropy", metrics=["accuracy"])
-        >>> saved = model.get_weights()              # copies
-        >>> history = model.fit(x, y, epochs=5, verbose=0)
-        >>> model.set_weights(saved)                 # back to the initial weights
-        >>> all(np.array_equal(a, b) for a, b in zip(model.params, saved))
-        True
-        """
-        self._ensure_built()
-        return [p.copy() for p in self.params]
-
-    @_concurrency.weights_write
-    def set_weights(self, weights):
-        """Copy ``weights`` (as returned by ``get_weights``) into the model.
-
-        Every array is checked before any weight changes, so a refused
-        call leaves the model as it was. Booleans, integers and floats are
-        converted to the model's dtype; NaN and infinity are copied as they
-        are (as ``load_weights`` copies them from a file).
-
-        Thread-safe: predictions running in other threads finish with the
-        old weights first, and those starting meanwhile wait for the new
-        ones, so each sees one whole set.
-
-        Raises
-        ------
-        TypeError
-            If an array holds complex numbers, strings or objects.
-        ValueError
-            If the number of arrays or a shape differs from ``params``, or
-            a finite value is too large for the model's dtype.
-        RuntimeError
-            If another thread is training the model (see ``fit``).
-        """
-        self._ensure_built()
-        weights = list(weights)
-        if len(weights) != len(self.params):
-            raise ValueError(f"expected {len(self.params)} arrays, got {len(weights)}")
-        converted = []
-        for i, (p, w) in enumerate(zip(self.params, weights)):
-            w = as_real_array(w, f"weight {i}")
-            if w.shape != p.shape:
-                raise ValueError(f"weight {i} has shape {w.shape}, expected {p.shape}")
-            with np.errstate(over="ignore"):
-                value = w.astype(self.dtype)
-            if w.dtype.kind == "f" and np.isinf(value).any() and \
-                    np.isfinite(w[np.isinf(value)]).any():
-                raise ValueError(f"weight {i} has values too large for {self.dtype}")
-            converted.append(value)
-        for p, value in zip(self.params, converted):
-            p[...] = value
-
     # --- one step ------------------------------------------------------------
 
     def _fused_plan(self, batch_size):
@@ -803,7 +741,7 @@ class TrainingMixin:
         which checks layer by layer, is on)."""
         if _anomaly.checking(self):
             return None
-        key = (batch_size, id(self.param_buffer), id(self.loss), len(self._layers))
+        key = (batch_size, id(self.param_buffer), id(self.loss), len(self.layers))
         if key == self._plan_key:
             return self._plan
         self._plan, self._plan_key = _fused.build_plan(self, batch_size), key
@@ -820,7 +758,7 @@ class TrainingMixin:
         if _anomaly.checking(self):
             return None
         local = _concurrency.guard_of(self).local
-        key = (id(self.param_buffer), len(self._layers))
+        key = (id(self.param_buffer), len(self.layers))
         cached = getattr(local, "predict_plan", None)
         if cached is not None and cached[0] == key and (cached[2] is None
                                                         or cached[1] >= batch_size):
@@ -863,12 +801,12 @@ class TrainingMixin:
                 _sharding.fill_uniforms(self.rng, uniforms, n, width, self.dtype)
             loss = plan.train_step(x, targets, w)
             return loss, plan.output(n)
-        out = self._forward_checked(x, True)
+        out = self.forward_checked(x, True)
         loss = self.loss.forward(out, y, w)
         grad = self.loss.backward()
         if check:
             _anomaly.check_loss(self.loss, loss, grad)
-        self._backward_checked(grad, input_grad=False)
+        self.backward_checked(grad, input_grad=False)
         return loss, out
 
     def apply_gradients(self, loss):
@@ -877,7 +815,7 @@ class TrainingMixin:
         check = _anomaly.checking(self)
         if self._regularized:
             loss += self.regularization_loss()
-            self._add_regularization_gradients()
+            self.add_regularization_gradients()
         if self.clip_value is not None:
             _optimizers.clip_grad_value(self.grad_buffer, self.clip_value)
         if self.clip_norm is not None:
@@ -919,7 +857,7 @@ class TrainingMixin:
         """
         self._require_compiled()
         _refuse_batch_iterable(x, "x", "train_step")
-        x = self._check_batch(x)
+        x = self.check_input(x)
         if x.shape[0] == 0:
             raise ValueError("train_step needs a batch of at least one sample, got 0")
         # The checks fit applies to targets, for both paths (the fused step
@@ -928,7 +866,7 @@ class TrainingMixin:
         weights = None if sample_weight is None else _sample_weights(
             sample_weight, None, None, x.shape[0], self.dtype)
         plan = self._fused_plan(x.shape[0]) if self.use_fused_step else None
-        self._regularized = self._has_regularization()
+        self._regularized = self.has_regularization()
         loss, _ = self.compute_gradients(x, y, weights, plan)
         return self.apply_gradients(loss)
 
@@ -1096,7 +1034,7 @@ class TrainingMixin:
         if n == 0:
             raise ValueError("there are no training samples")
         if self.built or self.input_shape is not None:
-            self._ensure_built()
+            self.ensure_built()
         elif parallel.size > 1:
             raise ValueError("distributed training on an iterable of batches needs a model "
                              "with an input_shape (every process must start from rank 0's "
@@ -1138,7 +1076,7 @@ class TrainingMixin:
         agree_each_step = parallel.size > 1 and (cb.has_batch_hooks or max_time is not None)
         plan, capacity = None, 0
         read = parallel.reader(source)
-        self._regularized = self._has_regularization()
+        self._regularized = self.has_regularization()
         self.stop_training = False
         self.history = history
         start = time.perf_counter()
@@ -1326,7 +1264,7 @@ class TrainingMixin:
         with _concurrency.guard_of(self).layer_lock:
             if not self.built and self.input_shape is None and x is not None:
                 self.build(_sample_shape(x))
-            self._ensure_built()
+            self.ensure_built()
 
     def evaluation_results(self, loss_sum, n):
         """``evaluate``'s dict from the summed loss (batch loss times batch
@@ -1334,7 +1272,7 @@ class TrainingMixin:
         strategy reports after ``evaluation_sums``)."""
         # Weight penalties count in the reported loss, as in fit (and Keras).
         results = {"loss": loss_sum / n + sum(layer.regularization_loss()
-                                              for layer in self._layers)}
+                                              for layer in self.layers)}
         results.update(_metric_results(self.metrics, results["loss"]))
         return results
 
@@ -1352,7 +1290,7 @@ class TrainingMixin:
             xb = inputs.batch(index)
             yb = np.ascontiguousarray(y[index])
             wb = None if weights is None else weights[index]
-            out = self._forward_checked(xb, False)
+            out = self.forward_checked(xb, False)
             loss = self.loss.forward(out, yb, wb)
             total += loss * xb.shape[0]
             if math.isfinite(loss):   # as in fit: diverged outputs are left to the loss
@@ -1426,39 +1364,8 @@ class TrainingMixin:
             if plan is not None:
                 plan._plan.predict(inputs.batch(index), out[index])
             else:
-                out[index] = self._forward_checked(inputs.batch(index), False)
+                out[index] = self.forward_checked(inputs.batch(index), False)
         return out
-
-    def find_lr(self, x, y, **kwargs):
-        """Learning-rate range test: a short run with an exponentially rising
-        rate, recording the loss, after which the model is restored exactly.
-
-        See ``cdl.tuning.find_lr`` for the parameters (``start_lr``,
-        ``end_lr``, ``num_steps``, ``batch_size``, ...).
-
-        Returns
-        -------
-        cdl.tuning.LRFinderResult
-            ``lrs``, ``losses``, ``suggested_lr`` and ``plot(path)``.
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> import cdl
-        >>> from cdl import layers
-        >>> rng = np.random.default_rng(0)
-        >>> x = rng.normal(size=(256, 4))
-        >>> y = (x[:, 0] > 0).astype(int)
-        >>> model = cdl.Sequential([layers.Dense(8, activation="relu"), layers.Dense(2)],
-        ...                        input_shape=(4,), seed=0)
-        >>> model.compile("sgd", "cross_entropy")
-        >>> result = model.find_lr(x, y, num_steps=30)
-        >>> 1e-7 <= result.suggested_lr <= 10.0
-        True
-        """
-        from cdl.tuning import find_lr
-
-        return find_lr(self, x, y, **kwargs)
 
     def predict_proba(self, x, batch_size=256):
         """Class probabilities: softmax (or, for a binary cross-entropy model,
@@ -1482,7 +1389,7 @@ class TrainingMixin:
         from cdl.layers.activation import Activation
 
         out = self.predict(x, batch_size)
-        last = self._layers[-1]
+        last = self.layers[-1]
         if isinstance(last, Activation) and last.activation in ("softmax", "sigmoid") or \
                 getattr(last, "activation", None) in ("softmax", "sigmoid"):
             return out
@@ -1513,63 +1420,6 @@ class TrainingMixin:
         """
         out = self.predict(x, batch_size)
         if out.ndim == 2 and out.shape[1] == 1 or out.ndim == 1:
-            threshold = 0.5 if getattr(self._layers[-1], "activation", None) == "sigmoid" else 0.0
+            threshold = 0.5 if getattr(self.layers[-1], "activation", None) == "sigmoid" else 0.0
             return (out.reshape(-1) > threshold).astype(np.int64)
         return out.argmax(axis=-1)
-
-    # --- reporting ------------------------------------------------------------
-
-    def summary(self, print_fn=print):
-        """Print each layer's output shape, parameter count, FLOPs per sample
-        and activation memory per sample, and the totals.
-
-        Examples
-        --------
-        >>> import cdl
-        >>> from cdl import layers
-        >>> cdl.Sequential([layers.Dense(8, activation="relu", name="hidden"),
-        ...                 layers.Dense(2, name="output")], input_shape=(4,), name="tiny").summary()
-        Model "tiny" (float32, input (None, 4))
-        ------------------------------------------------------------------------
-        Layer (type)    Output shape  Params  FLOPs/sample  Activations/sample  
-        ------------------------------------------------------------------------
-        hidden (Dense)  (None, 8)     40      80            32 B                
-        output (Dense)  (None, 2)     18      34            8 B                 
-        ------------------------------------------------------------------------
-        Total params: 58 (232 B)
-        Forward FLOPs per sample: 114
-        Activation memory per sample: 40 B
-        """
-        self._ensure_built()
-        rows = []
-        shape = self.input_shape
-        for layer in self._layers:
-            out_shape = layer.output_shape
-            flops = layer.flops_per_sample(shape)
-            memory = int(np.prod(out_shape)) * self.dtype.itemsize
-            rows.append((f"{layer.name} ({type(layer).__name__})", str((None,) + out_shape),
-                         layer.count_params(), flops, memory))
-            shape = out_shape
-        headers = ("Layer (type)", "Output shape", "Params", "FLOPs/sample", "Activations/sample")
-        widths = [max(len(str(r[i])) for r in rows + [headers]) + 2 for i in range(5)]
-        line = "-" * sum(widths)
-        print_fn(f'Model "{self.name}" ({self.dtype.name}, input {(None,) + self.input_shape})')
-        print_fn(line)
-        print_fn("".join(h.ljust(w) for h, w in zip(headers, widths)))
-        print_fn(line)
-        for r in rows:
-            print_fn("".join([r[0].ljust(widths[0]), r[1].ljust(widths[1]),
-                              f"{r[2]:,}".ljust(widths[2]), f"{r[3]:,}".ljust(widths[3]),
-                              _bytes(r[4]).ljust(widths[4])]))
-        print_fn(line)
-        print_fn(f"Total params: {self.count_params():,} "
-                 f"({_bytes(self.count_params() * self.dtype.itemsize)})")
-        print_fn(f"Forward FLOPs per sample: {sum(r[3] for r in rows):,}")
-        print_fn(f"Activation memory per sample: {_bytes(sum(r[4] for r in rows))}")
-
-
-def _bytes(n):
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
