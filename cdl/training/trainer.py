@@ -11,224 +11,15 @@ validate the data once, up front, not per batch.
 import copy
 import math
 import time
-import warnings
 
 import numpy as np
 
 from cdl import _anomaly, _concurrency, _determinism, _fused, _sharding
 from cdl import losses as _losses
 from cdl import optimizers as _optimizers
-from cdl._validation import (
-    as_float_array, as_real_array, check_bool, check_finite, check_number, choose)
+from cdl._validation import check_bool, check_number, choose
+from cdl.training import adapters
 from cdl.training.strategy import SingleProcess
-
-
-def _is_streamed(x):
-    """Memory-mapped arrays are read batch by batch instead of converted whole."""
-    return isinstance(x, np.memmap)
-
-
-class _Inputs:
-    """Model inputs checked once, and gathered batch by batch into one buffer."""
-
-    def __init__(self, model, x, name="x"):
-        if isinstance(x, np.ndarray) and x.ndim >= 2 and model.input_shape is not None \
-                and x.shape[1:] != model.input_shape:
-            # Refused before the conversion below copies it (a broadcast view
-            # can be far larger than its memory).
-            as_real_array(x, name)
-            raise ValueError(f"{name} has samples of shape {x.shape[1:]}, "
-                             f"the model expects {model.input_shape}")
-        if _is_streamed(x):
-            if x.dtype.kind not in "biuf":
-                raise TypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
-            self.data = x
-            self.streamed = True
-            # Batches are read from the file, not through the mapping, so that
-            # the file's pages do not pile up in memory: by a reader made on
-            # the first batch (cdl.data.batching.reader_for).
-            self._reader = None
-        else:
-            self.data = as_float_array(x, model.dtype, name)
-            check_finite(self.data, name)
-            self.streamed = False
-        if self.data.ndim < 2:
-            raise ValueError(f"{name} has shape {self.data.shape}; expected (n_samples, features...)")
-        if model.input_shape is not None and self.data.shape[1:] != model.input_shape:
-            raise ValueError(f"{name} has samples of shape {self.data.shape[1:]}, "
-                             f"the model expects {model.input_shape}")
-        self.name = name
-        self.dtype = model.dtype
-        self._buffer = None
-
-    def __len__(self):
-        return self.data.shape[0]
-
-    def batch(self, index):
-        """Rows ``index`` (a slice or an index array) as a contiguous array."""
-        if not self.streamed:
-            if isinstance(index, slice):
-                return self.data[index]  # a contiguous view: no copy
-            n = len(index)
-            if self._buffer is None or self._buffer.shape[0] < n:
-                self._buffer = np.empty((n,) + self.data.shape[1:], dtype=self.dtype)
-            out = self._buffer[:n]
-            np.take(self.data, index, axis=0, out=out)
-            return out
-        from cdl.data.batching import reader_for
-        # A new reader when fit sliced the data (validation_split).
-        rows = reader_for(self, self.data, self.name).read(index, self.dtype)
-        check_finite(rows, self.name)
-        return rows
-
-
-def _whole_numbers(values):
-    """True for a float array of finite whole numbers within int64's range."""
-    return values.dtype.kind == "f" and bool(np.isfinite(values).all()) and bool(
-        (np.abs(values) < 2 ** 62).all()) and np.array_equal(values, np.round(values))
-
-
-class _Targets:
-    """Targets (and per-sample weights) gathered batch by batch."""
-
-    def __init__(self, y, n, loss, dtype, name="y"):
-        if y is None:
-            raise ValueError(f"{name} is required to train or evaluate")
-        if _is_streamed(y):
-            if y.dtype.kind not in "biuf":
-                raise TypeError(f"{name} must hold real numbers, got dtype {y.dtype}")
-        else:
-            y = as_real_array(y, name)  # names ragged lists, strings, complex...
-        self.loss, self.name, self.dtype = loss, name, dtype
-        self._buffer = None
-        if y.ndim == 0 or y.shape[0] != n:
-            raise ValueError(f"{name} has {y.shape[0] if y.ndim else 0} samples, x has {n}")
-        if isinstance(loss, _losses.CrossEntropy) and not _is_streamed(y) and y.ndim == 1 \
-                and (y.dtype.kind in "biu" or _whole_numbers(y)):
-            # Class labels, converted once (the loss checks their range per batch).
-            self.data = np.require(y, np.int64, requirements="CA")  # kernels need aligned
-        elif _is_streamed(y):
-            self.data = y
-        else:
-            self.data = as_float_array(y, dtype, name)
-            self._check(self.data)
-
-    def _check(self, values):
-        """What the losses check per batch, done once for the whole array."""
-        if values.dtype.kind == "f":
-            check_finite(values, self.name)
-            if isinstance(self.loss, _losses.BinaryCrossEntropy) and values.size and (
-                    values.min() < 0 or values.max() > 1):
-                raise ValueError("binary cross-entropy targets must lie in [0, 1]")
-
-    def batch(self, index):
-        if _is_streamed(self.data):
-            from cdl.data.batching import reader_for
-            rows = reader_for(self, self.data, self.name).read(index)
-        elif isinstance(index, slice):
-            rows = np.require(self.data[index], requirements="CA")
-        else:
-            # Shuffled in-memory targets: gather into one buffer reused by every batch.
-            n = len(index)
-            if self._buffer is None or self._buffer.shape[0] < n:
-                self._buffer = np.empty((n,) + self.data.shape[1:], dtype=self.data.dtype)
-            rows = self._buffer[:n]
-            np.take(self.data, index, axis=0, out=rows)
-            return rows
-        if _is_streamed(self.data):
-            rows = as_float_array(rows, self.dtype, self.name) if rows.dtype.kind == "f" \
-                else rows
-            self._check(rows)
-        return rows
-
-
-def _class_weights(class_weight, y):
-    """Per-sample weights from ``class_weight`` (a dict or "balanced")."""
-    labels = _class_weight_labels(y)
-    # Indexed through the classes present, not a table as long as the largest
-    # label: a label of 10**12 must not allocate terabytes.
-    classes, index, counts = np.unique(labels, return_inverse=True, return_counts=True)
-    if isinstance(class_weight, str):
-        choose(class_weight, ("balanced",), "class_weight")
-        per_class = len(labels) / (len(classes) * counts)
-    elif isinstance(class_weight, dict):
-        table = {int(k): check_number(v, f"class_weight[{k}]", low=0.0)
-                 for k, v in class_weight.items()}
-        missing = set(classes.tolist()) - set(table)
-        if missing:
-            raise ValueError(f"class_weight has no weight for classes {sorted(missing)}")
-        per_class = np.array([table[c] for c in classes.tolist()], dtype=np.float64)
-    else:
-        raise TypeError("class_weight must be a dict {class: weight} or 'balanced'")
-    return per_class[index.reshape(-1)]
-
-
-def _class_weight_labels(y):
-    """The class label of each sample of ``y`` (labels or one-hot rows) as int64."""
-    y = as_real_array(y, "y")
-    if y.ndim == 0 or y.ndim > 2:
-        raise ValueError("class_weight needs y of class labels (n,) or (n, 1), or one-hot "
-                         f"rows (n, classes); got shape {y.shape}")
-    if y.dtype.kind == "f":
-        check_finite(y, "y")
-    labels = y.argmax(axis=1) if y.ndim == 2 and y.shape[1] > 1 else y.reshape(-1)
-    if labels.dtype.kind == "f":
-        if not np.array_equal(labels, np.round(labels)) or (np.abs(labels) >= 2**62).any():
-            raise ValueError("class_weight needs integer class labels (or one-hot targets)")
-    elif labels.dtype.kind == "u" and labels.size and labels.max() >= 2**62:
-        raise ValueError(f"class_weight: label {labels.max()} is too large")
-    labels = labels.astype(np.int64)
-    if labels.size and labels.min() < 0:
-        raise ValueError(f"class_weight needs class labels >= 0, got {labels.min()}")
-    return labels
-
-
-def _sample_weights(sample_weight, class_weight, y, n, dtype):
-    """Combined per-sample weights (sample_weight * class weight) in ``dtype``,
-    or None: the one check of weights for ``fit``, ``evaluate``,
-    ``train_step`` and validation data. Raises ValueError for a wrong
-    shape, NaN, infinity, negative weights or weights too large for
-    ``dtype``."""
-    weights = None
-    if sample_weight is not None:
-        weights = as_float_array(sample_weight, np.float64, "sample_weight")
-        if weights.shape != (n,):
-            raise ValueError(f"sample_weight has shape {weights.shape}, expected ({n},)")
-        check_finite(weights, "sample_weight")
-        if (weights < 0).any():
-            raise ValueError("sample_weight must be non-negative")
-    if class_weight is not None:
-        per_class = _class_weights(class_weight, y)
-        if per_class.shape != (n,):
-            raise ValueError(f"y has {per_class.shape[0]} samples, x has {n}")
-        weights = per_class if weights is None else weights * per_class
-    if weights is None:
-        return None
-    # Checked again in the model's dtype: 1e39 is a finite float64 but
-    # infinity in float32, which would make the loss NaN.
-    with np.errstate(over="ignore"):
-        converted = np.ascontiguousarray(weights, dtype=dtype)
-    check_finite(converted, "sample_weight" if class_weight is None
-                 else "sample_weight times class_weight")
-    return converted
-
-
-def _sample_shape(x):
-    """The shape of one sample of ``x``, to build a model from; ``x`` is
-    checked first, so that a ragged list or strings get cdl's message."""
-    if not _is_streamed(x):
-        x = as_real_array(x, "x")
-    return x.shape[1:]
-
-
-def _batches(n, batch_size, shuffle, rng, order=None):
-    """Slices (in order) or index arrays (shuffled) covering range(n); a given
-    ``order`` (a permutation of range(n)) is used instead of drawing one."""
-    if not shuffle:
-        return [slice(start, min(start + batch_size, n)) for start in range(0, n, batch_size)]
-    if order is None:
-        order = rng.permutation(n)
-    return [order[start:start + batch_size] for start in range(0, n, batch_size)]
 
 
 def _metric_results(metrics, loss):
@@ -351,231 +142,6 @@ class FitProgress:
             self.epoch, self.batch, self.loss_sum, self.seen = epoch, 0, 0.0, 0
             self.order = rng.permutation(self.n) if self.shuffle else None
         self._resumed = False
-
-
-def _is_batch_iterable(x):
-    """True for an iterable of batches (a generator, an iterator, a data
-    loader), as opposed to array data (arrays, lists, tuples, objects with
-    ``__array__`` such as DataFrames, and objects with the buffer protocol
-    such as ``memoryview`` and ``array.array``): the one rule by which
-    ``fit``, ``evaluate``, ``predict`` and ``train_step`` tell them apart."""
-    if isinstance(x, (np.ndarray, list, tuple, str, bytes)) or hasattr(x, "__array__"):
-        return False
-    if hasattr(x, "__next__"):
-        return True
-    return hasattr(x, "__iter__") and not _has_buffer(x)
-
-
-def _has_buffer(x):
-    """True if ``x`` exports the buffer protocol (NumPy reads it as an array)."""
-    try:
-        memoryview(x).release()
-    except TypeError:
-        return False
-    return True
-
-
-def _refuse_batch_iterable(x, name, call):
-    """Raise TypeError if ``x`` is an iterable of batches, which only ``fit``
-    (and its ``validation_data``) take."""
-    if _is_batch_iterable(x):
-        raise TypeError(f"{call} takes array data; {name} is an iterable of batches "
-                        f"({type(x).__name__}), which only fit accepts")
-
-
-class _ArrayBatches:
-    """``fit``'s training data given as arrays (in memory or memory-mapped):
-    the batches of each epoch, in the order kept by ``FitProgress``."""
-
-    exhausted = False
-
-    def __init__(self, model, x, y, sample_weight, class_weight, batch_size, shuffle):
-        self.inputs = _Inputs(model, x)
-        self.n = len(self.inputs)
-        self.weights = _sample_weights(sample_weight, class_weight, y, self.n, model.dtype)
-        self.targets = _Targets(y, self.n, model.loss, model.dtype)
-        self.batch_size, self.shuffle = batch_size, shuffle
-        self._validation_batch_size = max(batch_size, 256)
-
-    @property
-    def steps(self):
-        """Batches per epoch."""
-        return math.ceil(self.n / self.batch_size)
-
-    @property
-    def capacity(self):
-        """The largest batch."""
-        return min(self.batch_size, self.n)
-
-    def split(self, fraction):
-        """Hold out the last ``fraction`` of the samples (before shuffling)
-        for validation; returns them as an ``_ArrayValidation``."""
-        split = int(self.n * (1.0 - fraction))
-        if split == 0 or split == self.n:
-            raise ValueError(f"validation_split={fraction} leaves no training or "
-                             f"no validation samples out of {self.n}")
-        inputs, targets, weights = self.inputs, self.targets, self.weights
-        val = _ArrayValidation(inputs.data[split:], targets.data[split:],
-                               None if weights is None else weights[split:],
-                               self._validation_batch_size)
-        inputs.data, targets.data = inputs.data[:split], targets.data[:split]
-        self.weights = None if weights is None else weights[:split]
-        self.n = split
-        return val
-
-    def epoch(self, progress, epoch, rng, parallel):
-        """Yield ``(batch number, rows, window)`` for each batch of ``epoch``:
-        the rows of it that this process trains on (for ``load``) and the
-        ``window`` that places them in the batch."""
-        progress.begin_epoch(epoch, rng)
-        batches = _batches(progress.n, progress.batch_size, progress.shuffle, rng,
-                           progress.order)
-        for b in range(progress.batch, len(batches)):
-            rows, window = parallel.place(batches[b])
-            yield b, rows, window
-
-    def load(self, rows):
-        """``(x, y, weights)`` of ``rows``."""
-        return (self.inputs.batch(rows), self.targets.batch(rows),
-                None if self.weights is None else self.weights[rows])
-
-
-class _IterableBatches:
-    """Batches that an iterable yields as ``(x, y)`` or ``(x, y, sample_weight)``.
-
-    An epoch is ``steps`` batches, or one pass over the iterable without
-    ``steps``; an object that can be iterated again (a data loader, any
-    object whose ``__iter__`` starts a new pass) starts a new pass when one
-    ends, while an iterator that runs out (a generator) ends training
-    (``exhausted``), with a warning. A list or tuple is array data, never
-    a sequence of batches.
-    """
-
-    n = None
-    batch_size = None
-    shuffle = False
-    capacity = 0
-
-    def __init__(self, model, iterable, steps, class_weight, name):
-        if isinstance(class_weight, str):
-            raise ValueError("class_weight='balanced' needs all the labels up front; with an "
-                             "iterable of batches give a dict {class: weight}")
-        self.model, self.iterable, self.name = model, iterable, name
-        self.class_weight = class_weight
-        self.reiterable = not hasattr(iterable, "__next__")
-        self.steps = steps if steps is not None else (
-            len(iterable) if hasattr(iterable, "__len__") else None)
-        self._steps_given = steps is not None
-        self._iterator = None
-        self.exhausted = False
-
-    def _next(self, restart):
-        """The next item, or None at the end of the data (a pass of a
-        re-iterable is restarted once when ``restart``)."""
-        if self._iterator is None:
-            self._iterator = iter(self.iterable)
-        try:
-            return next(self._iterator)
-        except StopIteration:
-            self._iterator = None
-            if restart and self.reiterable:
-                return self._next(False)
-            return None
-
-    def _start_pass(self):
-        """Without ``steps``, begin a new pass over a re-iterable (an iterator
-        carries on where it stopped)."""
-        if not self._steps_given and self.reiterable:
-            self._iterator = None
-
-    def _checked(self, item, index):
-        """One yielded batch as checked arrays (x, y, weights)."""
-        if not isinstance(item, (tuple, list)) or len(item) not in (2, 3):
-            raise TypeError(f"batch {index} of {self.name} must be a tuple (x, y) or "
-                            f"(x, y, sample_weight), got {type(item).__name__}")
-        model = self.model
-        xb, yb = item[0], item[1]
-        if not model.built and model.input_shape is None:
-            model.build(_sample_shape(xb))
-        x = _Inputs(model, xb, f"x of batch {index}")
-        n = len(x)
-        y = _Targets(yb, n, model.loss, model.dtype, f"y of batch {index}")
-        w = _sample_weights(item[2] if len(item) == 3 else None, self.class_weight, yb, n,
-                            model.dtype)
-        whole = slice(0, n)   # converted and checked; read from the file if memory-mapped
-        return x.batch(whole), y.batch(whole), w
-
-    def epoch(self, progress, epoch, rng, parallel):
-        """Yield ``(batch number, batch, window)`` for the batches of an epoch,
-        each read and checked (see ``load``)."""
-        progress.begin_epoch(epoch, rng)
-        self._start_pass()
-        b = 0
-        while not self._steps_given or b < self.steps:
-            batch = error = None
-            try:
-                item = self._next(restart=self._steps_given)
-                batch = None if item is None else self._checked(item, b)
-            except Exception as err:  # raised on every process by place_local
-                error = err
-            rows = None if batch is None else len(batch[0])
-            running, window = parallel.place_local(rows, error)
-            if not running:
-                if self._steps_given or b == 0:  # else a one-pass epoch ended
-                    self.exhausted = True
-                    warnings.warn(f"{self.name} ran out of batches in epoch {epoch + 1} "
-                                  f"after {b} steps; training stops", stacklevel=4)
-                return
-            yield b, batch, window
-            b += 1
-
-    @staticmethod
-    def load(batch):
-        """The batch ``epoch`` read and checked, as ``(x, y, weights)``."""
-        return batch
-
-    def passes(self):
-        """The batches of one evaluation: ``steps`` of them, or one pass."""
-        self._start_pass()
-        b = 0
-        while not self._steps_given or b < self.steps:
-            item = self._next(restart=self._steps_given)
-            if item is None:
-                if self._steps_given or b == 0:
-                    raise ValueError(f"{self.name} ran out of batches after {b}; give an "
-                                     "object that can be iterated again (a data loader) "
-                                     "or validation_steps with a generator that does not end")
-                return
-            yield self._checked(item, b)
-            b += 1
-
-
-class _ArrayValidation:
-    """Validation data given as arrays."""
-
-    def __init__(self, x, y, weights, batch_size):
-        self.x, self.y, self.weights, self.batch_size = x, y, weights, batch_size
-
-    def evaluate(self, model, parallel):
-        return parallel.evaluate(model, self.x, self.y, self.weights, self.batch_size)
-
-
-class _IterableValidation:
-    """Validation data given as an iterable of batches: ``steps`` batches of
-    it, or one pass without ``steps``."""
-
-    def __init__(self, source):
-        self.source = source
-
-    def evaluate(self, model, parallel):
-        for m in model.metrics:
-            m.reset()
-        loss_sum, n = 0.0, 0
-        for x, y, w in self.source.passes():
-            if len(x):
-                loss_sum += model.evaluation_sums(x, y, w, len(x))
-                n += len(x)
-        return parallel.evaluation_results(model, loss_sum, n)
 
 
 def _strategy_for(model, distributed):
@@ -856,14 +422,14 @@ class TrainingMixin:
         True
         """
         self._require_compiled()
-        _refuse_batch_iterable(x, "x", "train_step")
+        adapters.refuse_batch_iterable(x, "x", "train_step")
         x = self.check_input(x)
         if x.shape[0] == 0:
             raise ValueError("train_step needs a batch of at least one sample, got 0")
         # The checks fit applies to targets, for both paths (the fused step
         # reads them raw): lists, odd layouts, NaN, labels converted once.
-        y = _Targets(y, x.shape[0], self.loss, self.dtype).data
-        weights = None if sample_weight is None else _sample_weights(
+        y = adapters.Targets(y, x.shape[0], self.loss, self.dtype).data
+        weights = None if sample_weight is None else adapters.sample_weights(
             sample_weight, None, None, x.shape[0], self.dtype)
         plan = self._fused_plan(x.shape[0]) if self.use_fused_step else None
         self._regularized = self.has_regularization()
@@ -1001,7 +567,7 @@ class TrainingMixin:
                 check_number(value, name, low=1, integer=True)
         validation_split = check_number(validation_split, "validation_split", low=0.0,
                                         high=1.0, high_inclusive=False)
-        if _is_batch_iterable(x):
+        if adapters.is_batch_iterable(x):
             if y is not None or sample_weight is not None:
                 raise ValueError("when x is an iterable of batches, it yields (x, y) or "
                                  "(x, y, sample_weight) tuples: pass neither y nor "
@@ -1012,7 +578,7 @@ class TrainingMixin:
             if validation_split:
                 raise ValueError("validation_split needs arrays; with an iterable of batches "
                                  "pass validation_data")
-            source = _IterableBatches(self, x, steps_per_epoch, class_weight, "x")
+            source = adapters.IterableBatches(self, x, steps_per_epoch, class_weight, "x")
             n = None
         else:
             if steps_per_epoch is not None:
@@ -1021,8 +587,8 @@ class TrainingMixin:
             batch_size = 32 if batch_size is None else check_number(
                 batch_size, "batch_size", low=1, integer=True)
             if not self.built and self.input_shape is None:
-                self.build(_sample_shape(x))
-            source = _ArrayBatches(self, x, y, sample_weight, class_weight, batch_size,
+                self.build(adapters.sample_shape(x))
+            source = adapters.ArrayBatches(self, x, y, sample_weight, class_weight, batch_size,
                                    shuffle)
             n = source.n
         val = None
@@ -1181,9 +747,9 @@ class TrainingMixin:
 
     def _validation_set(self, validation_data, steps=None, batch_size=256):
         """``fit``'s validation data, checked: arrays or an iterable of batches."""
-        if _is_batch_iterable(validation_data):
-            return _IterableValidation(_IterableBatches(self, validation_data, steps, None,
-                                                        "validation_data"))
+        if adapters.is_batch_iterable(validation_data):
+            return adapters.IterableValidation(adapters.IterableBatches(
+                self, validation_data, steps, None, "validation_data"))
         if steps is not None:
             raise ValueError("validation_steps applies to validation_data given as an "
                              "iterable of batches")
@@ -1192,10 +758,11 @@ class TrainingMixin:
                              "or an iterable of such batches")
         x_val, y_val = validation_data[:2]
         w_val = validation_data[2] if len(validation_data) == 3 else None
-        inputs = _Inputs(self, x_val, "x_val")
-        targets = _Targets(y_val, len(inputs), self.loss, self.dtype, "y_val")
-        weights = _sample_weights(w_val, None, None, len(inputs), self.dtype)
-        return _ArrayValidation(inputs.data, targets.data, weights, max(batch_size or 32, 256))
+        inputs = adapters.Inputs(self, x_val, "x_val")
+        targets = adapters.Targets(y_val, len(inputs), self.loss, self.dtype, "y_val")
+        weights = adapters.sample_weights(w_val, None, None, len(inputs), self.dtype)
+        return adapters.ArrayValidation(inputs.data, targets.data, weights,
+                                        max(batch_size or 32, 256))
 
     # --- evaluate and predict ---------------------------------------------------
 
@@ -1242,11 +809,11 @@ class TrainingMixin:
 
         def checked():
             self._require_compiled()
-            _refuse_batch_iterable(x, "x", "evaluate")
+            adapters.refuse_batch_iterable(x, "x", "evaluate")
             self._build_for_inference(None)
-            inputs = _Inputs(self, x)
-            weights = _sample_weights(sample_weight, None, None, len(inputs), self.dtype)
-            targets = _Targets(y, len(inputs), self.loss, self.dtype)
+            inputs = adapters.Inputs(self, x)
+            weights = adapters.sample_weights(sample_weight, None, None, len(inputs), self.dtype)
+            targets = adapters.Targets(y, len(inputs), self.loss, self.dtype)
             if len(inputs) == 0:
                 raise ValueError("cannot evaluate on zero samples")
             check_number(batch_size, "batch_size", low=1, integer=True)
@@ -1263,7 +830,7 @@ class TrainingMixin:
             return
         with _concurrency.guard_of(self).layer_lock:
             if not self.built and self.input_shape is None and x is not None:
-                self.build(_sample_shape(x))
+                self.build(adapters.sample_shape(x))
             self.ensure_built()
 
     def evaluation_results(self, loss_sum, n):
@@ -1282,11 +849,9 @@ class TrainingMixin:
         and ``sample_weight`` are arrays already checked by ``evaluate``."""
         weights = sample_weight
         n = x.shape[0]
-        inputs = _Inputs.__new__(_Inputs)
-        inputs.data, inputs.streamed = x, _is_streamed(x)
-        inputs.dtype, inputs.name, inputs._buffer = self.dtype, "x", None
+        inputs = adapters.Inputs.checked(x, self.dtype)
         total = 0.0
-        for index in _batches(n, batch_size, False, None):
+        for index in adapters.batch_indices(n, batch_size, False, None):
             xb = inputs.batch(index)
             yb = np.ascontiguousarray(y[index])
             wb = None if weights is None else weights[index]
@@ -1348,19 +913,19 @@ class TrainingMixin:
         >>> model.predict(x).shape          # logits: one row per sample
         (4, 2)
         """
-        _refuse_batch_iterable(x, "x", "predict")
+        adapters.refuse_batch_iterable(x, "x", "predict")
         if mc_samples is not None:
             from cdl.tuning import predict_mc
 
             return predict_mc(self, x, mc_samples=mc_samples, batch_size=batch_size)
         self._build_for_inference(x)
         batch_size = check_number(batch_size, "batch_size", low=1, integer=True)
-        inputs = _Inputs(self, x)
+        inputs = adapters.Inputs(self, x)
         n = len(inputs)
         out = np.empty((n,) + tuple(self.output_shape), dtype=self.dtype)
         plan = self._inference_plan(min(batch_size, max(n, 1))) if self.use_fused_step \
             else None
-        for index in _batches(n, batch_size, False, None):
+        for index in adapters.batch_indices(n, batch_size, False, None):
             if plan is not None:
                 plan._plan.predict(inputs.batch(index), out[index])
             else:
