@@ -261,7 +261,7 @@ def find_lr(model, x, y, start_lr=1e-7, end_lr=10.0, num_steps=100, batch_size=3
     >>> all((a == b).all() for a, b in zip(before, model.get_weights()))
     True
     """
-    model._require_compiled()
+    model.require_compiled()
     start_lr = check_number(start_lr, "start_lr", low=0.0, low_inclusive=False)
     end_lr = check_number(end_lr, "end_lr", low=start_lr, low_inclusive=False)
     num_steps = check_number(num_steps, "num_steps", low=2, integer=True)

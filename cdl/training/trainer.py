@@ -295,7 +295,8 @@ class TrainingMixin:
         self.compile(optimizer, loss, config.get("metrics") or None,
                      clip_norm=config.get("clip_norm"), clip_value=config.get("clip_value"))
 
-    def _require_compiled(self):
+    def require_compiled(self):
+        """Raise RuntimeError unless ``compile`` has been called."""
         if self.optimizer is None or self.loss is None:
             raise RuntimeError("the model must be compiled first: model.compile(optimizer, loss)")
 
@@ -421,7 +422,7 @@ class TrainingMixin:
         >>> losses[-1] < losses[0]
         True
         """
-        self._require_compiled()
+        self.require_compiled()
         adapters.refuse_batch_iterable(x, "x", "train_step")
         x = self.check_input(x)
         if x.shape[0] == 0:
@@ -550,7 +551,7 @@ class TrainingMixin:
                    validation_data, shuffle, class_weight, sample_weight, initial_epoch,
                    max_time, max_steps, steps_per_epoch, validation_steps):
         """``fit``'s arguments checked, and its training and validation batches."""
-        self._require_compiled()
+        self.require_compiled()
         shuffle = check_bool(shuffle, "shuffle")
         settings = {
             "epochs": check_number(epochs, "epochs", low=0, integer=True),
@@ -808,7 +809,7 @@ class TrainingMixin:
         parallel = _strategy_for(self, distributed)
 
         def checked():
-            self._require_compiled()
+            self.require_compiled()
             adapters.refuse_batch_iterable(x, "x", "evaluate")
             self._build_for_inference(None)
             inputs = adapters.Inputs(self, x)
