@@ -19,7 +19,7 @@ import numpy as np
 
 from cdl import losses as _losses
 from cdl._validation import as_float_array, as_real_array, check_finite, check_number, choose
-from cdl.data.batching import reader_for
+from cdl.data.batching import RowGatherer
 
 __all__ = ["is_streamed", "is_batch_iterable", "refuse_batch_iterable", "Inputs", "Targets",
            "class_weights", "sample_weights", "sample_shape", "batch_indices", "ArrayBatches",
@@ -45,12 +45,10 @@ class Inputs:
         if is_streamed(x):
             if x.dtype.kind not in "biuf":
                 raise TypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
+            # Batches are read from the file, not through the mapping, so that
+            # the file's pages do not pile up in memory (cdl.data.batching).
             self.data = x
             self.streamed = True
-            # Batches are read from the file, not through the mapping, so that
-            # the file's pages do not pile up in memory: by a reader made on
-            # the first batch (cdl.data.batching.reader_for).
-            self._reader = None
         else:
             self.data = as_float_array(x, model.dtype, name)
             check_finite(self.data, name)
@@ -62,34 +60,28 @@ class Inputs:
                              f"the model expects {model.input_shape}")
         self.name = name
         self.dtype = model.dtype
-        self._buffer = None
+        self._gather = None
 
     @classmethod
     def checked(cls, data, dtype, name="x"):
         """Inputs over ``data`` already checked (of ``dtype``, finite, or a
         memory map read batch by batch), without checking it again."""
         inputs = cls.__new__(cls)
-        inputs.data, inputs.streamed, inputs._reader = data, is_streamed(data), None
-        inputs.dtype, inputs.name, inputs._buffer = dtype, name, None
+        inputs.data, inputs.streamed = data, is_streamed(data)
+        inputs.dtype, inputs.name, inputs._gather = dtype, name, None
         return inputs
 
     def __len__(self):
         return self.data.shape[0]
 
     def batch(self, index):
-        """Rows ``index`` (a slice or an index array) as a contiguous array."""
-        if not self.streamed:
-            if isinstance(index, slice):
-                return self.data[index]  # a contiguous view: no copy
-            n = len(index)
-            if self._buffer is None or self._buffer.shape[0] < n:
-                self._buffer = np.empty((n,) + self.data.shape[1:], dtype=self.dtype)
-            out = self._buffer[:n]
-            np.take(self.data, index, axis=0, out=out)
-            return out
-        # A new reader when fit sliced the data (validation_split).
-        rows = reader_for(self, self.data, self.name).read(index, self.dtype)
-        check_finite(rows, self.name)
+        """Rows ``index`` (a slice or an index array) as a C-contiguous array
+        of the model's dtype: a view of a slice in memory, a buffer reused by
+        the next batch, or rows read from the file of a memory map."""
+        self._gather = _gatherer(self._gather, self.data, self.dtype, self.name)
+        rows = self._gather.read(index)
+        if self.streamed:
+            check_finite(rows, self.name)
         return rows
 
 
@@ -111,7 +103,7 @@ class Targets:
         else:
             y = as_real_array(y, name)  # names ragged lists, strings, complex...
         self.loss, self.name, self.dtype = loss, name, dtype
-        self._buffer = None
+        self._gather = None
         if y.ndim == 0 or y.shape[0] != n:
             raise ValueError(f"{name} has {y.shape[0] if y.ndim else 0} samples, x has {n}")
         if isinstance(loss, _losses.CrossEntropy) and not is_streamed(y) and y.ndim == 1 \
@@ -133,24 +125,28 @@ class Targets:
                 raise ValueError("binary cross-entropy targets must lie in [0, 1]")
 
     def batch(self, index):
-        """Targets of rows ``index`` (a slice or an index array), checked."""
+        """Targets of rows ``index`` (a slice or an index array), checked, as
+        a C-contiguous array (a view or a reused buffer for targets in
+        memory, a new array read from the file of a memory map)."""
+        # Labels keep their int64; values read from a file are converted and
+        # checked here, those in memory were when they were given.
+        self._gather = _gatherer(self._gather, self.data, None, self.name)
+        rows = self._gather.read(index)
         if is_streamed(self.data):
-                rows = reader_for(self, self.data, self.name).read(index)
-        elif isinstance(index, slice):
-            rows = np.require(self.data[index], requirements="CA")
-        else:
-            # Shuffled in-memory targets: gather into one buffer reused by every batch.
-            n = len(index)
-            if self._buffer is None or self._buffer.shape[0] < n:
-                self._buffer = np.empty((n,) + self.data.shape[1:], dtype=self.data.dtype)
-            rows = self._buffer[:n]
-            np.take(self.data, index, axis=0, out=rows)
-            return rows
-        if is_streamed(self.data):
-            rows = as_float_array(rows, self.dtype, self.name) if rows.dtype.kind == "f" \
-                else rows
+            if rows.dtype.kind == "f":
+                rows = as_float_array(rows, self.dtype, self.name)
             self._check(rows)
         return rows
+
+
+def _gatherer(gather, data, dtype, name):
+    """``gather`` if it reads ``data``, else a new ``RowGatherer`` of it
+    (``fit`` slices its data for ``validation_split``), closing the old one."""
+    if gather is not None and gather.array is data:
+        return gather
+    if gather is not None:
+        gather.close()
+    return RowGatherer(data, dtype, name)
 
 
 def class_weights(class_weight, y):
