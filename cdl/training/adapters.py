@@ -19,7 +19,6 @@ import numpy as np
 
 from cdl import losses as _losses
 from cdl._validation import as_float_array, as_real_array, check_finite, check_number, choose
-from cdl.data.batching import RowGatherer
 
 __all__ = ["is_streamed", "is_batch_iterable", "refuse_batch_iterable", "Inputs", "Targets",
            "class_weights", "sample_weights", "sample_shape", "batch_indices", "ArrayBatches",
@@ -146,6 +145,9 @@ def _gatherer(gather, data, dtype, name):
         return gather
     if gather is not None:
         gather.close()
+    # cdl.data is imported with the first batch, not with cdl (see cdl's lazy modules).
+    from cdl.data.batching import RowGatherer
+
     return RowGatherer(data, dtype, name)
 
 
