@@ -207,3 +207,45 @@ def test_no_import_cycle_goes_through_the_training_modules():
 
     cyclic = sorted(name for name in graph if _in_training(name) and reaches(name, name))
     assert not cyclic
+
+
+class _Counting(cdl.callbacks.Callback):
+    """A user callback with a state: the number of batches it has seen."""
+
+    def __init__(self, stop_after=None):
+        super().__init__()
+        self.count, self.stop_after = 0, stop_after
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.count += 1
+        if self.count == self.stop_after:
+            raise KeyboardInterrupt
+
+    def get_state(self):
+        return {"count": self.count}
+
+    def set_state(self, state):
+        self.count = state["count"]
+
+
+def test_a_user_callback_with_get_state_resumes_with_the_backup(tmp_path):
+    x, y = _data()
+
+    def run(counter):
+        model = _sequential(True)
+        model.compile("adam", "cross_entropy")
+        backup = cdl.callbacks.BackupAndRestore(tmp_path / "backup", save_freq=2)
+        model.fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=[counter, backup])
+        return model
+
+    with pytest.raises(KeyboardInterrupt):
+        run(_Counting(stop_after=7))
+    resumed_counter = _Counting()
+    resumed = run(resumed_counter)
+    straight_counter = _Counting()
+    model = _sequential(True)
+    model.compile("adam", "cross_entropy")
+    model.fit(x, y, epochs=2, batch_size=16, verbose=0, callbacks=[straight_counter])
+    assert resumed_counter.count == straight_counter.count == 10
+    for a, b in zip(resumed.params, model.params):
+        np.testing.assert_array_equal(a, b)
