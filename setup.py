@@ -9,6 +9,10 @@ and Python objects only, never of raw pointers, which is how the kernels
 reach array data; ``.ci/debug-kernels`` therefore adds the address and
 undefined-behaviour sanitizers (through ``CFLAGS``/``LDFLAGS``) and runs
 the kernel tests against such a build.
+
+Kernel modules whose ``def`` entry points branch on the array dtype are
+written as Tempita templates (``cdl/_kernels/<name>.pyx.tp``, rendered to
+``<name>.pyx`` before cythonize; see ``render_kernel_templates``).
 """
 import glob
 import os
@@ -17,6 +21,7 @@ import Cython
 import numpy
 import scipy
 from Cython.Build import cythonize
+from Cython.Tempita import Template
 from setuptools import Extension, setup
 
 DEBUG = os.environ.get("CDL_DEBUG", "0") not in ("", "0", "false", "False")
@@ -30,6 +35,48 @@ CYTHON_DIRECTIVES = {
     "cdivision": True,
     "embedsignature": True,
 }
+
+# The C types of the fused type ``floating`` that every kernel is compiled for.
+FLOATING = ("float", "double")
+
+
+def branch(c_type, test):
+    """The line that opens the ``c_type`` arm of a dtype dispatch: ``if test:``
+    for float, ``else:`` for double (``test`` is true for float32 arrays)."""
+    return "if %s:" % test if c_type == "float" else "else:"
+
+
+def render_kernel_templates():
+    """Render each ``cdl/_kernels/*.pyx.tp`` into the ``.pyx`` beside it.
+
+    A ``def`` entry point checks its arrays with the GIL held, takes raw
+    pointers and then calls the ``cdef`` kernel specialised for float or
+    double. Cython could generate that branch itself from fused-type
+    memoryview arguments, but acquiring the memoryviews makes a call of a
+    small Dense layer ~70% slower (docs/design.md), so the branch is
+    written once in a template, as
+    ``{{for T in FLOATING}} {{branch(T, "is_float32(X)")}} ... <{{T}}*>px ...
+    {{endfor}}``, and rendered to the same C as writing both arms by hand.
+    A file is rewritten only when its text changes, so that cythonize's
+    timestamp check still skips unchanged modules. A source distribution
+    carries the rendered ``.pyx`` files and no templates.
+    """
+    namespace = {"FLOATING": FLOATING, "branch": branch}
+    for template_path in sorted(glob.glob(os.path.join("cdl", "_kernels", "*.pyx.tp"))):
+        with open(template_path, encoding="utf-8") as f:
+            template = Template(f.read(), name=template_path)
+        pyx_path = template_path[:-len(".tp")]
+        text = ("# Rendered from %s by setup.py: edit the template, not this file.\n"
+                % os.path.basename(template_path)) + template.substitute(namespace)
+        if os.path.exists(pyx_path):
+            with open(pyx_path, encoding="utf-8") as f:
+                if f.read() == text:
+                    continue
+        with open(pyx_path, "w", encoding="utf-8") as f:
+            f.write(text)
+
+
+render_kernel_templates()
 
 # Every Cython module under cdl/_kernels is an extension of its own.
 KERNELS = sorted(os.path.splitext(os.path.basename(path))[0]

@@ -1,3 +1,4 @@
+# Rendered from _blas.pyx.tp by setup.py: edit the template, not this file.
 """Row-major wrappers of the BLAS routines cdl uses.
 
 The ``cdef`` routines are the seam every kernel goes through. The ``def``
@@ -164,8 +165,8 @@ def gemm(A, B, C, bint trans_a=False, bint trans_b=False,
                   <float>beta, <float*>pC, ldc)
     else:
         with nogil:
-            _gemm(ta, tb, bm, bn, bk, alpha, <double*>pA, lda, <double*>pB, ldb,
-                  beta, <double*>pC, ldc)
+            _gemm(ta, tb, bm, bn, bk, <double>alpha, <double*>pA, lda, <double*>pB, ldb,
+                  <double>beta, <double*>pC, ldc)
     return C
 
 
@@ -204,8 +205,8 @@ def gemv(A, x, y, bint trans_a=False, double alpha=1.0, double beta=0.0):
                   <float>beta, <float*>py, 1)
     else:
         with nogil:
-            _gemv(ta, bm, bn, alpha, <double*>pA, bn, <double*>px, 1,
-                  beta, <double*>py, 1)
+            _gemv(ta, bm, bn, <double>alpha, <double*>pA, bn, <double*>px, 1,
+                  <double>beta, <double*>py, 1)
     return y
 
 
@@ -222,7 +223,7 @@ def axpy(double alpha, x, y):
             _axpy(n, <float>alpha, <float*>px, 1, <float*>py, 1)
     else:
         with nogil:
-            _axpy(n, alpha, <double*>px, 1, <double*>py, 1)
+            _axpy(n, <double>alpha, <double*>px, 1, <double*>py, 1)
     return y
 
 
@@ -239,7 +240,7 @@ def scal(double alpha, x):
             _scal(n, <float>alpha, <float*>px, 1)
     else:
         with nogil:
-            _scal(n, alpha, <double*>px, 1)
+            _scal(n, <double>alpha, <double*>px, 1)
     return x
 
 

@@ -1,3 +1,4 @@
+# Rendered from activations.pyx.tp by setup.py: edit the template, not this file.
 """Activation functions and their derivatives.
 
 Each activation is applied element by element, except softmax and

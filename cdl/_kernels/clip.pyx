@@ -1,3 +1,4 @@
+# Rendered from clip.pyx.tp by setup.py: edit the template, not this file.
 """Gradient clipping over flat gradient vectors: norms, scaling, clamping."""
 from cython cimport floating
 from libc.math cimport fabs, pow, INFINITY
@@ -67,7 +68,7 @@ def scale(g, double factor):
             _scal(<blas_int>n, <float>factor, <float*>pg, 1)
     else:
         with nogil:
-            _scal(<blas_int>n, factor, <double*>pg, 1)
+            _scal(<blas_int>n, <double>factor, <double*>pg, 1)
 
 
 def clamp(g, double limit):
@@ -82,4 +83,4 @@ def clamp(g, double limit):
             clamp_kernel(n, <float*>pg, <float>limit)
     else:
         with nogil:
-            clamp_kernel(n, <double*>pg, limit)
+            clamp_kernel(n, <double*>pg, <double>limit)

@@ -1,3 +1,4 @@
+# Rendered from conv.pyx.tp by setup.py: edit the template, not this file.
 """Convolution over channels-last images, by im2col and one matrix product.
 
 Layouts (row-major, channels last, as Keras):
@@ -579,8 +580,8 @@ def backward(X, W, Z, Y, dY, dZ, dW, db, dX, col, strides, dilation, padding,
     else:
         with nogil:
             conv_backward(&g, n, chunk, <double*>px, <double*>pw, act, param, <double*>ps,
-                          <double*>pdy, <double*>pdz, <double*>pdw, <double*>pdb,
-                          <double*>pdx, <double*>pcol, col_filled)
+                          <double*>pdy, <double*>pdz, <double*>pdw, <double*>pdb, <double*>pdx,
+                          <double*>pcol, col_filled)
     return dX
 
 
@@ -645,8 +646,8 @@ def transpose_forward(X, W, b, Z, Y, col, strides, dilation, padding,
                               <float*>pcol, <float*>pz, <float*>py)
     else:
         with nogil:
-            convT_forward(&g, n, chunk, <double*>px, <double*>pw, <double*>pb, act,
-                              param, <double*>pcol, <double*>pz, <double*>py)
+            convT_forward(&g, n, chunk, <double*>px, <double*>pw, <double*>pb, act, param,
+                              <double*>pcol, <double*>pz, <double*>py)
     return Y
 
 

@@ -1,3 +1,4 @@
+# Rendered from dense.pyx.tp by setup.py: edit the template, not this file.
 """Fully connected layer: Y = f(X @ W + b) and its gradients.
 
 Shapes: X (n, d_in), W (d_in, d_out), b (d_out,), Z and Y (n, d_out).

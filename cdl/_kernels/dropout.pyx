@@ -1,3 +1,4 @@
+# Rendered from dropout.pyx.tp by setup.py: edit the template, not this file.
 """Inverted dropout: Y = X * mask, mask = (U >= rate) / (1 - rate).
 
 The uniform draws ``U`` come from the model's seeded NumPy generator, so

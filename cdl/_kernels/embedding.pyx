@@ -1,3 +1,4 @@
+# Rendered from embedding.pyx.tp by setup.py: edit the template, not this file.
 """Embedding lookup: Y[i] = W[indices[i]], and its gradient, a scatter-add.
 
 Shapes: indices (n,) int64, W (v, d), Y and dY (n, d). The backward adds

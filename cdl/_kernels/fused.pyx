@@ -1,3 +1,4 @@
+# Rendered from fused.pyx.tp by setup.py: edit the template, not this file.
 """A whole training step of a dense network in one compiled call.
 
 ``TrainPlan`` holds, for one model and a largest batch size, every buffer
@@ -282,19 +283,19 @@ cdef class TrainPlan:
             return out
         cdef void* px = data_ptr(X)
         cdef void* po = data_ptr(out)
-        cdef const float* rf
-        cdef const double* rd
+        cdef const float* result_float
+        cdef const double* result_double
         cdef Py_ssize_t i, size = n * self._d_out
         if self.dtype == np.float32:
             with nogil:
-                rf = _infer(self._steps, self._n_steps, n, <const float*>px)
+                result_float = _infer(self._steps, self._n_steps, n, <const float*>px)
                 for i in range(size):
-                    (<float*>po)[i] = rf[i]
+                    (<float*>po)[i] = result_float[i]
         else:
             with nogil:
-                rd = _infer(self._steps, self._n_steps, n, <const double*>px)
+                result_double = _infer(self._steps, self._n_steps, n, <const double*>px)
                 for i in range(size):
-                    (<double*>po)[i] = rd[i]
+                    (<double*>po)[i] = result_double[i]
         return out
 
     def output(self, Py_ssize_t n):

@@ -1,3 +1,4 @@
+# Rendered from losses.pyx.tp by setup.py: edit the template, not this file.
 """Loss functions (mean over all elements or over the batch) and gradients.
 
 Sums are accumulated in float64 whatever the input dtype, so a float32
@@ -448,8 +449,7 @@ def cross_entropy_soft_grad(P, T, dZ, W=None, CW=None):
             ce_soft_backward(n, c, <float*>pp, <float*>pt, <float*>pw, <float*>pc, <float*>pd)
     else:
         with nogil:
-            ce_soft_backward(n, c, <double*>pp, <double*>pt, <double*>pw, <double*>pc,
-                             <double*>pd)
+            ce_soft_backward(n, c, <double*>pp, <double*>pt, <double*>pw, <double*>pc, <double*>pd)
     return dZ
 
 

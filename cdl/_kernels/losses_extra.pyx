@@ -1,3 +1,4 @@
+# Rendered from losses_extra.pyx.tp by setup.py: edit the template, not this file.
 """Kernels of the probabilistic, similarity and margin losses: negative
 log-likelihood, KL divergence, Poisson negative log-likelihood, cosine
 similarity and hinge.
@@ -237,8 +238,7 @@ def kl_divergence_grad(X, T, dX, bint log_target=False, W=None):
             kl_div_backward(log_target, r, c, <float*>px, <float*>pt, <float*>pw, <float*>pd)
     else:
         with nogil:
-            kl_div_backward(log_target, r, c, <double*>px, <double*>pt, <double*>pw,
-                            <double*>pd)
+            kl_div_backward(log_target, r, c, <double*>px, <double*>pt, <double*>pw, <double*>pd)
     return dX
 
 
@@ -308,8 +308,7 @@ def poisson_nll(X, T, bint log_input=True, double eps=1e-8, W=None):
             loss = poisson_forward(log_input, eps, r, c, <float*>px, <float*>pt, <float*>pw)
     else:
         with nogil:
-            loss = poisson_forward(log_input, eps, r, c, <double*>px, <double*>pt,
-                                   <double*>pw)
+            loss = poisson_forward(log_input, eps, r, c, <double*>px, <double*>pt, <double*>pw)
     return loss
 
 
@@ -531,6 +530,5 @@ def cosine_similarity_grad(P, T, dP, W=None, double eps=COSINE_EPSILON):
             cosine_backward(r, m, d, eps, <float*>pp, <float*>pt, <float*>pw, <float*>pd)
     else:
         with nogil:
-            cosine_backward(r, m, d, eps, <double*>pp, <double*>pt, <double*>pw,
-                            <double*>pd)
+            cosine_backward(r, m, d, eps, <double*>pp, <double*>pt, <double*>pw, <double*>pd)
     return dP

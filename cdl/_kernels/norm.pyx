@@ -1,3 +1,4 @@
+# Rendered from norm.pyx.tp by setup.py: edit the template, not this file.
 """Normalisation: batch norm, and group norm with layer and RMS norm as cases.
 
 Every input is channels-last. Batch norm views X as (m, c): c channels

@@ -1,3 +1,4 @@
+# Rendered from optim.pyx.tp by setup.py: edit the template, not this file.
 """Fused, in-place optimizer updates over flat parameter buffers.
 
 Each kernel performs one optimizer step for ``n`` parameters: it reads
@@ -289,8 +290,8 @@ def sgd(p, g, buf, double lr, double weight_decay, double momentum, double dampe
                        <float>momentum, <float>dampening, nesterov, first)
     else:
         with nogil:
-            sgd_kernel(n, <double*>pp, <double*>pg, <double*>pb, lr, weight_decay,
-                       momentum, dampening, nesterov, first)
+            sgd_kernel(n, <double*>pp, <double*>pg, <double*>pb, <double>lr, <double>weight_decay,
+                       <double>momentum, <double>dampening, nesterov, first)
     flush_denormals_end(saved)
 
 
@@ -309,7 +310,8 @@ def adagrad(p, g, sums, double clr, double weight_decay, double eps):
                            <float>weight_decay, <float>eps)
     else:
         with nogil:
-            adagrad_kernel(n, <double*>pp, <double*>pg, <double*>ps, clr, weight_decay, eps)
+            adagrad_kernel(n, <double*>pp, <double*>pg, <double*>ps, <double>clr,
+                           <double>weight_decay, <double>eps)
     flush_denormals_end(saved)
 
 
@@ -333,7 +335,8 @@ def rmsprop(p, g, square_avg, grad_avg, buf, double lr, double alpha, double eps
     else:
         with nogil:
             rmsprop_kernel(n, <double*>pp, <double*>pg, <double*>ps, <double*>pa, <double*>pb,
-                           lr, alpha, eps, weight_decay, momentum)
+                           <double>lr, <double>alpha, <double>eps, <double>weight_decay,
+                           <double>momentum)
     flush_denormals_end(saved)
 
 
@@ -361,7 +364,8 @@ def adam(p, g, m, v, v_max, double step_size, double bc2_sqrt, double beta1, dou
     else:
         with nogil:
             adam_kernel(n, <double*>pp, <double*>pg, <double*>pm, <double*>pv, <double*>px,
-                        step_size, bc2_sqrt, beta1, beta2, eps, weight_decay, decay)
+                        <double>step_size, <double>bc2_sqrt, <double>beta1, <double>beta2,
+                        <double>eps, <double>weight_decay, <double>decay)
     flush_denormals_end(saved)
 
 
@@ -381,8 +385,8 @@ def adamax(p, g, m, u, double clr, double beta1, double beta2, double eps, doubl
                           <float>beta1, <float>beta2, <float>eps, <float>weight_decay)
     else:
         with nogil:
-            adamax_kernel(n, <double*>pp, <double*>pg, <double*>pm, <double*>pu, clr,
-                          beta1, beta2, eps, weight_decay)
+            adamax_kernel(n, <double*>pp, <double*>pg, <double*>pm, <double*>pu, <double>clr,
+                          <double>beta1, <double>beta2, <double>eps, <double>weight_decay)
     flush_denormals_end(saved)
 
 
@@ -404,8 +408,9 @@ def nadam(p, g, m, v, double c_grad, double c_avg, double bc2, double beta1, dou
                          <float>weight_decay, <float>decay)
     else:
         with nogil:
-            nadam_kernel(n, <double*>pp, <double*>pg, <double*>pm, <double*>pv, c_grad,
-                         c_avg, bc2, beta1, beta2, eps, weight_decay, decay)
+            nadam_kernel(n, <double*>pp, <double*>pg, <double*>pm, <double*>pv, <double>c_grad,
+                         <double>c_avg, <double>bc2, <double>beta1, <double>beta2, <double>eps,
+                         <double>weight_decay, <double>decay)
     flush_denormals_end(saved)
 
 
@@ -427,6 +432,7 @@ def radam(p, g, m, v, double lr, double bc1, double bc2_sqrt, double rect, bint 
                          <float>beta2, <float>eps, <float>weight_decay, <float>decay)
     else:
         with nogil:
-            radam_kernel(n, <double*>pp, <double*>pg, <double*>pm, <double*>pv, lr, bc1,
-                         bc2_sqrt, rect, rectified, beta1, beta2, eps, weight_decay, decay)
+            radam_kernel(n, <double*>pp, <double*>pg, <double*>pm, <double*>pv, <double>lr,
+                         <double>bc1, <double>bc2_sqrt, <double>rect, rectified, <double>beta1,
+                         <double>beta2, <double>eps, <double>weight_decay, <double>decay)
     flush_denormals_end(saved)

@@ -1,3 +1,4 @@
+# Rendered from pooling.pyx.tp by setup.py: edit the template, not this file.
 """Max and average pooling over channels-last arrays, and their gradients.
 
 Every array is 4-D: inputs X and dX are (n, H, W, C), outputs Y and dY and

@@ -1,3 +1,4 @@
+# Rendered from recurrent.pyx.tp by setup.py: edit the template, not this file.
 """Recurrent layers (SimpleRNN, LSTM, GRU): forward pass and backpropagation
 through time.
 
