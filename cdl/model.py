@@ -7,9 +7,13 @@ from cdl._validation import (
     check_shape_tuple)
 from cdl.layers import base as _base
 from cdl.layers.base import Layer
+from cdl.saving.models import register_model_class
+from cdl.saving.rebuild import load_weights
+from cdl.saving.writer import save_model, save_weights
 from cdl.training import TrainingMixin
 
 
+@register_model_class
 class Sequential(TrainingMixin):
     """A linear stack of layers.
 
@@ -505,13 +509,11 @@ class Sequential(TrainingMixin):
         >>> restored.compile_config()["loss"]
         {'class_name': 'MSE', 'config': {}}
         """
-        from cdl import io
-        io.save_model(self, path, include_optimizer=include_optimizer)
+        save_model(self, path, include_optimizer=include_optimizer)
 
     def save_weights(self, path):
         """Save only the weights to ``path`` (see ``cdl.io.save_weights``)."""
-        from cdl import io
-        io.save_weights(self, path)
+        save_weights(self, path)
 
     def load_weights(self, path):
         """Load weights saved by ``save_weights`` or ``save`` into this model
@@ -521,8 +523,7 @@ class Sequential(TrainingMixin):
         either the old or the loaded weights, entirely. Raises RuntimeError
         if another thread is training the model.
         """
-        from cdl import io
-        io.load_weights(self, path)
+        load_weights(self, path)
 
 
 def _bytes(n):

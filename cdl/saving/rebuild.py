@@ -17,10 +17,10 @@ from cdl import layers
 from cdl._concurrency import guard_of
 from cdl.layers import Layer, iter_layers
 from cdl.layers.base import AllocationError, allocation_budget
-from cdl.model import Sequential
 from cdl.saving import format as spec
 from cdl.saving.format import ModelFileError
 from cdl.saving.header import Checker, check_header, model_config, short
+from cdl.saving.models import check_model, model_class
 from cdl.saving.reader import read
 from cdl.saving.writer import buffer_layout, param_layout
 
@@ -194,7 +194,7 @@ def load_model(path):
     if built and (config["input_shape"] is None or not layer_list):
         check.fail("the header says the model was built, but it has no input shape or layers")
     try:
-        model = Sequential(layer_list, dtype=config["dtype"], seed=config["seed"],
+        model = model_class("Sequential")(layer_list, dtype=config["dtype"], seed=config["seed"],
                            name=config["name"])
         model.input_shape = config["input_shape"]
         if built:
@@ -430,8 +430,7 @@ def load_weights(model, path):
         ...
     ValueError: w.cdl: weight 0 has shape [3, 2] in the file ...
     """
-    if not isinstance(model, Sequential):
-        raise TypeError(f"expected a cdl.Sequential model, got {type(model).__name__}")
+    check_model(model)
     file = read(path)
     check = Checker(file.path)
     header = file.header

@@ -12,9 +12,9 @@ import numpy as np
 
 from cdl._validation import check_bool
 from cdl._version import __version__
-from cdl.model import Sequential
 from cdl.saving import format as spec
 from cdl.saving.atomic import atomic_write
+from cdl.saving.models import check_model
 
 __all__ = ["save_model", "save_weights", "model_header", "write_file", "write_arrays",
            "param_layout", "buffer_layout"]
@@ -99,8 +99,7 @@ def buffer_layout(model):
 def model_header(model, kind, include_optimizer):
     """The header dict of ``model`` (without the array table) and the
     [(name, array)] to write; ``kind`` is ``"model"`` or ``"weights"``."""
-    if not isinstance(model, Sequential):
-        raise TypeError(f"expected a cdl.Sequential model, got {type(model).__name__}")
+    check_model(model)
     if not model.built and (model.input_shape is not None
                             or any(layer.built for layer in model.layers)):
         raise ValueError("the model is only partly built; call model.build() before saving")
