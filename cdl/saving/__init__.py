@@ -13,6 +13,9 @@
     Checking the header's fields before any is used.
 ``writer``
     ``save_model``, ``save_weights`` and the header and arrays they write.
+``models``
+    The model classes files hold, registered by name (``Sequential``
+    registers itself), so that this package never imports the model module.
 ``rebuild``
     ``load_model``, ``load_weights`` and restoring a file into a model.
 ``training_state``
