@@ -230,7 +230,7 @@ def check_weights(model):
     if not _bad_count(model.param_buffer):
         return
     name = type(model.optimizer).__name__
-    for index, layer in enumerate(model._layers):
+    for index, layer in enumerate(model.layers):
         for owner, weight in layer.weight_owners():
             count = _bad_count(getattr(owner, weight))
             if count:
