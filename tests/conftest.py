@@ -1,6 +1,8 @@
 import itertools
 import os
 import random
+import shutil
+import tempfile
 import zlib
 
 import numpy as np
@@ -53,3 +55,16 @@ def _seeded_randomness(request, monkeypatch):
     monkeypatch.setattr(np.random, "default_rng", default_rng)
     np.random.seed(test_seed)
     random.seed(test_seed)
+
+
+@pytest.fixture
+def fast_dir(tmp_path):
+    """A directory on tmpfs where there is one: the resume tests save hundreds
+    of backups, and an fsync to disk costs ~10 ms (durability is
+    test_crash_save.py's subject, not theirs)."""
+    if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
+        path = tempfile.mkdtemp(prefix="cdl-resume-", dir="/dev/shm")
+        yield type(tmp_path)(path)
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        yield tmp_path

@@ -4,18 +4,15 @@ PyTorch, float64 gradient checks, extreme and NaN inputs, the fused training
 step, and the layer contract."""
 import numpy as np
 import pytest
-from scipy.special import expit
 from scipy.special import log_softmax as sp_log_softmax
 
 import cdl
 from cdl import _fused, layers, losses, optimizers
 from cdl._kernels import activations
-from helpers import GRADCHECK_TOL, assert_allclose, random_array
-from test_layers import check_layer
+from helpers import (GRADCHECK_TOL, SELU_ALPHA, SELU_SCALE, assert_allclose, check_layer,
+                     random_array, ref_backward, ref_forward)
 
 ACT = activations.CODES
-SELU_ALPHA = 1.6732632423543772848170429916717
-SELU_SCALE = 1.0507009873554804934193349852946
 
 #: The activation names this file covers ("swish" is another name of "silu").
 NAMES = ["selu", "silu", "swish", "mish", "softplus", "softsign", "hard_sigmoid",
@@ -33,81 +30,6 @@ LAYER_OF = {
 #: Points where the function or its derivative is not smooth.
 KINKS = {"selu": [0.0], "hard_sigmoid": [-3.0, 3.0], "hard_swish": [-3.0, 3.0],
          "relu6": [0.0, 6.0]}
-
-
-# --- NumPy / SciPy references (float64) ----------------------------------------
-
-def ref_forward(name, x, beta=1.0, threshold=20.0):
-    """Activation ``name`` of ``x`` in float64, computed stably.
-
-    Parameters
-    ----------
-    name : str
-        A key of ``activations.CODES``.
-    x : array_like
-    beta, threshold : float
-        Softplus' parameters (ignored otherwise).
-
-    Returns
-    -------
-    ndarray of float64
-    """
-    x = np.asarray(x, np.float64)
-    if name == "selu":
-        return SELU_SCALE * np.where(x > 0, x, SELU_ALPHA * np.expm1(np.minimum(x, 0.0)))
-    if name in ("silu", "swish"):
-        return x * expit(x)
-    if name == "mish":
-        return x * np.tanh(np.logaddexp(0.0, x))
-    if name == "softplus":
-        return np.where(beta * x > threshold, x, np.logaddexp(0.0, beta * x) / beta)
-    if name == "softsign":
-        return x / (1 + np.abs(x))
-    if name == "hard_sigmoid":
-        return np.clip(x + 3, 0, 6) / 6
-    if name == "hard_swish":
-        return x * np.clip(x + 3, 0, 6) / 6
-    if name == "relu6":
-        return np.clip(x, 0, 6)
-    if name == "log_softmax":
-        return sp_log_softmax(x, axis=-1)
-    raise KeyError(name)
-
-
-def ref_backward(name, x, dy, beta=1.0, threshold=20.0):
-    """Gradient with respect to ``x`` of activation ``name`` given ``dy``.
-
-    Conventions at the kinks are PyTorch's: selu'(0) = scale * alpha,
-    hard_sigmoid' = 1/6 on the open interval (-3, 3), hard_swish' = 0 up to
-    -3 and 1 from 3 on, relu6' = 0 at 0 and 6.
-
-    Returns
-    -------
-    ndarray of float64
-    """
-    x = np.asarray(x, np.float64)
-    dy = np.asarray(dy, np.float64)
-    if name == "selu":
-        return dy * SELU_SCALE * np.where(x > 0, 1.0, SELU_ALPHA * np.exp(np.minimum(x, 0.0)))
-    if name in ("silu", "swish"):
-        s = expit(x)
-        return dy * s * (1 + x * expit(-x))
-    if name == "mish":
-        t = np.tanh(np.logaddexp(0.0, x))
-        return dy * (t + x * (1 - t * t) * expit(x))
-    if name == "softplus":
-        return np.where(beta * x > threshold, dy, dy * expit(beta * x))
-    if name == "softsign":
-        return dy / (1 + np.abs(x)) ** 2
-    if name == "hard_sigmoid":
-        return np.where((x > -3) & (x < 3), dy / 6, 0.0)
-    if name == "hard_swish":
-        return np.where(x <= -3, 0.0, np.where(x < 3, dy * (x / 3 + 0.5), dy))
-    if name == "relu6":
-        return np.where((x > 0) & (x < 6), dy, 0.0)
-    if name == "log_softmax":
-        return dy - np.exp(sp_log_softmax(x, axis=-1)) * dy.sum(axis=-1, keepdims=True)
-    raise KeyError(name)
 
 
 def inputs(shape, dtype, seed=0):

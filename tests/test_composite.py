@@ -4,8 +4,7 @@ import pytest
 
 import cdl
 from cdl import layers
-from helpers import GRADCHECK_TOL, random_array
-from test_layers import check_layer
+from helpers import GRADCHECK_TOL, check_layer, random_array
 
 
 def residual():

@@ -8,8 +8,7 @@ import pytest
 import cdl
 from cdl import layers, optimizers
 from cdl._kernels import conv as _conv
-from helpers import GRADCHECK_TOL, assert_allclose, random_array
-from test_layers import check_layer
+from helpers import GRADCHECK_TOL, assert_allclose, check_layer, random_array
 
 
 # --- independent references --------------------------------------------------

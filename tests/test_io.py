@@ -12,6 +12,7 @@ from cdl import io, layers, optimizers
 from cdl.io import ModelFileError
 from cdl.saving import format as spec
 from cdl.saving import writer
+from helpers import forge, split
 
 try:  # cdl.metrics may be missing in a partial checkout
     import cdl.metrics  # noqa: F401
@@ -233,19 +234,6 @@ def load_fails(path, match=None):
     with pytest.raises(ModelFileError, match=match) as info:
         cdl.load_model(path)
     return str(info.value)
-
-
-def split(raw):
-    """(version, header dict, data section) of a valid file's bytes."""
-    _, version, length = struct.unpack("<8sIQ", raw[:20])
-    return version, json.loads(raw[20:20 + length]), raw[20 + length:-32]
-
-
-def forge(path, header, data_section, version=1, magic=b"CDLMODEL", header_bytes=None):
-    """Write a file with a correct checksum around the given parts."""
-    text = header_bytes if header_bytes is not None else json.dumps(header).encode()
-    body = struct.pack("<8sIQ", magic, version, len(text)) + text + data_section
-    path.write_bytes(body + hashlib.sha256(body).digest())
 
 
 def test_truncated_files_are_rejected(saved, tmp_path):

@@ -13,8 +13,7 @@ import pytest
 from scipy.special import erf
 
 from cdl._kernels import _blas, activations, dense, dropout, losses
-from helpers import assert_allclose, random_array
-from test_activations_more import ref_backward, ref_forward
+from helpers import assert_allclose, random_array, ref_backward, ref_forward
 
 ACT = activations.CODES
 ACT_NAMES = list(ACT)

@@ -5,7 +5,7 @@ import pytest
 
 import cdl
 from cdl import layers
-from helpers import assert_allclose, random_array
+from helpers import assert_allclose, check_layer, random_array
 
 LAYER_CASES = [
     # (factory, per-sample input shape, expected output shape, parameter count)
@@ -25,35 +25,6 @@ LAYER_CASES = [
 ]
 IDS = ["Dense", "Dense-relu-nobias", "Dense-3d", "ReLU", "LeakyReLU", "Sigmoid", "Tanh",
        "Softmax", "GELU", "ELU", "Activation", "Dropout", "Flatten"]
-
-
-def check_layer(make_layer, input_shape, output_shape, n_params, dtype):
-    """Build ``make_layer()`` in a model of ``dtype`` and check the layer contract."""
-    layer = make_layer()
-    model = cdl.Sequential([layer], input_shape=input_shape, dtype=dtype, seed=0)
-    assert layer.built and layer.output_shape == output_shape
-    assert layer.compute_output_shape(input_shape) == output_shape
-    assert layer.count_params() == n_params == model.count_params()
-
-    x = random_array((3,) + input_shape, dtype, seed=1)
-    for training in (False, True):
-        y = model.forward(x, training=training)
-        assert y.shape == (3,) + output_shape and y.dtype == dtype
-        dx = model.backward(np.ones_like(y))
-        assert dx.shape == x.shape and dx.dtype == dtype
-        assert all(g.dtype == dtype for g in model.grads)
-
-    # One gradient-descent step on sum(y) changes every weight that has a gradient.
-    before = model.param_buffer.copy()
-    model.param_buffer -= 0.1 * model.grad_buffer
-    assert np.array_equal(model.param_buffer != before, model.grad_buffer != 0)
-
-    # get_config round-trip: same class, same config, same output for the same weights.
-    clone = type(layer).from_config(layer.get_config())
-    assert clone.get_config() == layer.get_config()
-    twin = cdl.Sequential([clone], input_shape=input_shape, dtype=dtype, seed=0)
-    twin.param_buffer[...] = model.param_buffer
-    assert_allclose(twin.forward(x), model.forward(x), dtype=dtype)
 
 
 @pytest.mark.parametrize("case", LAYER_CASES, ids=IDS)

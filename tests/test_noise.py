@@ -5,8 +5,7 @@ import pytest
 
 import cdl
 from cdl import layers
-from helpers import GRADCHECK_TOL, assert_allclose, random_array
-from test_layers import check_layer
+from helpers import GRADCHECK_TOL, assert_allclose, check_layer, random_array
 
 SPATIAL = {
     # class, per-sample input shape

@@ -7,8 +7,8 @@ import cdl
 from cdl import layers
 from cdl._kernels import norm as _norm
 from cdl.io import ModelFileError
-from helpers import GRADCHECK_TOL, assert_allclose, random_array
-from test_layers import check_layer
+from helpers import (GRADCHECK_TOL, assert_allclose, check_layer, forge, random_array,
+                     split)
 
 # --- the layer contract ----------------------------------------------------------------
 
@@ -375,7 +375,6 @@ def test_model_with_batchnorm_round_trips_with_its_running_statistics(dtype, tmp
 
 
 def test_file_records_buffers_in_header_and_array_table(tmp_path):
-    from test_io import split
 
     model, _, _ = trained_bn_model()
     model.save(tmp_path / "bn.cdl")
@@ -411,7 +410,6 @@ def test_weights_files_carry_buffers_and_load_by_position(tmp_path):
 
 
 def test_tampered_buffers_are_rejected(tmp_path):
-    from test_io import forge, split
 
     model, _, _ = trained_bn_model()
     path = tmp_path / "bn.cdl"

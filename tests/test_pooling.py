@@ -8,8 +8,7 @@ import pytest
 import cdl
 from cdl import layers, optimizers
 from cdl._kernels import pooling as kernels
-from helpers import GRADCHECK_TOL, assert_allclose, random_array
-from test_layers import check_layer
+from helpers import GRADCHECK_TOL, assert_allclose, check_layer, random_array
 
 POOL_1D = {"max": layers.MaxPool1D, "avg": layers.AvgPool1D}
 POOL_2D = {"max": layers.MaxPool2D, "avg": layers.AvgPool2D}

@@ -10,8 +10,7 @@ import pytest
 
 import cdl
 from cdl import layers
-from helpers import assert_allclose, random_array
-from test_layers import check_layer
+from helpers import assert_allclose, check_layer, random_array
 
 CELLS = [layers.SimpleRNN, layers.LSTM, layers.GRU]
 GATES = {layers.SimpleRNN: 1, layers.LSTM: 4, layers.GRU: 3}

@@ -5,8 +5,7 @@ import pytest
 
 import cdl
 from cdl import layers, optimizers
-from helpers import GRADCHECK_TOL, random_array
-from test_layers import check_layer
+from helpers import GRADCHECK_TOL, check_layer, random_array
 
 
 @pytest.mark.parametrize("target,input_shape,expected", [

@@ -6,112 +6,19 @@ is the training process that the cross-process tests start, stop and restart.
 """
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 import numpy as np
 import pytest
 
 import cdl
-from cdl import callbacks, io, layers, optimizers, schedules
+from cdl import callbacks, io, layers, schedules
 from cdl.io import ModelFileError
-
-EPOCHS = 4
-BATCH = 16
-SAMPLES = 90            # 6 batches per epoch, the last one short
-
-
-def dataset():
-    rng = np.random.default_rng(7)
-    x = rng.standard_normal((SAMPLES, 6))
-    y = rng.integers(0, 3, SAMPLES)
-    return x, y
-
-
-def make_model(config):
-    """A model with dropout, compiled as ``config`` says (a dict of plain values)."""
-    model = cdl.Sequential([layers.Dense(16, activation="relu"), layers.Dropout(0.3),
-                            layers.Dense(3)], input_shape=(6,), dtype=config["dtype"], seed=3)
-    optimizer = {"sgd": lambda: optimizers.SGD(lr=0.05, momentum=0.9, nesterov=True),
-                 "adam": lambda: optimizers.Adam(lr=0.01)}[config["optimizer"]]()
-    model.compile(optimizer, "cross_entropy", metrics=["accuracy", "f1"])
-    return model
-
-
-def schedule_callbacks(model, config):
-    """The learning-rate callbacks of ``config["schedule"]``, built on ``model``."""
-    kind = config.get("schedule")
-    if kind is None:
-        return []
-    if kind == "step_per_epoch":
-        return [callbacks.LearningRateScheduler(
-            schedules.StepLR(model.optimizer, step_size=1, gamma=0.7))]
-    if kind == "onecycle_per_batch":
-        return [callbacks.LearningRateScheduler(
-            schedules.OneCycleLR(model.optimizer, max_lr=0.05, total_steps=EPOCHS * 6 + 1),
-            per="batch")]
-    if kind == "function":   # depends on the current rate: must not run twice per epoch
-        return [callbacks.LearningRateScheduler(lambda epoch, lr: lr * 0.8)]
-    raise ValueError(kind)
-
-
-def train(config, extra_callbacks=(), epochs=EPOCHS, **fit_kwargs):
-    """A fresh model trained as ``config`` says; returns (model, history)."""
-    x, y = dataset()
-    model = make_model(config)
-    cbs = schedule_callbacks(model, config) + list(extra_callbacks)
-    history = model.fit(x, y, epochs=epochs, batch_size=config.get("batch_size", BATCH),
-                        verbose=0, callbacks=cbs, shuffle=config.get("shuffle", True),
-                        **fit_kwargs)
-    return model, history
-
-
-class Interrupted(Exception):
-    pass
-
-
-class StopBefore(callbacks.Callback):
-    """Interrupt ``fit`` (an exception, sys.exit or SIGKILL) before batch ``k``
-    (counted over the whole run), as a crash would."""
-
-    def __init__(self, k, how="raise"):
-        super().__init__()
-        self.k, self.how, self.done = k, how, 0
-
-    def on_train_batch_begin(self, batch, logs=None):
-        if self.done == self.k:
-            if self.how == "raise":
-                raise Interrupted
-            if self.how == "exit":
-                sys.exit(0)
-            os.kill(os.getpid(), signal.SIGKILL)
-        self.done += 1
-
-
-@pytest.fixture
-def fast_dir(tmp_path):
-    """A directory on tmpfs where there is one: these tests save hundreds of
-    backups, and an fsync to disk costs ~10 ms (durability is
-    test_crash_save.py's subject, not this module's)."""
-    if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
-        path = tempfile.mkdtemp(prefix="cdl-resume-", dir="/dev/shm")
-        yield type(tmp_path)(path)
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        yield tmp_path
-
-
-def same_run(reference, resumed):
-    (model_a, history_a), (model_b, history_b) = reference, resumed
-    assert model_a.param_buffer.dtype == model_b.param_buffer.dtype
-    assert np.array_equal(model_a.param_buffer, model_b.param_buffer)
-    assert history_a.history == history_b.history
-    assert history_a.epoch == history_b.epoch
-
+from helpers import (BATCH, EPOCHS, SAMPLES, TESTS, Interrupted, StopBefore, dataset, same_run,
+                     train)
 
 CONFIGS = [{"dtype": dtype, "optimizer": opt, "schedule": sched}
            for dtype in ("float32", "float64") for opt in ("sgd", "adam")
@@ -322,9 +229,14 @@ def test_model_checkpoint_without_a_schedule_needs_only_the_epoch(tmp_path):
 # --- across processes: a clean exit or SIGKILL, then a new process -----------------------
 
 
+#: The worker's environment: it imports ``helpers`` from the tests folder.
+WORKER_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(
+    filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}
+
+
 def run_worker(config, timeout=120):
     return subprocess.run([sys.executable, __file__, "worker", json.dumps(config)],
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, env=WORKER_ENV)
 
 
 def worker(config):
@@ -390,7 +302,7 @@ def test_sigkill_at_random_moments_then_resume_is_exact(tmp_path):
                             out=str(tmp_path / f"out{trial}"))
         backup = os.path.join(trial_config["backup_dir"], "backup.cdl")
         child = subprocess.Popen([sys.executable, __file__, "worker",
-                                  json.dumps(trial_config)],
+                                  json.dumps(trial_config)], env=WORKER_ENV,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 60
         while not os.path.exists(backup) and child.poll() is None \

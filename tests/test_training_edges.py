@@ -11,8 +11,7 @@ import pytest
 import cdl
 from cdl import callbacks, io, layers, optimizers
 from cdl.saving.checkpoint import restore_checkpoint, save_checkpoint
-from test_resume import (EPOCHS, Interrupted, StopBefore, dataset, fast_dir,  # noqa: F401
-                         make_model, same_run, train)
+from helpers import Interrupted, StopBefore, make_model, same_run, train
 
 
 # --- max_steps and stop decisions survive a resume -------------------------------------
