@@ -9,6 +9,7 @@ import numpy as np
 
 import cdl
 from cdl import layers
+from helpers import ROOT
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -34,7 +35,7 @@ def _draws(**env):
            "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "-p", "no:randomly",
-         "--rootdir", os.path.dirname(HERE), os.path.join(HERE, "test_seeding.py"),
+         "--rootdir", str(ROOT), os.path.join(HERE, "test_seeding.py"),
          "-k", "test_show_unseeded_draws"],
         cwd=HERE, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -16,7 +16,7 @@ Environment variables:
     Examples per entry point (default 2000, the CI run: about two minutes
     on two idle cores). The nightly run takes more, for example::
 
-        CDL_FUZZ_EXAMPLES=50000 pytest tests/test_fuzz.py -q
+        CDL_FUZZ_EXAMPLES=50000 pytest tests/robustness/test_fuzz.py -q
 
 ``CDL_FUZZ_SEED``
     Shifts the seed of every entry point's examples (default 0), for runs
@@ -38,9 +38,9 @@ import threading
 import pytest
 
 from fuzz_entry_points import ENTRIES
+from helpers import TESTS
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-SCRIPT = os.path.join(HERE, "fuzz_entry_points.py")
+SCRIPT = os.path.join(TESTS, "fuzz_entry_points.py")
 EXAMPLES = int(os.environ.get("CDL_FUZZ_EXAMPLES", "2000"))
 SEED = os.environ.get("CDL_FUZZ_SEED")
 WORKERS = 2
@@ -104,7 +104,7 @@ def _run_child(names, examples, trace, env):
     and how it ended."""
     timeout = SECONDS_PER_ENTRY * len(names)
     try:
-        proc = subprocess.run(_command(names, examples, trace), cwd=HERE, capture_output=True,
+        proc = subprocess.run(_command(names, examples, trace), cwd=TESTS, capture_output=True,
                               text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired as err:
         output = [o.decode() if isinstance(o, bytes) else (o or "")

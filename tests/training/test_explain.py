@@ -1,6 +1,5 @@
 """cdl.explain: gradients against finite differences, the completeness of
 integrated gradients, permutation importance, and the saliency example."""
-import pathlib
 import re
 import subprocess
 import sys
@@ -10,8 +9,9 @@ import pytest
 
 import cdl
 from cdl import explain, layers
+from helpers import ROOT
 
-EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = ROOT / "examples"
 
 
 def mlp(activation="tanh", dtype="float64", seed=0, extra=()):

@@ -1,6 +1,5 @@
 """SimpleRNN, LSTM, GRU and Bidirectional: gradients, PyTorch parity, masking,
 training, saving."""
-import pathlib
 import re
 import subprocess
 import sys
@@ -10,12 +9,12 @@ import pytest
 
 import cdl
 from cdl import layers
-from helpers import assert_allclose, check_layer, random_array
+from helpers import ROOT, assert_allclose, check_layer, random_array
 
 CELLS = [layers.SimpleRNN, layers.LSTM, layers.GRU]
 GATES = {layers.SimpleRNN: 1, layers.LSTM: 4, layers.GRU: 3}
 IDS = [cls.__name__ for cls in CELLS]
-EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES = ROOT / "examples"
 
 
 def _built(cls, x, **kwargs):

@@ -16,6 +16,7 @@ from cdl import _sharding, metrics
 from cdl.distributed import DataParallel, DistributedError
 
 import distributed_worker as worker
+from helpers import ROOT
 
 WORKER = os.path.join(os.path.dirname(__file__), "distributed_worker.py")
 
@@ -318,7 +319,7 @@ def test_a_metric_without_merge_state_is_refused_up_front():
 
 @needs_mpi
 def test_the_docs_example_runs_under_mpiexec(tmp_path):
-    page = open(os.path.join(os.path.dirname(__file__), "..", "docs", "distributed.md")).read()
+    page = (ROOT / "docs" / "distributed.md").read_text()
     example = page.split("```{code-block} python\n")[1].split("```")[0]
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2000, 20)).astype(np.float32)
