@@ -827,7 +827,7 @@ LAYER_SPECS = {
 #: Public layers without an entry of their own: (the entry that fuzzes the
 #: same computation, the activation name it draws). Each of these classes,
 #: with its defaults, is ``Activation(<name>)`` (the same kernel and
-#: parameter); tests/test_layer_declarations.py checks that every public
+#: parameter); tests/layers/test_layer_declarations.py checks that every public
 #: layer has an entry or is listed here.
 LAYERS_FUZZED_AS = {
     cls: ("layers.Activation", name) for cls, name in [

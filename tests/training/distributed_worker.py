@@ -1,4 +1,4 @@
-"""Scenarios that tests/test_distributed.py runs under ``mpiexec -n P``.
+"""Scenarios that tests/training/test_distributed.py runs under ``mpiexec -n P``.
 
 ``python distributed_worker.py SCENARIO OUT_DIR [ARGS...]``: each process
 writes what the test compares into ``OUT_DIR/<scenario>-rank<r>.npz`` (or
