@@ -16,3 +16,10 @@ __all__ = [
     "CSVLogger", "LambdaCallback", "LossThreshold", "BackupAndRestore",
     "ExponentialMovingAverage", "StochasticWeightAveraging",
 ]
+
+# Shown and documented under this public path; the averaging callbacks keep
+# cdl.averaging's.
+for _name in __all__:
+    if globals()[_name].__module__ in ("cdl.training.callbacks", "cdl.training.checkpoint"):
+        globals()[_name].__module__ = __name__
+del _name

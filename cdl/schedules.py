@@ -13,3 +13,8 @@ __all__ = [
     "CosineAnnealingWarmRestarts", "LinearLR", "LinearWarmup", "LambdaLR",
     "OneCycleLR", "ReduceLROnPlateau", "SequentialLR", "ChainedScheduler", "get",
 ]
+
+# Shown and documented under this public path.
+for _name in __all__:
+    globals()[_name].__module__ = __name__
+del _name
