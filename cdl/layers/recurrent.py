@@ -153,7 +153,9 @@ class _Recurrent(Layer):
         hprev = np.empty((n, steps, units), dtype=self.dtype)
         lstm, gru = self._cell == _rec.CELLS["LSTM"], self._cell == _rec.CELLS["GRU"]
         cprev = np.empty_like(hprev) if lstm else None
-        hn = np.empty_like(hprev) if gru else None
+        # GRU: the recurrent projection of the new gate; LSTM: tanh of the
+        # cell state, kept so that the backward pass does not recompute it.
+        hn = np.empty_like(hprev) if gru or lstm else None
         h = np.zeros((n, units), dtype=self.dtype)
         c = np.zeros_like(h) if lstm else None
         if self.trainable_initial_state:
