@@ -19,6 +19,17 @@ _DEFAULT_RNG = np.random.default_rng
 TEST_SEED = int(os.environ.get("CDL_TEST_SEED", "0"))
 
 
+@pytest.fixture
+def torch64():
+    """torch with float64 as the default dtype (NAdam's mu_product and the step
+    counters are kept in the default dtype), restored afterwards."""
+    torch = pytest.importorskip("torch")
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield torch
+    torch.set_default_dtype(old)
+
+
 @pytest.fixture(params=DTYPES, ids=lambda d: np.dtype(d).name)
 def dtype(request):
     """Each test taking ``dtype`` runs in float32 and in float64."""

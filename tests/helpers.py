@@ -260,3 +260,18 @@ def same_run(reference, resumed):
     assert np.array_equal(model_a.param_buffer, model_b.param_buffer)
     assert history_a.history == history_b.history
     assert history_a.epoch == history_b.epoch
+
+
+def mapped_rss_kb(array):
+    """Resident kB of the mapping that holds ``array``'s data (Linux)."""
+    address = array.__array_interface__["data"][0]
+    with open("/proc/self/smaps") as smaps:
+        inside = False
+        for line in smaps:
+            head = line.split()[0]
+            if "-" in head and not head.endswith(":"):
+                low, high = (int(v, 16) for v in head.split("-"))
+                inside = low <= address < high
+            elif inside and head == "Rss:":
+                return int(line.split()[1])
+    raise AssertionError("no mapping holds the array")

@@ -13,9 +13,9 @@ from cdl._validation import (
     FLOAT_DTYPES, as_float_array, as_float_dtype, as_real_array, check_feature_shape)
 
 _layer_ids = itertools.count()
-#: How many times a layer has been renamed (``Layer.name`` assigned after the
-#: first time): a model's index of its layers' names is refreshed when it moved.
-renames = [0]
+# How many times a layer has been renamed (``Layer.name`` assigned after the
+# first time), read through rename_count.
+_renames = [0]
 _renames_lock = threading.Lock()
 
 
@@ -27,7 +27,8 @@ def rename_count():
     since it was made.
     """
     with _renames_lock:
-        return renames[0]
+        return _renames[0]
+
 
 _budget = threading.local()   # the allocation_budget active in this thread, if any
 
@@ -322,7 +323,7 @@ class Layer:
         if "_name" in vars(self):
             # A model holding the layer indexes its layers by name.
             with _renames_lock:
-                renames[0] += 1
+                _renames[0] += 1
         self._name = value
 
     # --- configuration -----------------------------------------------------

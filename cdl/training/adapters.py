@@ -102,14 +102,15 @@ class Targets:
         else:
             y = as_real_array(y, name)  # names ragged lists, strings, complex...
         self.loss, self.name, self.dtype = loss, name, dtype
+        self.streamed = is_streamed(y)
         self._gather = None
         if y.ndim == 0 or y.shape[0] != n:
             raise ValueError(f"{name} has {y.shape[0] if y.ndim else 0} samples, x has {n}")
-        if isinstance(loss, _losses.CrossEntropy) and not is_streamed(y) and y.ndim == 1 \
+        if isinstance(loss, _losses.CrossEntropy) and not self.streamed and y.ndim == 1 \
                 and (y.dtype.kind in "biu" or _whole_numbers(y)):
             # Class labels, converted once (the loss checks their range per batch).
             self.data = np.require(y, np.int64, requirements="CA")  # kernels need aligned
-        elif is_streamed(y):
+        elif self.streamed:
             self.data = y
         else:
             self.data = as_float_array(y, dtype, name)
@@ -131,7 +132,7 @@ class Targets:
         # checked here, those in memory were when they were given.
         self._gather = _gatherer(self._gather, self.data, None, self.name)
         rows = self._gather.read(index)
-        if is_streamed(self.data):
+        if self.streamed:
             if rows.dtype.kind == "f":
                 rows = as_float_array(rows, self.dtype, self.name)
             self._check(rows)

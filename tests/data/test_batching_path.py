@@ -20,25 +20,12 @@ from cdl import layers, optimizers
 from cdl.data import BatchLoader, iterate_batches
 from cdl.data.batching import RowGatherer, epoch_batches
 
+from helpers import mapped_rss_kb
+
 
 def save_npy(path, array):
     np.save(path, array)
     return np.load(path, mmap_mode="r")
-
-
-def mapped_rss_kb(array):
-    """Resident kB of the mapping that holds ``array``'s data (Linux)."""
-    address = array.__array_interface__["data"][0]
-    with open("/proc/self/smaps") as smaps:
-        inside = False
-        for line in smaps:
-            head = line.split()[0]
-            if "-" in head and not head.endswith(":"):
-                low, high = (int(v, 16) for v in head.split("-"))
-                inside = low <= address < high
-            elif inside and head == "Rss:":
-                return int(line.split()[1])
-    raise AssertionError("no mapping holds the array")
 
 
 # --- RowGatherer ---------------------------------------------------------------------

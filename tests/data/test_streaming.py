@@ -14,6 +14,8 @@ import cdl.data as data
 from cdl import layers, optimizers
 from cdl.data.batching import MemmapRows, reader_for
 
+from helpers import mapped_rss_kb
+
 LINUX_PROC = os.path.exists("/proc/self/smaps")
 
 
@@ -33,21 +35,6 @@ def sample_data(shape, dtype, seed=0):
     if dtype.kind in "iu":
         return rng.integers(0, 100, shape).astype(dtype)
     return rng.normal(size=shape).astype(dtype)
-
-
-def mapped_rss_kb(array):
-    """Resident kB of the mapping that holds ``array``'s data (Linux)."""
-    address = array.__array_interface__["data"][0]
-    with open("/proc/self/smaps") as smaps:
-        inside = False
-        for line in smaps:
-            head = line.split()[0]
-            if "-" in head and not head.endswith(":"):
-                low, high = (int(v, 16) for v in head.split("-"))
-                inside = low <= address < high
-            elif inside and head == "Rss:":
-                return int(line.split()[1])
-    raise AssertionError("no mapping holds the array")
 
 
 INDEXES = [

@@ -380,17 +380,6 @@ def test_defaults_match_pytorch(name):
 
 # --- against torch.optim ------------------------------------------------------------
 
-@pytest.fixture
-def torch64():
-    """torch with float64 as the default dtype (NAdam's mu_product and the step
-    counters are kept in the default dtype), restored afterwards."""
-    torch = pytest.importorskip("torch")
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield torch
-    torch.set_default_dtype(old)
-
-
 def torch_flat_state(opt_t, tparams, name):
     values = [opt_t.state[p].get(name) for p in tparams]
     if any(v is None for v in values):

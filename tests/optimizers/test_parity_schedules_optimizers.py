@@ -12,17 +12,6 @@ import cdl
 from cdl import callbacks, layers, optimizers as O, schedules as S
 
 
-@pytest.fixture
-def torch64():
-    """torch with float64 as the default dtype (NAdam's mu_product and the step
-    counters are kept in the default dtype), restored afterwards."""
-    torch = pytest.importorskip("torch")
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield torch
-    torch.set_default_dtype(old)
-
-
 def _grads(steps, n, seed):
     """Gradients that shrink after the first steps, so that a running maximum
     (amsgrad) and a running average of squares differ."""

@@ -6,9 +6,7 @@ Sequential it keeps to itself) and nothing more, so a trainer reaching for
 anything else of the model fails here. Trained through the same loops, it
 must give bit for bit the numbers of the Sequential itself.
 """
-import ast
 import inspect
-import pathlib
 
 import numpy as np
 import pytest
@@ -107,106 +105,6 @@ def test_a_strategy_must_implement_every_method():
 
     with pytest.raises(TypeError, match="abstract"):
         Partial()
-
-
-# --- the training package's imports ----------------------------------------------------
-
-CDL = pathlib.Path(cdl.__file__).resolve().parent
-#: The modules of training, and those that make its public face.
-TRAINING = ("cdl.training", "cdl.callbacks", "cdl.schedules", "cdl.averaging",
-            "cdl.distributed", "cdl.tuning")
-
-
-def _modules():
-    """``{module name: parsed source}`` of every module of cdl."""
-    found = {}
-    for path in CDL.rglob("*.py"):
-        parts = list(path.relative_to(CDL.parent).with_suffix("").parts)
-        if parts[-1] == "__init__":
-            parts.pop()
-        found[".".join(parts)] = ast.parse(path.read_text())
-    return found
-
-
-def _imports(name, tree, modules):
-    """``(module imported, name taken from it or None)`` for every import of
-    ``tree``, at the top and inside functions alike."""
-    def owner(target):
-        while target not in modules and "." in target:
-            target = target.rsplit(".", 1)[0]
-        return target
-
-    package = name if any(m.startswith(name + ".") for m in modules) else name.rsplit(".", 1)[0]
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                if alias.name.startswith("cdl"):
-                    yield owner(alias.name), None
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parts = package.split(".")
-                base = ".".join(parts[:len(parts) - node.level + 1] + ([base] if base else []))
-            if not base.startswith("cdl"):
-                continue
-            for alias in node.names:
-                full = f"{base}.{alias.name}"
-                yield (full, None) if full in modules else (owner(base), alias.name)
-
-
-def _in_training(name, modules=TRAINING):
-    return any(name == m or name.startswith(m + ".") for m in modules)
-
-
-def test_the_training_modules_import_no_private_name_of_another_module():
-    modules = _modules()
-    private = [(name, target, taken) for name, tree in modules.items()
-               if _in_training(name, TRAINING + ("cdl.model", "cdl.metrics"))
-               for target, taken in _imports(name, tree, modules)
-               if target != name and taken and taken.startswith("_")
-               and not taken.startswith("__")]
-    assert not private
-
-
-def test_the_training_modules_call_no_private_name_of_another_module():
-    """``module._name`` where ``module`` is a cdl module imported by name."""
-    modules = _modules()
-    calls = []
-    for name, tree in modules.items():
-        if not _in_training(name, TRAINING + ("cdl.model", "cdl.metrics")):
-            continue
-        aliases = set()
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("cdl"):
-                aliases |= {a.asname or a.name for a in node.names
-                            if f"{node.module}.{a.name}" in modules}
-            elif isinstance(node, ast.Import):
-                aliases |= {a.asname for a in node.names if a.asname}
-        calls += [(name, node.value.id, node.attr) for node in ast.walk(tree)
-                  if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
-                  and node.value.id in aliases and node.attr.startswith("_")
-                  and not node.attr.startswith("__")]
-    assert not calls
-
-
-def test_no_import_cycle_goes_through_the_training_modules():
-    modules = _modules()
-    graph = {name: {target for target, _ in _imports(name, tree, modules) if target != name}
-             for name, tree in modules.items()}
-
-    def reaches(start, goal):
-        seen, todo = set(), [start]
-        while todo:
-            for nxt in graph.get(todo.pop(), ()):
-                if nxt == goal:
-                    return True
-                if nxt not in seen:
-                    seen.add(nxt)
-                    todo.append(nxt)
-        return False
-
-    cyclic = sorted(name for name in graph if _in_training(name) and reaches(name, name))
-    assert not cyclic
 
 
 class _Counting(cdl.callbacks.Callback):
