@@ -10,12 +10,24 @@ reach array data; ``.ci/debug-kernels`` therefore adds the address and
 undefined-behaviour sanitizers (through ``CFLAGS``/``LDFLAGS``) and runs
 the kernel tests against such a build.
 
+Every kernel is compiled and linked with OpenMP (``-fopenmp``) when the
+compiler can build and run a small OpenMP program (``openmp_flags``), so
+that Cython's ``prange`` loops run on several threads; otherwise, or with
+``CDL_OPENMP=0``, the kernels are built serial (``prange`` then runs as a
+plain loop) and ``python -m cdl info`` says so.
+
 Kernel modules whose ``def`` entry points branch on the array dtype are
 written as Tempita templates (``cdl/_kernels/<name>.pyx.tp``, rendered to
 ``<name>.pyx`` before cythonize; see ``render_kernel_templates``).
 """
 import glob
 import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
 
 import Cython
 import numpy
@@ -87,6 +99,77 @@ if os.environ.get("CDL_ONLY"):
     KERNELS = [k for k in KERNELS if k in os.environ["CDL_ONLY"].split(",")]
 
 
+# A program that needs the OpenMP header, compiler flag, runtime library and a
+# working parallel region: compiling alone is not enough (clang on macOS
+# accepts -fopenmp but may have no libomp to link or load).
+OPENMP_TEST_PROGRAM = textwrap.dedent("""\
+    #include <omp.h>
+    #include <stdio.h>
+    int main(void) {
+        int threads = 0;
+        #pragma omp parallel reduction(+:threads)
+        threads += 1;
+        printf("%d %d\\n", omp_get_max_threads(), threads >= 1);
+        return 0;
+    }
+    """)
+
+
+def openmp_flags():
+    """The compile and link flags that turn on OpenMP, or ``None`` without it.
+
+    Builds and runs ``OPENMP_TEST_PROGRAM`` with the compiler and flags that
+    setuptools will use for the extensions (``CC``, ``CFLAGS``, ``LDFLAGS``,
+    so a sanitizer build is checked as it will be built). ``CDL_OPENMP=0``
+    skips the check and builds serial.
+    """
+    if os.environ.get("CDL_OPENMP", "1") in ("0", "false", "False"):
+        return None
+    # setuptools' copy of distutils (import setuptools first so that it is the one found).
+    from distutils.ccompiler import new_compiler
+    from distutils.errors import CCompilerError, DistutilsExecError
+    from distutils.sysconfig import customize_compiler
+
+    flag = ["/openmp"] if sys.platform == "win32" else ["-fopenmp"]
+    compiler = new_compiler()
+    customize_compiler(compiler)
+    work = tempfile.mkdtemp(prefix="cdl-openmp-check-")
+    try:
+        source = os.path.join(work, "check_openmp.c")
+        with open(source, "w") as f:
+            f.write(OPENMP_TEST_PROGRAM)
+        program = os.path.join(work, "check_openmp")
+        objects = compiler.compile([source], output_dir=work, extra_postargs=flag)
+        # distutils passes LDFLAGS to shared-library links only: add them here
+        # (a sanitizer build's program needs the sanitizer runtime linked).
+        compiler.link_executable(objects, program,
+                                 extra_postargs=flag + shlex.split(os.environ.get("LDFLAGS", "")))
+        # A second try: a sanitizer runtime occasionally fails to start (exit 66 seen once).
+        for attempt in (1, 2):
+            try:
+                output = subprocess.run([program + (compiler.exe_extension or "")],
+                                        capture_output=True, text=True, timeout=60,
+                                        check=True).stdout
+                break
+            except subprocess.CalledProcessError:
+                if attempt == 2:
+                    raise
+        if output.split()[1:2] != ["1"]:
+            raise ValueError(output)
+    except (CCompilerError, DistutilsExecError, OSError, ValueError,
+            subprocess.SubprocessError) as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[-1]
+        print("cdl: the compiler cannot build OpenMP code (%s); building the kernels serial"
+              % reason, file=sys.stderr)
+        return None
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return flag
+
+
+OPENMP = openmp_flags()
+
+
 def _c_string(value):
     return '"%s"' % value
 
@@ -100,16 +183,23 @@ def kernel_extension(name):
             ("CDL_BUILD_NUMPY", _c_string(numpy.__version__)),
             ("CDL_BUILD_SCIPY", _c_string(scipy.__version__)),
             ("CDL_BUILD_DEBUG", "1" if DEBUG else "0"),
+            ("CDL_BUILD_OPENMP", "1" if OPENMP else "0"),
         ]
     # -fno-math-errno lets sqrt/exp vectorise; cdl never reads errno. A debug
     # build also undoes Python's -DNDEBUG so that C assert()s are checked.
     compile_args = ["-O0", "-g", "-UNDEBUG"] if DEBUG else ["-O3", "-fno-math-errno"]
+    # Every kernel is compiled and linked with OpenMP; the linker (--as-needed)
+    # records the runtime only in modules that call it. cdl._threads imports
+    # cdl._kernels._openmp, which does, so threadpoolctl (which lists only
+    # loaded libraries) always sees the pool cdl.set_num_threads sizes.
     return Extension(
         "cdl._kernels." + name,
         sources=["cdl/_kernels/%s.pyx" % name],
         include_dirs=[numpy.get_include()],
         define_macros=macros,
-        extra_compile_args=compile_args,
+        extra_compile_args=compile_args + (OPENMP or []),
+        # MSVC's /openmp is a compiler flag only; gcc and clang link the runtime with -fopenmp.
+        extra_link_args=(OPENMP or []) if sys.platform != "win32" else [],
     )
 
 

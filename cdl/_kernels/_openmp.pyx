@@ -1,0 +1,58 @@
+"""The OpenMP runtime under cdl's threaded loops.
+
+cdl's kernels run their large loops with Cython's ``prange`` and pass
+``num_threads=num_threads()`` to every parallel region, instead of relying
+on ``omp_set_num_threads``: that call sets the count of the calling thread
+only (OpenMP keeps it per thread), so a model trained in another Python
+thread would not see it. The count here is process-wide, like OpenBLAS's.
+
+Built without OpenMP, ``prange`` runs serially, ``OPENMP`` is False and
+the count is 1.
+"""
+
+cdef extern from *:
+    """
+    #ifdef _OPENMP
+    #include <omp.h>
+    #define CDL_OPENMP_VERSION _OPENMP
+    #else
+    #define CDL_OPENMP_VERSION 0
+    static int omp_get_max_threads(void) { return 1; }
+    static void omp_set_num_threads(int n) { (void)n; }
+    #endif
+    """
+    int CDL_OPENMP_VERSION
+    int omp_get_max_threads() noexcept nogil
+    void omp_set_num_threads(int n) noexcept nogil
+
+#: Whether the kernels were compiled with OpenMP.
+OPENMP = CDL_OPENMP_VERSION != 0
+#: The OpenMP specification the compiler implements, as ``_OPENMP`` (yyyymm), or 0.
+OPENMP_VERSION = CDL_OPENMP_VERSION
+
+# OpenMP's default (OMP_NUM_THREADS, else the cores this process may run on),
+# read once, at the first import of a kernel.
+cdef int _num_threads = omp_get_max_threads()
+
+
+cdef int num_threads() noexcept nogil:
+    return _num_threads
+
+
+def get_num_threads():
+    """Threads of cdl's OpenMP loops (1 in a serial build)."""
+    return _num_threads
+
+
+def set_num_threads(int n):
+    """Run cdl's OpenMP loops on ``n`` threads (``n >= 1``; ignored in a serial build).
+
+    Also sets the OpenMP count of the calling thread, which other OpenMP
+    code called from it (and threadpoolctl) sees.
+    """
+    global _num_threads
+    if n < 1:
+        raise ValueError("the number of threads must be >= 1, got %d" % n)
+    if OPENMP:
+        _num_threads = n
+        omp_set_num_threads(n)
