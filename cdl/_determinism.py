@@ -1,8 +1,12 @@
 """Deterministic mode: results that do not depend on the BLAS thread count.
 
-A seeded run repeats bit for bit at a fixed thread count: cdl's own loops
-are sequential, and OpenBLAS computes one call the same way every time it
-runs with the same number of threads. With another number of threads it
+A seeded run repeats bit for bit at a fixed thread count, and cdl's own
+loops give the same bits at any thread count: their OpenMP threads split
+elementwise work, which does not change any result, and every reduction
+(a sum over the batch, a norm, a loss) adds fixed-size chunks in order and
+then the chunks' sums in chunk order, a split that does not depend on the
+number of threads. The BLAS is what depends on it: OpenBLAS computes one
+call the same way every time it runs with the same number of threads. With another number of threads it
 may not: the threads split the work differently, and floating-point sums
 taken in another order round differently. Measured here (OpenBLAS 0.3.30
 with SkylakeX kernels, 1 thread against 2, float32 and float64):
@@ -30,7 +34,8 @@ limited to one thread, and the previous thread counts return when the
 last such computation in the process ends. Results then equal those of
 the default mode at one thread, whatever ``cdl.threads``/
 ``cdl.set_num_threads`` say. The cost is the BLAS's parallel speed-up on
-large matrix products; small models lose nothing.
+large matrix products; small models lose nothing. cdl's OpenMP loops keep
+their threads in this mode, since their results do not depend on them.
 """
 import functools
 import threading

@@ -34,6 +34,38 @@ def blas_info():
     return libraries
 
 
+def openmp_info():
+    """The OpenMP runtime under cdl's threaded loops.
+
+    Returns
+    -------
+    dict
+        ``built with openmp`` (whether the kernels were compiled with it),
+        ``threads of cdl's loops`` (what ``cdl.set_num_threads`` set, in
+        every Python thread), and ``libraries``: the OpenMP runtimes loaded
+        in the process, from threadpoolctl, each with ``internal_api``,
+        ``version``, ``num_threads`` (its own count for the calling thread)
+        and ``filepath``.
+    """
+    from threadpoolctl import threadpool_info
+
+    from cdl._kernels import _openmp
+
+    # _OPENMP (yyyymm) of the specifications, as their version numbers.
+    spec = {200505: "2.5", 200805: "3.0", 201107: "3.1", 201307: "4.0", 201511: "4.5",
+            201811: "5.0", 202011: "5.1", 202111: "5.2", 202411: "6.0"}
+    version = _openmp.OPENMP_VERSION
+    libraries = [{key: lib.get(key) for key in ("prefix", "internal_api", "version",
+                                                "num_threads", "filepath")}
+                 for lib in threadpool_info() if lib.get("user_api") == "openmp"]
+    return {
+        "built with openmp": (f"yes (OpenMP {spec.get(version, version)})"
+                              if _openmp.OPENMP else "no: the kernels run serial"),
+        "threads of cdl's loops": int(_openmp.get_num_threads()),
+        "libraries": libraries,
+    }
+
+
 def info():
     """Everything ``python -m cdl info`` prints, as a dict."""
     import numpy
@@ -50,8 +82,10 @@ def info():
         "numpy": numpy.__version__,
         "scipy": scipy.__version__,
         "built with": {"cython": BUILD["cython"], "numpy": BUILD["numpy"],
-                       "scipy": BUILD["scipy"], "debug build": BUILD["debug"]},
+                       "scipy": BUILD["scipy"], "debug build": BUILD["debug"],
+                       "openmp": BUILD.get("openmp", False)},
         "blas": blas_info(),
+        "openmp": openmp_info(),
     }
 
 
@@ -61,7 +95,16 @@ def format_info(data):
     for key, value in data.items():
         if isinstance(value, dict):
             lines.append(f"{key}:")
-            lines.extend(f"    {k}: {v}" for k, v in value.items())
+            for k, v in value.items():
+                if isinstance(v, list):
+                    lines.append(f"    {k}:" + ("" if v else " none loaded"))
+                    for lib in v:
+                        lines.append(f"      - {lib.get('prefix')}"
+                                     + (f" {lib['version']}" if lib.get("version") else "")
+                                     + f", {lib.get('num_threads')} threads in this thread")
+                        lines.append(f"        {lib.get('filepath')}")
+                else:
+                    lines.append(f"    {k}: {v}")
         elif isinstance(value, list):
             lines.append(f"{key}:" + ("" if value else " none found"))
             for lib in value:

@@ -1,15 +1,33 @@
-"""How many threads the BLAS under cdl's kernels uses.
+"""How many threads cdl uses: one knob for the BLAS pool and the OpenMP pool.
 
-cdl's own kernels are single-threaded loops; the matrix products go to the
-BLAS that SciPy ships, whose thread pool these functions size (through
-threadpoolctl, which finds the BLAS libraries loaded in the process and
-calls each one's own thread-setting function). They act on every BLAS
-loaded in the process, NumPy's included.
+Two thread pools run cdl's work. The matrix products go to the BLAS that
+SciPy ships (OpenBLAS), with its own threads; cdl's other large loops
+(normalisation, optimizer updates, bias sums, dropout, clipping, losses)
+run on OpenMP threads through Cython's ``prange``, when the kernels were
+built with OpenMP (``python -m cdl info`` says whether). ``set_num_threads``
+and ``threads`` size both pools:
 
-The thread count can change the last bits of results: OpenBLAS splits
-some matrix products among its threads in a way that changes the order of
-the sums (see ``cdl.use_deterministic_algorithms``, which removes that
-dependence). A given thread count always gives the same bits.
+- the BLAS libraries and OpenMP runtimes in the process, through
+  threadpoolctl (``user_api=None``), which calls each library's own
+  thread-setting function; this acts on every BLAS loaded in the process,
+  NumPy's included;
+- the count that cdl's kernels pass to each parallel region
+  (``cdl._kernels._openmp``). OpenMP keeps its thread count per calling
+  thread, so ``omp_set_num_threads`` alone would not reach a model that
+  trains in another Python thread; cdl's count is process-wide, like
+  OpenBLAS's.
+
+The initial OpenMP count is OpenMP's default: ``OMP_NUM_THREADS``, else the
+cores this process may run on.
+
+Results: the thread count can change the last bits of BLAS results
+(OpenBLAS splits some products among its threads in a way that changes
+the order of the sums; see ``cdl.use_deterministic_algorithms``). cdl's own
+threaded loops do not: every reduction sums fixed-size chunks in order and
+then the chunk results in order, whatever the number of threads.
+
+The OpenMP runtime is loaded with the kernels package, with a shorter
+spin-wait than libgomp's default (see ``cdl._kernels``).
 """
 import contextlib
 
@@ -18,14 +36,33 @@ from cdl._validation import check_number
 __all__ = ["get_num_threads", "set_num_threads", "threads"]
 
 
+def _load_openmp():
+    """The module holding the thread count of cdl's OpenMP loops."""
+    from cdl._kernels import _openmp
+
+    return _openmp
+
+
 def _check(n):
     """The thread count ``n`` as an int >= 1: a non-number (a string, a bool)
     or a fraction raises TypeError, a count below 1 ValueError."""
     return check_number(n, "the number of threads n", low=1, integer=True)
 
 
+def _blas_threads():
+    from cdl._info import blas_info
+
+    libraries = blas_info()
+    used = [lib for lib in libraries if lib["used_by_cdl"]] or libraries
+    return int(used[0]["num_threads"]) if used else 1
+
+
 def get_num_threads():
-    """Threads of the BLAS that cdl's kernels call.
+    """Threads cdl's kernels use.
+
+    The count of cdl's OpenMP loops when the kernels were built with OpenMP,
+    otherwise the thread count of the BLAS that cdl calls. ``set_num_threads``
+    sets both to the same number; ``python -m cdl info`` shows each.
 
     Returns
     -------
@@ -38,19 +75,30 @@ def get_num_threads():
     ...     cdl.get_num_threads()
     1
     """
-    from cdl._info import blas_info
-
-    libraries = blas_info()
-    used = [lib for lib in libraries if lib["used_by_cdl"]] or libraries
-    return int(used[0]["num_threads"]) if used else 1
+    openmp = _load_openmp()
+    if openmp.OPENMP:
+        return int(openmp.get_num_threads())
+    return _blas_threads()
 
 
 def set_num_threads(n):
-    """Use ``n`` BLAS threads from now on (1 is often fastest for tiny layers).
+    """Use ``n`` threads from now on, in the BLAS and in cdl's OpenMP loops.
+
+    Sizes every BLAS and OpenMP thread pool in the process (through
+    threadpoolctl; OpenMP's own setting only for the calling thread) and the
+    process-wide count of cdl's parallel loops, which applies in every
+    Python thread. One thread is often fastest for tiny layers.
 
     Parameters
     ----------
     n : int >= 1
+
+    Raises
+    ------
+    TypeError
+        If ``n`` is not an integer.
+    ValueError
+        If ``n < 1``.
 
     Examples
     --------
@@ -63,12 +111,20 @@ def set_num_threads(n):
     """
     from threadpoolctl import threadpool_limits
 
-    threadpool_limits(limits=_check(n), user_api="blas")
+    n = _check(n)
+    openmp = _load_openmp()
+    threadpool_limits(limits=n, user_api=None)
+    openmp.set_num_threads(n)
 
 
 @contextlib.contextmanager
 def threads(n):
-    """Use ``n`` BLAS threads inside a ``with`` block, then restore the previous count.
+    """Use ``n`` threads (BLAS and cdl's OpenMP loops) inside a ``with`` block,
+    then restore the previous counts.
+
+    Parameters
+    ----------
+    n : int >= 1
 
     Examples
     --------
@@ -78,5 +134,12 @@ def threads(n):
     """
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(limits=_check(n), user_api="blas"):
-        yield
+    n = _check(n)
+    openmp = _load_openmp()
+    before = openmp.get_num_threads()
+    with threadpool_limits(limits=n, user_api=None):
+        openmp.set_num_threads(n)
+        try:
+            yield
+        finally:
+            openmp.set_num_threads(before)

@@ -18,12 +18,10 @@ cdef extern from *:
     #else
     #define CDL_OPENMP_VERSION 0
     static int omp_get_max_threads(void) { return 1; }
-    static void omp_set_num_threads(int n) { (void)n; }
     #endif
     """
     int CDL_OPENMP_VERSION
     int omp_get_max_threads() noexcept nogil
-    void omp_set_num_threads(int n) noexcept nogil
 
 #: Whether the kernels were compiled with OpenMP.
 OPENMP = CDL_OPENMP_VERSION != 0
@@ -47,12 +45,11 @@ def get_num_threads():
 def set_num_threads(int n):
     """Run cdl's OpenMP loops on ``n`` threads (``n >= 1``; ignored in a serial build).
 
-    Also sets the OpenMP count of the calling thread, which other OpenMP
-    code called from it (and threadpoolctl) sees.
+    Only cdl's count: ``cdl.set_num_threads`` also sets the OpenMP runtime's
+    own count (of the calling thread) through threadpoolctl.
     """
     global _num_threads
     if n < 1:
         raise ValueError("the number of threads must be >= 1, got %d" % n)
     if OPENMP:
         _num_threads = n
-        omp_set_num_threads(n)
