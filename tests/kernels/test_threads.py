@@ -1,0 +1,265 @@
+"""cdl's OpenMP loops: one thread knob for both pools, and the same bits at any thread count.
+
+Each threaded kernel runs on inputs large enough to open a parallel region
+(above ``PARALLEL_MIN`` elements, several chunks) with 1 and 2 threads; the
+outputs must be identical to the bit. Reductions (bias gradients, batch
+statistics) split their work into chunks fixed by the input size, so the
+thread count cannot change the order of their sums.
+"""
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+import cdl
+from cdl._kernels import _openmp, dense, norm, optim
+from cdl._kernels.activations import CODES
+
+ACT_RELU = CODES["relu"]
+
+needs_openmp = pytest.mark.skipif(not _openmp.OPENMP, reason="cdl was built without OpenMP")
+
+DTYPES = [np.float32, np.float64]
+
+
+def _at_thread_counts(run, counts=(1, 2)):
+    """``run()``'s outputs (a tuple of arrays) with each thread count."""
+    results = []
+    for n in counts:
+        with cdl.threads(n):
+            results.append([np.array(a, copy=True) for a in run()])
+    return results
+
+
+def _assert_same_bits(results):
+    first = results[0]
+    for other in results[1:]:
+        for a, b in zip(first, other):
+            assert a.dtype == b.dtype and a.shape == b.shape
+            assert a.tobytes() == b.tobytes()
+
+
+# --- the knob ----------------------------------------------------------------------------
+
+def test_knob_sizes_blas_and_openmp():
+    from threadpoolctl import threadpool_info
+
+    before = cdl.get_num_threads()
+    with cdl.threads(1):
+        assert cdl.get_num_threads() == 1
+        if _openmp.OPENMP:
+            assert _openmp.get_num_threads() == 1
+        pools = {lib["user_api"]: lib["num_threads"] for lib in threadpool_info()}
+        assert pools.get("blas") == 1
+        if _openmp.OPENMP:
+            # libgomp is loaded by the kernels package, so threadpoolctl sees it.
+            assert pools.get("openmp") == 1
+    assert cdl.get_num_threads() == before
+
+
+@needs_openmp
+def test_knob_reaches_other_python_threads():
+    """OpenMP's own count is per calling thread; cdl's loops must still use the
+    count set from another thread."""
+    seen = []
+    with cdl.threads(1):
+        t = threading.Thread(target=lambda: seen.append(_openmp.get_num_threads()))
+        t.start()
+        t.join()
+    assert seen == [1]
+    with cdl.threads(2):
+        t = threading.Thread(target=lambda: seen.append(_openmp.get_num_threads()))
+        t.start()
+        t.join()
+    assert seen == [1, 2]
+
+
+@needs_openmp
+def test_training_in_another_thread_obeys_the_knob():
+    """A training loop run from a worker thread gives the same weights at 1 and 2
+    threads set from the main thread (the update kernels are threaded here)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((256, 300)).astype(np.float32)
+    y = rng.integers(0, 10, 256)
+
+    def train():
+        model = cdl.Sequential([cdl.layers.Dense(400, activation="relu"),
+                                cdl.layers.Dense(10)], input_shape=(300,), seed=0)
+        model.compile("adam", "cross_entropy")
+        model.fit(x, y, epochs=1, batch_size=128, verbose=0, shuffle=False)
+        return [w.copy() for w in model.get_weights()]
+
+    results = []
+    for n in (1, 2):
+        with cdl.threads(n):
+            out = []
+            t = threading.Thread(target=lambda: out.append(train()))
+            t.start()
+            t.join()
+            results.append(out[0])
+    _assert_same_bits(results)
+
+
+def test_info_reports_openmp():
+    from cdl._info import info
+
+    data = info()
+    assert data["built with"]["openmp"] == bool(_openmp.OPENMP)
+    assert data["openmp"]["threads of cdl's loops"] == _openmp.get_num_threads()
+    if _openmp.OPENMP:
+        assert data["openmp"]["built with openmp"].startswith("yes")
+        assert any("gomp" in (lib["filepath"] or "") or "omp" in (lib["prefix"] or "")
+                   for lib in data["openmp"]["libraries"])
+
+
+@needs_openmp
+def test_spin_count_is_left_to_the_user_and_not_inherited():
+    code = ("import os, cdl; print(os.environ.get('GOMP_SPINCOUNT'), "
+            "os.environ.get('OMP_WAIT_POLICY'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True).stdout.split()
+    assert out == ["None", "None"]
+    env = dict(__import__("os").environ, OMP_WAIT_POLICY="active")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True, env=env).stdout.split()
+    assert out == ["None", "active"]
+
+
+# --- the same bits at 1 and 2 threads -----------------------------------------------------
+
+@needs_openmp
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("rule", ["sgd", "momentum", "adam", "adamw", "amsgrad", "rmsprop",
+                                  "adagrad", "adamax", "nadam", "radam"])
+def test_optimizer_updates(rule, dtype):
+    n = 300_001  # many chunks and a ragged last one
+    rng = np.random.default_rng(1)
+    p0 = rng.standard_normal(n).astype(dtype)
+    g = rng.standard_normal(n).astype(dtype)
+
+    def run():
+        p = p0.copy()
+        s = [np.full(n, 0.1, dtype) for _ in range(3)]
+        for step in range(3):
+            if rule == "sgd":
+                optim.sgd(p, g, None, 0.1, 0.01, 0.0, 0.0, False, step == 0)
+            elif rule == "momentum":
+                optim.sgd(p, g, s[0], 0.1, 0.01, 0.9, 0.0, True, step == 0)
+            elif rule in ("adam", "adamw", "amsgrad"):
+                optim.adam(p, g, s[0], s[1], s[2] if rule == "amsgrad" else None, 1e-3,
+                           0.9, 0.9, 0.999, 1e-8, 0.01 if rule == "adam" else 0.0,
+                           0.999 if rule == "adamw" else 1.0)
+            elif rule == "rmsprop":
+                optim.rmsprop(p, g, s[0], s[1], s[2], 1e-3, 0.99, 1e-8, 0.01, 0.9)
+            elif rule == "adagrad":
+                optim.adagrad(p, g, s[0], 1e-2, 0.01, 1e-10)
+            elif rule == "adamax":
+                optim.adamax(p, g, s[0], s[1], 1e-3, 0.9, 0.999, 1e-8, 0.01)
+            elif rule == "nadam":
+                optim.nadam(p, g, s[0], s[1], 1e-3, 1e-3, 0.5, 0.9, 0.999, 1e-8, 0.0, 0.999)
+            else:
+                optim.radam(p, g, s[0], s[1], 1e-3, 0.5, 0.7, 1.2, True, 0.9, 0.999, 1e-8,
+                            0.01, 1.0)
+        return [p] + s
+
+    results = _at_thread_counts(run)
+    _assert_same_bits(results)
+    assert not np.array_equal(results[0][0], p0)
+
+
+@needs_openmp
+def test_updates_flush_subnormals_on_every_thread():
+    """Each worker thread sets flush-to-zero itself (MXCSR is per thread)."""
+    n = 200_000
+    p = np.zeros(n, np.float32)
+    g = np.full(n, 1e-30, np.float32)
+    with cdl.threads(2):
+        optim.sgd(p, g, None, 1e-10, 0.0, 0.0, 0.0, False, True)
+    # 1e-10 * 1e-30 is subnormal in float32: flushed to zero everywhere.
+    assert not np.any(p), np.flatnonzero(p)[:5]
+
+
+@needs_openmp
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dense_bias_add_and_bias_gradient(dtype):
+    n, d_in, d_out = 300, 64, 1000
+    rng = np.random.default_rng(2)
+    X = rng.standard_normal((n, d_in)).astype(dtype)
+    W = rng.standard_normal((d_in, d_out)).astype(dtype)
+    b = rng.standard_normal(d_out).astype(dtype)
+    dY = rng.standard_normal((n, d_out)).astype(dtype)
+
+    def run():
+        Z = np.empty((n, d_out), dtype)
+        Y = np.empty((n, d_out), dtype)
+        dense.forward(X, W, b, Z, Y, ACT_RELU)
+        dZ = np.empty_like(Z)
+        dW = np.empty_like(W)
+        db = np.empty_like(b)
+        dX = np.empty_like(X)
+        dense.backward(X, W, Z, Y, dY, dZ, dW, db, dX, ACT_RELU)
+        return Y, db
+
+    results = _at_thread_counts(run)
+    # dW and dX come from BLAS, whose bits may depend on its threads; Y's
+    # bias add and db are cdl's loops.
+    _assert_same_bits([[r[1]] for r in results])
+    # db is each column summed in row order, exactly as a serial loop.
+    Z = X @ W + b
+    grad = dY * (Z > 0)
+    serial = np.zeros(d_out, dtype)
+    for i in range(n):
+        serial += grad[i]
+    np.testing.assert_array_equal(results[1][1], serial)
+
+
+@needs_openmp
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("m, c", [(5000, 16), (700, 300), (100, 1000)])
+def test_batchnorm(m, c, dtype):
+    rng = np.random.default_rng(3)
+    X = (rng.standard_normal((m, c)) * 3 + 1).astype(dtype)
+    dY = rng.standard_normal((m, c)).astype(dtype)
+    gamma = rng.standard_normal(c).astype(dtype)
+    beta = rng.standard_normal(c).astype(dtype)
+
+    def run():
+        rm, rv = np.zeros(c, dtype), np.ones(c, dtype)
+        mean, invstd = np.empty(c), np.empty(c)
+        Y = np.empty_like(X)
+        norm.batchnorm_forward(X, gamma, beta, rm, rv, mean, invstd, Y, True)
+        dX, dgamma, dbeta = np.empty_like(X), np.empty(c, dtype), np.empty(c, dtype)
+        norm.batchnorm_backward(X, dY, mean, invstd, gamma, dX, dgamma, dbeta, True)
+        return Y, rm, rv, mean, invstd, dX, dgamma, dbeta
+
+    results = _at_thread_counts(run)
+    _assert_same_bits(results)
+    Y, mean = results[0][0], results[0][3]
+    np.testing.assert_allclose(mean, X.astype(np.float64).mean(0), rtol=1e-10, atol=1e-10)
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    ref = (X - X.mean(0)) / np.sqrt(X.var(0) + 1e-5) * gamma + beta
+    np.testing.assert_allclose(Y, ref, rtol=tol, atol=tol)
+
+
+@needs_openmp
+def test_fit_gives_the_same_weights_at_1_and_2_threads():
+    """A whole training run through the fused plan (Dense, dropout, loss, Adam)
+    with BLAS at one thread: only cdl's own loops change their thread count."""
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((512, 200)).astype(np.float32)
+    y = rng.integers(0, 10, 512)
+
+    def run():
+        model = cdl.Sequential([cdl.layers.Dense(512, activation="relu"),
+                                cdl.layers.Dropout(0.2), cdl.layers.Dense(10)],
+                               input_shape=(200,), seed=0)
+        model.compile("adam", "cross_entropy")
+        with threadpool_limits(1, user_api="blas"):
+            model.fit(x, y, epochs=2, batch_size=256, verbose=0)
+        return model.get_weights()
+
+    _assert_same_bits(_at_thread_counts(run))
