@@ -1,15 +1,27 @@
-"""Benchmarks of cdl against PyTorch, plain NumPy and scikit-learn.
+"""Benchmarks of cdl against PyTorch, JAX, plain NumPy, ONNX Runtime and scikit-learn.
 
 Run with ``python -m cdl bench`` (or ``python benchmarks/run.py``). Each
 measurement runs in a fresh worker process; frameworks alternate within
 every round, and the reported figure is the median over rounds. Because
 absolute times drift on a shared machine, the table's main columns are
 ratios measured in the same run: cdl's time divided by the other
-framework's (below 1 means cdl is faster).
+framework's (below 1 means cdl is faster). Compute-bound rows also give
+cdl's arithmetic rate as a percentage of the machine's sgemm rate, and
+the elementwise kernels their memory traffic against a bandwidth
+reference, both measured in the same run.
+
+Workload groups (``--only``): ``dense`` (MLP training steps), ``cnn``
+(two small CNNs), ``conv`` (one convolution layer's forward and
+backward), ``rnn`` (LSTM, GRU, SimpleRNN), ``predict`` (MLP inference),
+``elementwise`` (activations, softmax, Adam on arrays larger than the
+caches) and ``digits`` (an end-to-end fit). PyTorch, JAX (with optax),
+ONNX Runtime (with onnx) and scikit-learn are optional: a framework that
+is not installed is left out with a note.
 """
 import argparse
 import datetime
 import json
+import math
 import os
 import platform
 import statistics
@@ -17,7 +29,9 @@ import subprocess
 import sys
 import time
 
-from cdl.bench.workloads import cnn_flops, train_flops
+from cdl.bench.workloads import (BANDWIDTH_REFERENCE, CNN_CASES, CONV_CASES, ELEMENTWISE_BYTES,
+                                 ELEMENTWISE_SIZE, RNN_CELLS, cnn_flops, conv_flops,
+                                 train_flops)
 
 #: Training configurations: name -> (layer sizes, batch size).
 TRAIN_CONFIGS = {
@@ -27,15 +41,36 @@ TRAIN_CONFIGS = {
     "wide": ((1024, 2048, 2048, 10), 256),
 }
 PREDICT_CASES = {"predict-1": 1, "predict-10000": 10_000}
+#: Workload groups in the order they run.
+GROUPS = ("dense", "cnn", "conv", "rnn", "predict", "elementwise", "digits")
+#: The frameworks compared with cdl (scikit-learn joins the digits fit only).
+FRAMEWORKS = ("cdl", "torch", "jax", "numpy", "onnxruntime")
+#: Frameworks that have a version of each group's workloads.
+GROUP_FRAMEWORKS = {
+    "dense": ("cdl", "torch", "jax", "numpy"),
+    "cnn": ("cdl", "torch", "jax"),
+    "conv": ("cdl", "torch", "jax"),
+    "rnn": ("cdl", "torch", "jax"),
+    "predict": ("cdl", "torch", "jax", "numpy", "onnxruntime"),
+    "elementwise": ("cdl", "torch"),
+    "digits": ("cdl", "torch", "sklearn"),
+}
+#: Column labels of the frameworks in the tables.
+LABELS = {"torch": "torch", "jax": "jax", "numpy": "numpy", "onnxruntime": "onnxrt",
+          "sklearn": "sklearn"}
+_MODULES = {"cdl": ("cdl",), "numpy": ("numpy",), "torch": ("torch",),
+            "jax": ("jax", "optax"), "onnxruntime": ("onnxruntime", "onnx"),
+            "sklearn": ("sklearn",)}
 
 
 def available(framework):
-    """Whether a framework can be imported here (PyTorch and scikit-learn are optional)."""
-    module = {"cdl": "cdl", "numpy": "numpy", "torch": "torch", "sklearn": "sklearn"}[framework]
-    try:
-        __import__(module)
-    except ImportError:
-        return False
+    """Whether a framework can be imported here (all but cdl and NumPy are
+    optional; JAX needs optax too, ONNX Runtime needs onnx for cdl's export)."""
+    for module in _MODULES[framework]:
+        try:
+            __import__(module)
+        except ImportError:
+            return False
     return True
 
 
@@ -51,10 +86,23 @@ def run_worker(task, timeout=900):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _median_times(times):
+    """Median of a worker's times: a list of seconds, or a dict of such lists."""
+    if isinstance(times, dict):
+        return {key: statistics.median(value) for key, value in times.items()}
+    return statistics.median(times)
+
+
+def _median_rounds(rounds):
+    if isinstance(rounds[0], dict):
+        return {key: statistics.median(r[key] for r in rounds) for key in rounds[0]}
+    return statistics.median(rounds)
+
+
 def measure(tasks_by_framework, rounds):
     """Alternate frameworks within each round (rotating who goes first);
-    return per framework the median over rounds of each round's median time,
-    and the largest peak memory."""
+    return per framework the median over rounds of each round's median time
+    (per kernel when a worker times several), and the largest peak memory."""
     names = list(tasks_by_framework)
     per_round = {name: [] for name in names}
     extra = {name: {} for name in names}
@@ -62,12 +110,12 @@ def measure(tasks_by_framework, rounds):
         order = names[r % len(names):] + names[:r % len(names)]
         for name in order:
             result = run_worker(tasks_by_framework[name])
-            per_round[name].append(statistics.median(result["times"]))
+            per_round[name].append(_median_times(result["times"]))
             extra[name]["peak_rss_mib"] = max(extra[name].get("peak_rss_mib", 0),
                                               result["peak_rss_mib"])
             if "accuracy" in result:
                 extra[name].setdefault("accuracy", []).append(result["accuracy"])
-    return {name: {"seconds": statistics.median(per_round[name]), **extra[name]}
+    return {name: {"seconds": _median_rounds(per_round[name]), **extra[name]}
             for name in names}
 
 
@@ -77,119 +125,198 @@ def import_time(module, threads):
     for _ in range(3):
         code = f"import time; t = time.perf_counter(); import {module}; " \
                "print(time.perf_counter() - t)"
-        env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads))
+        env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), JAX_PLATFORMS="cpu")
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                              env=env, check=True).stdout
         best = min(best, float(out))
     return best
 
 
-def _has_conv():
+def _has_layers(*names):
     from cdl import layers
-    return hasattr(layers, "Conv2D")
+    return all(hasattr(layers, name) for name in names)
 
 
-def _has_recurrent():
-    from cdl import layers
-    return hasattr(layers, "LSTM") and hasattr(layers, "GRU")
+def run(groups=GROUPS, configs=None, optimizers=("sgd", "adam"), rounds=3, threads=2,
+        min_seconds=0.3, frameworks=FRAMEWORKS, log=print):
+    """Run the benchmarks and return the results as a dict (see ``format_report``).
 
-
-def run(configs=None, optimizers=("sgd", "adam"), rounds=3, threads=2, min_seconds=0.3,
-        frameworks=("cdl", "torch", "numpy"), digits=True, predict=True, cnn=True, rnn=True,
-        log=print):
-    """Run the benchmarks and return the results as a dict (see ``format_report``)."""
-    frameworks = [f for f in frameworks if available(f)]
+    Parameters
+    ----------
+    groups : sequence of str
+        Workload groups to run, among ``GROUPS``.
+    configs : sequence of str, optional
+        Dense training configurations (``TRAIN_CONFIGS``); default all.
+    optimizers : sequence of {"sgd", "adam"}
+        Optimizers of the dense training steps.
+    rounds, threads, min_seconds : int, int, float
+        Rounds of alternating workers, the thread count given to every
+        framework, and the shortest timed span of one measurement.
+    frameworks : sequence of str
+        Frameworks to compare with (``FRAMEWORKS``); those not installed
+        are left out with a note through ``log``.
+    """
+    unknown = set(groups) - set(GROUPS)
+    if unknown:
+        raise ValueError(f"unknown workload groups {sorted(unknown)}; choose from {GROUPS}")
+    missing = [f for f in frameworks if not available(f)]
+    for f in missing:
+        log(f"note: {f} is not installed ({', '.join(_MODULES[f])}); its columns are left out")
+    frameworks = ["cdl"] + [f for f in frameworks if f != "cdl" and f not in missing]
     configs = list(TRAIN_CONFIGS) if configs is None else list(configs)
     results = {"date": datetime.date.today().isoformat(), "threads": threads,
                "rounds": rounds, "frameworks": frameworks, "python": platform.python_version(),
-               "train": {}, "predict": {}, "digits": None}
+               "versions": _versions(frameworks), "groups": list(groups),
+               "train": {}, "predict": {}, "conv": {}, "elementwise": {}, "digits": None}
     sgemm = run_worker({"framework": "cdl", "kind": "sgemm", "threads": threads,
                         "min_seconds": 1.0})["gflops"]
     results["sgemm_gflops"] = sgemm
     log(f"sgemm roofline of the BLAS cdl calls: {sgemm:.1f} GFLOP/s ({threads} threads)")
-    for name in configs:
-        sizes, batch = TRAIN_CONFIGS[name]
-        steps = max(5, min(400, int(2e8 / max(train_flops(sizes, batch), 1))))
-        for opt in optimizers:
-            tasks = {fw: {"framework": fw, "kind": "train", "sizes": sizes, "batch": batch,
-                          "optimizer": opt, "steps": steps, "threads": threads,
-                          "min_seconds": min_seconds} for fw in frameworks}
-            res = measure(tasks, rounds)
-            res["gflops"] = train_flops(sizes, batch) / res["cdl"]["seconds"] / 1e9
-            results["train"][f"{name}/{opt}"] = res
-            log(_line(f"{name} {opt}", res, frameworks))
-    if predict:
+
+    def compare(group, label, task, flops=None):
+        fws = [fw for fw in frameworks if fw in GROUP_FRAMEWORKS[group]]
+        tasks = {fw: {"framework": fw, "threads": threads, "min_seconds": min_seconds, **task}
+                 for fw in fws}
+        res = measure(tasks, rounds)
+        res["gflops"] = float("nan") if flops is None else flops / res["cdl"]["seconds"] / 1e9
+        log(_line(label, res, fws))
+        return res
+
+    if "dense" in groups:
+        for name in configs:
+            sizes, batch = TRAIN_CONFIGS[name]
+            steps = max(5, min(400, int(2e8 / max(train_flops(sizes, batch), 1))))
+            for opt in optimizers:
+                results["train"][f"{name}/{opt}"] = compare(
+                    "dense", f"{name} {opt}", {"kind": "train", "sizes": sizes, "batch": batch,
+                                               "optimizer": opt, "steps": steps},
+                    train_flops(sizes, batch))
+    if "cnn" in groups and _has_layers("Conv2D", "MaxPool2D"):
+        for name, case in CNN_CASES.items():
+            results["train"][f"{name}/adam"] = compare(
+                "cnn", f"{name} adam", {"kind": "cnn", "case": case, "steps": 10},
+                cnn_flops(case))
+    if "conv" in groups and _has_layers("Conv2D"):
+        for name, case in CONV_CASES.items():
+            results["conv"][name] = compare("conv", name, {"kind": "conv", "case": case},
+                                            conv_flops(case))
+    if "rnn" in groups and _has_layers("LSTM", "GRU", "SimpleRNN"):
+        for cell in RNN_CELLS:
+            results["train"][f"{cell}-32x16-64/adam"] = compare(
+                "rnn", f"{cell} adam", {"kind": "rnn", "cell": cell, "steps": 10})
+    if "predict" in groups:
         sizes = TRAIN_CONFIGS["mnist-wide"][0]
         for name, n in PREDICT_CASES.items():
-            tasks = {fw: {"framework": fw, "kind": "predict", "sizes": sizes, "n": n,
-                          "threads": threads, "min_seconds": min_seconds} for fw in frameworks}
-            res = measure(tasks, rounds)
-            results["predict"][name] = res
-            log(_line(name, res, frameworks))
-    if cnn and _has_conv():
-        fws = [fw for fw in ("cdl", "torch") if fw in frameworks]
-        tasks = {fw: {"framework": fw, "kind": "cnn", "steps": 20, "threads": threads,
-                      "min_seconds": min_seconds} for fw in fws}
-        res = measure(tasks, rounds)
-        res["gflops"] = cnn_flops() / res["cdl"]["seconds"] / 1e9
-        results["train"]["small-cnn/sgd"] = res
-        log(_line("small-cnn sgd", res, fws))
-    if rnn and _has_recurrent():
-        fws = [fw for fw in ("cdl", "torch") if fw in frameworks]
-        for cell in ("lstm", "gru"):
-            tasks = {fw: {"framework": fw, "kind": "rnn", "cell": cell, "steps": 10,
-                          "threads": threads, "min_seconds": min_seconds} for fw in fws}
-            res = measure(tasks, rounds)
-            res["gflops"] = float("nan")
-            results["train"][f"{cell}-32x16-64/adam"] = res
-            log(_line(f"{cell} adam", res, fws))
-    if digits:
-        fws = [fw for fw in ("cdl", "torch", "sklearn") if available(fw)]
+            results["predict"][name] = compare("predict", name,
+                                               {"kind": "predict", "sizes": sizes, "n": n})
+    if "elementwise" in groups:
+        res = compare("elementwise", "elementwise", {"kind": "elementwise",
+                                                     "n": ELEMENTWISE_SIZE})
+        results["elementwise"] = _elementwise_rows(res)
+        results["bandwidth_gbps"] = results["elementwise"].pop(BANDWIDTH_REFERENCE)["gbps"]
+        log(f"bandwidth reference ({BANDWIDTH_REFERENCE}, {threads} threads): "
+            f"{results['bandwidth_gbps']:.1f} GB/s")
+    if "digits" in groups:
+        fws = [fw for fw in GROUP_FRAMEWORKS["digits"]
+               if (fw in frameworks or fw == "sklearn") and available(fw)]
         tasks = {fw: {"framework": fw, "kind": "fit_digits", "threads": threads} for fw in fws}
         res = measure(tasks, rounds)
         results["digits"] = res
         log(_line("digits fit", res, fws))
     results["import_seconds"] = {m: import_time(m, threads)
                                  for m in ("scipy.linalg.cython_blas", "cdl")
-                                 + (("torch",) if "torch" in frameworks else ())}
+                                 + tuple(f for f in ("torch", "jax") if f in frameworks)}
     return results
+
+
+def _versions(frameworks):
+    versions = {}
+    for fw in frameworks + ["sklearn"]:
+        if available(fw):
+            module = __import__(_MODULES[fw][0])
+            versions[fw] = getattr(module, "__version__", "?")
+    return versions
+
+
+def _elementwise_rows(res):
+    """Per kernel: its bytes an element, each framework's seconds, cdl's GB/s."""
+    rows = {}
+    for kernel, seconds in res["cdl"]["seconds"].items():
+        nbytes = 12 if kernel == BANDWIDTH_REFERENCE else ELEMENTWISE_BYTES[kernel]
+        row = {fw: {"seconds": r["seconds"][kernel]} for fw, r in res.items()
+               if isinstance(r, dict) and kernel in r.get("seconds", {})}
+        row["bytes_per_element"] = nbytes
+        row["gbps"] = nbytes * ELEMENTWISE_SIZE / seconds / 1e9
+        rows[kernel] = row
+    return rows
 
 
 def _line(label, res, frameworks):
     cdl_s = res["cdl"]["seconds"]
+    if isinstance(cdl_s, dict):  # several kernels: the table shows them
+        return f"{label:<22} measured ({len(cdl_s)} kernels)"
     parts = [f"{label:<22} cdl {cdl_s * 1e3:9.3f} ms"]
     for fw in frameworks:
         if fw != "cdl" and fw in res:
-            parts.append(f"{fw} {res[fw]['seconds'] * 1e3:9.3f} ms (ratio {cdl_s / res[fw]['seconds']:.3f})")
+            parts.append(f"{fw} {res[fw]['seconds'] * 1e3:9.3f} ms "
+                         f"(ratio {cdl_s / res[fw]['seconds']:.3f})")
     return "  ".join(parts)
 
 
-def format_report(results):
-    """A Markdown table of ratios (cdl time / other time) and absolute times."""
-    frameworks = [f for f in results["frameworks"] if f != "cdl"]
-    lines = [f"Measured {results['date']}, {results['threads']} threads, median of "
-             f"{results['rounds']} rounds; ratio = cdl time / other time (below 1: cdl faster).",
-             "", "| workload | cdl | " + " | ".join(f"{f} | cdl/{f}" for f in frameworks)
-             + " | cdl GFLOP/s | cdl peak MiB |",
-             "|---|---:|" + "---:|---:|" * len(frameworks) + "---:|---:|"]
+def _ratio(res, fw):
+    if fw not in res:
+        return "-"
+    return f"{res['cdl']['seconds'] / res[fw]['seconds']:.2f}"
 
-    def row(label, res, gflops=""):
-        cells = [label, _fmt(res["cdl"]["seconds"])]
-        for f in frameworks:
-            if f in res:
-                cells += [_fmt(res[f]["seconds"]), f"{res['cdl']['seconds'] / res[f]['seconds']:.3f}"]
-            else:
-                cells += ["-", "-"]
-        cells += [gflops, f"{res['cdl']['peak_rss_mib']:.0f}"]
+
+def format_report(results):
+    """Markdown tables: per workload cdl's time, its ratio to each framework
+    (cdl time / other time), and for compute-bound rows cdl's GFLOP/s and
+    their percentage of the sgemm rate; then the elementwise kernels."""
+    others = [f for f in results["frameworks"] if f != "cdl"]
+    sgemm = results["sgemm_gflops"]
+    lines = [f"Measured {results['date']}, {results['threads']} threads, median of "
+             f"{results['rounds']} rounds; cdl/x = cdl time / x time (below 1: cdl faster); "
+             f"% of sgemm = cdl GFLOP/s / sgemm GFLOP/s.", ""]
+    header = ["workload", "cdl"] + [f"cdl/{LABELS[f]}" for f in others] \
+        + ["cdl GFLOP/s", "% of sgemm"]
+    lines += ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+
+    def row(label, res):
+        cells = [label, _fmt(res["cdl"]["seconds"])] + [_ratio(res, f) for f in others]
+        gflops = res.get("gflops", float("nan"))
+        if math.isnan(gflops):  # not a compute-bound row
+            cells += ["", ""]
+        else:
+            cells += [f"{gflops:.1f}", f"{100 * gflops / sgemm:.0f}%"]
         return "| " + " | ".join(cells) + " |"
 
     for name, res in results["train"].items():
-        gflops = "" if res["gflops"] != res["gflops"] else f"{res['gflops']:.1f}"  # NaN: not counted
-        lines.append(row(f"train step {name}", res, gflops))
+        lines.append(row(f"train step {name}", res))
+    for name, res in results.get("conv", {}).items():
+        lines.append(row(f"{name} fwd+bwd", res))
     for name, res in results["predict"].items():
         lines.append(row(name, res))
     lines.append("")
-    lines.append(f"sgemm roofline (the BLAS cdl calls, 2048^3): {results['sgemm_gflops']:.1f} GFLOP/s")
+    lines.append(f"sgemm roofline (the BLAS cdl calls, 2048^3): {sgemm:.1f} GFLOP/s")
+    elementwise = results.get("elementwise") or {}
+    if elementwise:
+        bandwidth = results["bandwidth_gbps"]
+        has_torch = any("torch" in r for r in elementwise.values())
+        lines += ["", f"Elementwise kernels on {ELEMENTWISE_SIZE:,} float32 per array "
+                  f"({ELEMENTWISE_SIZE * 4 >> 20} MiB); bandwidth reference "
+                  f"`np.add(a, b, out=c)` on as many threads: {bandwidth:.1f} GB/s; "
+                  "x bandwidth = cdl time / the time of its bytes at that bandwidth.", "",
+                  "| kernel | bytes/element | cdl | cdl GB/s | x bandwidth |"
+                  + (" cdl/torch |" if has_torch else ""),
+                  "|---|---:|---:|---:|---:|" + ("---:|" if has_torch else "")]
+        for kernel, r in elementwise.items():
+            cells = [kernel, str(r["bytes_per_element"]), _fmt(r["cdl"]["seconds"]),
+                     f"{r['gbps']:.1f}", f"{bandwidth / r['gbps']:.2f}"]
+            if has_torch:
+                cells.append(_ratio(r, "torch"))
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
     if results.get("digits"):
         res = results["digits"]
         parts = []
@@ -201,6 +328,9 @@ def format_report(results):
     imports = results.get("import_seconds", {})
     if imports:
         lines.append("import time: " + ", ".join(f"{m} {s:.3f} s" for m, s in imports.items()))
+    versions = results.get("versions", {})
+    if versions:
+        lines.append("versions: " + ", ".join(f"{fw} {v}" for fw, v in versions.items()))
     return "\n".join(lines)
 
 
@@ -208,31 +338,49 @@ def _fmt(seconds):
     return f"{seconds * 1e3:.3f} ms" if seconds < 1 else f"{seconds:.2f} s"
 
 
+def _group_list(text):
+    groups = [g for part in text for g in part.split(",") if g]
+    unknown = [g for g in groups if g not in GROUPS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown group(s) {unknown}; choose from {GROUPS}")
+    return groups
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m cdl bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--configs", nargs="*", choices=list(TRAIN_CONFIGS), default=None)
+    parser = argparse.ArgumentParser(prog="python -m cdl bench",
+                                     description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", metavar="GROUP",
+                        help="run only these workload groups (comma- or space-separated): "
+                             + ", ".join(GROUPS))
+    parser.add_argument("--configs", nargs="*", choices=list(TRAIN_CONFIGS), default=None,
+                        help="dense training configurations (none: no dense rows)")
     parser.add_argument("--optimizers", nargs="*", choices=["sgd", "adam"], default=["sgd", "adam"])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--min-seconds", type=float, default=0.3,
                         help="shortest timed span per measurement")
-    parser.add_argument("--frameworks", nargs="*", default=["cdl", "torch", "numpy"],
-                        choices=["cdl", "torch", "numpy"])
-    parser.add_argument("--no-digits", action="store_true")
-    parser.add_argument("--no-predict", action="store_true")
-    parser.add_argument("--no-cnn", action="store_true")
-    parser.add_argument("--no-rnn", action="store_true")
+    parser.add_argument("--frameworks", nargs="*", default=list(FRAMEWORKS),
+                        choices=list(FRAMEWORKS))
+    for group in GROUPS:
+        parser.add_argument(f"--no-{group}", action="store_true",
+                            help=f"leave out the {group} group")
     parser.add_argument("--quick", action="store_true",
-                        help="one round of the tiny configuration only (a smoke test)")
+                        help="one round of the tiny dense configuration only (a smoke test)")
     parser.add_argument("--json", help="also write the raw results to this file")
     args = parser.parse_args(argv)
+    try:
+        groups = _group_list(args.only) if args.only else list(GROUPS)
+    except argparse.ArgumentTypeError as exc:
+        parser.error(str(exc))
+    if args.configs is not None and not args.configs:
+        groups = [g for g in groups if g != "dense"]
     if args.quick:
         args.configs, args.optimizers, args.rounds, args.min_seconds = ["tiny"], ["sgd"], 1, 0.05
-        args.no_digits = args.no_predict = args.no_cnn = args.no_rnn = True
+        groups = ["dense"]
+    groups = [g for g in groups if not getattr(args, f"no_{g}")]
     start = time.perf_counter()
-    results = run(args.configs, args.optimizers, args.rounds, args.threads, args.min_seconds,
-                  args.frameworks, not args.no_digits, not args.no_predict, not args.no_cnn,
-                  not args.no_rnn)
+    results = run(groups, args.configs, args.optimizers, args.rounds, args.threads,
+                  args.min_seconds, args.frameworks)
     print()
     print(format_report(results))
     print(f"\n(benchmark took {time.perf_counter() - start:.0f} s)")

@@ -10,46 +10,88 @@ import resource
 import sys
 
 
+def _limit_jax_threads(threads):
+    """Size XLA's CPU thread pool before JAX starts.
+
+    Current jaxlib has no thread-count flag (``intra_op_parallelism_threads``
+    is gone from ``XLA_FLAGS``; ``XLA_FLAGS=--help`` lists what remains): its
+    CPU client sizes its pool from the CPUs the process may run on. So the
+    worker restricts its CPU affinity to ``threads`` CPUs when there are
+    more, and keeps Eigen's multi-threaded mode only for more than one.
+    """
+    os.environ.setdefault("JAX_PLATFORMS", "cpu")
+    flag = f"--xla_cpu_multi_thread_eigen={'true' if threads > 1 else 'false'}"
+    os.environ["XLA_FLAGS"] = " ".join(filter(None, [os.environ.get("XLA_FLAGS"), flag]))
+    allowed = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(allowed) > threads:
+        os.sched_setaffinity(0, allowed[:threads])
+
+
 def _limit_threads(framework, threads):
-    """Fix the thread count before any work: BLAS pools for cdl and NumPy,
-    intra-op threads for PyTorch."""
+    """Fix the thread count before any work: BLAS pools for cdl and NumPy
+    (and cdl's own knob, which sizes every pool cdl uses), intra-op threads
+    for PyTorch, the CPU client's pool for JAX."""
+    if framework == "jax":
+        _limit_jax_threads(threads)
     from threadpoolctl import threadpool_limits
     threadpool_limits(threads)
-    if framework == "torch":
+    if framework == "cdl":
+        import cdl
+        cdl.set_num_threads(threads)
+    elif framework == "torch":
         import torch
         torch.set_num_threads(threads)
         torch.set_num_interop_threads(1)
 
 
+def _table(framework, **functions):
+    """The workload function of ``framework`` among ``functions`` (named by framework)."""
+    if framework not in functions:
+        raise ValueError(f"no {framework} version of this workload")
+    return functions[framework]
+
+
 def run(task):
-    from cdl.bench import workloads as w
     framework, kind = task["framework"], task["kind"]
     _limit_threads(framework, task["threads"])
+    from cdl.bench import workloads as w
     result = {}
+    seconds = task.get("min_seconds", 0.3)
     if kind == "train":
-        fn = {"cdl": w.cdl_train, "torch": w.torch_train, "numpy": w.numpy_train}[framework]
+        fn = _table(framework, cdl=w.cdl_train, torch=w.torch_train, numpy=w.numpy_train,
+                    jax=w.jax_train)
         result["times"] = fn(tuple(task["sizes"]), task["batch"], task["optimizer"],
-                             task["steps"], task["min_seconds"])
+                             task["steps"], seconds)
     elif kind == "predict":
-        fn = {"cdl": w.cdl_predict, "torch": w.torch_predict,
-              "numpy": w.numpy_predict}[framework]
-        result["times"] = fn(tuple(task["sizes"]), task["n"], task["min_seconds"])
+        if framework == "onnxruntime":
+            result["times"] = w.onnxruntime_predict(tuple(task["sizes"]), task["n"], seconds,
+                                                    task["threads"])
+        else:
+            fn = _table(framework, cdl=w.cdl_predict, torch=w.torch_predict,
+                        numpy=w.numpy_predict, jax=w.jax_predict)
+            result["times"] = fn(tuple(task["sizes"]), task["n"], seconds)
     elif kind == "fit_digits":
-        fn = {"cdl": w.cdl_fit_digits, "torch": w.torch_fit_digits,
-              "sklearn": w.sklearn_fit_digits}[framework]
-        seconds, accuracy = fn()
-        result["times"] = [seconds]
+        fn = _table(framework, cdl=w.cdl_fit_digits, torch=w.torch_fit_digits,
+                    sklearn=w.sklearn_fit_digits)
+        elapsed, accuracy = fn()
+        result["times"] = [elapsed]
         result["accuracy"] = accuracy
     elif kind == "cnn":
-        fn = {"cdl": w.cdl_cnn_train, "torch": w.torch_cnn_train}[framework]
-        result["times"] = fn(task["steps"], task["min_seconds"])
+        fn = _table(framework, cdl=w.cdl_cnn_train, torch=w.torch_cnn_train,
+                    jax=w.jax_cnn_train)
+        result["times"] = fn(task["case"], task["steps"], seconds)
+    elif kind == "conv":
+        fn = _table(framework, cdl=w.cdl_conv, torch=w.torch_conv, jax=w.jax_conv)
+        result["times"] = fn(task["case"], seconds)
     elif kind == "rnn":
-        fn = {"cdl": w.cdl_rnn_train, "torch": w.torch_rnn_train}[framework]
-        result["times"] = fn(task["cell"], task["steps"], task["min_seconds"])
+        fn = _table(framework, cdl=w.cdl_rnn_train, torch=w.torch_rnn_train,
+                    jax=w.jax_rnn_train)
+        result["times"] = fn(task["cell"], task["steps"], seconds)
+    elif kind == "elementwise":
+        fn = _table(framework, cdl=w.cdl_elementwise, torch=w.torch_elementwise)
+        result["times"] = fn(task["n"], seconds, task["threads"])
     elif kind == "sgemm":
-        result["gflops"] = w.sgemm_gflops(task.get("n", 2048), task["min_seconds"])
-    elif kind == "import":
-        result["times"] = [task["import_seconds"]]
+        result["gflops"] = w.sgemm_gflops(task.get("n", 2048), seconds)
     else:
         raise ValueError(f"unknown task kind {kind!r}")
     # ru_maxrss is in KiB on Linux.

@@ -1,12 +1,24 @@
 """One benchmark workload per (framework, task), run inside a worker process.
 
 Every framework gets the same network, data, batch size, optimizer and
-hyper-parameters: float32, a ReLU MLP with a linear head, softmax
+hyper-parameters: float32, ReLU activations, a linear head, softmax
 cross-entropy on integer labels, and SGD with momentum 0.9 or Adam, all at
 learning rate 1e-3 (small enough that no run diverges into NaN or
 denormal numbers, which would time the CPU's slow paths instead of the
 frameworks).
+
+The frameworks: cdl, PyTorch (eager, autograd, ``torch.optim``), JAX
+(``jax.jit`` over the whole training step, optax for the update, the data
+resident on the device and each batch gathered inside the step), plain
+NumPy (the MLP only) and ONNX Runtime (prediction only, running the graph
+that ``cdl.onnx`` exports from the cdl model). Each timed span ends when
+the last result is ready (JAX dispatches asynchronously: the span blocks
+on it), and every warm-up (JAX's compilation, cdl's plan, first-touch of
+the buffers) runs before the span starts.
 """
+import functools
+import os
+import tempfile
 import time
 
 import numpy as np
@@ -193,6 +205,117 @@ def numpy_predict(sizes, n, min_seconds):
     return _timed_epochs(lambda: model.forward(x), min_seconds)
 
 
+# --- JAX ----------------------------------------------------------------------
+
+def _jax():
+    """jax, jax.numpy and optax (the worker has set the XLA thread flags before)."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+    return jax, jnp, optax
+
+
+def _jax_optimizer(optax, optimizer):
+    # optax.sgd's trace is torch's momentum buffer (v = 0.9 v + g, p -= lr v);
+    # optax.adam adds eps outside the square root, as torch.optim.Adam does.
+    return optax.sgd(LR, momentum=0.9) if optimizer == "sgd" else optax.adam(LR)
+
+
+def _glorot(rng, fan_in, fan_out, shape=None):
+    limit = np.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-limit, limit, shape or (fan_in, fan_out)).astype(np.float32)
+
+
+def _jax_epochs(loss_fn, params, optimizer, x, y, batch, steps, min_seconds):
+    """Time epochs of ``steps`` jitted training steps; seconds per step, each.
+
+    The data live on the device; each step receives the batch's row indices
+    and gathers the rows inside the compiled step, as the other frameworks
+    gather a shuffled batch. Parameters and optimizer state are donated, so
+    that XLA updates them in place as the other frameworks do.
+    """
+    jax, jnp, optax = _jax()
+    opt = _jax_optimizer(optax, optimizer)
+    xd, yd = jnp.asarray(x), jnp.asarray(y.astype(np.int32))
+
+    @functools.partial(jax.jit, donate_argnums=(0, 1))
+    def step(params, opt_state, xs, ys, idx):
+        grads = jax.grad(loss_fn)(params, xs[idx], ys[idx])
+        updates, opt_state = opt.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
+
+    state = [jax.tree_util.tree_map(jnp.asarray, params), None]
+    state[1] = opt.init(state[0])
+    rng = np.random.default_rng(0)
+
+    def epoch():
+        order = rng.permutation(len(x)).astype(np.int32)
+        p, s = state
+        for start in range(0, len(x), batch):
+            p, s = step(p, s, xd, yd, order[start:start + batch])
+        jax.block_until_ready((p, s))  # inside the timed span: the work is done
+        state[:] = [p, s]
+    epoch()  # compiles the step
+    return [t / steps for t in _timed_epochs(epoch, min_seconds)]
+
+
+def _jax_mlp_apply(jax, params, x):
+    for i, (w, b) in enumerate(params):
+        x = x @ w + b
+        if i + 1 < len(params):
+            x = jax.nn.relu(x)
+    return x
+
+
+def _jax_mlp_params(sizes):
+    rng = np.random.default_rng(0)
+    return [(_glorot(rng, a, b), np.zeros(b, np.float32)) for a, b in zip(sizes[:-1], sizes[1:])]
+
+
+def _jax_cross_entropy(optax, logits, y):
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+
+def jax_train(sizes, batch, optimizer, steps, min_seconds):
+    jax, _, optax = _jax()
+
+    def loss(params, xb, yb):
+        return _jax_cross_entropy(optax, _jax_mlp_apply(jax, params, xb), yb)
+    x, y = make_data(sizes, batch * steps)
+    return _jax_epochs(loss, _jax_mlp_params(sizes), optimizer, x, y, batch, steps,
+                       min_seconds)
+
+
+def jax_predict(sizes, n, min_seconds):
+    jax, jnp, _ = _jax()
+    params = jax.tree_util.tree_map(jnp.asarray, _jax_mlp_params(sizes))
+    forward = jax.jit(lambda p, x: _jax_mlp_apply(jax, p, x))
+    x = make_data(sizes, n)[0]
+
+    def run():
+        # From a host array to a host array, as the other frameworks' predict.
+        np.asarray(forward(params, x))
+    run()
+    return _timed_epochs(run, min_seconds)
+
+
+# --- ONNX Runtime, running cdl's own export -------------------------------------
+
+def onnxruntime_predict(sizes, n, min_seconds, threads=2):
+    import onnxruntime as ort
+    from cdl import onnx as cdl_onnx
+    model = cdl_model(sizes, "sgd")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    with tempfile.TemporaryDirectory() as folder:
+        path = cdl_onnx.export(model, os.path.join(folder, "model.onnx"))
+        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    x = make_data(sizes, n)[0]
+    session.run(None, {"input": x})
+    return _timed_epochs(lambda: session.run(None, {"input": x}), min_seconds)
+
+
 # --- end to end: digits -------------------------------------------------------
 
 def digits_split():
@@ -278,77 +401,228 @@ def sgemm_gflops(n=2048, min_seconds=1.0):
     return 2 * n ** 3 / float(np.min(times)) / 1e9
 
 
-# --- a small CNN (channels-last in cdl, channels-first in PyTorch) ------------
+def triad_gbps(n, threads, min_seconds=0.3):
+    """Memory bandwidth in GB/s: ``np.add(a, b, out=c)`` on n float32 per
+    array (12 bytes an element), split into ``threads`` contiguous parts run
+    by as many Python threads (NumPy releases the GIL in ufunc loops), so
+    that the reference gets the cores the kernels it is compared with get."""
+    a = np.ones(n, np.float32)
+    b = np.ones(n, np.float32)
+    c = np.zeros(n, np.float32)
+    bounds = np.linspace(0, n, threads + 1).astype(int)
+    parts = [(a[i:j], b[i:j], c[i:j]) for i, j in zip(bounds[:-1], bounds[1:])]
 
-#: (input height, width, channels), filters of the two 3x3 convolutions, classes, batch.
-CNN_SHAPE, CNN_FILTERS, CNN_CLASSES, CNN_BATCH = (16, 16, 3), (16, 32), 10, 64
+    def add(part):
+        np.add(part[0], part[1], out=part[2])
+
+    if threads == 1:
+        def run():
+            add(parts[0])
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+        pool = ThreadPoolExecutor(threads)
+
+        def run():
+            list(pool.map(add, parts))
+    run()
+    times = _timed_epochs(run, min_seconds)
+    return 12 * n / float(np.median(times)) / 1e9
 
 
-def cnn_flops(batch=CNN_BATCH):
-    """FLOPs of one training step of the small CNN (convolutions and dense layer,
-    forward and backward, no input gradient for the first layer)."""
-    h, w, c = CNN_SHAPE
-    f1, f2 = CNN_FILTERS
-    conv1 = 2 * h * w * 9 * c * f1            # "same" padding
-    conv2 = 2 * (h - 2) * (w - 2) * 9 * f1 * f2  # "valid" padding
-    dense = 2 * (h - 2) * (w - 2) * f2 * CNN_CLASSES
-    return batch * (3 * (conv2 + dense) + 2 * conv1)
+# --- convolutional networks (channels-last in cdl and JAX, channels-first in PyTorch)
+
+#: name -> input (height, width, channels), filters of the two 3x3 "same"
+#: convolutions, each followed by ReLU and 2x2 max-pooling, then a dense
+#: layer to 10 classes; batch 64, Adam.
+CNN_CASES = {
+    # MNIST-shaped: the small CNN of the data-parallel benchmark.
+    "cnn-28x28x1": {"shape": (28, 28, 1), "filters": (16, 32), "batch": 64},
+    # CIFAR-shaped, with channel counts at which the convolutions' products
+    # are large enough (K = 27 and 288, N = 32 and 64, M = 65,536 and 16,384
+    # rows per batch) for the machine's gemm rate to be reachable: the
+    # compute-bound case the roofline column is about.
+    "cnn-32x32x3": {"shape": (32, 32, 3), "filters": (32, 64), "batch": 64},
+}
+CNN_CLASSES = 10
 
 
-def _cnn_data(steps):
+def cnn_flops(case):
+    """FLOPs of one training step of a CNN of ``CNN_CASES``: its
+    convolutions and dense layer, forward and backward (no input gradient
+    for the first layer). Pooling and activations are not counted."""
+    h, w, c = case["shape"]
+    f1, f2 = case["filters"]
+    conv1 = 2 * h * w * 9 * c * f1
+    conv2 = 2 * (h // 2) * (w // 2) * 9 * f1 * f2
+    dense = 2 * (h // 4) * (w // 4) * f2 * CNN_CLASSES
+    return case["batch"] * (2 * conv1 + 3 * (conv2 + dense))
+
+
+def _cnn_data(case, steps):
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((CNN_BATCH * steps,) + CNN_SHAPE).astype(np.float32)
-    y = rng.integers(0, CNN_CLASSES, CNN_BATCH * steps).astype(np.int64)
+    x = rng.standard_normal((case["batch"] * steps,) + tuple(case["shape"])).astype(np.float32)
+    y = rng.integers(0, CNN_CLASSES, case["batch"] * steps).astype(np.int64)
     return x, y
 
 
-def cdl_cnn_train(steps, min_seconds):
+def cdl_cnn_train(case, steps, min_seconds):
     import cdl
     from cdl import layers, optimizers
+    f1, f2 = case["filters"]
     model = cdl.Sequential([
-        layers.Conv2D(CNN_FILTERS[0], 3, padding="same", activation="relu"),
-        layers.Conv2D(CNN_FILTERS[1], 3, activation="relu"),
+        layers.Conv2D(f1, 3, padding="same", activation="relu"),
+        layers.MaxPool2D(2),
+        layers.Conv2D(f2, 3, padding="same", activation="relu"),
+        layers.MaxPool2D(2),
         layers.Flatten(),
         layers.Dense(CNN_CLASSES),
-    ], input_shape=CNN_SHAPE, seed=0)
-    model.compile(optimizers.SGD(lr=LR, momentum=0.9), "cross_entropy")
-    x, y = _cnn_data(steps)
+    ], input_shape=tuple(case["shape"]), seed=0)
+    model.compile(optimizers.Adam(lr=LR), "cross_entropy")
+    x, y = _cnn_data(case, steps)
 
     def epoch():
-        model.fit(x, y, epochs=1, batch_size=CNN_BATCH, verbose=0)
+        model.fit(x, y, epochs=1, batch_size=case["batch"], verbose=0)
     epoch()
     return [t / steps for t in _timed_epochs(epoch, min_seconds)]
 
 
-def torch_cnn_train(steps, min_seconds):
+def _torch_batches(model, opt, x, y, batch):
+    """One epoch runner of shuffled batches for a PyTorch model and optimizer."""
     import torch
-    h, w, c = CNN_SHAPE
-    model = torch.nn.Sequential(
-        torch.nn.Conv2d(c, CNN_FILTERS[0], 3, padding=1), torch.nn.ReLU(),
-        torch.nn.Conv2d(CNN_FILTERS[0], CNN_FILTERS[1], 3), torch.nn.ReLU(),
-        torch.nn.Flatten(), torch.nn.Linear((h - 2) * (w - 2) * CNN_FILTERS[1], CNN_CLASSES))
-    opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=0.9)
     loss_fn = torch.nn.CrossEntropyLoss()
-    x, y = _cnn_data(steps)
-    x = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
-    y = torch.from_numpy(y)
     generator = torch.Generator().manual_seed(0)
 
     def epoch():
         order = torch.randperm(len(x), generator=generator)
-        for start in range(0, len(x), CNN_BATCH):
-            idx = order[start:start + CNN_BATCH]
+        for start in range(0, len(x), batch):
+            idx = order[start:start + batch]
             opt.zero_grad()
             loss_fn(model(x[idx]), y[idx]).backward()
             opt.step()
+    return epoch
+
+
+def torch_cnn_train(case, steps, min_seconds):
+    import torch
+    h, w, c = case["shape"]
+    f1, f2 = case["filters"]
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(c, f1, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(f1, f2, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Flatten(), torch.nn.Linear((h // 4) * (w // 4) * f2, CNN_CLASSES))
+    opt = torch.optim.Adam(model.parameters(), lr=LR)
+    x, y = _cnn_data(case, steps)
+    x = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+    epoch = _torch_batches(model, opt, x, torch.from_numpy(y), case["batch"])
     epoch()
     return [t / steps for t in _timed_epochs(epoch, min_seconds)]
+
+
+def _jax_conv(jax, x, w, b):
+    y = jax.lax.conv_general_dilated(x, w, (1, 1), "SAME",
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return jax.nn.relu(y + b)
+
+
+def _jax_pool(jax, x):
+    return jax.lax.reduce_window(x, -np.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+
+
+def jax_cnn_train(case, steps, min_seconds):
+    jax, _, optax = _jax()
+    h, w, c = case["shape"]
+    f1, f2 = case["filters"]
+    rng = np.random.default_rng(0)
+    flat = (h // 4) * (w // 4) * f2
+    params = [(_glorot(rng, 9 * c, 9 * f1, (3, 3, c, f1)), np.zeros(f1, np.float32)),
+              (_glorot(rng, 9 * f1, 9 * f2, (3, 3, f1, f2)), np.zeros(f2, np.float32)),
+              (_glorot(rng, flat, CNN_CLASSES), np.zeros(CNN_CLASSES, np.float32))]
+
+    def loss(params, xb, yb):
+        (w1, b1), (w2, b2), (w3, b3) = params
+        z = _jax_pool(jax, _jax_conv(jax, xb, w1, b1))
+        z = _jax_pool(jax, _jax_conv(jax, z, w2, b2))
+        return _jax_cross_entropy(optax, z.reshape(z.shape[0], -1) @ w3 + b3, yb)
+    x, y = _cnn_data(case, steps)
+    return _jax_epochs(loss, params, "adam", x, y, case["batch"], steps, min_seconds)
+
+
+# --- one convolution layer, forward and backward ----------------------------------
+
+#: name -> input (height, width, channels) and filters of a 3x3 "same"
+#: convolution with ReLU, batch 64: the second convolution of each CNN.
+CONV_CASES = {
+    "conv 14x14x16->32": {"shape": (14, 14, 16), "filters": 32, "batch": 64},
+    "conv 16x16x32->64": {"shape": (16, 16, 32), "filters": 64, "batch": 64},
+}
+
+
+def conv_flops(case):
+    """FLOPs of the forward and backward pass (input and weight gradients)
+    of a convolution of ``CONV_CASES``: three products of the same size."""
+    h, w, c = case["shape"]
+    return 3 * 2 * case["batch"] * h * w * 9 * c * case["filters"]
+
+
+def _conv_data(case):
+    rng = np.random.default_rng(0)
+    h, w, c = case["shape"]
+    x = rng.standard_normal((case["batch"], h, w, c)).astype(np.float32)
+    dy = rng.standard_normal((case["batch"], h, w, case["filters"])).astype(np.float32)
+    return x, dy
+
+
+def cdl_conv(case, min_seconds):
+    from cdl import layers
+    layer = layers.Conv2D(case["filters"], 3, padding="same", activation="relu")
+    x, dy = _conv_data(case)
+
+    def run():
+        layer.forward(x, training=True)
+        layer.backward(dy)
+    run()  # builds the layer
+    return _timed_epochs(run, min_seconds)
+
+
+def torch_conv(case, min_seconds):
+    import torch
+    conv = torch.nn.Conv2d(case["shape"][2], case["filters"], 3, padding=1)
+    x, dy = _conv_data(case)
+    x = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).requires_grad_()
+    dy = torch.from_numpy(np.ascontiguousarray(dy.transpose(0, 3, 1, 2)))
+    inputs = [x, conv.weight, conv.bias]
+
+    def run():
+        # Fresh gradients each call, as cdl's layer overwrites its own.
+        torch.autograd.grad(torch.relu(conv(x)), inputs, dy)
+    run()
+    return _timed_epochs(run, min_seconds)
+
+
+def jax_conv(case, min_seconds):
+    jax, jnp, _ = _jax()
+    c, f = case["shape"][2], case["filters"]
+    rng = np.random.default_rng(0)
+    w = jnp.asarray(_glorot(rng, 9 * c, 9 * f, (3, 3, c, f)))
+    b = jnp.zeros(f, jnp.float32)
+    x, dy = (jnp.asarray(a) for a in _conv_data(case))
+
+    @jax.jit
+    def forward_backward(x, w, b, dy):
+        _, pullback = jax.vjp(lambda x, w, b: _jax_conv(jax, x, w, b), x, w, b)
+        return pullback(dy)
+
+    def run():
+        jax.block_until_ready(forward_backward(x, w, b, dy))
+    run()
+    return _timed_epochs(run, min_seconds)
 
 
 # --- recurrent layers ----------------------------------------------------------
 
 #: Sequence length, features, units, classes and batch of the recurrent benchmark.
 RNN_STEPS, RNN_FEATURES, RNN_UNITS, RNN_CLASSES, RNN_BATCH = 32, 16, 64, 10, 64
+RNN_CELLS = ("lstm", "gru", "simplernn")
 
 
 def _rnn_data(steps):
@@ -361,7 +635,7 @@ def _rnn_data(steps):
 def cdl_rnn_train(cell, steps, min_seconds):
     import cdl
     from cdl import layers, optimizers
-    recurrent = {"lstm": layers.LSTM, "gru": layers.GRU}[cell]
+    recurrent = {"lstm": layers.LSTM, "gru": layers.GRU, "simplernn": layers.SimpleRNN}[cell]
     model = cdl.Sequential([recurrent(RNN_UNITS), layers.Dense(RNN_CLASSES)],
                            input_shape=(RNN_STEPS, RNN_FEATURES), seed=0)
     model.compile(optimizers.Adam(lr=LR), "cross_entropy")
@@ -379,7 +653,8 @@ def torch_rnn_train(cell, steps, min_seconds):
     class Net(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            recurrent = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell]
+            recurrent = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU,
+                         "simplernn": torch.nn.RNN}[cell]
             self.rnn = recurrent(RNN_FEATURES, RNN_UNITS, batch_first=True)
             self.head = torch.nn.Linear(RNN_UNITS, RNN_CLASSES)
 
@@ -389,17 +664,143 @@ def torch_rnn_train(cell, steps, min_seconds):
 
     model = Net()
     opt = torch.optim.Adam(model.parameters(), lr=LR)
-    loss_fn = torch.nn.CrossEntropyLoss()
     x, y = _rnn_data(steps)
-    x, y = torch.from_numpy(x), torch.from_numpy(y)
-    generator = torch.Generator().manual_seed(0)
-
-    def epoch():
-        order = torch.randperm(len(x), generator=generator)
-        for start in range(0, len(x), RNN_BATCH):
-            idx = order[start:start + RNN_BATCH]
-            opt.zero_grad()
-            loss_fn(model(x[idx]), y[idx]).backward()
-            opt.step()
+    epoch = _torch_batches(model, opt, torch.from_numpy(x), torch.from_numpy(y), RNN_BATCH)
     epoch()
     return [t / steps for t in _timed_epochs(epoch, min_seconds)]
+
+
+def jax_rnn_train(cell, steps, min_seconds):
+    """The recurrent network in JAX: the input projection of all steps as one
+    product, then ``lax.scan`` over the steps (PyTorch's gate equations)."""
+    jax, jnp, optax = _jax()
+    gates = {"lstm": 4, "gru": 3, "simplernn": 1}[cell]
+    rng = np.random.default_rng(0)
+    bound = 1 / np.sqrt(RNN_UNITS)
+
+    def uniform(*shape):
+        return rng.uniform(-bound, bound, shape).astype(np.float32)
+    params = {"wx": uniform(RNN_FEATURES, gates * RNN_UNITS),
+              "wh": uniform(RNN_UNITS, gates * RNN_UNITS),
+              "bx": uniform(gates * RNN_UNITS), "bh": uniform(gates * RNN_UNITS),
+              "head": _glorot(rng, RNN_UNITS, RNN_CLASSES),
+              "head_b": np.zeros(RNN_CLASSES, np.float32)}
+    sigmoid, tanh = jax.nn.sigmoid, jnp.tanh
+
+    def step(p, carry, xp):
+        if cell == "lstm":
+            h, c = carry
+            i, f, g, o = jnp.split(xp + h @ p["wh"] + p["bh"], 4, axis=-1)
+            c = sigmoid(f) * c + sigmoid(i) * tanh(g)
+            h = sigmoid(o) * tanh(c)
+            return (h, c), None
+        if cell == "gru":
+            xr, xz, xn = jnp.split(xp, 3, axis=-1)
+            hr, hz, hn = jnp.split(carry @ p["wh"] + p["bh"], 3, axis=-1)
+            r, z = sigmoid(xr + hr), sigmoid(xz + hz)
+            n = tanh(xn + r * hn)
+            return (1 - z) * n + z * carry, None
+        return tanh(xp + carry @ p["wh"] + p["bh"]), None
+
+    def loss(p, xb, yb):
+        xp = jnp.swapaxes(xb @ p["wx"] + p["bx"], 0, 1)  # (steps, batch, gates * units)
+        h0 = jnp.zeros((xb.shape[0], RNN_UNITS), xb.dtype)
+        carry, _ = jax.lax.scan(functools.partial(step, p),
+                                (h0, h0) if cell == "lstm" else h0, xp)
+        h = carry[0] if cell == "lstm" else carry
+        return _jax_cross_entropy(optax, h @ p["head"] + p["head_b"], yb)
+    x, y = _rnn_data(steps)
+    return _jax_epochs(loss, params, "adam", x, y, RNN_BATCH, steps, min_seconds)
+
+
+# --- elementwise kernels on arrays larger than the caches ----------------------
+
+#: Elements of each array: 2**24 float32 (64 MiB), twice the largest L3 of
+#: common desktop and server CPUs, so that every pass streams from memory.
+ELEMENTWISE_SIZE = 1 << 24
+#: Row length of the softmax (over the last axis).
+SOFTMAX_COLUMNS = 1024
+#: Kernel -> bytes moved per element (float32): a forward pass reads x and
+#: writes y; a backward pass reads dy and x (or y) and writes dx; Adam reads
+#: p, g, m, v and writes p, m, v. The same count serves every framework.
+ELEMENTWISE_BYTES = {
+    **{f"{act} {way}": 8 if way == "forward" else 12
+       for act in ("relu", "sigmoid", "tanh", "gelu", "softmax")
+       for way in ("forward", "backward")},
+    "adam update": 28,
+}
+#: The memory-bandwidth reference's name in the results.
+BANDWIDTH_REFERENCE = "numpy add (bandwidth)"
+
+
+def _elementwise_arrays(n):
+    rng = np.random.default_rng(0)
+    shape = (n // SOFTMAX_COLUMNS, SOFTMAX_COLUMNS)
+    x = rng.standard_normal(shape, dtype=np.float32)
+    dy = rng.standard_normal(shape, dtype=np.float32)
+    return x, np.zeros_like(x), dy, np.zeros_like(x)
+
+
+def _time_kernels(kernels, min_seconds):
+    times = {}
+    for name, run in kernels.items():
+        run()  # first touch of the output pages, lazy state
+        times[name] = _timed_epochs(run, min_seconds)
+    return times
+
+
+def cdl_elementwise(n, min_seconds, threads=2):
+    """Seconds per call of cdl's activation kernels (forward and backward, into
+    preallocated arrays), of one Adam step, and of the bandwidth reference."""
+    from cdl import optimizers
+    from cdl._kernels import activations as act
+    x, y, dy, dx = _elementwise_arrays(n)
+    kernels = {}
+    for name in ("relu", "sigmoid", "tanh", "gelu", "softmax"):
+        code = act.CODES[name]
+        kernels[f"{name} forward"] = functools.partial(act.forward, code, x, y, None)
+        kernels[f"{name} backward"] = functools.partial(act.backward, code, x, y, dy, dx, None)
+    times = {}
+    for name, run in kernels.items():
+        if name.endswith("backward"):
+            act.forward(act.CODES[name.split()[0]], x, y, None)  # y = f(x) again
+        times.update(_time_kernels({name: run}, min_seconds))
+    p, g = x.reshape(-1), (dy * 1e-3).reshape(-1)
+    adam = optimizers.Adam(lr=LR)
+    times.update(_time_kernels({"adam update": lambda: adam.step([p], [g])}, min_seconds))
+    seconds = 12 * n / (triad_gbps(n, threads, min_seconds) * 1e9)
+    times[BANDWIDTH_REFERENCE] = [seconds] * 3
+    return times
+
+
+def torch_elementwise(n, min_seconds, threads=2):
+    """The same kernels in PyTorch: the ATen operators autograd calls, with
+    their ``out=`` forms so that no call allocates, and the fused Adam."""
+    import torch
+    x, y, dy, dx = (torch.from_numpy(a) for a in _elementwise_arrays(n))
+    aten = torch.ops.aten
+    forward = {"relu": lambda: torch.clamp_min(x, 0, out=y),
+               "sigmoid": lambda: torch.sigmoid(x, out=y),
+               "tanh": lambda: torch.tanh(x, out=y),
+               "gelu": lambda: aten.gelu.out(x, out=y),
+               "softmax": lambda: aten._softmax.out(x, -1, False, out=y)}
+    backward = {"relu": lambda: aten.threshold_backward.grad_input(dy, x, 0, grad_input=dx),
+                "sigmoid": lambda: aten.sigmoid_backward.grad_input(dy, y, grad_input=dx),
+                "tanh": lambda: aten.tanh_backward.grad_input(dy, y, grad_input=dx),
+                "gelu": lambda: aten.gelu_backward.grad_input(dy, x, grad_input=dx),
+                "softmax": lambda: aten._softmax_backward_data.out(dy, y, -1, torch.float32,
+                                                                  grad_input=dx)}
+    times = {}
+    for name in forward:
+        times.update(_time_kernels({f"{name} forward": forward[name]}, min_seconds))
+        forward[name]()
+        times.update(_time_kernels({f"{name} backward": backward[name]}, min_seconds))
+    p = x.reshape(-1)
+    p.grad = (dy * 1e-3).reshape(-1)
+    try:
+        adam = torch.optim.Adam([p], lr=LR, fused=True)
+    except (RuntimeError, TypeError, ValueError):  # an older PyTorch without fused CPU Adam
+        adam = torch.optim.Adam([p], lr=LR)
+    with torch.no_grad():
+        times.update(_time_kernels({"adam update": adam.step}, min_seconds))
+    return times
