@@ -15,9 +15,14 @@ environment. A libgomp another module loaded first keeps its own setting.
 import os as _os
 
 # Spin iterations of an idle libgomp worker before it sleeps (default
-# 300,000); the dense training-step measurements behind the value are in
-# docs/design.md ("Threads").
-_SPIN_COUNT = "10000"
+# 300,000): none. cdl opens parallel regions only over >= PARALLEL_MIN
+# elements (hundreds of microseconds of work), so waking sleeping workers
+# (a few microseconds) costs little, while spinning workers take the cores
+# OpenBLAS's threads and other processes need. Measured on a loaded 2-core
+# machine, an Adam update of 65,536-1,048,576 float32 parameters on 2
+# threads took 0.9-2.7 ms with a spin count of 10,000, 0.16-1.9 ms with
+# 1,000 and 0.09-1.7 ms with 0 (1 thread: 0.07-1.8 ms).
+_SPIN_COUNT = "0"
 
 
 def _start_openmp():
