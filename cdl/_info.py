@@ -86,6 +86,7 @@ def info():
                        "openmp": BUILD.get("openmp", False)},
         "blas": blas_info(),
         "openmp": openmp_info(),
+        "simd": __import__("cdl._kernels.vmath", fromlist=["simd_path"]).simd_path(),
     }
 
 
