@@ -30,10 +30,16 @@ def _start_openmp():
     if not user_policy:
         _os.environ["GOMP_SPINCOUNT"] = _SPIN_COUNT
     try:
-        from cdl._kernels import _openmp  # noqa: F401
+        from cdl._kernels import _openmp
     finally:
         if not user_policy:
             _os.environ.pop("GOMP_SPINCOUNT", None)
+    # libgomp's worker threads do not exist in a forked child, and its first
+    # parallel region there waits for them forever: a child runs cdl's loops
+    # on its own thread (cdl.set_num_threads in the child raises it again,
+    # for a runtime that supports it).
+    if hasattr(_os, "register_at_fork"):
+        _os.register_at_fork(after_in_child=lambda: _openmp.set_num_threads(1))
 
 
 _start_openmp()
