@@ -85,8 +85,9 @@ CDL_VINLINE CDL_T CDL_N(silu_f)(CDL_T x, CDL_T p, CDL_T q) {
 CDL_VINLINE CDL_T CDL_N(silu_b)(CDL_T x, CDL_T d, CDL_T p, CDL_T q) {
     (void)p; (void)q;
     CDL_T e = CDL_EXP(-CDL_ABS(x));
-    CDL_T s = CDL_SEL(x >= CDL_C(0.0), CDL_C(1.0), e) / (CDL_C(1.0) + e);
-    CDL_T sc = CDL_SEL(x >= CDL_C(0.0), e, CDL_C(1.0)) / (CDL_C(1.0) + e);
+    CDL_T r = CDL_C(1.0) / (CDL_C(1.0) + e);
+    CDL_T s = CDL_SEL(x >= CDL_C(0.0), CDL_C(1.0), e) * r;
+    CDL_T sc = CDL_SEL(x >= CDL_C(0.0), e, CDL_C(1.0)) * r;
     return d * (s * (CDL_C(1.0) + x * sc));
 }
 /* x tanh(softplus(x)); with e = exp(-|x|), tanh(log(1 + exp(x))) is
@@ -109,12 +110,13 @@ CDL_VINLINE CDL_T CDL_N(mish_b)(CDL_T x, CDL_T d, CDL_T p, CDL_T q) {
     CDL_T num = CDL_SEL(pos, CDL_C(1.0) + CDL_C(2.0) * e, e * (e + CDL_C(2.0)));
     CDL_T den = num + CDL_SEL(pos, CDL_C(2.0) * e * e, CDL_C(2.0));
     CDL_T g = CDL_SEL(pos, e * e, e);
-    return d * (num / den + x * (CDL_C(4.0) * (CDL_C(1.0) + e) * g / (den * den)));
+    CDL_T r = CDL_C(1.0) / den;
+    return d * (num * r + x * (CDL_C(4.0) * (CDL_C(1.0) + e) * g * (r * r)));
 }
 /* log(1 + exp(p x)) / p, or x where p x > q (PyTorch). */
 CDL_VINLINE CDL_T CDL_N(softplus_f)(CDL_T x, CDL_T p, CDL_T q) {
     CDL_T z = x * p;
-    CDL_T sp = CDL_LOG1P_EXP(z) / p;
+    CDL_T sp = CDL_LOG1P_EXP(z) * (CDL_C(1.0) / p);    /* 1 / p leaves the loop */
     return CDL_SEL(z > q, x, sp);
 }
 /* d sigmoid(p x), or d where p x > q. */
@@ -185,4 +187,28 @@ CDL_VINLINE CDL_T CDL_N(linear_b)(CDL_T s, CDL_T d, CDL_T p, CDL_T q) {
 CDL_VINLINE CDL_T CDL_N(exp_shift_f)(CDL_T x, CDL_T m, CDL_T q) {
     (void)q;
     return CDL_EXP(x - m);
+}
+
+/* The sum of a[i] b[i] (or of a[i] when b is NULL) in double, in 8
+ * interleaved partial sums: vectorised, and in the same order on every path
+ * and for any thread count. */
+CDL_VINLINE double CDL_N(dot)(ptrdiff_t n, const CDL_T* a, const CDL_T* b) {
+    ptrdiff_t i, j;
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, total;
+    if (b != NULL) {
+        for (i = 0; i + 8 <= n; i += 8)
+            for (j = 0; j < 8; j++) acc[j] += (double)a[i + j] * (double)b[i + j];
+    } else {
+        for (i = 0; i + 8 <= n; i += 8)
+            for (j = 0; j < 8; j++) acc[j] += (double)a[i + j];
+    }
+    total = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+    for (; i < n; i++) total += (double)a[i] * (b != NULL ? (double)b[i] : 1.0);
+    return total;
+}
+
+/* Y *= s, computed in double (a softmax row's normalisation). */
+CDL_VINLINE void CDL_N(scale_rows)(ptrdiff_t n, double s, CDL_T* Y) {
+    ptrdiff_t i;
+    for (i = 0; i < n; i++) Y[i] = (CDL_T)((double)Y[i] * s);
 }

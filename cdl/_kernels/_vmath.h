@@ -162,22 +162,49 @@ CDL_VINLINE float cdl_log1pf(float x) {
     return cdl_self(x != x, x, r);
 }
 
-/* 1 / (1 + exp(-x)). Written as one chain of monotone steps (exp, + 1,
- * reciprocal; rounding preserves order) so that the result is monotone in
- * x, which e / (1 + e) for x < 0 is not. Below -87, where exp(-x) nears
- * overflow and 1 + exp(x) rounds to 1, exp(x) itself, so that the denormal
- * tail keeps its accuracy. */
+/* 1 / (1 + exp(-x)), from one t = exp(-|x|) <= 1 (no overflow): with
+ * u = t for x >= 0 and u = 1 / t below (that is, exp(-x)), 1 / (1 + u).
+ * Each step is monotone and rounding preserves order, so the result is
+ * monotone in x, which e / (1 + e) for x < 0 is not. Below -87, where 1 / t
+ * nears overflow and 1 + exp(x) rounds to 1, t itself, so that the denormal
+ * tail keeps its accuracy (neighbouring inputs there differ by ~100 ulp of
+ * output, so the switch cannot reverse their order). */
 CDL_VINLINE float cdl_sigmoidf(float x) {
-    float big = 1.0f / (1.0f + cdl_expf(-x));
-    float tail = cdl_expf(x);
-    return cdl_self(x < -87.0f, tail, big);
+    float t = cdl_expf(-cdl_u2f(cdl_f2u(x) & 0x7fffffffu));
+    float u = cdl_self(x >= 0.0f, t, 1.0f / t);
+    float s = 1.0f / (1.0f + u);
+    return cdl_self(x < -87.0f, t, s);
+}
+
+/* log(1 + t) for t in [0, 1] (or NaN), without a division: for
+ * t > sqrt(2) - 1, log 2 + log1p((t - 1) / 2), where t - 1 is exact; else
+ * log1p(t). Either argument f lies in [-0.293, 0.415] and is exact, and
+ * log1p(f) = f - f^2 / 2 + f^3 P(f) with Cephes' log polynomial. */
+CDL_VINLINE float cdl_log1p_unitf(float t) {
+    int hi = t > 0.41421356f;
+    float f = cdl_self(hi, (t - 1.0f) * 0.5f, t);
+    float fe = cdl_self(hi, 1.0f, 0.0f);
+    float z = f * f;
+    float y = 7.0376836292e-2f;
+    y = y * f - 1.1514610310e-1f;
+    y = y * f + 1.1676998740e-1f;
+    y = y * f - 1.2420140846e-1f;
+    y = y * f + 1.4249322787e-1f;
+    y = y * f - 1.6668057665e-1f;
+    y = y * f + 2.0000714765e-1f;
+    y = y * f - 2.4999993993e-1f;
+    y = y * f + 3.3333331174e-1f;
+    y = y * f * z;
+    y = y - 2.12194440e-4f * fe;
+    y = y - 0.5f * z;
+    return (f + y) + 0.693359375f * fe;
 }
 
 /* log(1 + exp(x)) (softplus): max(x, 0) + log1p(exp(-|x|)). */
 CDL_VINLINE float cdl_log1p_expf(float x) {
     float a = cdl_u2f(cdl_f2u(x) & 0x7fffffffu);
     float m = cdl_self(x > 0.0f, x, 0.0f);
-    float r = m + cdl_log1pf(cdl_expf(-a));
+    float r = m + cdl_log1p_unitf(cdl_expf(-a));
     return cdl_self(x != x, x, r);
 }
 
