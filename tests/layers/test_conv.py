@@ -1,6 +1,7 @@
 """Conv1D, Conv2D and Conv2DTranspose: gradients, references, PyTorch parity, errors."""
 import itertools
 import json
+import math
 
 import numpy as np
 import pytest
@@ -452,6 +453,110 @@ def test_conv2d_matches_torch(kwargs, dtype):
     assert_allclose(dx, xt.grad.numpy().transpose(0, 2, 3, 1))
     assert_allclose(layer.kernel_grad, wt.grad.numpy().transpose(2, 3, 1, 0))
     assert_allclose(layer.bias_grad, bt.grad.numpy())
+
+
+# --- the threaded path: images on several threads -----------------------------
+# Large enough batches go image by image over cdl's OpenMP threads, with the
+# BLAS held to one thread meanwhile; small ones run the same per-image code
+# on one thread, and ``_conv._unit_path_enabled = False`` selects the
+# products over the whole batch. The cases cover each branch of the column
+# copy: fewer than 4 channels, 4 or more, a dilated kernel, no padding at
+# all, a direct 1x1 kernel.
+
+THREADED_CASES = [
+    (dict(kernel_size=3, padding="same", activation="relu"), (20, 18, 1)),
+    (dict(kernel_size=3, strides=2, padding="same", activation="tanh"), (21, 18, 6)),
+    (dict(kernel_size=(2, 5), strides=(3, 1), padding="valid", dilation_rate=(2, 1)),
+     (20, 18, 6)),
+    (dict(kernel_size=3, strides=2, padding=(2, 0), dilation_rate=2), (20, 18, 5)),
+    (dict(kernel_size=3, padding="valid", dilation_rate=2, activation="gelu"), (20, 18, 2)),
+    (dict(kernel_size=1, padding="valid"), (24, 24, 8)),
+]
+
+
+def _conv_pass(kwargs, shape, dtype, threads, batch=16):
+    layer = layers.Conv2D(12, **kwargs)
+    built(layer, shape, dtype)
+    x = random_array((batch,) + shape, dtype, seed=21)
+    with cdl.threads(threads):
+        y = layer.forward(x)
+        dx = layer.backward(random_array(y.shape, dtype, seed=22))
+    return layer, x, y, dx, layer.kernel_grad.copy(), layer.bias_grad.copy()
+
+
+@pytest.mark.parametrize("case", THREADED_CASES, ids=range(len(THREADED_CASES)))
+def test_threaded_cases_take_the_threaded_path(case):
+    from cdl._kernels import _openmp
+    if not _openmp.OPENMP:
+        pytest.skip("the kernels were built without OpenMP")
+    kwargs, shape = case
+    layer = layers.Conv2D(12, **kwargs)
+    built(layer, shape)
+    x = np.zeros((16,) + shape)
+    w = layer._kernel_2d(layer.kernel)
+    col = layer._col_buffer(16, math.prod(layer.output_shape[:2]), w.shape[0] * w.shape[1]
+                            * w.shape[2])
+    with cdl.threads(2):
+        assert _conv._unit_threads(x, w, col, *layer._geom[:3]) == 2
+    with cdl.threads(1):
+        assert _conv._unit_threads(x, w, col, *layer._geom[:3]) == 1
+    with cdl.threads(2):
+        assert _conv._unit_threads(x[:1], w, col, *layer._geom[:3]) == 1
+
+
+@pytest.mark.parametrize("case", THREADED_CASES, ids=range(len(THREADED_CASES)))
+def test_threaded_path_gives_the_bits_of_one_thread(case, dtype):
+    kwargs, shape = case
+    one = _conv_pass(kwargs, shape, dtype, 1)[2:]
+    two = _conv_pass(kwargs, shape, dtype, 2)[2:]
+    for a, b in zip(one, two):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("case", THREADED_CASES, ids=range(len(THREADED_CASES)))
+def test_threaded_path_matches_torch(case):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    kwargs, shape = case
+    layer, x, y, dx, dw, db = _conv_pass(kwargs, shape, np.float64, 2)
+    dy = random_array(y.shape, np.float64, seed=22)
+    xt = to_torch(torch, x, (0, 3, 1, 2), dtype=torch.float64, requires_grad=True)
+    wt = to_torch(torch, layer.kernel, (3, 2, 0, 1), dtype=torch.float64, requires_grad=True)
+    bt = torch.tensor(layer.bias, dtype=torch.float64, requires_grad=True)
+    (pt, pb), (pl, pr) = _torch_pads(layer, shape[:2])
+    zt = F.conv2d(F.pad(xt, (pl, pr, pt, pb)), wt, bt, stride=layer.strides,
+                  dilation=layer.dilation_rate)
+    act = {"relu": torch.relu, "tanh": torch.tanh, "gelu": F.gelu,
+           "linear": lambda t: t}[layer.activation]
+    yt = act(zt)
+    yt.backward(to_torch(torch, dy, (0, 3, 1, 2)))
+    assert_allclose(y, yt.detach().numpy().transpose(0, 2, 3, 1))
+    assert_allclose(dx, xt.grad.numpy().transpose(0, 2, 3, 1))
+    assert_allclose(dw, wt.grad.numpy().transpose(2, 3, 1, 0))
+    assert_allclose(db, bt.grad.numpy())
+
+
+@pytest.mark.parametrize("case", THREADED_CASES, ids=range(len(THREADED_CASES)))
+def test_batched_products_agree_with_the_threaded_path(case, monkeypatch):
+    kwargs, shape = case
+    threaded = _conv_pass(kwargs, shape, np.float64, 2)[2:]
+    monkeypatch.setattr(_conv, "_unit_path_enabled", False)
+    batched = _conv_pass(kwargs, shape, np.float64, 2)[2:]
+    for a, b in zip(threaded, batched):
+        assert_allclose(a, b)
+
+
+def test_threaded_path_restores_the_blas_thread_count():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    def blas_threads():
+        return [lib["num_threads"] for lib in threadpoolctl.threadpool_info()
+                if lib["user_api"] == "blas"]
+
+    with cdl.threads(2):
+        before = blas_threads()
+        _conv_pass(*THREADED_CASES[1], np.float32, 2)
+        assert blas_threads() == before
 
 
 @pytest.mark.parametrize("kwargs", [dict(kernel_size=3, strides=2, padding="same"),
