@@ -137,6 +137,42 @@ def test_global_pool_matches_reference(mode, rank, keepdims, dtype):
     assert_allclose(dx, expected_dx, dtype=dtype)
 
 
+# --- several threads: large calls split the samples between them -----------
+
+@pytest.mark.parametrize("mode", ["max", "avg"])
+@pytest.mark.parametrize("case", CASES_2D, ids=case_id)
+def test_threaded_pooling_gives_the_bits_of_one_thread(mode, case, dtype):
+    pool, strides, padding = case
+    x = random_array((12, 30, 29, 16), dtype, seed=5)
+    x[3, 4, 5, 6] = np.nan         # a NaN window, and ties, on both threads' samples
+    x[9, :4, :4, :] = 1.0
+    results = []
+    for threads in (1, 2):
+        layer = make_2d(mode, case)
+        with cdl.threads(threads):
+            y = layer.forward(x)
+            dx = layer.backward(random_array(y.shape, dtype, seed=6))
+        results.append((y, dx))
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+    # The reference skips NaN: compare the windows without it.
+    y = results[1][0]
+    expected = reference_pool(x, pool, strides or pool, padding, mode)
+    nan = np.isnan(y)
+    assert nan[3].any() and not nan[np.arange(12) != 3].any()
+    assert_allclose(y[~nan], expected[~nan], dtype=dtype)
+
+
+def test_max_backward_refuses_an_index_into_another_sample():
+    x = random_array((2, 4, 4, 1), seed=3)
+    y = np.empty((2, 2, 2, 1))
+    a = np.empty(y.shape, np.int64)
+    kernels.max_forward(x, y, a, (2, 2), (2, 2), (0, 0))
+    a[1, 0, 0, 0] = 3              # sample 1's output pointing into sample 0
+    with pytest.raises(ValueError, match="for sample 1, outside dX"):
+        kernels.max_backward(y, a, np.empty_like(x))
+
+
 def test_keras_same_padding_by_hand():
     # Keras: AveragePooling1D(2, padding="same") on 1..5 -> [1.5, 3.5, 5]
     # (the last window holds 5 and one padded element, which is not counted).
