@@ -260,3 +260,53 @@ def test_forked_child_runs_the_threaded_kernels():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "0", out
+
+
+@needs_openmp
+@pytest.mark.parametrize("cell, units, batch", [("SimpleRNN", 128, 512), ("LSTM", 64, 256),
+                                                ("GRU", 96, 256)])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_recurrent_steps(cell, units, batch, dtype):
+    """Steps wide enough to share their samples among the threads (batch x
+    gate width >= 65,536), with padding steps, both directions of time and
+    the bias-gradient column sums: the same bits at 1 and 2 threads."""
+    from threadpoolctl import threadpool_limits
+
+    from cdl._kernels import recurrent as rec
+
+    rng = np.random.default_rng(5)
+    steps, features = 6, 8
+    gates = {"SimpleRNN": 1, "LSTM": 4, "GRU": 3}[cell] * units
+    x = rng.standard_normal((batch, steps, features)).astype(dtype)
+    w = (rng.standard_normal((features, gates)) * 0.3).astype(dtype)
+    u = (rng.standard_normal((units, gates)) * 0.3).astype(dtype)
+    bi, bh = (rng.standard_normal(gates) * 0.1).astype(dtype), np.zeros(gates, dtype)
+    mask = (rng.random((batch, steps)) > 0.2).astype(np.uint8)
+    dy = rng.standard_normal((batch, steps, units)).astype(dtype)
+    code = rec.CELLS[cell]
+
+    def run(backwards):
+        lstm = cell == "LSTM"
+        saved = [np.empty((batch, steps, units), dtype) for _ in range(3)]
+        hprev, cprev, hn = saved[0], saved[1] if lstm else None, saved[2]
+        if cell == "SimpleRNN":
+            hn = None
+        g = np.empty((batch, steps, gates), dtype)
+        y = np.empty((batch, steps, units), dtype)
+        h = np.zeros((batch, units), dtype)
+        c = np.zeros_like(h) if lstm else None
+        rec.forward(code, 0, x, w, u, bi, bh, mask, backwards, True, y, g, hprev, cprev, hn,
+                    h, c)
+        grads = [np.empty_like(a) for a in (w, u, bi, bh)] + [np.empty_like(x)]
+        dh0 = np.empty((batch, units), dtype)
+        rec.backward(code, 0, x, w, u, mask, backwards, True, g, hprev, cprev, hn, dy,
+                     *grads, dh0)
+        return [y, h, g, dh0] + grads
+
+    for backwards in (False, True):
+        results = []
+        for n in (1, 2):
+            # BLAS on one thread: only cdl's own loops change their thread count.
+            with cdl.threads(n), threadpool_limits(1, user_api="blas"):
+                results.append([np.array(a, copy=True) for a in run(backwards)])
+        _assert_same_bits(results)
