@@ -1,10 +1,16 @@
 """The benchmark harness runs end to end (no timing assertions: speed is
 measured by ``python -m cdl bench``, never asserted in tests)."""
 import json
+import os
+import pathlib
 import subprocess
 import sys
 
+import pytest
+
 from cdl import bench
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
 def test_quick_benchmark_runs_and_reports_ratios(tmp_path):
@@ -37,3 +43,102 @@ def test_flop_count():
     # 2-3-1 net, batch 4: forward 2*4*(2*3 + 3*1); backward weights the same;
     # input gradients for the second layer only: 2*4*3*1.
     assert bench.workloads.train_flops((2, 3, 1), 4) == 72 + 72 + 24
+
+
+# --- every workload, in miniature ------------------------------------------------
+
+TINY_CNN = {"shape": (8, 8, 2), "filters": (3, 4), "batch": 4}
+TINY_CONV = {"shape": (5, 5, 2), "filters": 3, "batch": 2}
+TINY_N = 4 * 1024  # elements per array of the elementwise kernels (whole softmax rows)
+
+
+def _tiny_tasks(framework):
+    """One small task of every kind ``framework`` has (see GROUP_FRAMEWORKS)."""
+    tasks = {
+        "dense": {"kind": "train", "sizes": [6, 5, 3], "batch": 4, "optimizer": "adam",
+                  "steps": 2},
+        "predict": {"kind": "predict", "sizes": [6, 5, 3], "n": 7},
+        "cnn": {"kind": "cnn", "case": TINY_CNN, "steps": 1},
+        "conv": {"kind": "conv", "case": TINY_CONV},
+        "rnn": {"kind": "rnn", "cell": "gru", "steps": 1},
+        "elementwise": {"kind": "elementwise", "n": TINY_N},
+    }
+    return [{**task, "min_seconds": 0.0} for group, task in tasks.items()
+            if framework in bench.GROUP_FRAMEWORKS[group]]
+
+
+def _run_batch(framework):
+    batch = {"framework": framework, "threads": 1, "tasks": _tiny_tasks(framework)}
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
+    result = subprocess.run([sys.executable, "-m", "cdl.bench.worker", json.dumps(batch)],
+                            capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr
+    results = json.loads(result.stdout.strip().splitlines()[-1])["results"]
+    assert len(results) == len(batch["tasks"])
+    for task, res in zip(batch["tasks"], results):
+        times = res["times"]
+        if task["kind"] == "elementwise":
+            assert set(bench.workloads.ELEMENTWISE_BYTES) <= set(times)
+            times = [t for values in times.values() for t in values]
+        assert len(times) >= 3 and all(t > 0 for t in times), task
+    return results
+
+
+def test_every_cdl_and_numpy_workload_runs():
+    results = _run_batch("cdl")
+    assert bench.workloads.BANDWIDTH_REFERENCE in results[-1]["times"]
+    _run_batch("numpy")
+
+
+@pytest.mark.parametrize("framework", ["torch", "jax", "onnxruntime"])
+def test_every_optional_framework_workload_runs(framework):
+    if not bench.available(framework):
+        pytest.skip(f"{framework} is not installed")
+    _run_batch(framework)
+
+
+def test_cnn_and_conv_flop_counts():
+    # conv1 8x8x2 -> 3: 2*64*9*2*3 = 6912 (forward and weight gradient);
+    # conv2 4x4x3 -> 4: 2*16*9*3*4 = 3456, dense 2*2*2*4*10 = 320 (three products each).
+    assert bench.workloads.cnn_flops(TINY_CNN) == 4 * (2 * 6912 + 3 * (3456 + 320))
+    assert bench.workloads.conv_flops(TINY_CONV) == 3 * 2 * 2 * 25 * 9 * 2 * 3
+
+
+def test_report_columns_roofline_and_bandwidth():
+    nan = float("nan")
+    results = {
+        "date": "2026-01-01", "threads": 2, "rounds": 1,
+        "frameworks": ["cdl", "torch", "jax", "numpy"], "sgemm_gflops": 100.0,
+        "train": {"tiny/sgd": {"cdl": {"seconds": 1e-3}, "torch": {"seconds": 2e-3},
+                               "numpy": {"seconds": 4e-3}, "gflops": 50.0},
+                  "lstm-32x16-64/adam": {"cdl": {"seconds": 2e-3}, "jax": {"seconds": 1e-3},
+                                         "gflops": nan}},
+        "conv": {}, "predict": {},
+        "elementwise": {"relu forward": {"cdl": {"seconds": 0.01}, "torch": {"seconds": 0.02},
+                                         "bytes_per_element": 8, "gbps": 10.0}},
+        "bandwidth_gbps": 15.0, "digits": None,
+    }
+    report = bench.format_report(results)
+    assert "| workload | cdl | cdl/torch | cdl/jax | cdl/numpy | cdl GFLOP/s | % of sgemm |" \
+        in report
+    assert "| train step tiny/sgd | 1.000 ms | 0.50 | - | 0.25 | 50.0 | 50% |" in report
+    assert "| train step lstm-32x16-64/adam | 2.000 ms | - | 2.00 | - |  |  |" in report
+    assert "| relu forward | 8 | 10.000 ms | 10.0 | 1.50 | 0.50 |" in report
+
+
+def test_only_selects_workload_groups(monkeypatch):
+    seen = {}
+
+    def fake_run(groups, configs, *args):
+        seen["groups"], seen["configs"] = list(groups), configs
+        raise SystemExit(0)
+    monkeypatch.setattr(bench, "run", fake_run)
+    with pytest.raises(SystemExit):
+        bench.main(["--only", "cnn,rnn", "conv", "--no-conv"])
+    assert seen["groups"] == ["cnn", "rnn"]
+    with pytest.raises(SystemExit):
+        bench.main(["--configs", "--no-digits"])
+    assert "dense" not in seen["groups"] and "digits" not in seen["groups"]
+    with pytest.raises(SystemExit):
+        bench.main(["--only", "cnn,bogus"])
