@@ -114,7 +114,32 @@ def set_num_threads(n):
     n = _check(n)
     openmp = _load_openmp()
     threadpool_limits(limits=n, user_api=None)
+    _release_blas_control()
     openmp.set_num_threads(n)
+
+
+def _release_blas_control():
+    """Let other Python threads set the BLAS thread count again.
+
+    threadpoolctl (>= 3.6) lets a single Python thread at a time set the
+    count of a BLAS with a process-wide pool (OpenBLAS on pthreads): the
+    first thread that sets it, until it leaves its ``threadpool_limits``
+    block; other threads' calls are silently ignored. A plain call, as in
+    ``set_num_threads``, never leaves a block, so without this the first
+    thread that called it would own the BLAS count for good, and a
+    ``set_num_threads`` or ``threads`` in a training thread would change the
+    OpenMP count but not the BLAS one.
+    """
+    import threadpoolctl
+
+    controller = getattr(threadpoolctl, "OpenBLASController", None)
+    clear = getattr(controller, "clear_controlling_thread", None)
+    if clear is None:  # an older threadpoolctl: any thread may set the count
+        return
+    blocks = getattr(threadpoolctl, "CONTROLLING_THREAD_OWNERSHIP", None)
+    if blocks is not None and blocks.count > 0:
+        return  # inside a ``threads`` block, which gives the control up at its end
+    clear()  # a no-op unless this thread holds the control
 
 
 @contextlib.contextmanager

@@ -239,6 +239,76 @@ def test_fit_gives_the_same_weights_at_1_and_2_threads():
     _assert_same_bits(_at_thread_counts(run))
 
 
+def _blas_threads():
+    from threadpoolctl import threadpool_info
+
+    return sorted({lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"})
+
+
+@needs_openmp
+def test_fit_in_another_python_thread_gives_the_same_weights_at_1_and_2_threads():
+    """Training in a worker thread obeys the counts set in the main thread.
+
+    OpenMP keeps its own count per thread, but cdl's loops take the
+    process-wide one. The BLAS limit is set in the main thread before the
+    worker starts: threadpoolctl lets one Python thread at a time set the
+    count of OpenBLAS's process-wide pool (the one inside a
+    ``threadpool_limits`` block, here the main thread in ``cdl.threads``)
+    and silently ignores the others, so a limit set inside the worker
+    would leave the BLAS at n threads and change the BLAS bits.
+    """
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((1024, 600)).astype(np.float32)
+    y = rng.integers(0, 10, 1024)
+
+    def run():
+        out = {}
+
+        def train():
+            model = cdl.Sequential([cdl.layers.Dense(512, activation="relu"),
+                                    cdl.layers.Dropout(0.2), cdl.layers.Dense(10)],
+                                   input_shape=(600,), seed=0)
+            model.compile("adam", "cross_entropy")
+            out["blas"] = _blas_threads()
+            model.fit(x, y, epochs=2, batch_size=512, verbose=0)
+            out["weights"] = model.get_weights()
+
+        with threadpool_limits(1, user_api="blas"):
+            worker = threading.Thread(target=train)
+            worker.start()
+            worker.join()
+        assert out["blas"] == [1]
+        return out["weights"]
+
+    _assert_same_bits(_at_thread_counts(run))
+
+
+@needs_openmp
+def test_set_num_threads_in_another_python_thread_reaches_the_blas():
+    """A plain ``set_num_threads`` gives threadpoolctl's control of the BLAS
+    back, so a later call from another Python thread still sizes both pools."""
+    before = cdl.get_num_threads()
+    seen = []
+
+    def worker(n):
+        cdl.set_num_threads(n)
+        seen.append((_blas_threads(), _openmp.get_num_threads()))
+
+    try:
+        cdl.set_num_threads(2)
+        for n in (1, 2):
+            t = threading.Thread(target=worker, args=(n,))
+            t.start()
+            t.join()
+        assert seen == [([1], 1), ([2], 2)]
+        cdl.set_num_threads(1)
+        assert _blas_threads() == [1]
+    finally:
+        cdl.set_num_threads(before)
+
+
 @needs_openmp
 def test_forked_child_runs_the_threaded_kernels():
     """GNU OpenMP's thread pool does not survive fork: a child process runs
