@@ -1,16 +1,12 @@
 """The benchmark harness runs end to end (no timing assertions: speed is
 measured by ``python -m cdl bench``, never asserted in tests)."""
 import json
-import os
-import pathlib
 import subprocess
 import sys
 
 import pytest
 
 from cdl import bench
-
-ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
 def test_quick_benchmark_runs_and_reports_ratios(tmp_path):
@@ -69,10 +65,8 @@ def _tiny_tasks(framework):
 
 def _run_batch(framework):
     batch = {"framework": framework, "threads": 1, "tasks": _tiny_tasks(framework)}
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-    result = subprocess.run([sys.executable, "-m", "cdl.bench.worker", json.dumps(batch)],
-                            capture_output=True, text=True, timeout=300, env=env)
+    command, env = bench.worker_command(batch)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr
     results = json.loads(result.stdout.strip().splitlines()[-1])["results"]
     assert len(results) == len(batch["tasks"])
@@ -83,6 +77,20 @@ def _run_batch(framework):
             times = [t for values in times.values() for t in values]
         assert len(times) >= 3 and all(t > 0 for t in times), task
     return results
+
+
+def test_workers_of_other_frameworks_do_not_import_cdl():
+    # cdl's OpenMP runtime, loaded first, would set PyTorch's spin policy.
+    task = {"framework": "numpy", "threads": 1, "kind": "predict", "sizes": [4, 3, 2], "n": 5,
+            "min_seconds": 0.0}
+    command, env = bench.worker_command(task)
+    code = ("import os, runpy, sys; sys.argv = sys.argv[1:]; "
+            "sys.path.insert(0, os.path.dirname(sys.argv[0])); "
+            "runpy.run_path(sys.argv[0], run_name='__main__'); print('cdl' in sys.modules)")
+    result = subprocess.run([command[0], "-c", code] + command[1:], capture_output=True,
+                            text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-1] == "False"
 
 
 def test_every_cdl_and_numpy_workload_runs():

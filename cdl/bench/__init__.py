@@ -74,13 +74,26 @@ def available(framework):
     return True
 
 
-def run_worker(task, timeout=900):
-    """Run one task in a fresh interpreter; return its JSON result."""
+def worker_command(task):
+    """The command and environment that run ``task`` in a fresh worker.
+
+    The worker file runs as a script (see ``cdl.bench.worker``), with the
+    folder that holds this cdl on ``PYTHONPATH`` so that cdl's workloads
+    import this same cdl.
+    """
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[var] = str(task["threads"])
-    proc = subprocess.run([sys.executable, "-m", "cdl.bench.worker", json.dumps(task)],
-                          capture_output=True, text=True, timeout=timeout, env=env)
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    worker = os.path.join(os.path.dirname(os.path.abspath(__file__)), "worker.py")
+    return [sys.executable, worker, json.dumps(task)], env
+
+
+def run_worker(task, timeout=900):
+    """Run one task in a fresh interpreter; return its JSON result."""
+    command, env = worker_command(task)
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark worker failed for {task}:\n{proc.stderr}")
     return json.loads(proc.stdout.strip().splitlines()[-1])

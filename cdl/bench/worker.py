@@ -1,8 +1,16 @@
 """Run one benchmark task in this process and print its result as JSON.
 
-Usage: ``python -m cdl.bench.worker '<task as JSON>'``. The harness starts
-one worker per measurement, so frameworks never share a process (their
-thread pools and allocators would disturb each other).
+Usage: ``python <path of this file> '<task as JSON>'`` (or
+``python -m cdl.bench.worker``). The harness starts fresh workers, so
+frameworks never share a process (their thread pools and allocators would
+disturb each other).
+
+The harness runs this file as a script, not as ``cdl.bench.worker``: a
+module of the cdl package would import cdl first, and cdl loads GNU
+OpenMP with its own spin setting, which PyTorch (linked to the same
+``libgomp.so.1``) would then inherit. As a script, a PyTorch or
+scikit-learn worker loads its framework before anything of cdl, under the
+user's OpenMP environment, and cdl's kernels run only in cdl's workers.
 """
 import json
 import os
@@ -48,6 +56,18 @@ def _limit_threads(framework, threads):
         import torch
         torch.set_num_threads(threads)
         torch.set_num_interop_threads(1)
+    elif framework == "sklearn":
+        import sklearn.neural_network  # noqa: F401  (its runtimes load first)
+
+
+def _workloads():
+    """The workloads module, without importing the cdl package when this
+    file runs as a script (cdl's workloads import cdl when they start)."""
+    if __package__:
+        from cdl.bench import workloads
+    else:
+        import workloads  # this file's folder is first on sys.path
+    return workloads
 
 
 def _table(framework, **functions):
@@ -60,7 +80,7 @@ def _table(framework, **functions):
 def run(task):
     framework, kind = task["framework"], task["kind"]
     _limit_threads(framework, task["threads"])
-    from cdl.bench import workloads as w
+    w = _workloads()
     result = {}
     seconds = task.get("min_seconds", 0.3)
     if kind == "train":
