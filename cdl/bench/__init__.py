@@ -206,6 +206,9 @@ def run(groups=GROUPS, configs=None, optimizers=("sgd", "adam"), rounds=3, threa
                "rounds": rounds, "frameworks": frameworks, "python": platform.python_version(),
                "versions": _versions(frameworks), "groups": list(groups),
                "train": {}, "predict": {}, "conv": {}, "elementwise": {}, "digits": None}
+    # The machine's load: other processes' threads take the cores the
+    # frameworks' thread pools wait for, and every ratio then says less.
+    results["load_average"] = [round(os.getloadavg()[0], 2)] if hasattr(os, "getloadavg") else []
     sgemm_task = {"framework": "cdl", "kind": "sgemm", "threads": threads, "min_seconds": 1.0}
     sgemm = run_worker(sgemm_task)["gflops"]
     log(f"sgemm roofline of the BLAS cdl calls: {sgemm:.1f} GFLOP/s ({threads} threads)")
@@ -268,6 +271,8 @@ def run(groups=GROUPS, configs=None, optimizers=("sgd", "adam"), rounds=3, threa
     if any(g in groups for g in ("dense", "cnn", "conv")):
         sgemm = max(sgemm, run_worker(sgemm_task)["gflops"])
     results["sgemm_gflops"] = sgemm
+    if results["load_average"]:
+        results["load_average"].append(round(os.getloadavg()[0], 2))
     results["import_seconds"] = {m: import_time(m, threads)
                                  for m in ("scipy.linalg.cython_blas", "cdl")
                                  + tuple(f for f in ("torch", "jax") if f in frameworks)}
@@ -344,6 +349,11 @@ def format_report(results):
         lines.append(row(name, res))
     lines.append("")
     lines.append(f"sgemm roofline (the BLAS cdl calls, 2048^3): {sgemm:.1f} GFLOP/s")
+    load = results.get("load_average")
+    if load:
+        lines.append(f"1-minute load average before and after the workloads: "
+                     f"{' and '.join(f'{value:.1f}' for value in load)} "
+                     f"({os.cpu_count()} CPUs)")
     elementwise = results.get("elementwise") or {}
     if elementwise:
         bandwidth = results["bandwidth_gbps"]
