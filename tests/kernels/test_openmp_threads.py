@@ -380,3 +380,148 @@ def test_recurrent_steps(cell, units, batch, dtype):
             with cdl.threads(n), threadpool_limits(1, user_api="blas"):
                 results.append([np.array(a, copy=True) for a in run(backwards)])
         _assert_same_bits(results)
+
+
+@needs_openmp
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n, s, c, groups, rms", [(600, 1, 512, 1, False),  # layer norm
+                                                  (600, 1, 512, 1, True),   # RMS norm
+                                                  (16, 512, 40, 4, False)])  # group norm
+def test_group_and_layer_norm(n, s, c, groups, rms, dtype):
+    """Samples split among the threads, the parameter gradients' channels too
+    (each summed in sample order): the bits of the serial loop."""
+    rng = np.random.default_rng(6)
+    X = (rng.standard_normal((n, s, c)) * 2 + 0.5).astype(dtype)
+    dY = rng.standard_normal((n, s, c)).astype(dtype)
+    gamma, beta = rng.standard_normal(c).astype(dtype), rng.standard_normal(c).astype(dtype)
+
+    def run():
+        mean, invstd = np.empty((n, groups)), np.empty((n, groups))
+        Y = np.empty_like(X)
+        norm.group_norm_forward(X, gamma, beta, mean, invstd, Y, groups, 1e-5, rms)
+        dX, dgamma, dbeta = np.empty_like(X), np.empty(c, dtype), np.empty(c, dtype)
+        norm.group_norm_backward(X, dY, mean, invstd, gamma, dX, dgamma, dbeta, groups, rms)
+        return Y, mean, invstd, dX, dgamma, dbeta
+
+    results = _at_thread_counts(run)
+    _assert_same_bits(results)
+    # dbeta sums each channel over samples and positions in order.
+    serial = np.zeros(c, np.float64)
+    for row in dY.reshape(-1, c).astype(np.float64):
+        serial += row
+    np.testing.assert_array_equal(results[1][5], serial.astype(dtype))
+
+
+@needs_openmp
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dropout(dtype):
+    from cdl._kernels import dropout
+
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal(600_001).astype(dtype)
+    U = rng.random(X.size).astype(dtype)
+
+    def run():
+        mask, Y, dX = np.empty_like(X), np.empty_like(X), np.empty_like(X)
+        dropout.forward(X, U, mask, Y, 0.3)
+        dropout.backward(mask, X, dX)
+        return mask, Y, dX
+
+    results = _at_thread_counts(run)
+    _assert_same_bits(results)
+    keep = U >= dtype(0.3)
+    np.testing.assert_array_equal(results[1][1] != 0, keep & (X != 0))
+
+
+@needs_openmp
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_clipping(dtype):
+    from cdl._kernels import clip
+
+    rng = np.random.default_rng(8)
+    g0 = rng.standard_normal(600_001).astype(dtype)
+
+    def run():
+        norms = np.array([clip.norm(g0, p) for p in (1.0, 2.0, 3.0, np.inf)])
+        g = g0.copy()
+        clip.clamp(g, 0.5)
+        return norms, g
+
+    results = _at_thread_counts(run)
+    _assert_same_bits(results)
+    norms = results[1][0]
+    np.testing.assert_allclose(norms, [np.linalg.norm(g0.astype(np.float64), p)
+                                       for p in (1, 2, 3, np.inf)], rtol=1e-5)
+    nan = g0.copy()
+    nan[450_000] = np.nan
+    with cdl.threads(2):
+        assert np.isnan(clip.norm(nan, np.inf)) and np.isnan(clip.norm(nan, 1.0))
+
+
+@needs_openmp
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_embedding(dtype):
+    """Repeated indices add into the same rows: the columns are split, each row
+    added in order, so the bits are the serial scatter-add's."""
+    from cdl._kernels import embedding
+
+    rng = np.random.default_rng(9)
+    v, d, n = 500, 200, 3000
+    W = rng.standard_normal((v, d)).astype(dtype)
+    indices = rng.integers(0, v, n)
+    dY = rng.standard_normal((n, d)).astype(dtype)
+
+    def run():
+        Y, dW = np.empty((n, d), dtype), np.empty((v, d), dtype)
+        embedding.forward(indices, W, Y)
+        embedding.backward(indices, dY, dW)
+        return Y, dW
+
+    results = _at_thread_counts(run)
+    _assert_same_bits(results)
+    serial = np.zeros((v, d), dtype)
+    for i, k in enumerate(indices):
+        serial[k] += dY[i]
+    np.testing.assert_array_equal(results[1][1], serial)
+
+
+@needs_openmp
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_losses(weighted, dtype):
+    """The losses' sums run in row chunks fixed by the shape, the gradients
+    split rows: the same bits at 1 and 2 threads."""
+    from cdl._kernels import losses
+
+    rng = np.random.default_rng(10)
+    n, c = 1000, 300
+    Z = (rng.standard_normal((n, c)) * 3).astype(dtype)
+    T = rng.standard_normal((n, c)).astype(dtype)
+    Tp = rng.random((n, c)).astype(dtype)
+    Tp /= Tp.sum(1, keepdims=True)
+    labels = rng.integers(0, c, n)
+    W = rng.random(n).astype(dtype) if weighted else None
+    CW = rng.random(c).astype(dtype) if weighted else None
+
+    def run():
+        out = []
+        for kind in (losses.KINDS["mse"], losses.KINDS["mae"], losses.KINDS["huber"]):
+            dP = np.empty_like(Z)
+            out += [np.array([losses.regression_loss(kind, Z, T, 1.0, W)]),
+                    losses.regression_grad(kind, Z, T, dP, 1.0, W).copy()]
+        P, dZ = np.empty_like(Z), np.empty_like(Z)
+        out += [np.array([losses.cross_entropy_labels(Z, labels, P, W)]), P.copy(),
+                losses.cross_entropy_labels_grad(P, labels, dZ, W).copy()]
+        out += [np.array([losses.cross_entropy_soft(Z, Tp, P, W, CW)]), P.copy(),
+                losses.cross_entropy_soft_grad(P, Tp, dZ, W, CW).copy()]
+        out += [np.array([losses.cross_entropy_labels_weighted(Z, labels, P, CW, 0.1, W)]),
+                losses.cross_entropy_labels_weighted_grad(P, labels, dZ, CW, 0.1, W).copy()]
+        out += [np.array([losses.binary_cross_entropy(Z, Tp, W)]),
+                losses.binary_cross_entropy_grad(Z, Tp, dZ, W).copy()]
+        return out
+
+    results = _at_thread_counts(run)
+    _assert_same_bits(results)
+    w = np.ones(n) if W is None else W.astype(np.float64)
+    d = Z.astype(np.float64) - T
+    np.testing.assert_allclose(results[1][0][0], (w[:, None] * d * d).mean(), rtol=1e-12)
