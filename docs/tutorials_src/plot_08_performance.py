@@ -48,14 +48,17 @@ def step_time(model, batch_size=128, repeats=10):
 # %%
 # Threads
 # -------
-# cdl's own loops are single-threaded; the matrix products go to the BLAS
-# that SciPy ships, whose thread pool ``cdl.set_num_threads(n)`` sizes for
-# the rest of the process and ``with cdl.threads(n):`` for one block. Small
+# The matrix products go to the BLAS that SciPy ships, with its own thread
+# pool; cdl's own large loops (normalisation, optimizer updates, losses, on
+# arrays of 262,144 elements or more) run on OpenMP threads.
+# ``cdl.set_num_threads(n)`` sizes both pools for the rest of the process
+# and ``with cdl.threads(n):`` for one block. Small
 # layers gain nothing from more threads (the work per product is too small
 # to split); wide ones can, when the cores are free: on a busy machine an
 # extra thread waits for a core and slows every product down.
-# ``python -m cdl info`` names the BLAS and its thread count.
-print("BLAS threads now:", cdl.get_num_threads())
+# ``python -m cdl info`` names the BLAS, the OpenMP runtime and their thread
+# counts.
+print("threads now:", cdl.get_num_threads())
 for width in (64, 512):
     model = mlp(width)
     for n in (1, 2):
