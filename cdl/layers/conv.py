@@ -257,9 +257,8 @@ class Conv1D(_Conv):
 
     ``y[n, t, f] = activation(b[f] + sum_{i, c} x[n, t * stride + i * dilation
     - pad, c] * kernel[i, c, f])`` (a cross-correlation, as in Keras and
-    PyTorch), computed by im2col and one matrix product per batch (per
-    chunk of samples when the column buffer would exceed
-    ``col_budget_bytes``).
+    PyTorch), computed by im2col and matrix products, sample by sample on
+    cdl's threads (see ``Conv2D``).
 
     Parameters
     ----------
@@ -308,10 +307,14 @@ class Conv2D(_Conv):
     """2-D convolution over inputs of shape (batch, height, width, channels).
 
     A cross-correlation as in Keras and PyTorch, computed by im2col into a
-    buffer the layer keeps, then one matrix product per batch (per chunk of
-    samples when the buffer would exceed ``col_budget_bytes``, 64 MiB by
-    default), with the bias and activation fused; col2im (a scatter-add)
-    gives the input gradient.
+    buffer the layer keeps and matrix products, with the bias and
+    activation fused; col2im (a scatter-add) gives the input gradient.
+    Each sample's columns and products run while they are in cache, the
+    samples spread over the threads of ``cdl.set_num_threads``; the
+    results do not depend on the thread count. (Where the BLAS's thread
+    count cannot be set, one product per batch is threaded by the BLAS,
+    per chunk of samples when the buffer would exceed
+    ``col_budget_bytes``, 64 MiB by default.)
 
     Parameters
     ----------
