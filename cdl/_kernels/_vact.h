@@ -121,6 +121,11 @@ CDL_VINLINE double cdl_log1p_expd(double x) {
     return cdl_seld(x > 0.0, x, 0.0) + log1p(exp(-fabs(x)));
 }
 
+/* Phi(x) = erfc(-x / sqrt 2) / 2: no cancellation in the negative tail. */
+CDL_VINLINE double cdl_phid(double x) {
+    return 0.5 * erfc(-x * 0.70710678118654752440);
+}
+
 CDL_VINLINE float cdl_absf(float x) {
     return cdl_u2f(cdl_f2u(x) & 0x7fffffffu);
 }
@@ -129,10 +134,11 @@ CDL_VINLINE float cdl_absf(float x) {
 #define CDL_N(name) cdl_##name##_f32
 #define CDL_SEL cdl_self
 #define CDL_C(v) ((float)(v))
-#define CDL_EXP cdl_expf
-#define CDL_EXPM1 cdl_expm1f
+#define CDL_EXP_NEG cdl_exp_negf
+#define CDL_EXPM1_NEG cdl_expm1_negf
+#define CDL_NONPOS(x) cdl_self((x) > 0.0f, 0.0f, (x))
 #define CDL_TANH cdl_tanhf
-#define CDL_ERF cdl_erff
+#define CDL_PHI cdl_phif
 #define CDL_SIGMOID cdl_sigmoidf
 #define CDL_LOG1P_EXP cdl_log1p_expf
 #define CDL_ABS cdl_absf
@@ -141,10 +147,11 @@ CDL_VINLINE float cdl_absf(float x) {
 #undef CDL_N
 #undef CDL_SEL
 #undef CDL_C
-#undef CDL_EXP
-#undef CDL_EXPM1
+#undef CDL_EXP_NEG
+#undef CDL_EXPM1_NEG
+#undef CDL_NONPOS
 #undef CDL_TANH
-#undef CDL_ERF
+#undef CDL_PHI
 #undef CDL_SIGMOID
 #undef CDL_LOG1P_EXP
 #undef CDL_ABS
@@ -153,10 +160,11 @@ CDL_VINLINE float cdl_absf(float x) {
 #define CDL_N(name) cdl_##name##_f64
 #define CDL_SEL cdl_seld
 #define CDL_C(v) ((double)(v))
-#define CDL_EXP exp
-#define CDL_EXPM1 expm1
+#define CDL_EXP_NEG exp
+#define CDL_EXPM1_NEG expm1
+#define CDL_NONPOS(x) (x)
 #define CDL_TANH tanh
-#define CDL_ERF erf
+#define CDL_PHI cdl_phid
 #define CDL_SIGMOID cdl_sigmoidd
 #define CDL_LOG1P_EXP cdl_log1p_expd
 #define CDL_ABS fabs
@@ -165,10 +173,11 @@ CDL_VINLINE float cdl_absf(float x) {
 #undef CDL_N
 #undef CDL_SEL
 #undef CDL_C
-#undef CDL_EXP
-#undef CDL_EXPM1
+#undef CDL_EXP_NEG
+#undef CDL_EXPM1_NEG
+#undef CDL_NONPOS
 #undef CDL_TANH
-#undef CDL_ERF
+#undef CDL_PHI
 #undef CDL_SIGMOID
 #undef CDL_LOG1P_EXP
 #undef CDL_ABS

@@ -1,8 +1,9 @@
 /* Element functions of the activations and their derivatives, for one
  * floating type. Included by _vact.h once per type, with CDL_T (the type),
  * CDL_N(name) (the name with the type's suffix), CDL_SEL (a branch-free
- * select), the math functions CDL_EXP, CDL_EXPM1, CDL_TANH, CDL_ERF,
- * CDL_SIGMOID, CDL_LOG1P_EXP, CDL_ABS, and CDL_C(v) (a constant of the
+ * select), the math functions CDL_EXP_NEG and CDL_EXPM1_NEG (exp and expm1,
+ * called with x <= 0 only), CDL_TANH, CDL_PHI (the normal distribution
+ * function), CDL_SIGMOID, CDL_LOG1P_EXP, CDL_ABS, and CDL_C(v) (a constant of the
  * type: a bare literal is a double and would promote float arithmetic).
  *
  * Forward: f(x, p, q); backward: f(s, d, p, q) with s the saved input or
@@ -47,44 +48,43 @@ CDL_VINLINE CDL_T CDL_N(tanh_b)(CDL_T y, CDL_T d, CDL_T p, CDL_T q) {
 /* x Phi(x) = x (1 + erf(x / sqrt 2)) / 2 */
 CDL_VINLINE CDL_T CDL_N(gelu_f)(CDL_T x, CDL_T p, CDL_T q) {
     (void)p; (void)q;
-    return CDL_C(0.5) * x * (CDL_C(1.0) + CDL_ERF(x * CDL_C(0.70710678118654752440)));
+    return x * CDL_PHI(x);
 }
 /* Phi(x) + x phi(x) */
 CDL_VINLINE CDL_T CDL_N(gelu_b)(CDL_T x, CDL_T d, CDL_T p, CDL_T q) {
     (void)p; (void)q;
-    CDL_T cdf = CDL_C(0.5) * (CDL_C(1.0) + CDL_ERF(x * CDL_C(0.70710678118654752440)));
-    CDL_T pdf = CDL_C(0.39894228040143267794) * CDL_EXP(CDL_C(-0.5) * x * x);
-    return d * (cdf + x * pdf);
+    CDL_T pdf = CDL_C(0.39894228040143267794) * CDL_EXP_NEG(CDL_C(-0.5) * (x * x));
+    return d * (CDL_PHI(x) + x * pdf);
 }
 CDL_VINLINE CDL_T CDL_N(elu_f)(CDL_T x, CDL_T p, CDL_T q) {
     (void)q;
-    return CDL_SEL(x > CDL_C(0.0), x, p * CDL_EXPM1(x));
+    return CDL_SEL(x > CDL_C(0.0), x, p * CDL_EXPM1_NEG(CDL_NONPOS(x)));
 }
 CDL_VINLINE CDL_T CDL_N(elu_b)(CDL_T x, CDL_T d, CDL_T p, CDL_T q) {
     (void)q;
-    return CDL_SEL(x > CDL_C(0.0), d, d * p * CDL_EXP(x));
+    return CDL_SEL(x > CDL_C(0.0), d, d * p * CDL_EXP_NEG(CDL_NONPOS(x)));
 }
 CDL_VINLINE CDL_T CDL_N(selu_f)(CDL_T x, CDL_T p, CDL_T q) {
     (void)p; (void)q;
     return CDL_SEL(x > CDL_C(0.0), x * CDL_C(CDL_SELU_SCALE),
-                   CDL_EXPM1(x) * CDL_C(CDL_SELU_ALPHA_SCALE));
+                   CDL_EXPM1_NEG(CDL_NONPOS(x)) * CDL_C(CDL_SELU_ALPHA_SCALE));
 }
 CDL_VINLINE CDL_T CDL_N(selu_b)(CDL_T x, CDL_T d, CDL_T p, CDL_T q) {
     (void)p; (void)q;
     return CDL_SEL(x > CDL_C(0.0), d * CDL_C(CDL_SELU_SCALE),
-                   d * CDL_C(CDL_SELU_ALPHA_SCALE) * CDL_EXP(x));
+                   d * CDL_C(CDL_SELU_ALPHA_SCALE) * CDL_EXP_NEG(CDL_NONPOS(x)));
 }
 /* x sigmoid(x), the sigmoid from exp(-|x|), which cannot overflow. */
 CDL_VINLINE CDL_T CDL_N(silu_f)(CDL_T x, CDL_T p, CDL_T q) {
     (void)p; (void)q;
-    CDL_T e = CDL_EXP(-CDL_ABS(x));
+    CDL_T e = CDL_EXP_NEG(-CDL_ABS(x));
     CDL_T s = CDL_SEL(x >= CDL_C(0.0), CDL_C(1.0), e) / (CDL_C(1.0) + e);
     return x * s;
 }
 /* s (1 + x (1 - s)), with 1 - s computed directly. */
 CDL_VINLINE CDL_T CDL_N(silu_b)(CDL_T x, CDL_T d, CDL_T p, CDL_T q) {
     (void)p; (void)q;
-    CDL_T e = CDL_EXP(-CDL_ABS(x));
+    CDL_T e = CDL_EXP_NEG(-CDL_ABS(x));
     CDL_T r = CDL_C(1.0) / (CDL_C(1.0) + e);
     CDL_T s = CDL_SEL(x >= CDL_C(0.0), CDL_C(1.0), e) * r;
     CDL_T sc = CDL_SEL(x >= CDL_C(0.0), e, CDL_C(1.0)) * r;
@@ -95,7 +95,7 @@ CDL_VINLINE CDL_T CDL_N(silu_b)(CDL_T x, CDL_T d, CDL_T p, CDL_T q) {
  * for x > 0: no overflow, no cancellation. */
 CDL_VINLINE CDL_T CDL_N(mish_f)(CDL_T x, CDL_T p, CDL_T q) {
     (void)p; (void)q;
-    CDL_T e = CDL_EXP(-CDL_ABS(x));
+    CDL_T e = CDL_EXP_NEG(-CDL_ABS(x));
     int pos = x > CDL_C(0.0);
     CDL_T num = CDL_SEL(pos, CDL_C(1.0) + CDL_C(2.0) * e, e * (e + CDL_C(2.0)));
     CDL_T den = num + CDL_SEL(pos, CDL_C(2.0) * e * e, CDL_C(2.0));
@@ -105,7 +105,7 @@ CDL_VINLINE CDL_T CDL_N(mish_f)(CDL_T x, CDL_T p, CDL_T q) {
  * g = e^2 (x > 0) or e. */
 CDL_VINLINE CDL_T CDL_N(mish_b)(CDL_T x, CDL_T d, CDL_T p, CDL_T q) {
     (void)p; (void)q;
-    CDL_T e = CDL_EXP(-CDL_ABS(x));
+    CDL_T e = CDL_EXP_NEG(-CDL_ABS(x));
     int pos = x > CDL_C(0.0);
     CDL_T num = CDL_SEL(pos, CDL_C(1.0) + CDL_C(2.0) * e, e * (e + CDL_C(2.0)));
     CDL_T den = num + CDL_SEL(pos, CDL_C(2.0) * e * e, CDL_C(2.0));
@@ -122,7 +122,7 @@ CDL_VINLINE CDL_T CDL_N(softplus_f)(CDL_T x, CDL_T p, CDL_T q) {
 /* d sigmoid(p x), or d where p x > q. */
 CDL_VINLINE CDL_T CDL_N(softplus_b)(CDL_T x, CDL_T d, CDL_T p, CDL_T q) {
     CDL_T z = x * p;
-    CDL_T e = CDL_EXP(-CDL_ABS(z));
+    CDL_T e = CDL_EXP_NEG(-CDL_ABS(z));
     CDL_T s = CDL_SEL(z >= CDL_C(0.0), CDL_C(1.0), e) / (CDL_C(1.0) + e);
     return CDL_SEL(z > q, d, d * s);
 }
@@ -186,7 +186,7 @@ CDL_VINLINE CDL_T CDL_N(linear_b)(CDL_T s, CDL_T d, CDL_T p, CDL_T q) {
 /* exp(x - m), a softmax row's numerators. */
 CDL_VINLINE CDL_T CDL_N(exp_shift_f)(CDL_T x, CDL_T m, CDL_T q) {
     (void)q;
-    return CDL_EXP(x - m);
+    return CDL_EXP_NEG(x - m);
 }
 
 /* The sum of a[i] b[i] (or of a[i] when b is NULL) in double, in 8

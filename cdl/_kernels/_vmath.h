@@ -9,7 +9,11 @@
  * underflow thresholds):
  *
  *   cdl_expf, cdl_expm1f, cdl_logf, cdl_log1pf   <= 2 ulp
+ *   cdl_exp_negf, cdl_expm1_negf (x <= 0)        <= 2 ulp
  *   cdl_tanhf, cdl_sigmoidf, cdl_erff            <= 3 ulp
+ *   cdl_phif (x >= -1.4)                         <= 12 ulp
+ *   cdl_phif (-4 sqrt 2 <= x < -1.4)             <= 64 ulp (2^-18 relative)
+ *   cdl_phif (x < -4 sqrt 2, Phi < 8e-9)         35% relative
  *
  * NaN gives NaN, and the edges are exact in kind: exp overflows to +inf
  * above 88.72284, underflows gradually through the denormals to +0 below
@@ -86,6 +90,34 @@ CDL_VINLINE float cdl_expf(float x) {
     return (p * cdl_pow2i(n1)) * cdl_pow2i(n - n1);
 }
 
+/* exp(x) for x <= 0 (or NaN; a positive x gives garbage): what every
+ * activation needs (exp(-|x|), exp(x - max), exp(-x^2 / 2)). The same
+ * reduction and polynomial as cdl_expf, but 2^n (-150 <= n <= 0) is applied
+ * as 2^(n + 64), a normal number built straight from the shifted sum's low
+ * bits, times 2^-64: the first product is exact, the second rounds once
+ * into the denormals, so the result keeps cdl_expf's bound down to the
+ * underflow to +0 below -103.97 in about half its operations. */
+CDL_VINLINE float cdl_exp_negf(float x) {
+    const float shifter = 12582912.0f;   /* 1.5 * 2^23 */
+    x = cdl_self(x < -104.0f, -104.0f, x);   /* keeps NaN; n >= -150 */
+    float t = x * 1.44269504088896341f + shifter;
+    float fn = t - shifter;
+    float r = x - fn * 0.693359375f;
+    r = r + fn * 2.12194440e-4f;
+    float r2 = r * r;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r2 + r + 1.0f;
+    /* The low bits of t hold n (two's complement), and shifter's bits vanish
+     * under the shift: (bits(t) << 23) + ((127 + 64) << 23) is 2^(n + 64). */
+    float s = cdl_u2f((cdl_f2u(t) << 23) + (191u << 23));
+    return (p * s) * 5.42101086242752217e-20f;   /* 2^-64 */
+}
+
 /* exp(x) - 1, without cancellation near 0: with x = n ln2 + r,
  * expm1(x) = 2^n expm1(r) + (2^n - 1), expm1(r) from its Taylor series to
  * r^7 (truncation < 2e-8 relative on |r| <= ln2 / 2). Above 16 the
@@ -114,6 +146,28 @@ CDL_VINLINE float cdl_expm1f(float x) {
     float res = cdl_self(xc > 16.0f, big, small);
     /* -0 stays -0 (the polynomial gives +0). */
     return cdl_self(x == 0.0f, x, res);
+}
+
+/* expm1(x) for x <= 0 (or NaN; a positive x gives garbage), the negative
+ * side of ELU and SELU: cdl_expm1f's small-argument form alone, 2^n
+ * (-29 <= n <= 0) built straight from the shifted sum's bits. */
+CDL_VINLINE float cdl_expm1_negf(float x) {
+    const float shifter = 12582912.0f;
+    float xc = cdl_self(x < -20.0f, -20.0f, x);   /* keeps NaN */
+    float t = xc * 1.44269504088896341f + shifter;
+    float fn = t - shifter;
+    float r = xc - fn * 0.693359375f;
+    r = r + fn * 2.12194440e-4f;
+    float q = 1.98412698e-4f;
+    q = q * r + 1.38888889e-3f;
+    q = q * r + 8.33333333e-3f;
+    q = q * r + 4.16666667e-2f;
+    q = q * r + 1.66666667e-1f;
+    q = q * r + 0.5f;
+    float pm1 = r + (r * r) * q;
+    float s = cdl_u2f((cdl_f2u(t) << 23) + (127u << 23));
+    float res = s * pm1 + (s - 1.0f);
+    return cdl_self(x == 0.0f, x, res);   /* -0 stays -0 */
 }
 
 /* log(x): x = m 2^e with m in [sqrt(1/2), sqrt(2)), Cephes' polynomial for
@@ -170,7 +224,7 @@ CDL_VINLINE float cdl_log1pf(float x) {
  * tail keeps its accuracy (neighbouring inputs there differ by ~100 ulp of
  * output, so the switch cannot reverse their order). */
 CDL_VINLINE float cdl_sigmoidf(float x) {
-    float t = cdl_expf(-cdl_u2f(cdl_f2u(x) & 0x7fffffffu));
+    float t = cdl_exp_negf(-cdl_u2f(cdl_f2u(x) & 0x7fffffffu));
     float u = cdl_self(x >= 0.0f, t, 1.0f / t);
     float s = 1.0f / (1.0f + u);
     return cdl_self(x < -87.0f, t, s);
@@ -204,13 +258,15 @@ CDL_VINLINE float cdl_log1p_unitf(float t) {
 CDL_VINLINE float cdl_log1p_expf(float x) {
     float a = cdl_u2f(cdl_f2u(x) & 0x7fffffffu);
     float m = cdl_self(x > 0.0f, x, 0.0f);
-    float r = m + cdl_log1p_unitf(cdl_expf(-a));
+    float r = m + cdl_log1p_unitf(cdl_exp_negf(-a));
     return cdl_self(x != x, x, r);
 }
 
 /* tanh(x): on |x| < 0.625, x + x^3 P(x^2) (degree-5 minimax, 5e-9
- * relative); above, 1 - 2 / (exp(2|x|) + 1), which reaches 1 exactly where
- * exp overflows. The sign is copied from x (so -0 gives -0). */
+ * relative); above, (1 - e) / (1 + e) with e = exp(-2|x|) <= 0.29: one
+ * exp of a non-positive argument and one division, reaching 1 exactly once
+ * e drops below half an ulp of 1. The sign is copied from x (so -0 gives
+ * -0). */
 CDL_VINLINE float cdl_tanhf(float x) {
     uint32_t sign = cdl_f2u(x) & 0x80000000u;
     float a = cdl_u2f(cdl_f2u(x) & 0x7fffffffu);
@@ -222,18 +278,19 @@ CDL_VINLINE float cdl_tanhf(float x) {
     p = p * z + 1.3333304e-1f;
     p = p * z - 3.3333334e-1f;
     float small = a + a * z * p;
-    float big = 1.0f - 2.0f / (cdl_expf(a + a) + 1.0f);
+    float e = cdl_exp_negf(-(a + a));
+    float big = (1.0f - e) / (1.0f + e);
     float t = cdl_self(a < 0.625f, small, big);
     return cdl_u2f(cdl_f2u(t) | sign);
 }
 
-/* erf(x): on |x| < 1, x P(x^2) (degree-6 minimax, 1.2e-9 relative); from 1
- * to 4, 1 - exp(S(|x|) - x^2) with S(x) = log(erfc(x)) + x^2 a degree-9
- * polynomial in |x| - 2.5; from 4 on erf rounds to 1. Sign copied from x. */
-CDL_VINLINE float cdl_erff(float x) {
-    uint32_t sign = cdl_f2u(x) & 0x80000000u;
-    float a = cdl_u2f(cdl_f2u(x) & 0x7fffffffu);
-    float z = a * a;
+/* The two pieces of erf for a = |x|: x P(x^2) (degree-6 minimax, 1.2e-9
+ * relative on |x| < 1), and erfc(a) = exp(S(a) - a^2) on [1, 4], with
+ * S(a) = log(erfc(a)) + a^2 a degree-9 polynomial in a - 2.5. Beyond 4,
+ * where erf rounds to 1, S continues along its tangent at 4 (slope
+ * -0.2346), which keeps erfc decreasing and within 35% of itself down to
+ * its underflow (what GELU's negative tail sees). */
+CDL_VINLINE float cdl_erf_smallf(float x, float z) {
     float p = 7.857913e-05f;
     p = p * z - 8.011423e-04f;
     p = p * z + 5.188468e-03f;
@@ -241,8 +298,11 @@ CDL_VINLINE float cdl_erff(float x) {
     p = p * z + 1.1283587e-01f;
     p = p * z - 3.7612626e-01f;
     p = p * z + 1.1283791e+00f;
-    float small = a * p;
-    float ac = cdl_self(a > 4.0f, 4.0f, a);
+    return x * p;
+}
+
+CDL_VINLINE float cdl_erfc_bigf(float a) {
+    float ac = cdl_self(a > 4.0f, 4.0f, a);   /* keeps NaN */
     float v = ac - 2.5f;
     float s = -3.3170127977655284e-08f;
     s = s * v + 1.6212256923608948e-06f;
@@ -254,9 +314,37 @@ CDL_VINLINE float cdl_erff(float x) {
     s = s * v + 5.6106340140104294e-02f;
     s = s * v - 3.526807129383087e-01f;
     s = s * v - 1.556815266609192e+00f;
-    float big = 1.0f - cdl_expf(s - ac * ac);
+    s = s - 0.2346f * (a - ac);
+    return cdl_exp_negf(s - a * a);
+}
+
+/* erf(x): the small piece on |x| < 1, 1 - erfc(|x|) from 1 on (from 4 on
+ * erf rounds to 1). Sign copied from x. */
+CDL_VINLINE float cdl_erff(float x) {
+    uint32_t sign = cdl_f2u(x) & 0x80000000u;
+    float a = cdl_u2f(cdl_f2u(x) & 0x7fffffffu);
+    float small = cdl_erf_smallf(a, a * a);
+    float big = 1.0f - cdl_erfc_bigf(a);
     float t = cdl_self(a < 1.0f, small, big);
     return cdl_u2f(cdl_f2u(t) | sign);
+}
+
+/* Phi(x) = (1 + erf(x / sqrt 2)) / 2, the normal distribution function (the
+ * GELU's gate). With u = x / sqrt 2: (1 + erf_small(u)) / 2 on |u| < 1;
+ * beyond, 1 - erfc(|u|) / 2 for x > 0 and erfc(|u|) / 2 for x < 0, so that
+ * the negative tail keeps its relative accuracy instead of cancelling in
+ * 1 + erf (relative error <= 2^-18 there, from the rounding of u^2; on
+ * (-1.4, 0) the small piece cancels a little, to <= 12 ulp; see
+ * tests/kernels/test_vmath.py). Below -4 sqrt 2 (where float32's 1 + erf
+ * is already 0) the tail stays within 35% of Phi, down to its underflow. */
+CDL_VINLINE float cdl_phif(float x) {
+    float u = x * 0.70710678118654752440f;
+    float a = cdl_u2f(cdl_f2u(u) & 0x7fffffffu);
+    float small = 0.5f + 0.5f * cdl_erf_smallf(u, u * u);
+    float h = 0.5f * cdl_erfc_bigf(a);
+    float big = cdl_self(x > 0.0f, 1.0f - h, h);
+    float r = cdl_self(a < 1.0f, small, big);
+    return cdl_self(x != x, x, r);
 }
 
 #endif /* CDL_VMATH_H */

@@ -207,3 +207,43 @@ def test_in_place_and_bad_input():
         vmath.exp(np.zeros(3, np.float32), np.zeros(3, np.float64))
     with pytest.raises((TypeError, ValueError)):
         vmath.exp(np.zeros(3, np.float32), np.zeros(4, np.float32))
+
+
+def test_exp_neg_on_the_non_positive_floats(sweep):
+    """exp for x <= 0 (the activations' exp): <= 2 ulp down to the underflow,
+    denormals included, -inf -> 0, NaN -> NaN."""
+    x = sweep[(sweep <= 0) | np.isnan(sweep)]
+    x = np.concatenate([x, np.float32([0.0, -0.0, -np.inf, -87.33654, -103.97, -103.973,
+                                       -104.0, -150.0, -1e-30])])
+    check_against("exp_neg", x, reference("exp", x), 2)
+    with np.errstate(all="ignore"):
+        assert vmath.exp_neg(np.float32([-np.inf, -1e30, -104.0])).tolist() == [0.0] * 3
+        tail = vmath.exp_neg(np.float32([-88.0, -100.0, -103.0]))
+    assert np.all((tail > 0) & (tail < FLT_MIN))
+
+
+def test_phi_bounds(sweep):
+    """The GELU gate Phi(x): <= 12 ulp from -1.4 up (the small piece cancels
+    a little on (-1.4, 0)), <= 64 ulp (2^-18 relative) in the negative tail
+    down to -4 sqrt 2, within 35% further down (values below 8e-9, where
+    float32's 1 + erf is 0), decreasing, and exact 0 and 1 at the ends."""
+    def ref(x):
+        return (0.5 * scipy.special.erfc(-np.asarray(x, np.float64) / np.sqrt(2.0))).astype(
+            np.float32)
+    dense = np.linspace(-1.4, 8.0, 2_000_001, dtype=np.float32)
+    x = np.concatenate([dense, sweep[(sweep >= -1.4) & (sweep <= 1e30)]])
+    check_against("phi", x, ref(x), 12)
+    tail = np.linspace(-4 * np.sqrt(2.0), -1.4, 1_000_001, dtype=np.float32)
+    tail = tail[tail >= np.float32(-4 * np.sqrt(2.0))]
+    check_against("phi", tail, ref(tail), 64)
+    far = np.linspace(-14.0, -4 * np.sqrt(2.0), 100_001, dtype=np.float32)
+    y, r = vmath.phi(far).astype(np.float64), ref(far).astype(np.float64)
+    keep = r > 1e-37
+    assert np.all(np.abs(y[keep] / r[keep] - 1) <= 0.35)
+    assert not np.any(np.diff(y) < 0)
+    with np.errstate(all="ignore"):
+        y = vmath.phi(np.float32([-20.0, -1e30, -np.inf, np.inf, 1e30, 0.0, np.nan]))
+    assert y[:6].tolist() == [0.0, 0.0, 0.0, 1.0, 1.0, 0.5] and np.isnan(y[6])
+    x64 = np.random.default_rng(4).standard_normal(1000) * 4
+    np.testing.assert_allclose(vmath.phi(x64), 0.5 * scipy.special.erfc(-x64 / np.sqrt(2.0)),
+                               rtol=1e-14, atol=0)

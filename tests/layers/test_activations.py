@@ -593,3 +593,77 @@ def test_float32_agrees_with_float64(case):
     assert_allclose(dx32, dx64, dtype=np.float32)
     for a, b in zip(g32, g64):
         assert_allclose(a, b, dtype=np.float32)
+
+
+# --- every instruction-set path of the float32 loops ------------------------------
+
+_SIMD_SCRIPT = r"""
+import json, sys
+import numpy as np
+from cdl._kernels import activations as A, vmath
+rng = np.random.default_rng(7)
+# Normal draws scaled by 4, the kinks, large values, and a length that
+# leaves a remainder after every vector width.
+x64 = np.concatenate([rng.standard_normal(4099) * 4, [0.0, -0.0, 3.0, -3.0, 6.0, 30.0, -30.0,
+                                                      90.0, -90.0, 1e-30, -1e-30]])
+x64 = x64.astype(np.float32).astype(np.float64)
+d64 = rng.standard_normal(x64.size).astype(np.float32).astype(np.float64)
+worst = {}
+for name in sys.argv[1].split(","):
+    code = A.CODES[name]
+    p = {"leaky_relu": 0.01, "elu": 1.0, "softplus": 1.0}.get(name)
+    shape = (-1, 1030) if name in ("softmax", "log_softmax") else (-1,)
+    x = x64[: (x64.size // 1030) * 1030] if shape != (-1,) else x64
+    d = d64[: x.size]
+    out = []
+    for dt in (np.float32, np.float64):
+        X = x.astype(dt).reshape(shape)
+        Y = A.forward(code, X, np.empty_like(X), p)
+        saved = X if A.needs_input(code) else Y
+        dX = A.backward(code, saved, saved, d.astype(dt).reshape(shape), np.empty_like(X), p)
+        out.append((Y, dX))
+    errs = []
+    # Error in units of float32's epsilon, relative to max(|reference|, 1e-3)
+    # forward and to max(|reference|, |dY|) backward: a derivative read from
+    # a float32 output (1 - y^2 of tanh near 1) keeps an absolute accuracy
+    # of an ulp of dY, not a relative one.
+    dd = np.abs(d).reshape(out[1][0].shape)
+    for (a, b), scale in zip(zip(out[0], out[1]), (1e-3, dd)):
+        a = a.astype(np.float64)
+        den = np.maximum(np.maximum(np.abs(b), scale), 1e-30)
+        errs.append(float(np.max(np.abs(a - b) / den)) / 2.0 ** -23)
+    worst[name] = errs
+print(json.dumps({"path": vmath.simd_path(), "worst": worst}))
+"""
+
+_SIMD_NAMES = ["relu", "leaky_relu", "sigmoid", "tanh", "gelu", "elu", "selu", "silu", "mish",
+               "softplus", "softsign", "hard_sigmoid", "hard_swish", "relu6", "softmax",
+               "log_softmax"]
+
+
+@pytest.mark.parametrize("simd", ["default", "avx2", "native"])
+def test_every_simd_path_agrees_with_float64(simd):
+    """Each dispatched loop (SSE2, AVX2+FMA, the CPU's best), run in a fresh
+    process since the choice is made once, stays within a few float32 ulps
+    (relative to max(|reference|, 1e-3)) of the float64 kernels, forward and
+    backward."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ)
+    env.pop("CDL_SIMD", None)
+    if simd != "native":
+        env["CDL_SIMD"] = simd
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
+    run = subprocess.run([sys.executable, "-c", _SIMD_SCRIPT, ",".join(_SIMD_NAMES)],
+                         env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    expected = {"default": "sse2/default", "avx2": "avx2"}.get(simd)
+    if expected is not None and result["path"] != expected:
+        pytest.skip(f"this CPU has no {simd} path (got {result['path']})")
+    for name, (fwd, bwd) in result["worst"].items():
+        assert fwd <= 16 and bwd <= 32, (result["path"], name, fwd, bwd)
