@@ -211,7 +211,7 @@ def run(groups=GROUPS, configs=None, optimizers=("sgd", "adam"), rounds=3, threa
     results["load_average"] = [round(os.getloadavg()[0], 2)] if hasattr(os, "getloadavg") else []
     sgemm_task = {"framework": "cdl", "kind": "sgemm", "threads": threads, "min_seconds": 1.0}
     sgemm = run_worker(sgemm_task)["gflops"]
-    log(f"sgemm roofline of the BLAS cdl calls: {sgemm:.1f} GFLOP/s ({threads} threads)")
+    log(f"sgemm roofline of the BLAS cdl calls: {sgemm:.1f} GFLOP/s, {threads} thread(s)")
 
     def compare(group, cases, flops=None):
         """Measure a group's cases: name -> task, on the group's frameworks."""
@@ -258,7 +258,7 @@ def run(groups=GROUPS, configs=None, optimizers=("sgd", "adam"), rounds=3, threa
                                                       "n": ELEMENTWISE_SIZE}})["elementwise"]
         results["elementwise"] = _elementwise_rows(res)
         results["bandwidth_gbps"] = results["elementwise"].pop(BANDWIDTH_REFERENCE)["gbps"]
-        log(f"bandwidth reference ({BANDWIDTH_REFERENCE}, {threads} threads): "
+        log(f"bandwidth reference ({BANDWIDTH_REFERENCE}, {threads} thread(s)): "
             f"{results['bandwidth_gbps']:.1f} GB/s")
     if "digits" in groups:
         fws = [fw for fw in GROUP_FRAMEWORKS["digits"]
@@ -325,7 +325,8 @@ def format_report(results):
     their percentage of the sgemm rate; then the elementwise kernels."""
     others = [f for f in results["frameworks"] if f != "cdl"]
     sgemm = results["sgemm_gflops"]
-    lines = [f"Measured {results['date']}, {results['threads']} threads, median of "
+    threads = f"{results['threads']} thread{'s' if results['threads'] != 1 else ''}"
+    lines = [f"Measured {results['date']}, {threads}, median of "
              f"{results['rounds']} rounds; cdl/x = cdl time / x time (below 1: cdl faster); "
              f"% of sgemm = cdl GFLOP/s / sgemm GFLOP/s.", ""]
     header = ["workload", "cdl"] + [f"cdl/{LABELS[f]}" for f in others] \
