@@ -102,6 +102,7 @@ class _ConvBase(Layer):
         self._cache = None
         self._col = None
         self._col_filled = False
+        self._dz = None
         self._geom = None
 
     def get_config(self):
@@ -241,7 +242,14 @@ class _Conv(_ConvBase):
         n = x_shape[0]
         dy = self._check_grad(grad, (n,) + self._geom[3] + (self.filters,)).reshape(y.shape)
         dx = np.empty_like(x4) if self._input_grad_needed else None
-        dz = np.empty_like(dy) if self._code != _act.CODES["linear"] else dy
+        dz = dy
+        if self._code != _act.CODES["linear"]:
+            # Scratch for the gradient before the activation, kept from call
+            # to call: a fresh multi-megabyte array costs a page fault per
+            # 4 KiB when first written.
+            dz = self._dz
+            if dz is None or dz.shape != dy.shape or dz.dtype != dy.dtype:
+                dz = self._dz = np.empty_like(dy)
         strides, dilation, pads, _ = self._geom
         _conv.backward(x4, self._kernel_2d(self.kernel), z, y, dy, dz,
                        self._kernel_2d(self.kernel_grad),

@@ -66,6 +66,7 @@ class _Pool(Layer):
         super().__init__(name=name, dtype=dtype)
         self._geom = None
         self._cache = None
+        self._argmax = None
 
     def _geometry(self, input_shape):
         raise NotImplementedError
@@ -90,7 +91,13 @@ class _Pool(Layer):
         x4 = x.reshape(n, h, w, c)
         y = np.empty((n, oh, ow, c), dtype=self.dtype)
         if self._max:
-            argmax = np.empty(y.shape, dtype=np.int64)
+            # The argmax array is this layer's own state, read only by its
+            # next backward: reused from call to call, since a fresh
+            # multi-megabyte array costs a page fault per 4 KiB when first
+            # written.
+            argmax = self._argmax
+            if argmax is None or argmax.shape != y.shape:
+                argmax = self._argmax = np.empty(y.shape, dtype=np.int64)
             _pool.max_forward(x4, y, argmax, pool, strides, pads)
         else:
             argmax = None
