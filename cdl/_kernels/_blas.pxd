@@ -37,3 +37,10 @@ cdef void _gemm(BLAS_Trans ta, BLAS_Trans tb, blas_int m, blas_int n, blas_int k
                 floating beta, floating* C, blas_int ldc) noexcept nogil
 
 cdef int check_blas_int(Py_ssize_t value, str what) except -1
+
+# Whether the BLAS's thread count can be set (GIL held), and a scope
+# (nested scopes counted) holding it to one thread while a kernel calls it
+# from several OpenMP threads at once.
+cdef bint blas_threads_settable() noexcept
+cdef void blas_single_begin() noexcept nogil
+cdef void blas_single_end() noexcept nogil

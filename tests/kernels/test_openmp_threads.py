@@ -525,3 +525,19 @@ def test_losses(weighted, dtype):
     w = np.ones(n) if W is None else W.astype(np.float64)
     d = Z.astype(np.float64) - T
     np.testing.assert_allclose(results[1][0][0], (w[:, None] * d * d).mean(), rtol=1e-12)
+
+
+@needs_openmp
+def test_recurrent_blocks_restore_the_blas_thread_count():
+    """The blocks of samples hold the BLAS to one thread while they call it
+    from several threads, and give the count back afterwards."""
+    from threadpoolctl import threadpool_info
+
+    rng = np.random.default_rng(6)
+    model = cdl.Sequential([cdl.layers.LSTM(64)], input_shape=(8, 4), seed=0)
+    x = rng.standard_normal((256, 8, 4)).astype(np.float32)
+    with cdl.threads(2):
+        model.forward(x, training=True)
+        model.backward(np.ones((256, 64), np.float32))
+        counts = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+    assert counts and all(c == 2 for c in counts)
