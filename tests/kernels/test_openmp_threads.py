@@ -89,15 +89,16 @@ def test_info_reports_openmp():
 
 
 @needs_openmp
-def test_spin_count_is_left_to_the_user_and_not_inherited():
+def test_spin_count_is_left_to_the_user_and_not_inherited(tmp_path):
     code = ("import os, cdl; print(os.environ.get('GOMP_SPINCOUNT'), "
             "os.environ.get('OMP_WAIT_POLICY'))")
+    # Run outside the source tree, whose cdl/ has no compiled extensions.
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120, check=True).stdout.split()
+                         timeout=120, check=True, cwd=tmp_path).stdout.split()
     assert out == ["None", "None"]
     env = dict(__import__("os").environ, OMP_WAIT_POLICY="active")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120, check=True, env=env).stdout.split()
+                         timeout=120, check=True, env=env, cwd=tmp_path).stdout.split()
     assert out == ["None", "active"]
 
 
@@ -310,7 +311,7 @@ def test_set_num_threads_in_another_python_thread_reaches_the_blas():
 
 
 @needs_openmp
-def test_forked_child_runs_the_threaded_kernels():
+def test_forked_child_runs_the_threaded_kernels(tmp_path):
     """GNU OpenMP's thread pool does not survive fork: a child process runs
     cdl's loops on one thread instead of waiting for workers it does not have."""
     code = """if True:
@@ -328,7 +329,7 @@ def test_forked_child_runs_the_threaded_kernels():
         print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
     """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120)
+                         timeout=120, cwd=tmp_path)   # outside the source tree
     assert out.returncode == 0 and out.stdout.strip() == "0", out
 
 
