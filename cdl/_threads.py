@@ -100,6 +100,13 @@ def set_num_threads(n):
     ValueError
         If ``n < 1``.
 
+    Warns
+    -----
+    RuntimeWarning
+        In a process forked from one that had loaded cdl's kernels, when
+        ``n > 1``: cdl's loops stay on one thread there, since GNU OpenMP's
+        worker threads do not survive fork.
+
     Examples
     --------
     >>> import cdl

@@ -36,10 +36,9 @@ def _start_openmp():
             _os.environ.pop("GOMP_SPINCOUNT", None)
     # libgomp's worker threads do not exist in a forked child, and its first
     # parallel region there waits for them forever: a child runs cdl's loops
-    # on its own thread (cdl.set_num_threads in the child raises it again,
-    # for a runtime that supports it).
+    # on its own thread, whatever it later asks for.
     if hasattr(_os, "register_at_fork"):
-        _os.register_at_fork(after_in_child=lambda: _openmp.set_num_threads(1))
+        _os.register_at_fork(after_in_child=_openmp.enter_forked_child)
 
 
 _start_openmp()

@@ -42,14 +42,39 @@ def get_num_threads():
     return _num_threads
 
 
+# True in a process forked from one that had imported the kernels.
+cdef bint _forked_child = False
+
+
+def enter_forked_child():
+    """Run cdl's loops on one thread from now on (called after ``os.fork``
+    in the child): GNU OpenMP's worker threads do not exist in a forked
+    child, and its first parallel region there would wait for them forever."""
+    global _num_threads, _forked_child
+    _num_threads = 1
+    _forked_child = True
+
+
 def set_num_threads(int n):
     """Run cdl's OpenMP loops on ``n`` threads (``n >= 1``; ignored in a serial build).
 
     Only cdl's count: ``cdl.set_num_threads`` also sets the OpenMP runtime's
-    own count (of the calling thread) through threadpoolctl.
+    own count (of the calling thread) through threadpoolctl. In a process
+    forked from one that had imported cdl's kernels the loops stay on one
+    thread, with a ``RuntimeWarning`` when more are asked for.
     """
     global _num_threads
     if n < 1:
         raise ValueError("the number of threads must be >= 1, got %d" % n)
-    if OPENMP:
-        _num_threads = n
+    if not OPENMP:
+        return
+    if _forked_child:
+        if n > 1:
+            import warnings
+            warnings.warn(
+                "cdl's OpenMP loops stay on one thread in a process forked from one that "
+                "had loaded them (GNU OpenMP's worker threads do not survive fork); start "
+                "worker processes with the 'spawn' or 'forkserver' method for more",
+                RuntimeWarning, stacklevel=2)
+        return
+    _num_threads = n

@@ -313,9 +313,11 @@ def test_set_num_threads_in_another_python_thread_reaches_the_blas():
 @needs_openmp
 def test_forked_child_runs_the_threaded_kernels(tmp_path):
     """GNU OpenMP's thread pool does not survive fork: a child process runs
-    cdl's loops on one thread instead of waiting for workers it does not have."""
+    cdl's loops on one thread instead of waiting for workers it does not
+    have, even when it asks for more (with a warning that says why)."""
     code = """if True:
         import os
+        import warnings
         import numpy as np
         import cdl
         from cdl._kernels import optim
@@ -325,11 +327,17 @@ def test_forked_child_runs_the_threaded_kernels(tmp_path):
         pid = os.fork()
         if pid == 0:
             optim.sgd(p, g, None, 0.1, 0.0, 0.0, 0.0, False, True)
-            os._exit(0 if p[0] == np.float32(-0.2) else 3)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                cdl.set_num_threads(2)
+            optim.sgd(p, g, None, 0.1, 0.0, 0.0, 0.0, False, True)
+            warned = [w for w in caught if issubclass(w.category, RuntimeWarning)
+                      and "spawn" in str(w.message)]
+            os._exit(0 if p[0] == np.float32(-0.3) and len(warned) == 1 else 3)
         print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
     """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120, cwd=tmp_path)   # outside the source tree
+                         timeout=60, cwd=tmp_path)   # outside the source tree
     assert out.returncode == 0 and out.stdout.strip() == "0", out
 
 
