@@ -29,7 +29,8 @@ from cdl._anomaly import NonFiniteError, detect_anomaly, is_anomaly_enabled, set
 from cdl._determinism import are_deterministic_algorithms_enabled, use_deterministic_algorithms
 from cdl._threads import get_num_threads, set_num_threads, threads
 from cdl.layers import register_layer
-from cdl.model import Sequential
+from cdl.layers.symbolic import Input
+from cdl.model import Model, Sequential
 
 # Loaded on first use, to keep ``import cdl`` fast: scripts that only train
 # never pay for the data sets, metrics or file format code.
@@ -64,7 +65,7 @@ def load_model(path):
     return _load_model(path)
 
 __all__ = [
-    "__version__", "Sequential", "gradcheck", "GradcheckError",
+    "__version__", "Model", "Input", "Sequential", "gradcheck", "GradcheckError",
     "layers", "losses", "optimizers", "schedules", "initializers", "callbacks", "metrics",
     "data", "datasets", "explain", "tuning", "averaging", "load_model", "register_layer", "get_num_threads",
     "set_num_threads", "threads", "use_deterministic_algorithms",

@@ -9,6 +9,7 @@ from typing import NamedTuple
 import numpy as np
 
 from cdl import initializers
+from cdl.layers import symbolic
 from cdl._validation import (
     FLOAT_DTYPES, as_float_array, as_float_dtype, as_real_array, check_feature_shape)
 
@@ -223,6 +224,21 @@ def _check_state_shape(layer, name, shape):
     return shape
 
 
+def _as_input_shape(layer, input_shape):
+    """``input_shape`` as a tuple of ints, or for a layer that ``takes_list``
+    a list of such tuples."""
+    try:
+        if layer.takes_list:
+            if isinstance(input_shape, tuple) and all(isinstance(d, int) for d in input_shape):
+                raise TypeError
+            return [tuple(int(d) for d in shape) for shape in input_shape]
+        return tuple(int(d) for d in input_shape)
+    except TypeError:
+        what = "a list of per-sample shapes" if layer.takes_list else "a per-sample shape"
+        raise TypeError(f"layer {layer.name!r} is built for {what}, got {input_shape!r}") \
+            from None
+
+
 def _initial_value(layer, name, shape, initializer):
     value = np.ascontiguousarray(initializer(shape, layer.dtype, layer._rng), dtype=layer.dtype)
     if value.shape != shape:
@@ -298,6 +314,11 @@ class Layer:
     #: first layer when nothing needs the input gradient (a training step);
     #: layers that can skip computing it then return None.
     _input_grad_needed = True
+    #: True for layers that take a list of inputs (the merge layers, such as
+    #: ``Add``): their ``build`` and ``compute_output_shape`` receive a list
+    #: of per-sample shapes, ``forward`` a list of arrays, and ``backward``
+    #: returns a list of gradients, one per input, in order.
+    takes_list = False
 
     def __init__(self, name=None, dtype=None):
         if name is not None and not isinstance(name, str):
@@ -367,14 +388,15 @@ class Layer:
             self._rng = rng
         if self._rng is None:
             self._rng = np.random.default_rng()
-        input_shape = tuple(int(d) for d in input_shape)
+        input_shape = _as_input_shape(self, input_shape)
         if self.built:
             if input_shape != self.input_shape:
                 raise ValueError(
                     f"layer {self.name!r} was built for inputs of shape "
                     f"{self.input_shape}, cannot take {input_shape}")
             return self.output_shape
-        if any(d < 1 for d in input_shape):
+        shapes = input_shape if self.takes_list else [input_shape]
+        if any(d < 1 for shape in shapes for d in shape):
             # Weights, statistics and kernels all assume non-empty samples.
             raise ValueError(
                 f"cannot build layer {self.name!r} for samples of shape {input_shape}: "
@@ -667,5 +689,43 @@ class Layer:
         """
         raise NotImplementedError(f"{type(self).__name__} must implement backward")
 
+    def _check_inputs(self, xs):
+        """For a layer that ``takes_list``: build on first use, then return
+        ``xs`` as a list of C-contiguous arrays of the layer's dtype, each
+        with the per-sample shape the layer was built for."""
+        if not isinstance(xs, (list, tuple)) or not xs:
+            raise TypeError(f"{self.name} ({type(self).__name__}) takes a non-empty list of "
+                            f"arrays, got {type(xs).__name__}")
+        names = [f"input {i} of {self.name}" for i in range(len(xs))]
+        if self.built and len(xs) != len(self.input_shape):
+            raise ValueError(f"{self.name} was built for {len(self.input_shape)} inputs, "
+                             f"got {len(xs)}")
+        if self.dtype is None:
+            first = xs[0]
+            native = first.dtype.newbyteorder("=") if isinstance(first, np.ndarray) else None
+            self.dtype = native if native in FLOAT_DTYPES else np.dtype(np.float32)
+        arrays = []
+        for x, name in zip(xs, names):
+            if isinstance(x, np.ndarray):
+                as_real_array(x, name)
+                self._check_sizes(x.shape)
+            x = as_float_array(x, self.dtype, name)
+            if x.ndim < 1:
+                raise ValueError(f"{name} must have a batch axis, got a scalar")
+            arrays.append(x)
+        if len({x.shape[0] for x in arrays}) != 1:
+            raise ValueError(f"the inputs of {self.name} have different batch sizes: "
+                             f"{[x.shape[0] for x in arrays]}")
+        if not self.built:
+            self._build([x.shape[1:] for x in arrays])
+        for x, shape, name in zip(arrays, self.input_shape, names):
+            check_feature_shape(x, shape, name)
+        return arrays
+
     def __call__(self, x, training=False):
+        """``forward(x, training)`` on arrays; on the symbolic tensors of
+        ``cdl.Input`` (or a list of them), records the call in a graph of
+        layers and returns the symbolic output (see ``cdl.Model``)."""
+        if symbolic.is_symbolic(x):
+            return symbolic.call_layer(self, x)
         return self.forward(x, training=training)
