@@ -1,6 +1,7 @@
 """Which models the fused training step covers, and how to describe them to it.
 
-``build_plan(model, batch_size)`` turns a Sequential whose layers all
+``build_plan(model, batch_size)`` turns a model that is a chain of layers
+(a Sequential, or a graph ``Model`` that is one; ``model.chain``) whose layers all
 describe themselves to the fused step (``Layer.fused_steps``: dense,
 activation, dropout and flatten layers), trained with a supported loss,
 into a ``cdl._kernels.fused.TrainPlan``; any other model gets None and
@@ -52,10 +53,12 @@ def build_plan(model, batch_size, training=True):
     step does not cover (user layers, multi-axis inputs, soft-label losses).
     With ``training=False`` the plan serves ``predict`` only and any loss will do."""
     code, delta = _loss_code(model.loss) if training else (0, 1.0)
-    if code is None or model.input_shape is None or len(model.input_shape) != 1:
+    chain = model.chain
+    if code is None or chain is None or model.input_shape is None or \
+            len(model.input_shape) != 1:
         return None
     steps, widths = [], []
-    for layer in model.layers:
+    for layer in chain:
         if getattr(layer, "activity_regularizer", None) is not None:
             return None  # its penalty needs the layer's output in Python
         if len(layer.input_shape) != 1:

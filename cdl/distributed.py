@@ -51,6 +51,7 @@ import numpy as np
 from cdl import _concurrency, _sharding
 from cdl._validation import check_bool, check_number, choose
 from cdl.metrics import Metric
+from cdl.training import adapters
 from cdl.training.strategy import Strategy
 
 __all__ = ["DistributedError", "is_available", "init", "rank", "size", "is_main_process",
@@ -645,7 +646,7 @@ class DataParallel(Strategy):
 
     def evaluate(self, model, x, y, weights, batch_size):
         """Loss and metrics on (x, y), each process evaluating its part."""
-        n = x.shape[0]
+        n = adapters.num_rows(x)
         start, stop = _sharding.shard_bounds(n, self.rank, self.size)
         part = slice(start, stop)
         loss_sum = 0.0
@@ -654,9 +655,9 @@ class DataParallel(Strategy):
             for m in model.metrics:
                 m.reset()
             if stop > start:
-                loss_sum = model.evaluation_sums(x[part], y[part],
-                                                None if weights is None else weights[part],
-                                                batch_size)
+                loss_sum = model.evaluation_sums(adapters.take_rows(x, part),
+                                                adapters.take_rows(y, part),
+                                                adapters.take_rows(weights, part), batch_size)
             return self.evaluation_results(model, loss_sum, stop - start)
 
     def evaluation_results(self, model, loss_sum, n):

@@ -118,6 +118,12 @@ class Model(TrainingMixin):
         return list(self._layers) if self._graph.is_chain() else None
 
     @property
+    def output_layers(self):
+        """The layer that computes each output, in output order (None for an
+        output that is an input)."""
+        return [None if t.is_input else t.node.layer for t in self._graph.outputs]
+
+    @property
     def inputs(self):
         """The model's input tensors (``cdl.Input``), in order."""
         return list(self._graph.inputs)
@@ -673,6 +679,11 @@ class Sequential(Model):
     def chain(self):
         """The layers, in order: a Sequential is always one chain."""
         return list(self._layers)
+
+    @property
+    def output_layers(self):
+        """The last layer, which computes the one output."""
+        return self._layers[-1:]
 
     @property
     def input_names(self):

@@ -21,6 +21,8 @@ from cdl import losses as _losses
 from cdl._validation import as_float_array, as_real_array, check_finite, check_number, choose
 
 __all__ = ["is_streamed", "is_batch_iterable", "refuse_batch_iterable", "Inputs", "Targets",
+           "MultiInputs", "MultiTargets", "inputs_for", "targets_for", "weights_for",
+           "take_rows", "num_rows",
            "class_weights", "sample_weights", "sample_shape", "batch_indices", "ArrayBatches",
            "IterableBatches", "ArrayValidation", "IterableValidation"]
 
@@ -30,17 +32,101 @@ def is_streamed(x):
     return isinstance(x, np.memmap)
 
 
+def take_rows(data, index, contiguous=False):
+    """Rows ``index`` of checked data: an array, a list of arrays (one per
+    input or output of a graph model; None entries stay None), or None;
+    C-contiguous copies where needed with ``contiguous``."""
+    if data is None:
+        return None
+    if isinstance(data, list):
+        return [take_rows(part, index, contiguous) for part in data]
+    return np.ascontiguousarray(data[index]) if contiguous else data[index]
+
+
+def num_rows(data):
+    """The number of samples of checked data (an array or a list of arrays)."""
+    if isinstance(data, list):
+        return next(part.shape[0] for part in data if part is not None)
+    return data.shape[0]
+
+
+def _sample_count(parts, names, what):
+    counts = {name: len(part) for part, name in zip(parts, names) if part is not None}
+    if len(set(counts.values())) > 1:
+        raise ValueError(f"the {what} have different numbers of samples: " + ", ".join(
+            f"{name!r}: {n}" for name, n in counts.items()))
+    return next(iter(counts.values()))
+
+
+class MultiInputs:
+    """The inputs of a model with several: one ``Inputs`` per input, given
+    as a list in input order or a dict keyed by input names; batches are
+    lists of arrays in input order."""
+
+    def __init__(self, model, x, name="x"):
+        from cdl.graph import structure
+
+        values = structure(x, model.input_names, name)
+        self.parts = [Inputs.for_shape(value, shape, model.dtype, f"{name}[{key!r}]")
+                      for value, shape, key in zip(values, model.input_shape,
+                                                   model.input_names)]
+        self.n = _sample_count(self.parts, model.input_names, f"inputs of {name}")
+        self.dtype = model.dtype
+
+    @property
+    def data(self):
+        """The checked arrays, in input order."""
+        return [part.data for part in self.parts]
+
+    def __len__(self):
+        return self.n
+
+    def batch(self, index):
+        """Rows ``index`` of every input, as a list of arrays."""
+        return [part.batch(index) for part in self.parts]
+
+    def keep(self, index):
+        """Keep only rows ``index`` (a slice), as ``fit`` does for validation_split."""
+        for part in self.parts:
+            part.keep(index)
+        self.n = len(self.parts[0])
+
+
+def inputs_for(model, x, name="x"):
+    """``Inputs`` of ``x`` for ``model``, or ``MultiInputs`` for a model with
+    several inputs."""
+    if len(model.input_names) > 1:
+        return MultiInputs(model, x, name)
+    if isinstance(x, dict):
+        from cdl.graph import structure
+
+        x, = structure(x, model.input_names, name)
+    return Inputs(model, x, name)
+
+
 class Inputs:
     """Model inputs checked once, and gathered batch by batch into one buffer."""
 
     def __init__(self, model, x, name="x"):
-        if isinstance(x, np.ndarray) and x.ndim >= 2 and model.input_shape is not None \
-                and x.shape[1:] != model.input_shape:
+        self._setup(x, model.input_shape, model.dtype, name)
+
+    @classmethod
+    def for_shape(cls, x, shape, dtype, name="x"):
+        """Inputs of samples of ``shape`` (one input of a graph model)."""
+        inputs = cls.__new__(cls)
+        inputs._setup(x, shape, dtype, name)
+        return inputs
+
+    def _setup(self, x, input_shape, dtype, name):
+        if x is None:
+            raise ValueError(f"{name} is required")
+        if isinstance(x, np.ndarray) and x.ndim >= 2 and input_shape is not None \
+                and x.shape[1:] != input_shape:
             # Refused before the conversion below copies it (a broadcast view
             # can be far larger than its memory).
             as_real_array(x, name)
             raise ValueError(f"{name} has samples of shape {x.shape[1:]}, "
-                             f"the model expects {model.input_shape}")
+                             f"the model expects {input_shape}")
         if is_streamed(x):
             if x.dtype.kind not in "biuf":
                 raise TypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
@@ -49,22 +135,28 @@ class Inputs:
             self.data = x
             self.streamed = True
         else:
-            self.data = as_float_array(x, model.dtype, name)
+            self.data = as_float_array(x, dtype, name)
             check_finite(self.data, name)
             self.streamed = False
         if self.data.ndim < 2:
             raise ValueError(f"{name} has shape {self.data.shape}; expected (n_samples, features...)")
-        if model.input_shape is not None and self.data.shape[1:] != model.input_shape:
+        if input_shape is not None and self.data.shape[1:] != input_shape:
             raise ValueError(f"{name} has samples of shape {self.data.shape[1:]}, "
-                             f"the model expects {model.input_shape}")
+                             f"the model expects {input_shape}")
         self.name = name
-        self.dtype = model.dtype
+        self.dtype = dtype
         self._gather = None
 
     @classmethod
     def checked(cls, data, dtype, name="x"):
         """Inputs over ``data`` already checked (of ``dtype``, finite, or a
-        memory map read batch by batch), without checking it again."""
+        memory map read batch by batch; a list of such arrays for a model
+        with several inputs), without checking it again."""
+        if isinstance(data, list):
+            multi = MultiInputs.__new__(MultiInputs)
+            multi.parts = [cls.checked(part, dtype, f"{name}[{i}]") for i, part in enumerate(data)]
+            multi.n, multi.dtype = num_rows(data), dtype
+            return multi
         inputs = cls.__new__(cls)
         inputs.data, inputs.streamed = data, is_streamed(data)
         inputs.dtype, inputs.name, inputs._gather = dtype, name, None
@@ -72,6 +164,10 @@ class Inputs:
 
     def __len__(self):
         return self.data.shape[0]
+
+    def keep(self, index):
+        """Keep only rows ``index`` (a slice), as ``fit`` does for validation_split."""
+        self.data = self.data[index]
 
     def batch(self, index):
         """Rows ``index`` (a slice or an index array) as a C-contiguous array
@@ -88,6 +184,85 @@ def _whole_numbers(values):
     """True for a float array of finite whole numbers within int64's range."""
     return values.dtype.kind == "f" and bool(np.isfinite(values).all()) and bool(
         (np.abs(values) < 2 ** 62).all()) and np.array_equal(values, np.round(values))
+
+
+class MultiTargets:
+    """The targets of a model with several outputs: one ``Targets`` per
+    trained output (with that output's loss), given as a list in output
+    order or a dict keyed by output names; an output without a loss needs
+    none (its entry is None)."""
+
+    def __init__(self, model, y, n, name="y"):
+        from cdl.graph import structure
+
+        if y is None:
+            raise ValueError(f"{name} is required to train or evaluate")
+        values = structure(y, model.output_names, name, allow_missing=True)
+        losses = model.loss.losses
+        self.parts = []
+        for value, loss, key in zip(values, losses, model.output_names):
+            if loss is None:
+                self.parts.append(None)
+            elif value is None:
+                raise ValueError(f"{name} has no targets for output {key!r}, which has a loss")
+            else:
+                self.parts.append(Targets(value, n, loss, model.dtype, f"{name}[{key!r}]"))
+
+    @property
+    def data(self):
+        """The checked targets, in output order (None for untrained outputs)."""
+        return [None if part is None else part.data for part in self.parts]
+
+    def batch(self, index):
+        """Rows ``index`` of every output's targets, as a list."""
+        return [None if part is None else part.batch(index) for part in self.parts]
+
+    def keep(self, index):
+        """Keep only rows ``index`` (a slice)."""
+        for part in self.parts:
+            if part is not None:
+                part.keep(index)
+
+
+def _per_output(model):
+    """True if ``model`` was compiled with a loss per output."""
+    # Imported here: it needs cdl.metrics, which compile has loaded.
+    from cdl.training.outputs import OutputLosses
+
+    return isinstance(model.loss, OutputLosses)
+
+
+def weights_for(model, sample_weight, class_weight, y, n):
+    """``sample_weights`` for ``model``: for a model compiled with a loss
+    per output, ``sample_weight`` may also be a dict by output name or a
+    list in output order (one array, or None, per output); one array
+    weights every output."""
+    if not _per_output(model):
+        return sample_weights(sample_weight, class_weight, y, n, model.dtype)
+    if class_weight is not None:
+        raise ValueError("class_weight applies to a model with one output; with several, "
+                         "give sample_weight per output")
+    names = model.output_names
+    if isinstance(sample_weight, dict) or (
+            isinstance(sample_weight, (list, tuple)) and len(sample_weight) == len(names)
+            and all(w is None or np.ndim(w) == 1 for w in sample_weight)):
+        from cdl.graph import structure
+
+        per = structure(sample_weight, names, "sample_weight", allow_missing=True)
+        return [sample_weights(w, None, None, n, model.dtype) for w in per]
+    return sample_weights(sample_weight, None, None, n, model.dtype)
+
+
+def targets_for(model, y, n, name="y"):
+    """``Targets`` of ``y`` for ``model``'s loss, or ``MultiTargets`` for a
+    model compiled with a loss per output."""
+    if _per_output(model):
+        return MultiTargets(model, y, n, name)
+    if isinstance(y, dict):
+        from cdl.graph import structure
+
+        y, = structure(y, model.output_names, name)
+    return Targets(y, n, model.loss, model.dtype, name)
 
 
 class Targets:
@@ -137,6 +312,10 @@ class Targets:
                 rows = as_float_array(rows, self.dtype, self.name)
             self._check(rows)
         return rows
+
+    def keep(self, index):
+        """Keep only rows ``index`` (a slice), as ``fit`` does for validation_split."""
+        self.data = self.data[index]
 
 
 def _gatherer(gather, data, dtype, name):
@@ -243,11 +422,12 @@ def batch_indices(n, batch_size, shuffle, rng, order=None):
 
 def is_batch_iterable(x):
     """True for an iterable of batches (a generator, an iterator, a data
-    loader), as opposed to array data (arrays, lists, tuples, objects with
+    loader), as opposed to array data (arrays, lists, tuples, dicts of
+    arrays keyed by input or output names, objects with
     ``__array__`` such as DataFrames, and objects with the buffer protocol
     such as ``memoryview`` and ``array.array``): the one rule by which
     ``fit``, ``evaluate``, ``predict`` and ``train_step`` tell them apart."""
-    if isinstance(x, (np.ndarray, list, tuple, str, bytes)) or hasattr(x, "__array__"):
+    if isinstance(x, (np.ndarray, list, tuple, dict, str, bytes)) or hasattr(x, "__array__"):
         return False
     if hasattr(x, "__next__"):
         return True
@@ -278,10 +458,10 @@ class ArrayBatches:
     exhausted = False
 
     def __init__(self, model, x, y, sample_weight, class_weight, batch_size, shuffle):
-        self.inputs = Inputs(model, x)
+        self.inputs = inputs_for(model, x)
         self.n = len(self.inputs)
-        self.weights = sample_weights(sample_weight, class_weight, y, self.n, model.dtype)
-        self.targets = Targets(y, self.n, model.loss, model.dtype)
+        self.weights = weights_for(model, sample_weight, class_weight, y, self.n)
+        self.targets = targets_for(model, y, self.n)
         self.batch_size, self.shuffle = batch_size, shuffle
         self._validation_batch_size = max(batch_size, 256)
 
@@ -303,11 +483,12 @@ class ArrayBatches:
             raise ValueError(f"validation_split={fraction} leaves no training or "
                              f"no validation samples out of {self.n}")
         inputs, targets, weights = self.inputs, self.targets, self.weights
-        val = ArrayValidation(inputs.data[split:], targets.data[split:],
-                               None if weights is None else weights[split:],
-                               self._validation_batch_size)
-        inputs.data, targets.data = inputs.data[:split], targets.data[:split]
-        self.weights = None if weights is None else weights[:split]
+        held_out = slice(split, None)
+        val = ArrayValidation(take_rows(inputs.data, held_out), take_rows(targets.data, held_out),
+                              take_rows(weights, held_out), self._validation_batch_size)
+        inputs.keep(slice(0, split))
+        targets.keep(slice(0, split))
+        self.weights = take_rows(weights, slice(0, split))
         self.n = split
         return val
 
@@ -324,8 +505,7 @@ class ArrayBatches:
 
     def load(self, rows):
         """``(x, y, weights)`` of ``rows``."""
-        return (self.inputs.batch(rows), self.targets.batch(rows),
-                None if self.weights is None else self.weights[rows])
+        return (self.inputs.batch(rows), self.targets.batch(rows), take_rows(self.weights, rows))
 
 
 class IterableBatches:
@@ -385,11 +565,10 @@ class IterableBatches:
         xb, yb = item[0], item[1]
         if not model.built and model.input_shape is None:
             model.build(sample_shape(xb))
-        x = Inputs(model, xb, f"x of batch {index}")
+        x = inputs_for(model, xb, f"x of batch {index}")
         n = len(x)
-        y = Targets(yb, n, model.loss, model.dtype, f"y of batch {index}")
-        w = sample_weights(item[2] if len(item) == 3 else None, self.class_weight, yb, n,
-                            model.dtype)
+        y = targets_for(model, yb, n, f"y of batch {index}")
+        w = weights_for(model, item[2] if len(item) == 3 else None, self.class_weight, yb, n)
         whole = slice(0, n)   # converted and checked; read from the file if memory-mapped
         return x.batch(whole), y.batch(whole), w
 
@@ -406,7 +585,7 @@ class IterableBatches:
                 batch = None if item is None else self._checked(item, b)
             except Exception as err:  # raised on every process by place_local
                 error = err
-            rows = None if batch is None else len(batch[0])
+            rows = None if batch is None else num_rows(batch[0])
             running, window = parallel.place_local(rows, error)
             if not running:
                 if self._steps_given or b == 0:  # else a one-pass epoch ended
@@ -463,7 +642,8 @@ class IterableValidation:
             m.reset()
         loss_sum, n = 0.0, 0
         for x, y, w in self.source.passes():
-            if len(x):
-                loss_sum += model.evaluation_sums(x, y, w, len(x))
-                n += len(x)
+            rows = num_rows(x)
+            if rows:
+                loss_sum += model.evaluation_sums(x, y, w, rows)
+                n += rows
         return parallel.evaluation_results(model, loss_sum, n)

@@ -12,25 +12,31 @@ Structure
     ``name``, ``dtype`` (a NumPy float dtype), ``rng`` (a
     ``numpy.random.Generator``, the source of dropout and shuffling),
     ``input_shape`` and ``output_shape`` (one sample's, None before the
-    model is built), ``built``, ``build(input_shape=None)``,
-    ``ensure_built()`` and ``layers`` (a list, in order of computation).
+    model is built; a list of them for a model with several inputs or
+    outputs), ``input_names`` and ``output_names`` (the keys of data given
+    as dicts, in the order of lists), ``built``, ``build(input_shape=None)``,
+    ``ensure_built()``, ``layers`` (a list, in order of computation),
+    ``chain`` (the same list when the model is one chain of layers, else
+    None) and ``output_layers`` (the layer computing each output).
 Parameters
     ``params`` and ``grads`` (aligned lists of arrays), ``param_buffer``
     and ``grad_buffer`` (the flat arrays they are views of; the optimizer
     state is the optimizer's, kept per position in ``params``),
     ``count_params()``.
 Computing
-    ``check_input(x)`` (the checked batch, building the model on first use),
+    ``check_input(x)`` (the checked batch, building the model on first use;
+    a list of arrays in input order for several inputs),
     ``forward_checked(x, training)`` and ``backward_checked(grad,
     input_grad)`` (one pass over a checked batch, without the checks of
-    ``forward``/``backward``; the backward pass fills ``grads``).
+    ``forward``/``backward``; the backward pass fills ``grads``; a list of
+    outputs, and of their gradients, for several outputs).
 Penalties
     ``regularization_loss()``, ``has_regularization()`` and
     ``add_regularization_gradients()``.
 
-The fused training step (``cdl._fused``) and anomaly detection walk
-``layers``; a model whose layers the fused step does not cover trains
-layer by layer through ``forward_checked``/``backward_checked``.
+The fused training step (``cdl._fused``) runs ``chain``; a model that is
+not a chain, or whose layers the fused step does not cover, trains
+through ``forward_checked``/``backward_checked``.
 """
 from typing import Protocol, runtime_checkable
 
@@ -61,10 +67,20 @@ class TrainableModel(Protocol):
     grads: list
     param_buffer: object
     grad_buffer: object
+    input_names: list
+    output_names: list
 
     @property
     def layers(self):
         """The layers, in the order the forward pass runs them."""
+
+    @property
+    def chain(self):
+        """``layers`` when the model is one chain of layers, else None."""
+
+    @property
+    def output_layers(self):
+        """The layer that computes each output, in output order."""
 
     def build(self, input_shape=None):
         """Build every layer for samples of ``input_shape`` (or the model's)."""

@@ -23,6 +23,7 @@ trainer's batch-level methods, which take data already checked by ``fit``:
 import abc
 
 from cdl import _concurrency
+from cdl.training import adapters
 from cdl._validation import check_number
 
 __all__ = ["Strategy", "SingleProcess"]
@@ -175,10 +176,11 @@ class SingleProcess(Strategy):
         return source.load
 
     def step(self, model, x, y, w, plan, window):
-        if x.shape[0] == 0:
+        n = adapters.num_rows(x)
+        if n == 0:
             raise ValueError("a batch has no samples")
         loss, out = model.compute_gradients(x, y, w, plan)
-        return model.apply_gradients(loss), out, x.shape[0]
+        return model.apply_gradients(loss), out, n
 
     def any(self, flag):
         return flag
@@ -193,7 +195,7 @@ class SingleProcess(Strategy):
         # The loss and metric objects accumulate over one call: calls take turns.
         with _concurrency.guard_of(model).evaluate_lock:
             batch_size = check_number(batch_size, "batch_size", low=1, integer=True)
-            n = x.shape[0]
+            n = adapters.num_rows(x)
             if n == 0:
                 raise ValueError("cannot evaluate on zero samples")
             for m in model.metrics:

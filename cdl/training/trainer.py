@@ -203,22 +203,30 @@ class TrainingMixin:
     # --- configuration ------------------------------------------------------
 
     def compile(self, optimizer="adam", loss=None, metrics=None, clip_norm=None,
-                clip_value=None, check_numerics=False):
+                clip_value=None, check_numerics=False, loss_weights=None):
         """Choose how the model trains.
 
         Parameters
         ----------
         optimizer : str or cdl.optimizers.Optimizer
             A name ("sgd", "adam", ...; default hyper-parameters) or an instance.
-        loss : str or cdl.losses.Loss
-            E.g. "cross_entropy", "mse", or an instance.
+        loss : str, cdl.losses.Loss, dict or list
+            E.g. "cross_entropy", "mse", or an instance. For a model with
+            several outputs: a dict by output name or a list in output
+            order (an output left out, or given None, is not trained
+            through), or one loss for every output.
         metrics : list of str or cdl.metrics.Metric, optional
             E.g. ["accuracy"]; reported by ``fit`` and ``evaluate`` under
-            the names given here.
+            the names given here. For several outputs: a dict by output
+            name (or a list per output), reported as ``<output>_<name>``;
+            each trained output also reports ``<output>_loss``.
         clip_norm : float, optional
             Clip the gradients' global norm before each step.
         clip_value : float, optional
             Clamp every gradient element to [-clip_value, clip_value].
+        loss_weights : dict or list of float, optional
+            For several outputs: each output's weight in the summed loss
+            (default 1).
         check_numerics : bool, default False
             Anomaly detection for this model (``cdl.detect_anomaly`` turns
             it on for every model): train and predict layer by layer, and
@@ -253,8 +261,17 @@ class TrainingMixin:
         if loss is None:
             raise ValueError("compile needs a loss, e.g. loss='cross_entropy' or 'mse'")
         self.optimizer = _optimizers.get(optimizer)
-        self.loss = _losses.get(loss)
-        self.metrics = [_metrics.get(m, loss=self.loss) for m in (metrics or [])]
+        outputs = list(self.output_names)
+        if len(outputs) > 1 or isinstance(loss, (dict, list, tuple)) or \
+                loss_weights is not None or isinstance(metrics, dict):
+            from cdl.training.outputs import compile_outputs
+
+            self.loss, self.metrics, specs = compile_outputs(outputs, loss, loss_weights,
+                                                             metrics)
+        else:
+            self.loss = _losses.get(loss)
+            self.metrics = [_metrics.get(m, loss=self.loss) for m in (metrics or [])]
+            specs = list(metrics or [])
         names = [m.name for m in self.metrics]
         if len(set(names)) != len(names) or "loss" in names:
             raise ValueError(f"metric names must be unique and not 'loss', got {names}")
@@ -262,7 +279,7 @@ class TrainingMixin:
                                                                      low=0.0)
         self.clip_value = None if clip_value is None else check_number(
             clip_value, "clip_value", low=0.0)
-        self._metric_specs = list(metrics or [])
+        self._metric_specs = specs
         self.check_numerics = check_numerics
 
     def compile_config(self):
@@ -272,18 +289,18 @@ class TrainingMixin:
         """
         if self.optimizer is None:
             return None
-        metric_specs = []
-        for spec, metric in zip(self._metric_specs, self.metrics):
+        specs = self._metric_specs
+        for spec in (s for group in specs.values() for s in group) if isinstance(specs, dict) \
+                else specs:
             if not isinstance(spec, str):
                 raise ValueError(
-                    f"metric {metric.name!r} was given as an object; only metrics named "
+                    f"metric {spec!r} was given as an object; only metrics named "
                     "by a string can be saved with the model")
-            metric_specs.append(spec)
         return {
             "optimizer": {"class_name": type(self.optimizer).__name__,
                           "config": self.optimizer.get_config()},
             "loss": {"class_name": type(self.loss).__name__, "config": self.loss.get_config()},
-            "metrics": metric_specs,
+            "metrics": dict(specs) if isinstance(specs, dict) else list(specs),
             "clip_norm": self.clip_norm,
             "clip_value": self.clip_value,
         }
@@ -291,9 +308,18 @@ class TrainingMixin:
     def compile_from_config(self, config):
         """``compile`` again from what ``compile_config`` returned."""
         optimizer = _optimizers.from_config(config["optimizer"])
-        loss = _losses.from_config(config["loss"])
+        loss_weights = None
+        if isinstance(config["loss"], dict) and config["loss"].get("class_name") == \
+                "OutputLosses":
+            per_output = config["loss"]["config"]
+            loss = {name: None if spec is None else _losses.from_config(spec)
+                    for name, spec in per_output["losses"].items()}
+            loss_weights = per_output["loss_weights"]
+        else:
+            loss = _losses.from_config(config["loss"])
         self.compile(optimizer, loss, config.get("metrics") or None,
-                     clip_norm=config.get("clip_norm"), clip_value=config.get("clip_value"))
+                     clip_norm=config.get("clip_norm"), clip_value=config.get("clip_value"),
+                     loss_weights=loss_weights)
 
     def require_compiled(self):
         """Raise RuntimeError unless ``compile`` has been called."""
@@ -425,14 +451,15 @@ class TrainingMixin:
         self.require_compiled()
         adapters.refuse_batch_iterable(x, "x", "train_step")
         x = self.check_input(x)
-        if x.shape[0] == 0:
+        n = adapters.num_rows(x)
+        if n == 0:
             raise ValueError("train_step needs a batch of at least one sample, got 0")
         # The checks fit applies to targets, for both paths (the fused step
         # reads them raw): lists, odd layouts, NaN, labels converted once.
-        y = adapters.Targets(y, x.shape[0], self.loss, self.dtype).data
-        weights = None if sample_weight is None else adapters.sample_weights(
-            sample_weight, None, None, x.shape[0], self.dtype)
-        plan = self._fused_plan(x.shape[0]) if self.use_fused_step else None
+        y = adapters.targets_for(self, y, n).data
+        weights = None if sample_weight is None else adapters.weights_for(
+            self, sample_weight, None, None, n)
+        plan = self._fused_plan(n) if self.use_fused_step else None
         self._regularized = self.has_regularization()
         loss, _ = self.compute_gradients(x, y, weights, plan)
         return self.apply_gradients(loss)
@@ -678,8 +705,8 @@ class TrainingMixin:
                 if batch_logs:
                     cb.on_train_batch_begin(b, {})
                 xb, yb, wb = read(rows)
-                if self.use_fused_step and xb is not None and xb.shape[0] > capacity:
-                    capacity = max(xb.shape[0], source.capacity)
+                if self.use_fused_step and xb is not None and adapters.num_rows(xb) > capacity:
+                    capacity = max(adapters.num_rows(xb), source.capacity)
                     plan = self._fused_plan(capacity)
                 loss, out, size = parallel.step(self, xb, yb, wb, plan, window)
                 progress.loss_sum += loss * size
@@ -759,9 +786,9 @@ class TrainingMixin:
                              "or an iterable of such batches")
         x_val, y_val = validation_data[:2]
         w_val = validation_data[2] if len(validation_data) == 3 else None
-        inputs = adapters.Inputs(self, x_val, "x_val")
-        targets = adapters.Targets(y_val, len(inputs), self.loss, self.dtype, "y_val")
-        weights = adapters.sample_weights(w_val, None, None, len(inputs), self.dtype)
+        inputs = adapters.inputs_for(self, x_val, "x_val")
+        targets = adapters.targets_for(self, y_val, len(inputs), "y_val")
+        weights = adapters.weights_for(self, w_val, None, None, len(inputs))
         return adapters.ArrayValidation(inputs.data, targets.data, weights,
                                         max(batch_size or 32, 256))
 
@@ -812,9 +839,9 @@ class TrainingMixin:
             self.require_compiled()
             adapters.refuse_batch_iterable(x, "x", "evaluate")
             self._build_for_inference(None)
-            inputs = adapters.Inputs(self, x)
-            weights = adapters.sample_weights(sample_weight, None, None, len(inputs), self.dtype)
-            targets = adapters.Targets(y, len(inputs), self.loss, self.dtype)
+            inputs = adapters.inputs_for(self, x)
+            weights = adapters.weights_for(self, sample_weight, None, None, len(inputs))
+            targets = adapters.targets_for(self, y, len(inputs))
             if len(inputs) == 0:
                 raise ValueError("cannot evaluate on zero samples")
             check_number(batch_size, "batch_size", low=1, integer=True)
@@ -849,16 +876,16 @@ class TrainingMixin:
         batch size) in inference mode, updating the metrics; ``x``, ``y``
         and ``sample_weight`` are arrays already checked by ``evaluate``."""
         weights = sample_weight
-        n = x.shape[0]
+        n = adapters.num_rows(x)
         inputs = adapters.Inputs.checked(x, self.dtype)
         total = 0.0
         for index in adapters.batch_indices(n, batch_size, False, None):
             xb = inputs.batch(index)
-            yb = np.ascontiguousarray(y[index])
-            wb = None if weights is None else weights[index]
+            yb = adapters.take_rows(y, index, contiguous=True)
+            wb = adapters.take_rows(weights, index)
             out = self.forward_checked(xb, False)
             loss = self.loss.forward(out, yb, wb)
-            total += loss * xb.shape[0]
+            total += loss * adapters.num_rows(xb)
             if math.isfinite(loss):   # as in fit: diverged outputs are left to the loss
                 for m in self.metrics:
                     m.update(yb, out, wb)
@@ -892,7 +919,8 @@ class TrainingMixin:
         -------
         ndarray of shape ``(n_samples, *output_shape)``
             Raw outputs: logits for a classifier with a linear head. With
-            ``mc_samples``, a tuple ``(mean, std)`` of two such arrays.
+            ``mc_samples``, a tuple ``(mean, std)`` of two such arrays. For
+            a model with several outputs, a list of arrays in output order.
 
         Raises
         ------
@@ -921,8 +949,15 @@ class TrainingMixin:
             return predict_mc(self, x, mc_samples=mc_samples, batch_size=batch_size)
         self._build_for_inference(x)
         batch_size = check_number(batch_size, "batch_size", low=1, integer=True)
-        inputs = adapters.Inputs(self, x)
+        inputs = adapters.inputs_for(self, x)
         n = len(inputs)
+        if len(self.output_names) > 1:
+            outs = [np.empty((n,) + tuple(shape), dtype=self.dtype)
+                    for shape in self.output_shape]
+            for index in adapters.batch_indices(n, batch_size, False, None):
+                for out, part in zip(outs, self.forward_checked(inputs.batch(index), False)):
+                    out[index] = part
+            return outs
         out = np.empty((n,) + tuple(self.output_shape), dtype=self.dtype)
         plan = self._inference_plan(min(batch_size, max(n, 1))) if self.use_fused_step \
             else None
@@ -954,8 +989,8 @@ class TrainingMixin:
         """
         from cdl.layers.activation import Activation
 
+        last = self._single_output_layer("predict_proba")
         out = self.predict(x, batch_size)
-        last = self.layers[-1]
         if isinstance(last, Activation) and last.activation in ("softmax", "sigmoid") or \
                 getattr(last, "activation", None) in ("softmax", "sigmoid"):
             return out
@@ -984,8 +1019,18 @@ class TrainingMixin:
         >>> model.predict_classes(x)
         array([0, 1, 1, 0])
         """
+        last = self._single_output_layer("predict_classes")
         out = self.predict(x, batch_size)
         if out.ndim == 2 and out.shape[1] == 1 or out.ndim == 1:
-            threshold = 0.5 if getattr(self.layers[-1], "activation", None) == "sigmoid" else 0.0
+            threshold = 0.5 if getattr(last, "activation", None) == "sigmoid" else 0.0
             return (out.reshape(-1) > threshold).astype(np.int64)
         return out.argmax(axis=-1)
+
+    def _single_output_layer(self, call):
+        """The layer computing the model's one output (None if the output is
+        an input); raises ValueError for a model with several outputs."""
+        layers = self.output_layers
+        if len(layers) != 1:
+            raise ValueError(f"{call} needs a model with one output; this one has "
+                             f"{len(layers)} ({', '.join(self.output_names)}): use predict")
+        return layers[0]
