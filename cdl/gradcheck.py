@@ -71,8 +71,10 @@ def gradcheck(obj, x, target=None, *, loss=None, sample_weight=None, training=Fa
     obj : Layer, Sequential or Loss
         Layers and models must be float64 (an unbuilt layer is built as
         float64 on ``x``).
-    x : array_like
-        Input batch (for a loss: the predictions).
+    x : array_like, or list of array_like
+        Input batch (for a loss: the predictions); for a layer that takes
+        a list of inputs (``takes_list``, such as ``layers.Add``), a list
+        of input batches.
     target : array_like, optional
         Targets, for a loss.
     loss : Loss or str, optional
@@ -95,8 +97,9 @@ def gradcheck(obj, x, target=None, *, loss=None, sample_weight=None, training=Fa
     Returns
     -------
     dict
-        Worst relative error per tensor: ``"input"`` and, for layers and
-        models, ``"<layer name>.<weight name>"``.
+        Worst relative error per tensor: ``"input"`` (``"input_0"``,
+        ``"input_1"``, ... for a layer that takes a list of inputs) and,
+        for layers and models, ``"<layer name>.<weight name>"``.
 
     Examples
     --------
@@ -109,12 +112,24 @@ def gradcheck(obj, x, target=None, *, loss=None, sample_weight=None, training=Fa
     ['dense.bias', 'dense.kernel', 'input']
     >>> all(error < 1e-6 for error in errors.values())
     True
+    >>> sorted(cdl.gradcheck(layers.Multiply(), [x, 2 * x]))
+    ['input_0', 'input_1']
     """
     from cdl import losses as _losses
 
     training = check_bool(training, "training")
     raise_on_error = check_bool(raise_on_error, "raise_on_error")
-    x = _private_input(x)
+    many = isinstance(obj, Layer) and obj.takes_list
+    if many:
+        if not isinstance(x, (list, tuple)) or not x:
+            raise TypeError(f"{obj.name} ({type(obj).__name__}) takes a list of inputs: give "
+                            f"gradcheck a non-empty list of arrays, got {type(x).__name__}")
+        inputs = [_private_input(a, f"x[{i}]") for i, a in enumerate(x)]
+        x = inputs
+        input_keys = [f"input_{i}" for i in range(len(inputs))]
+    else:
+        x = _private_input(x)
+        inputs, input_keys = [x], ["input"]
     if isinstance(obj, Loss):
         return _check_loss(obj, x, target, sample_weight, eps, tol, raise_on_error)
     if not isinstance(obj, (Layer, Sequential)):
@@ -147,8 +162,13 @@ def gradcheck(obj, x, target=None, *, loss=None, sample_weight=None, training=Fa
     evaluate()
     upstream = loss_fn.backward() if loss_fn is not None else projection
     input_grad = obj.backward(upstream)
+    input_grads = list(input_grad) if many else [input_grad]
+    if len(input_grads) != len(inputs):
+        raise ValueError(f"{obj.name}.backward returned {len(input_grads)} input gradients "
+                         f"for {len(inputs)} inputs")
     # A layer with no input gradient (Embedding's indices) is checked on its weights only.
-    analytic = {} if input_grad is None else {"input": np.array(input_grad, dtype=np.float64)}
+    analytic = {key: np.array(g, dtype=np.float64)
+                for key, g in zip(input_keys, input_grads) if g is not None}
     layers = obj.layers if isinstance(obj, Sequential) else [obj]
     owned = [(f"{owner.name}.{name}", owner, name)
              for layer in layers for owner, name in layer.weight_owners()]
@@ -156,8 +176,9 @@ def gradcheck(obj, x, target=None, *, loss=None, sample_weight=None, training=Fa
         analytic[key] = np.array(getattr(layer, name + "_grad"), dtype=np.float64)
 
     errors = {}
-    if "input" in analytic:
-        errors["input"] = _relative_error(analytic["input"], _numeric_gradient(evaluate, x, eps))
+    for key, array in zip(input_keys, inputs):
+        if key in analytic:
+            errors[key] = _relative_error(analytic[key], _numeric_gradient(evaluate, array, eps))
     for key, layer, name in owned:
         numeric = _numeric_gradient(evaluate, getattr(layer, name), eps)
         errors[key] = _relative_error(analytic[key], numeric)
@@ -165,11 +186,11 @@ def gradcheck(obj, x, target=None, *, loss=None, sample_weight=None, training=Fa
     return _report(errors, tol, raise_on_error)
 
 
-def _private_input(x):
+def _private_input(x, name="x"):
     """A C-contiguous float64 copy of ``x``, which the finite differences
     perturb in place (through a flat view, so it must be C-contiguous)."""
-    x = np.array(as_real_array(x, "x"), dtype=np.float64, order="C")
-    check_finite(x, "x")
+    x = np.array(as_real_array(x, name), dtype=np.float64, order="C")
+    check_finite(x, name)
     return x
 
 

@@ -938,6 +938,96 @@ def embedding_entry(draw, rng):
     return Case({"x": x}, slots, run, compatible, f"{dtype.name} prebuilt={prebuilt}"), ("x",)
 
 
+# --- merge layers ------------------------------------------------------------------
+
+def _elementwise_merge(cls, counts=(2, 3)):
+    def spec(draw):
+        n = draw.choice(counts)
+        shape = draw.choice(((3,), (2, 2), (1,)))
+        return (lambda dt: cls(dtype=dt)), [shape] * n
+    return spec
+
+
+def _dot(draw):
+    axes, shapes = draw.choice(((1, [(3,), (3,)]), (-1, [(2, 3), (4, 3)]),
+                                ((2, 1), [(2, 3), (3, 2)]), ((1, 1), [(3,), (3, 2)])))
+    normalize = draw.boolean()
+    return (lambda dt: layers.Dot(axes, normalize=normalize, dtype=dt)), shapes
+
+
+def _concatenate_merge(draw):
+    axis, shapes = draw.choice(((-1, [(2,), (3,)]), (1, [(2, 2), (1, 2)]),
+                                (-1, [(2, 1), (2, 2), (2, 1)])))
+    return (lambda dt: layers.Concatenate(axis=axis, dtype=dt)), shapes
+
+
+#: Layers that take a list of inputs: name -> draw -> (factory(dtype), the
+#: per-sample shapes of its inputs). Concatenate's block form has its own
+#: entry in LAYER_SPECS; its merge form is "Concatenate.merge".
+MERGE_SPECS = {
+    "Add": _elementwise_merge(layers.Add),
+    "Subtract": _elementwise_merge(layers.Subtract, counts=(2,)),
+    "Multiply": _elementwise_merge(layers.Multiply, counts=(2, 3, 4)),
+    "Average": _elementwise_merge(layers.Average),
+    "Maximum": _elementwise_merge(layers.Maximum),
+    "Minimum": _elementwise_merge(layers.Minimum),
+    "Dot": _dot,
+    "Concatenate.merge": _concatenate_merge,
+}
+
+
+def merge_entry(spec):
+    """forward then backward of a layer that takes a list of inputs, the list
+    (or the upstream gradient) fuzzed; its dtype is given, since the clean
+    copy of each element is made in the layer's dtype."""
+    def make(draw, rng):
+        factory, shapes = spec(draw)
+        dtype = draw_dtype(draw)
+        prebuilt = draw.choice((True, True, False))
+        n = draw.integer(0, 3)
+        xs = [normal(rng, (n,) + shape) for shape in shapes]
+        out_shape = tuple(factory(dtype).compute_output_shape(shapes))
+        grad_seed = int(rng.integers(2**31))
+        fuzz_grad = prebuilt and draw.boolean()
+        grad = normal(rng, (n,) + out_shape) if fuzz_grad else None
+
+        def run(args):
+            layer = factory(dtype)
+            if prebuilt:
+                layer._build(list(shapes), dtype, np.random.default_rng(0))
+            y = layer.forward(args["xs"])
+            g = args["grad"]
+            if g is None:
+                g = np.random.default_rng(grad_seed).standard_normal(y.shape).astype(y.dtype)
+            dxs = layer.backward(g)
+            return {"y": np.array(y), "dxs": [np.array(dx) for dx in dxs]}
+
+        def compatible(args):
+            arrays = args["xs"]
+            if isinstance(arrays, np.ndarray) or not arrays:
+                return False
+            full = [shape_of(x) for x in arrays]
+            if any(len(s) < 1 for s in full) or len({s[0] for s in full}) != 1:
+                return False
+            samples = [s[1:] for s in full]
+            if prebuilt and samples != list(shapes):
+                return False
+            try:
+                expected = tuple(factory(dtype).compute_output_shape(samples))
+            except ValueError:
+                return False
+            if args["grad"] is not None and shape_of(args["grad"]) != full[0][:1] + expected:
+                return False
+            return None
+
+        slots = {"xs": Slot(kind="arrays", clean_dtype=fixed(dtype)),
+                 "grad": Slot(clean_dtype=fixed(dtype), optional=True)}
+        fuzz = ("grad",) if fuzz_grad and draw.boolean() else ("xs",)
+        return Case({"xs": xs, "grad": grad}, slots, run, compatible,
+                    f"{dtype.name} prebuilt={prebuilt} sample_shapes={shapes}"), fuzz
+    return make
+
+
 # --- losses ------------------------------------------------------------------------
 
 def _labels(rng, n, classes):
@@ -1600,6 +1690,8 @@ def _entries():
     for name, spec in LAYER_SPECS.items():
         entries[f"layers.{name}"] = layer_entry(spec)
     entries["layers.Embedding"] = embedding_entry
+    for name, spec in MERGE_SPECS.items():
+        entries[f"layers.{name}"] = merge_entry(spec)
     for name in LOSS_SPECS:
         entries[f"losses.{name}"] = loss_entry(name)
     for fn, kind, kwargs in [

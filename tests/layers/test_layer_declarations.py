@@ -28,7 +28,15 @@ PUBLIC_LAYERS = {name: getattr(layers, name) for name in layers.__all__
 NO_FUSED_STEP = {
     "PReLU": "its slopes are weights, and the fused step knows weights only for Dense",
     "Residual": "a block of layers: the fused step runs a plain chain",
-    "Concatenate": "a block of layers: the fused step runs a plain chain",
+    "Concatenate": "a block of layers, or a merge of several inputs: the fused step runs a "
+                   "plain chain of one input",
+    "Add": "a merge of several inputs: the fused step runs a plain chain of one input",
+    "Subtract": "a merge of several inputs: the fused step runs a plain chain of one input",
+    "Multiply": "a merge of several inputs: the fused step runs a plain chain of one input",
+    "Average": "a merge of several inputs: the fused step runs a plain chain of one input",
+    "Maximum": "a merge of several inputs: the fused step runs a plain chain of one input",
+    "Minimum": "a merge of several inputs: the fused step runs a plain chain of one input",
+    "Dot": "a merge of several inputs: the fused step runs a plain chain of one input",
     "BatchNorm": "its running statistics are updated outside any fused kernel",
     "LayerNorm": "no fused kernel normalises",
     "GroupNorm": "no fused kernel normalises",
