@@ -37,6 +37,7 @@ from cdl.model import Model, Sequential
 # cdl.sklearn, cdl.onnx and cdl.distributed need optional packages: importable on
 # demand, not in __all__.
 _LAZY_MODULES = ("callbacks", "data", "datasets", "metrics", "regularizers", "schedules", "io",
+                 "utils",
                  "bench", "explain", "tuning", "averaging", "sklearn", "onnx", "distributed")
 
 

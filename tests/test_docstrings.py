@@ -52,6 +52,7 @@ def test_the_api_reference_lists_every_public_module():
 #: package not named here is an error like any other.
 OPTIONAL_PACKAGES = {
     "onnx": "pip install 'cdl[onnx]'",
+    "pydot": "pip install 'cdl[plot]'",
     "sklearn": "pip install 'cdl[sklearn]'",
     "mpi4py": "pip install 'cdl[mpi]'",
     "onnxruntime": "pip install onnxruntime",
