@@ -284,7 +284,16 @@ def compile_outputs(names, loss, loss_weights, metrics):
     else:
         raise TypeError(f"metrics must be a list, a list per output or a dict by output name, "
                         f"got {type(metrics).__name__}")
-    resolved = [None if spec is None else _losses.get(spec) for spec in per_loss]
+    resolved, used = [], set()
+    for spec in per_loss:
+        loss_i = None if spec is None else _losses.get(spec)
+        if loss_i is not None and id(loss_i) in used:
+            # A loss keeps what its last forward needs for backward: one object
+            # given for several outputs would hand every output the last one's.
+            loss_i = copy.deepcopy(loss_i)
+        if loss_i is not None:
+            used.add(id(loss_i))
+        resolved.append(loss_i)
     if len(names) == 1 and resolved[0] is not None and weights[0] == 1.0:
         single = resolved[0]
         return single, [_metrics.get(m, loss=single) for m in per_metrics[0]], per_metrics[0]
