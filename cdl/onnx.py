@@ -1,10 +1,20 @@
-"""Export a ``cdl.Sequential`` to ONNX, for ONNX Runtime and other engines.
+"""Export a ``cdl.Model`` or ``cdl.Sequential`` to ONNX, for ONNX Runtime
+and other engines.
 
 ``export(model, path)`` writes the inference graph of a model (opset
 ``OPSET``) and ``to_onnx(model)`` returns it as an ``onnx.ModelProto``.
-The graph takes one input, ``"input"`` of shape ``(batch, *input_shape)``, and
-gives one output, ``"output"``; the batch axis is dynamic. Weights are
-stored in the model's dtype.
+The batch axis is dynamic and weights are stored in the model's dtype.
+
+- A ``Sequential`` gives a graph of one input, ``"input"`` of shape
+  ``(batch, *input_shape)``, and one output, ``"output"``.
+- A graph model (``cdl.Model``) gives one ONNX input per model input and
+  one output per model output, named by ``model.input_names`` and
+  ``model.output_names``, in that order. An input has the dtype its
+  ``cdl.Input`` declares (integer indices for an ``Embedding``, say), else
+  the model's, and is cast to the model's dtype first, as the model does.
+  Every layer call becomes nodes in the model's order of computation; the
+  calls of a shared layer read one set of initializers. An output may not
+  be named like an input (ONNX names every value once): ``ValueError``.
 
 cdl's convolutions and pooling are channels-last while ONNX's are
 channels-first: the exporter wraps them in Transpose nodes (which ONNX
@@ -15,8 +25,16 @@ layer, PReLU included); Conv1D, Conv2D, Conv2DTranspose; Max/AvgPool1D/2D,
 GlobalMax/AvgPool1D/2D; BatchNorm (its running statistics), LayerNorm,
 RMSNorm, GroupNorm; Dropout, SpatialDropout1D/2D and GaussianNoise (the
 identity at inference); Flatten, Reshape, Permute; Embedding; Residual and
-Concatenate blocks made of these. Recurrent layers and user layers raise
-``ValueError``.
+Concatenate blocks made of these; the merge layers Add, Subtract, Multiply,
+Average, Maximum, Minimum (folded left to right, as cdl computes them),
+Concatenate(axis) and Dot(axes, normalize) (a batched MatMul, as cdl
+computes it). Recurrent layers and user layers raise ``ValueError``.
+
+ONNX attributes are float32: in a float64 model, a leaky ReLU slope that
+float32 does not hold exactly is stored as a double constant instead.
+ONNX Runtime has no float64 kernels for some ops (Conv, AveragePool, Erf,
+Elu, Softplus, ...): such float64 graphs are valid ONNX, which that
+engine does not run.
 
 onnx is an optional dependency: ``pip install "cdl[onnx]"``.
 
@@ -30,7 +48,19 @@ Examples
 >>> path = os.path.join(tempfile.mkdtemp(), "model.onnx")
 >>> cdl.onnx.export(model, path) == path
 True
+
+A graph of two inputs and two outputs, whose inputs and outputs keep
+their names:
+
+>>> image, meta = cdl.Input(shape=(8,), name="image"), cdl.Input(shape=(3,), name="meta")
+>>> h = layers.Concatenate()([layers.Dense(4, activation="relu")(image), meta])
+>>> model = cdl.Model([image, meta], [layers.Dense(2, name="cls")(h),
+...                                   layers.Dense(1, name="box")(h)], seed=0)
+>>> proto = cdl.onnx.to_onnx(model)
+>>> [i.name for i in proto.graph.input], [o.name for o in proto.graph.output]
+(['image', 'meta'], ['cls', 'box'])
 """
+import contextlib
 import math
 import os
 
@@ -43,6 +73,7 @@ from cdl.layers import conv as _conv
 from cdl.layers import core as _core
 from cdl.layers import dense as _dense
 from cdl.layers import embedding as _embedding
+from cdl.layers import merge as _merge
 from cdl.layers import noise as _noise
 from cdl.layers import normalization as _norm
 from cdl.layers import pooling as _pooling
@@ -71,24 +102,64 @@ def _import_onnx():
 
 
 class _Graph:
-    """Nodes and initializers of the graph being built, with unique names."""
+    """Nodes and initializers of the graph being built, with unique names.
 
-    def __init__(self, onnx, dtype):
+    ``reserved`` names (a graph model's input and output names) are never
+    generated. Inside ``layer_scope(layer)``, the initializers of a layer
+    converted before are reused: a shared layer's calls read one set.
+    """
+
+    def __init__(self, onnx, dtype, reserved=()):
         self.onnx = onnx
         self.dtype = np.dtype(dtype)
         self.nodes = []
         self.initializers = []
         self._count = 0
+        self._reserved = set(reserved)
+        self._layer_consts = {}   # id(layer) -> [(initializer name, array)], first call
+        self._recording = None
+        self._replay = None
+        self._replay_index = 0
 
     def name(self, hint):
-        self._count += 1
-        return f"{hint}_{self._count}"
+        while True:
+            self._count += 1
+            name = f"{hint}_{self._count}"
+            if name not in self._reserved:
+                return name
+
+    @contextlib.contextmanager
+    def layer_scope(self, layer):
+        """Convert one call of ``layer``: its first call records the
+        initializers it makes; a later call gets the same ones back, in the
+        same order (a converter makes them in an order fixed by the layer
+        and its input shape, which every call of a shared layer shares)."""
+        known = self._layer_consts.get(id(layer))
+        if known is None:
+            self._recording = self._layer_consts[id(layer)] = []
+        else:
+            self._replay, self._replay_index = known, 0
+        try:
+            yield
+        finally:
+            self._recording = self._replay = None
 
     def const(self, array, hint, dtype=None):
         """An initializer holding ``array`` (in the model's dtype by default)."""
         array = np.ascontiguousarray(array, dtype=self.dtype if dtype is None else dtype)
+        if self._replay is not None:
+            index = self._replay_index
+            self._replay_index += 1
+            if index < len(self._replay):
+                name, first = self._replay[index]
+                # Checked, not assumed: a differing value gets its own initializer.
+                if first.dtype == array.dtype and first.shape == array.shape and \
+                        np.array_equal(first, array, equal_nan=True):
+                    return name
         name = self.name(hint)
         self.initializers.append(self.onnx.numpy_helper.from_array(array, name))
+        if self._recording is not None:
+            self._recording.append((name, array))
         return name
 
     def scalar(self, value, hint):
@@ -113,6 +184,9 @@ def _activation_nodes(g, x, name, param, threshold=_SOFTPLUS_THRESHOLD):
     if name in simple:
         return g.node(simple[name], [x])
     if name == "leaky_relu":
+        if g.dtype == np.float64 and float(np.float32(param)) != float(param):
+            # ONNX attributes are float32: a double slope keeps float64 exact.
+            return g.node("PRelu", [x, g.scalar(param, "slope")])
         return g.node("LeakyRelu", [x], alpha=float(param))
     if name == "elu":
         return g.node("Elu", [x], alpha=float(param))
@@ -329,8 +403,77 @@ def _export_residual(g, layer, x, shape):
 
 
 def _export_concatenate(g, layer, x, shape):
+    if isinstance(x, list):
+        # The merge form, Concatenate(axis)([a, b, ...]): the axis counts the
+        # batch axis, as ONNX's does.
+        return g.node("Concat", x, axis=int(layer.axis))
     outputs = [_chain(g, branch, x, shape) for branch in layer.branches]
     return outputs[0] if len(outputs) == 1 else g.node("Concat", outputs, axis=-1)
+
+
+# --- merge layers (a list of inputs of one shape) ---------------------------------------
+
+
+def _fold(g, op, xs):
+    """``op`` applied left to right, as cdl's merge layers apply it."""
+    y = xs[0]
+    for x in xs[1:]:
+        y = g.node(op, [y, x])
+    return y
+
+
+def _export_add(g, layer, xs, shapes):
+    return _fold(g, "Add", xs)
+
+
+def _export_subtract(g, layer, xs, shapes):
+    return g.node("Sub", xs)
+
+
+def _export_multiply(g, layer, xs, shapes):
+    return _fold(g, "Mul", xs)
+
+
+def _export_average(g, layer, xs, shapes):
+    # The sum divided by the count, as cdl computes it (ONNX's Mean may not).
+    return g.node("Div", [_fold(g, "Add", xs), g.scalar(len(xs), "count")])
+
+
+def _export_maximum(g, layer, xs, shapes):
+    return _fold(g, "Max", xs)
+
+
+def _export_minimum(g, layer, xs, shapes):
+    return _fold(g, "Min", xs)
+
+
+def _l2_normalized(g, x, axis, epsilon):
+    """``x / max(||x||, epsilon)`` along ``axis`` (of the batched tensor)."""
+    norm = g.node("ReduceL2", [x], axes=[axis], keepdims=1)
+    return g.node("Div", [x, g.node("Max", [norm, g.scalar(epsilon, "epsilon")])])
+
+
+def _export_dot(g, layer, xs, shapes):
+    (x, y), (sx, sy) = xs, shapes
+    ax, ay = layer._resolve_axes(shapes)   # per-sample axes: ax + 1 in the batched tensor
+    if layer.normalize:
+        epsilon = _merge.NORMALIZE_EPSILON
+        x, y = _l2_normalized(g, x, ax + 1, epsilon), _l2_normalized(g, y, ay + 1, epsilon)
+    # As cdl computes it: x as (batch, rows, d), y as (batch, d, columns), one
+    # batched matrix product, the result reshaped to the output's sample shape.
+    d = sx[ax]
+    rows = math.prod(sx) // d
+    columns = math.prod(sy) // d
+    x_axes = [i for i in range(len(sx) + 1) if i != ax + 1] + [ax + 1]
+    y_axes = [0, ay + 1] + [i for i in range(1, len(sy) + 1) if i != ay + 1]
+    if x_axes != sorted(x_axes):
+        x = g.node("Transpose", [x], perm=x_axes)
+    if y_axes != sorted(y_axes):
+        y = g.node("Transpose", [y], perm=y_axes)
+    x3 = g.node("Reshape", [x, g.const([-1, rows, d], "dot_rows", np.int64)])
+    y3 = g.node("Reshape", [y, g.const([-1, d, columns], "dot_columns", np.int64)])
+    z = g.node("MatMul", [x3, y3])
+    return g.node("Reshape", [z, g.const([-1, *layer.output_shape], "shape", np.int64)])
 
 
 _CONVERTERS = {
@@ -353,6 +496,13 @@ _CONVERTERS = {
     _reshaping.Permute: _export_permute,
     _composite.Residual: _export_residual,
     _composite.Concatenate: _export_concatenate,
+    _merge.Add: _export_add,
+    _merge.Subtract: _export_subtract,
+    _merge.Multiply: _export_multiply,
+    _merge.Average: _export_average,
+    _merge.Maximum: _export_maximum,
+    _merge.Minimum: _export_minimum,
+    _merge.Dot: _export_dot,
 }
 for _name in _activation.__all__:
     _cls = getattr(_activation, _name)
@@ -404,6 +554,8 @@ def _layer_nodes(g, layer, x, shape):
         exportable = ", ".join(sorted({cls.__name__ for cls in _CONVERTERS}))
         raise ValueError(f"cdl.onnx cannot export layer {layer.name!r} "
                          f"({type(layer).__name__}); exportable layers are: {exportable}")
+    if isinstance(x, list):   # a layer that takes a list: one shape per input
+        return converter(g, layer, x, [tuple(s) for s in shape])
     return converter(g, layer, x, tuple(shape))
 
 
@@ -412,23 +564,32 @@ def to_onnx(model, graph_name=None):
 
     Parameters
     ----------
-    model : cdl.Sequential
-        Built, or with an ``input_shape`` (it is built then).
+    model : cdl.Model or cdl.Sequential
+        A graph model, or a Sequential that is built or has an
+        ``input_shape`` (it is built then).
     graph_name : str, optional
         Defaults to the model's name.
 
     Returns
     -------
     onnx.ModelProto
-        Opset ``OPSET``; input ``"input"`` of shape ``(batch, *input_shape)``
-        and output ``"output"``, both of the model's dtype, with a dynamic
-        batch axis.
+        Opset ``OPSET``, with a dynamic batch axis. A ``cdl.Model`` gives
+        one graph input per model input, named by ``model.input_names``
+        (of shape ``(batch, *shape)``, and of the dtype its ``cdl.Input``
+        declares, else the model's; the graph casts it to the model's dtype
+        as the model does), and one output per model output, named by
+        ``model.output_names``, of the model's dtype. A ``Sequential``
+        gives input ``"input"`` and output ``"output"``, both of the
+        model's dtype.
 
     Raises
     ------
     ValueError
-        If a layer cannot be exported (the message names it), or the
-        model has no input shape.
+        If a layer cannot be exported (the message names it), a
+        Sequential has no input shape, or an output is named like an input
+        (ONNX names every value once).
+    TypeError
+        If ``model`` is not a cdl model.
     ImportError
         If onnx is not installed.
 
@@ -439,8 +600,36 @@ def to_onnx(model, graph_name=None):
     >>> model = cdl.Sequential([layers.Dense(2, activation="tanh")], input_shape=(3,))
     >>> [node.op_type for node in cdl.onnx.to_onnx(model).graph.node]
     ['Gemm', 'Tanh', 'Identity']
+
+    A graph model keeps its inputs' and outputs' names:
+
+    >>> a, b = cdl.Input(shape=(3,), name="a"), cdl.Input(shape=(3,), name="b")
+    >>> total = layers.Add(name="total")([a, layers.Dense(3)(b)])
+    >>> proto = cdl.onnx.to_onnx(cdl.Model([a, b], total, seed=0))
+    >>> [i.name for i in proto.graph.input], [o.name for o in proto.graph.output]
+    (['a', 'b'], ['total'])
     """
     onnx = _import_onnx()
+    from cdl.model import Model, Sequential
+
+    if isinstance(model, Sequential):
+        g, inputs, outputs = _sequential_graph(onnx, model)
+    elif isinstance(model, Model):
+        g, inputs, outputs = _model_graph(onnx, model)
+    else:
+        raise TypeError(f"cdl.onnx exports a cdl.Model or cdl.Sequential, got "
+                        f"{type(model).__name__}")
+    graph = onnx.helper.make_graph(g.nodes, graph_name or model.name, inputs, outputs,
+                                   initializer=g.initializers)
+    proto = onnx.helper.make_model(
+        graph, producer_name="cdl", producer_version=__version__,
+        opset_imports=[onnx.helper.make_opsetid("", OPSET)])
+    proto.ir_version = IR_VERSION
+    return proto
+
+
+def _sequential_graph(onnx, model):
+    """Nodes, input and output of a Sequential: ``"input"`` to ``"output"``."""
     if not model.built:
         if model.input_shape is None:
             raise ValueError("the model has no input shape: build it (or give input_shape) "
@@ -450,18 +639,52 @@ def to_onnx(model, graph_name=None):
     x = _chain(g, model.layers, "input", model.input_shape)
     g.nodes.append(onnx.helper.make_node("Identity", [x], ["output"], name="output"))
     elem_type = onnx.helper.np_dtype_to_tensor_dtype(model.dtype)
-    graph = onnx.helper.make_graph(
-        g.nodes, graph_name or model.name,
-        [onnx.helper.make_tensor_value_info("input", elem_type,
-                                            ["batch", *model.input_shape])],
-        [onnx.helper.make_tensor_value_info("output", elem_type,
-                                            ["batch", *model.output_shape])],
-        initializer=g.initializers)
-    proto = onnx.helper.make_model(
-        graph, producer_name="cdl", producer_version=__version__,
-        opset_imports=[onnx.helper.make_opsetid("", OPSET)])
-    proto.ir_version = IR_VERSION
-    return proto
+    inputs = [onnx.helper.make_tensor_value_info("input", elem_type,
+                                                 ["batch", *model.input_shape])]
+    outputs = [onnx.helper.make_tensor_value_info("output", elem_type,
+                                                  ["batch", *model.output_shape])]
+    return g, inputs, outputs
+
+
+def _model_graph(onnx, model):
+    """Nodes, inputs and outputs of a graph model: every layer call in the
+    model's order of computation, a shared layer's calls reading one set of
+    initializers."""
+    input_names, output_names = list(model.input_names), list(model.output_names)
+    elem_type = onnx.helper.np_dtype_to_tensor_dtype(model.dtype)
+    g = _Graph(onnx, model.dtype, reserved=input_names + output_names)
+    values, inputs = {}, []
+    for name, tensor in zip(input_names, model.inputs):
+        declared = model.dtype if tensor.dtype is None else np.dtype(tensor.dtype)
+        inputs.append(onnx.helper.make_tensor_value_info(
+            name, onnx.helper.np_dtype_to_tensor_dtype(declared), ["batch", *tensor.shape]))
+        # The model turns every input into its own dtype before the first layer.
+        if declared == model.dtype:
+            values[tensor.id] = name
+        else:
+            values[tensor.id] = g.node("Cast", [name], to=elem_type)
+    for node in model._graph.nodes:
+        layer = node.layer
+        args = [values[t.id] for t in node.inputs]
+        shapes = [t.shape for t in node.inputs]
+        with g.layer_scope(layer):
+            if layer.takes_list:
+                values[node.output.id] = _layer_nodes(g, layer, args, shapes)
+            else:
+                values[node.output.id] = _layer_nodes(g, layer, args[0], shapes[0])
+    outputs = []
+    for name, tensor in zip(output_names, model.outputs):
+        value = values[tensor.id]
+        if value != name:
+            if name in input_names:
+                raise ValueError(
+                    f"output {name!r} has the name of an input, and an ONNX graph names each "
+                    "value once: give the output another name (its key in a dict of outputs, "
+                    "or the name of the layer that computes it)")
+            g.nodes.append(onnx.helper.make_node("Identity", [value], [name], name=name))
+        outputs.append(onnx.helper.make_tensor_value_info(name, elem_type,
+                                                          ["batch", *tensor.shape]))
+    return g, inputs, outputs
 
 
 def export(model, path, graph_name=None):
@@ -473,7 +696,8 @@ def export(model, path, graph_name=None):
 
     Parameters
     ----------
-    model : cdl.Sequential
+    model : cdl.Model or cdl.Sequential
+        See ``to_onnx`` for the inputs and outputs of the graph.
     path : str or os.PathLike
     graph_name : str, optional
 
@@ -484,7 +708,10 @@ def export(model, path, graph_name=None):
     Raises
     ------
     ValueError
-        If a layer cannot be exported (see ``to_onnx``).
+        If a layer cannot be exported, or an output is named like an
+        input (see ``to_onnx``).
+    TypeError
+        If ``model`` is not a cdl model.
     ImportError
         If onnx is not installed.
 
