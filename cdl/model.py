@@ -154,9 +154,33 @@ class Model(TrainingMixin):
             layer._build(shapes if layer.takes_list else shapes[0], self.dtype, self.rng)
         shapes = [tuple(t.shape) for t in self._graph.outputs]
         self.output_shape = shapes[0] if len(shapes) == 1 else shapes
+        self._take_weights()
+        self.built = True
+
+    def _take_weights(self):
+        """Move the layers' weights (their current values) into this model's
+        flat buffers, and mark the layers as this model's.
+
+        Layers shared by several models (an encoder used alone and inside an
+        autoencoder) have one set of weights, which lives in the buffers of
+        one model at a time: a model whose layers were taken over by another
+        takes them back, values and all, before it next computes, trains or
+        saves (``ensure_built``), so every model sees the weights the other
+        trained and its ``params`` are never stale."""
         self._pack()
         self._steps = self._call_plan()
-        self.built = True
+        token = self._owner_token = object()
+        for layer in self._layers:
+            layer._weights_owner = token
+
+    def ensure_built(self):
+        """Build the model if needed, and take back the weights of layers
+        that another model holds now (see ``_take_weights``)."""
+        if not self.built:
+            self.build()
+        elif any(getattr(layer, "_weights_owner", None) is not self._owner_token
+                 for layer in self._layers):
+            self._take_weights()
 
     def _call_plan(self):
         """``(node, runner)`` for every call: a layer's first call runs the
@@ -180,6 +204,7 @@ class Model(TrainingMixin):
         """The inputs ``x`` (one array, a list in input order, or a dict keyed
         by input names) as checked arrays of the model's dtype: one array for
         a model with one input, else a list in input order."""
+        self.ensure_built()
         values = _graph.structure(x, self.input_names, "x")
         checked = []
         for value, name, tensor in zip(values, self.input_names, self._graph.inputs):
@@ -227,6 +252,7 @@ class Model(TrainingMixin):
 
         One pass at a time per model: layers keep per-call state.
         """
+        self.ensure_built()
         xs = x if isinstance(x, list) else [x]
         values = {t.id: v for t, v in zip(self._graph.inputs, xs)}
         check = _anomaly.checking(self)
@@ -432,11 +458,6 @@ class Model(TrainingMixin):
         self.ensure_built()
         return int(self.param_buffer.size)
 
-    def ensure_built(self):
-        """Build the model (for its ``input_shape``) if it is not built yet."""
-        if not self.built:
-            self.build()
-
     # --- weights --------------------------------------------------------------
 
     def get_weights(self):
@@ -603,10 +624,12 @@ class Model(TrainingMixin):
         >>> restored.compile_config()["loss"]
         {'class_name': 'MSE', 'config': {}}
         """
+        self.ensure_built()
         save_model(self, path, include_optimizer=include_optimizer)
 
     def save_weights(self, path):
         """Save only the weights to ``path`` (see ``cdl.io.save_weights``)."""
+        self.ensure_built()
         save_weights(self, path)
 
     def load_weights(self, path):
@@ -704,6 +727,11 @@ class Sequential(Model):
 
     def _runners(self):
         return list(self._layers)
+
+    def ensure_built(self):
+        """Build the model (for its ``input_shape``) if it is not built yet."""
+        if not self.built:
+            self.build()
 
     def add(self, layer):
         """Append a layer; the model is (re)built before its next use.

@@ -855,6 +855,7 @@ class TrainingMixin:
         """Build the model if needed (for samples shaped like ``x``'s, when
         it has no input shape yet), in one thread only."""
         if self.built:
+            self.ensure_built()   # a graph model takes back weights another model holds
             return
         with _concurrency.guard_of(self).layer_lock:
             if not self.built and self.input_shape is None and x is not None:
