@@ -186,6 +186,20 @@ def test_float64_model_exports_double_tensors(tmp_path):
 
 
 @needs_onnx
+def test_float64_leaky_relu_keeps_its_slope_in_double(tmp_path):
+    # ONNX attributes are float32: 0.2 as LeakyRelu's alpha is off by 1e-9.
+    stack = [layers.Dense(6, activation="leaky_relu"), layers.LeakyReLU(0.2)]
+    model = cdl.Sequential(stack, input_shape=(4,), dtype="float64", seed=0)
+    x = 4 * np.random.default_rng(0).standard_normal((9, 4))
+    np.testing.assert_allclose(run_exported(model, x, tmp_path / "model.onnx"),
+                               model.predict(x), rtol=1e-12, atol=1e-12)
+    single = cdl.Sequential([layers.LeakyReLU(0.2)], input_shape=(4,), seed=0)
+    halves = cdl.Sequential([layers.LeakyReLU(0.5)], input_shape=(4,), dtype="float64")
+    assert [n.op_type for n in cdl.onnx.to_onnx(single).graph.node][0] == "LeakyRelu"
+    assert [n.op_type for n in cdl.onnx.to_onnx(halves).graph.node][0] == "LeakyRelu"
+
+
+@needs_onnx
 def test_exported_file_passes_the_checker_and_names_its_producer(tmp_path):
     model = cdl.Sequential([layers.Conv2D(2, 3), layers.Flatten(), layers.Dense(1)],
                            input_shape=(5, 5, 1), seed=0, name="tiny")
