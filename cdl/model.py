@@ -392,7 +392,16 @@ class Model(TrainingMixin):
                 f"{len(self.output_names)} outputs, {len(self._layers)} layers, "
                 f"dtype {self.dtype}>")
 
-    __call__ = forward
+    def __call__(self, x, training=False):
+        """``forward(x, training)``. A model is not a layer: calling it on
+        symbolic tensors (to nest it in another graph) is refused."""
+        from cdl.layers.symbolic import is_symbolic
+
+        if is_symbolic(x) or isinstance(x, dict) and any(is_symbolic(v) for v in x.values()):
+            raise TypeError("a Model cannot be called on symbolic tensors: nesting models in a "
+                            "graph is not supported; call its layers on the tensors instead "
+                            "(they keep their weights)")
+        return self.forward(x, training=training)
 
 
     def _pack(self):
