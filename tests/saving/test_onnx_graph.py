@@ -301,6 +301,25 @@ def test_a_model_after_training_steps_agrees(tmp_path):
     assert_agrees(model, xs, tmp_path / "model.onnx")
 
 
+def test_layers_shared_with_another_model_export_their_current_weights(tmp_path):
+    # An encoder used alone and inside a classifier: training the classifier
+    # moves the encoder's weights, which the encoder's export must hold.
+    x = cdl.Input(shape=(5,), name="x")
+    code = layers.Dense(3, activation="tanh", name="code")(layers.Dense(4, name="hidden")(x))
+    encoder = cdl.Model(x, code, seed=0)
+    classifier = cdl.Model(x, layers.Dense(2, name="cls")(code), seed=1)
+    before = encoder.get_weights()
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        out = classifier.forward(rng.standard_normal((8, 5)), training=True)
+        classifier.backward(out - 1.0)
+        classifier.param_buffer -= 0.1 * classifier.grad_buffer
+    proto = cdl.onnx.to_onnx(encoder)
+    kernels = [onnx.numpy_helper.to_array(t) for t in proto.graph.initializer]
+    assert not any(np.array_equal(k, before[0]) for k in kernels)
+    assert_agrees(encoder, [data((4, 5), "float32", seed=1)], tmp_path / "encoder.onnx")
+
+
 # --- inputs and names --------------------------------------------------------------------
 
 def test_inputs_keep_the_dtype_they_declare(tmp_path):
