@@ -1,11 +1,12 @@
 """Which inputs a model's prediction depends on: gradient attributions and
 permutation importance.
 
-Every function takes a model (a built ``cdl.Sequential``) and a batch of
-inputs and returns one attribution per input element, in the shape of the
-inputs. Gradients come from the model's own backward pass, in inference
-mode (dropout off, BatchNorm on its running statistics); the model's
-weights and its gradient buffer are left as they were.
+Every function takes a model (a ``cdl.Sequential`` or a graph
+``cdl.Model``) and a batch of inputs and returns one attribution per input
+element, in the shape of the inputs. Gradients come from the model's own
+backward pass, in inference mode (dropout off, BatchNorm on its running
+statistics); the model's weights and its gradient buffer are left as they
+were.
 
 - ``input_gradients``: d output / d input (the raw gradient);
 - ``saliency``: its absolute value (Simonyan et al. 2014);
@@ -22,6 +23,16 @@ for every sample, one index per sample, or None for the largest output of
 each sample (the predicted class of a classifier). Attributions explain
 the model's raw outputs: the logits of a classifier with a linear head.
 
+Graph models (``cdl.Model``) with several inputs take ``x`` as ``forward``
+does, a list in input order or a dict keyed by input names, and get their
+attributions per input: a list in input order, as ``model.backward``
+returns the input gradients. An input that only feeds layers without an
+input gradient (the token indices of an ``Embedding``) cannot be
+attributed: its entry is None, and integrated gradients keep it at its
+value along the whole path. A gradient explains one output, so a model
+with several outputs needs ``output=``, the name or index of the explained
+one (``target`` then indexes that output).
+
 Examples
 --------
 >>> import numpy as np
@@ -34,6 +45,19 @@ Examples
 >>> check = explain.completeness(model, x, attributions, target=1)
 >>> bool(check.relative_error[0] < 1e-3)
 True
+
+A model with two inputs and two outputs: one attribution array per input,
+for the chosen output.
+
+>>> image = cdl.Input(shape=(4,), name="image")
+>>> meta = cdl.Input(shape=(2,), name="meta")
+>>> h = layers.Concatenate()([layers.Dense(3, activation="tanh")(image), meta])
+>>> graph = cdl.Model([image, meta], [layers.Dense(3, name="cls")(h),
+...                                   layers.Dense(1, name="reg")(h)], dtype="float64", seed=0)
+>>> inputs = {"image": np.ones((5, 4)), "meta": np.zeros((5, 2))}
+>>> ig_image, ig_meta = explain.integrated_gradients(graph, inputs, output="cls")
+>>> ig_image.shape, ig_meta.shape
+((5, 4), (5, 2))
 """
 from typing import NamedTuple
 
@@ -50,8 +74,27 @@ _IG_METHODS = ("trapezoid", "riemann_left", "riemann_right", "riemann_middle")
 # --- shared helpers --------------------------------------------------------------------
 
 
-def _inputs(model, x, name="x"):
-    """``x`` as a checked array of the model's dtype (the model built if needed)."""
+def _check_model(model):
+    from cdl.model import Model
+
+    if not isinstance(model, Model):
+        raise TypeError(f"cdl.explain takes a cdl.Sequential or cdl.Model, got "
+                        f"{type(model).__name__}")
+
+
+def _is_sequential(model):
+    from cdl.model import Sequential
+
+    return isinstance(model, Sequential)
+
+
+def _checked_inputs(model, x, name="x"):
+    """``x`` as a list of checked arrays of the model's dtype, one per input
+    in input order (a Sequential built for ``x`` if it has no input shape)."""
+    _check_model(model)
+    if not _is_sequential(model):
+        checked = model.check_input(x)
+        return checked if isinstance(checked, list) else [checked]
     if not model.built:
         if model.input_shape is None:
             model.build(np.shape(x)[1:])
@@ -62,10 +105,65 @@ def _inputs(model, x, name="x"):
         raise ValueError(f"{name} has shape {x.shape}; the model expects "
                          f"(n_samples, {', '.join(map(str, model.input_shape))})")
     check_finite(x, name)
-    if not model.layers[0].has_input_gradient:
-        raise ValueError(f"the model's first layer ({type(model.layers[0]).__name__}) has no "
-                         "input gradient, so its inputs cannot be attributed")
-    return x
+    return [x]
+
+
+def _differentiable(model):
+    """For each input, whether a gradient can reach it: some layer reading it
+    has an input gradient (or it is an output itself)."""
+    if _is_sequential(model):
+        return [model.layers[0].has_input_gradient]
+    from cdl.model import graph_rows
+
+    outputs = {t.id for t in model.outputs}
+    readers = {}
+    for node, _, _ in graph_rows(model):
+        for tensor in node.inputs:
+            readers[tensor.id] = readers.get(tensor.id, False) or node.layer.has_input_gradient
+    return [t.id in outputs or readers.get(t.id, False) for t in model.inputs]
+
+
+def _output_index(model, output):
+    """The index of the explained output (``output``: a name, an index or
+    None, which only a model with one output may leave out)."""
+    names = list(model.output_names)
+    if output is None:
+        if len(names) == 1:
+            return 0
+        raise ValueError(f"the model has {len(names)} outputs "
+                         f"({', '.join(repr(n) for n in names)}): choose the explained one "
+                         "with output=<name> or output=<index>")
+    if isinstance(output, str):
+        if output not in names:
+            raise ValueError(f"unknown output {output!r}; the model's outputs are "
+                             f"{', '.join(repr(n) for n in names)}")
+        return names.index(output)
+    if isinstance(output, (int, np.integer)) and not isinstance(output, (bool, np.bool_)):
+        if not 0 <= output < len(names):
+            raise ValueError(f"output index {output} is out of range: the model has "
+                             f"{len(names)} output(s)")
+        return int(output)
+    raise TypeError(f"output must be an output name or index, got {output!r}")
+
+
+def _attributable(model, x, output):
+    """``(inputs, differentiable, output index)`` of a gradient attribution,
+    refusing a model none of whose inputs a gradient reaches."""
+    xs = _checked_inputs(model, x)
+    flags = _differentiable(model)
+    index = _output_index(model, output)
+    if not any(flags):
+        if _is_sequential(model):
+            raise ValueError(f"the model's first layer ({type(model.layers[0]).__name__}) has "
+                             "no input gradient, so its inputs cannot be attributed")
+        raise ValueError("every input of the model feeds only layers without an input "
+                         "gradient (such as Embedding), so no input can be attributed")
+    return xs, flags, index
+
+
+def _per_input(model, values):
+    """One value for a model with one input, else the list in input order."""
+    return values[0] if len(model.input_names) == 1 else values
 
 
 def _flat_outputs(outputs):
@@ -93,72 +191,136 @@ def _resolve_target(target, outputs):
     return target
 
 
-def _gradients(model, x, target):
-    """d output[target] / d input for the checked batch ``x`` (inference mode)."""
-    outputs = model.forward(x, training=False)
-    seed = np.zeros(_flat_outputs(outputs).shape, dtype=model.dtype)
-    seed[np.arange(x.shape[0]), target] = 1.0
-    return model.backward(seed.reshape(outputs.shape))
+def _gradients(model, xs, target, index):
+    """d output[index][target] / d input for every input of the checked batch
+    ``xs`` (inference mode); None where no gradient reached an input."""
+    outputs = model.forward(xs if len(xs) > 1 else xs[0], training=False)
+    outputs = outputs if isinstance(outputs, list) else [outputs]
+    explained = outputs[index]
+    seed = np.zeros(_flat_outputs(explained).shape, dtype=model.dtype)
+    seed[np.arange(xs[0].shape[0]), target] = 1.0
+    grads = [None] * len(outputs)   # the other outputs get no gradient
+    grads[index] = seed.reshape(explained.shape)
+    dx = model.backward(grads if len(grads) > 1 else grads[0])
+    return dx if isinstance(dx, list) else [dx]
 
 
-def _batched_gradients(model, x, target, batch_size):
+def _batched_gradients(model, xs, target, index, differentiable, batch_size):
+    """The gradients of ``_gradients`` for every input a gradient can reach
+    (None for the others), ``batch_size`` samples per pass."""
     saved = model.grad_buffer.copy()  # backward overwrites the weights' gradients
     try:
-        out = np.empty_like(x)
-        for start in range(0, x.shape[0], batch_size):
+        out = [np.empty_like(x) if flag else None for x, flag in zip(xs, differentiable)]
+        for start in range(0, xs[0].shape[0], batch_size):
             stop = start + batch_size
-            out[start:stop] = _gradients(model, x[start:stop], target[start:stop])
+            parts = _gradients(model, [x[start:stop] for x in xs], target[start:stop], index)
+            for whole, part in zip(out, parts):
+                if whole is not None:
+                    # No gradient: the explained output does not depend on this input.
+                    whole[start:stop] = 0 if part is None else part
         return out
     finally:
         model.grad_buffer[...] = saved
 
 
-def _predict(model, x, batch_size):
-    return model.predict(x, batch_size=batch_size)
+def _predict(model, xs, index, batch_size):
+    """The explained output for the checked inputs ``xs``."""
+    outputs = model.predict(xs if len(xs) > 1 else xs[0], batch_size=batch_size)
+    return outputs[index] if isinstance(outputs, list) else outputs
 
 
 def _check_batch_size(batch_size):
     return check_number(batch_size, "batch_size", low=1, integer=True)
 
 
-def _baseline(model, x, baseline):
+def _baseline(model, x, baseline, name="baseline"):
     """The baseline broadcast to ``x``'s shape (zeros by default)."""
     if baseline is None:
         return np.zeros_like(x)
-    base = as_float_array(baseline, model.dtype, "baseline")
-    check_finite(base, "baseline")
+    base = as_float_array(baseline, model.dtype, name)
+    check_finite(base, name)
     try:
         return np.ascontiguousarray(np.broadcast_to(base, x.shape))
     except ValueError:
-        raise ValueError(f"baseline of shape {base.shape} does not broadcast to the inputs' "
+        raise ValueError(f"{name} of shape {base.shape} does not broadcast to the inputs' "
                          f"shape {x.shape}") from None
+
+
+def _baselines(model, xs, differentiable, baseline):
+    """One baseline per input: ``baseline`` for a model with one input; else
+    None (zeros), one number for every input, or a list or dict with an
+    entry per input (None: zeros). An input no gradient reaches stays at
+    its value."""
+    if len(xs) == 1:
+        return [_baseline(model, xs[0], baseline)]
+    from cdl.graph import structure
+
+    names = model.input_names
+    if baseline is None:
+        values = [None] * len(xs)
+    elif isinstance(baseline, (list, tuple, dict)):
+        values = structure(baseline, names, "baseline", allow_missing=True)
+        for name, value, flag in zip(names, values, differentiable):
+            if value is not None and not flag:
+                raise ValueError(f"input {name!r} feeds only layers without an input gradient: "
+                                 "it stays at its value along the path, so its baseline must "
+                                 "be None")
+    elif np.ndim(baseline) == 0:
+        values = [baseline] * len(xs)
+    else:
+        raise ValueError(f"the model has {len(names)} inputs "
+                         f"({', '.join(repr(n) for n in names)}): give baseline as one number, "
+                         "a list in input order or a dict keyed by input names")
+    return [_baseline(model, x, value, f"baseline of input {name!r}") if flag else x
+            for x, value, flag, name in zip(xs, values, differentiable, names)]
+
+
+def _map(function, values):
+    """``function`` applied to an attribution or to each of a list of them."""
+    if isinstance(values, list):
+        return [None if v is None else function(v) for v in values]
+    return function(values)
 
 
 # --- gradient attributions --------------------------------------------------------------
 
+def _input_gradients(model, xs, differentiable, index, target, batch_size):
+    batch_size = _check_batch_size(batch_size)
+    target = _resolve_target(target, _predict(model, xs, index, batch_size))
+    return _batched_gradients(model, xs, target, index, differentiable, batch_size)
 
-def input_gradients(model, x, target=None, batch_size=256):
+
+def input_gradients(model, x, target=None, batch_size=256, output=None):
     """Gradient of the chosen output with respect to each input element.
 
     Parameters
     ----------
-    model : cdl.Sequential
-    x : array_like of shape ``(n_samples, *input_shape)``
+    model : cdl.Sequential or cdl.Model
+    x : array_like of shape ``(n_samples, *input_shape)``, list or dict
+        The inputs; for a model with several, a list in input order or a
+        dict keyed by input names.
     target : int, array_like of int of shape (n_samples,), or None
         Index of the explained output (into each sample's flattened
         outputs); None explains each sample's largest output.
     batch_size : int
         Samples per forward/backward pass.
+    output : str or int, optional
+        The explained output of a model with several (its name or index);
+        required for such a model.
 
     Returns
     -------
-    ndarray of shape ``(n_samples, *input_shape)``, the model's dtype
+    ndarray of shape ``(n_samples, *input_shape)``, the model's dtype, or a list
+        One per input, in input order, for a model with several inputs
+        (None for an input that only feeds layers without an input
+        gradient, zeros for one the output does not depend on).
 
     Raises
     ------
     ValueError
-        For inputs of the wrong shape, NaN, out-of-range targets, or a
-        model whose first layer has no input gradient (Embedding).
+        For inputs of the wrong shape, NaN, out-of-range targets, a model
+        with several outputs and no ``output``, or a model none of whose
+        inputs has a gradient (a Sequential starting with Embedding).
 
     Examples
     --------
@@ -169,26 +331,29 @@ def input_gradients(model, x, target=None, batch_size=256):
     >>> bool((grads[0] == model.layers[0].kernel[:, 0]).all())
     True
     """
-    x = _inputs(model, x)
-    batch_size = _check_batch_size(batch_size)
-    target = _resolve_target(target, _predict(model, x, batch_size))
-    return _batched_gradients(model, x, target, batch_size)
+    xs, differentiable, index = _attributable(model, x, output)
+    return _per_input(model, _input_gradients(model, xs, differentiable, index, target,
+                                              batch_size))
 
 
-def saliency(model, x, target=None, batch_size=256):
+def saliency(model, x, target=None, batch_size=256, output=None):
     """Saliency map: the absolute value of ``input_gradients``.
 
     Parameters
     ----------
-    model : cdl.Sequential
-    x : array_like of shape ``(n_samples, *input_shape)``
+    model : cdl.Sequential or cdl.Model
+    x : array_like of shape ``(n_samples, *input_shape)``, list or dict
+        See ``input_gradients``.
     target : int, array_like of int of shape (n_samples,), or None
         See ``input_gradients``.
     batch_size : int
+    output : str or int, optional
+        See ``input_gradients``.
 
     Returns
     -------
-    ndarray of shape ``(n_samples, *input_shape)``, non-negative
+    ndarray of shape ``(n_samples, *input_shape)``, non-negative, or a list
+        One per input for a model with several (see ``input_gradients``).
 
     Examples
     --------
@@ -198,23 +363,27 @@ def saliency(model, x, target=None, batch_size=256):
     >>> explain.saliency(model, [[1.0, 0.0, -1.0, 2.0]]).shape
     (1, 4)
     """
-    return np.abs(input_gradients(model, x, target, batch_size))
+    return _map(np.abs, input_gradients(model, x, target, batch_size, output))
 
 
-def gradient_x_input(model, x, target=None, batch_size=256):
+def gradient_x_input(model, x, target=None, batch_size=256, output=None):
     """Gradient times input: each input element's first-order contribution.
 
     Parameters
     ----------
-    model : cdl.Sequential
-    x : array_like of shape ``(n_samples, *input_shape)``
+    model : cdl.Sequential or cdl.Model
+    x : array_like of shape ``(n_samples, *input_shape)``, list or dict
+        See ``input_gradients``.
     target : int, array_like of int of shape (n_samples,), or None
         See ``input_gradients``.
     batch_size : int
+    output : str or int, optional
+        See ``input_gradients``.
 
     Returns
     -------
-    ndarray of shape ``(n_samples, *input_shape)``, the model's dtype
+    ndarray of shape ``(n_samples, *input_shape)``, the model's dtype, or a list
+        One per input for a model with several (see ``input_gradients``).
 
     Examples
     --------
@@ -228,8 +397,9 @@ def gradient_x_input(model, x, target=None, batch_size=256):
     >>> bool(np.isclose(explain.gradient_x_input(model, x).sum(), model.predict(x)[0, 0]))
     True
     """
-    x = _inputs(model, x)
-    return input_gradients(model, x, target, batch_size) * x
+    xs, differentiable, index = _attributable(model, x, output)
+    grads = _input_gradients(model, xs, differentiable, index, target, batch_size)
+    return _per_input(model, [None if g is None else g * v for g, v in zip(grads, xs)])
 
 
 def _path_weights(steps, method):
@@ -245,7 +415,7 @@ def _path_weights(steps, method):
 
 
 def integrated_gradients(model, x, target=None, baseline=None, steps=50, method="trapezoid",
-                         batch_size=256):
+                         batch_size=256, output=None):
     """Integrated gradients: (x - baseline) times the gradient averaged along
     the straight path from the baseline to x.
 
@@ -254,24 +424,36 @@ def integrated_gradients(model, x, target=None, baseline=None, steps=50, method=
     square of ``steps`` (trapezoid, midpoint) for smooth activations, more
     slowly across ReLU kinks. ``completeness`` measures it.
 
+    With several inputs, every input moves along the path at once (one
+    path in the space of all inputs), so the attributions of all inputs
+    together add up to f(x) - f(baseline); an input that only feeds layers
+    without an input gradient stays at its value.
+
     Parameters
     ----------
-    model : cdl.Sequential
-    x : array_like of shape ``(n_samples, *input_shape)``
+    model : cdl.Sequential or cdl.Model
+    x : array_like of shape ``(n_samples, *input_shape)``, list or dict
+        See ``input_gradients``.
     target : int, array_like of int of shape (n_samples,), or None
         Explained output; None: the largest output of each sample at ``x``.
-    baseline : array_like or float, optional
+    baseline : array_like or float, list or dict, optional
         The reference input, broadcast to ``x``'s shape; default zeros.
+        With several inputs: one number for all, or a list in input order
+        or a dict keyed by input names of per-input baselines (None or a
+        left-out key: zeros).
     steps : int >= 1
         Intervals of the path (``steps + 1`` gradients for the trapezoid
         rule, ``steps`` for a Riemann sum).
     method : {"trapezoid", "riemann_left", "riemann_right", "riemann_middle"}
     batch_size : int
+    output : str or int, optional
+        See ``input_gradients``.
 
     Returns
     -------
-    ndarray of float64, shape ``(n_samples, *input_shape)``
-        Attributions, accumulated in float64.
+    ndarray of float64, shape ``(n_samples, *input_shape)``, or a list
+        Attributions, accumulated in float64; one per input for a model
+        with several (None for an input no gradient reaches).
 
     Examples
     --------
@@ -284,20 +466,27 @@ def integrated_gradients(model, x, target=None, baseline=None, steps=50, method=
     >>> ig.shape
     (1, 3)
     """
-    x = _inputs(model, x)
-    base = _baseline(model, x, baseline)
+    xs, differentiable, index = _attributable(model, x, output)
+    bases = _baselines(model, xs, differentiable, baseline)
     steps = check_number(steps, "steps", low=1, integer=True)
     method = choose(method, _IG_METHODS, "method")
     batch_size = _check_batch_size(batch_size)
-    target = _resolve_target(target, _predict(model, x, batch_size))
-    delta = x - base
-    total = np.zeros(x.shape, dtype=np.float64)
-    point = np.empty_like(x)
+    target = _resolve_target(target, _predict(model, xs, index, batch_size))
+    deltas = [x - base if flag else None for x, base, flag in zip(xs, bases, differentiable)]
+    totals = [np.zeros(x.shape, dtype=np.float64) if flag else None
+              for x, flag in zip(xs, differentiable)]
+    points = [np.empty_like(x) if flag else x for x, flag in zip(xs, differentiable)]
     for alpha, weight in zip(*_path_weights(steps, method)):
-        np.multiply(delta, model.dtype.type(alpha), out=point)
-        point += base
-        total += weight * _batched_gradients(model, point, target, batch_size)
-    return total * delta
+        for point, delta, base in zip(points, deltas, bases):
+            if delta is not None:
+                np.multiply(delta, model.dtype.type(alpha), out=point)
+                point += base
+        grads = _batched_gradients(model, points, target, index, differentiable, batch_size)
+        for total, grad in zip(totals, grads):
+            if total is not None:
+                total += weight * grad
+    return _per_input(model, [None if total is None else total * delta
+                              for total, delta in zip(totals, deltas)])
 
 
 class Completeness(NamedTuple):
@@ -306,6 +495,7 @@ class Completeness(NamedTuple):
     Attributes
     ----------
     attribution_sum : ndarray of shape (n_samples,)
+        Over every input element (of every input).
     output_difference : ndarray of shape (n_samples,)
         f(x) - f(baseline) for the explained output.
     relative_error : ndarray of shape (n_samples,)
@@ -331,20 +521,55 @@ class Completeness(NamedTuple):
     relative_error: np.ndarray
 
 
-def completeness(model, x, attributions, target=None, baseline=None, batch_size=256):
+def _checked_attributions(model, xs, differentiable, attributions):
+    """The attributions as float64 arrays in input order (None for inputs no
+    gradient reaches), each of its input's shape."""
+    if len(xs) == 1:
+        values = [attributions]
+    else:
+        from cdl.graph import structure
+
+        values = structure(attributions, model.input_names, "attributions",
+                           allow_missing=True)
+    checked = []
+    for name, value, x, flag in zip(model.input_names, values, xs, differentiable):
+        what = "attributions" if len(xs) == 1 else f"attributions of input {name!r}"
+        if not flag:
+            if value is not None:
+                raise ValueError(f"input {name!r} feeds only layers without an input "
+                                 f"gradient: its attributions must be None")
+            checked.append(None)
+            continue
+        if value is None:
+            raise ValueError(f"{what} are missing")
+        value = np.asarray(value, dtype=np.float64)
+        if value.shape != x.shape:
+            raise ValueError(f"{what} have shape {value.shape}, "
+                             f"{'x' if len(xs) == 1 else 'the input'} {x.shape}")
+        checked.append(value)
+    return checked
+
+
+def completeness(model, x, attributions, target=None, baseline=None, batch_size=256,
+                 output=None):
     """Check the completeness axiom of integrated gradients: the attributions
     of each sample sum to f(x) - f(baseline).
 
     Parameters
     ----------
-    model : cdl.Sequential
-    x : array_like of shape ``(n_samples, *input_shape)``
-    attributions : array_like of shape ``(n_samples, *input_shape)``
-        From ``integrated_gradients`` with the same ``target`` and ``baseline``.
+    model : cdl.Sequential or cdl.Model
+    x : array_like of shape ``(n_samples, *input_shape)``, list or dict
+        See ``input_gradients``.
+    attributions : array_like of shape ``(n_samples, *input_shape)``, list or dict
+        From ``integrated_gradients`` with the same ``target``, ``baseline``
+        and ``output``; one per input (as it returns them) for a model with
+        several, summed together.
     target : int, array_like of int of shape (n_samples,), or None
         As given to ``integrated_gradients`` (None: resolved at ``x``).
-    baseline : array_like or float, optional
+    baseline : array_like or float, list or dict, optional
     batch_size : int
+    output : str or int, optional
+        See ``input_gradients``.
 
     Returns
     -------
@@ -361,18 +586,21 @@ def completeness(model, x, attributions, target=None, baseline=None, batch_size=
     >>> bool(explain.completeness(model, x, ig).relative_error[0] < 1e-12)
     True
     """
-    x = _inputs(model, x)
-    base = _baseline(model, x, baseline)
+    xs, differentiable, index = _attributable(model, x, output)
+    bases = _baselines(model, xs, differentiable, baseline)
     batch_size = _check_batch_size(batch_size)
-    attributions = np.asarray(attributions, dtype=np.float64)
-    if attributions.shape != x.shape:
-        raise ValueError(f"attributions have shape {attributions.shape}, x {x.shape}")
-    at_x = _flat_outputs(_predict(model, x, batch_size))
-    at_base = _flat_outputs(_predict(model, base, batch_size))
+    attributions = _checked_attributions(model, xs, differentiable, attributions)
+    n = xs[0].shape[0]
+    at_x = _flat_outputs(_predict(model, xs, index, batch_size))
+    at_base = _flat_outputs(_predict(model, bases, index, batch_size))
     target = _resolve_target(target, at_x)
-    rows = np.arange(x.shape[0])
+    rows = np.arange(n)
     difference = at_x[rows, target].astype(np.float64) - at_base[rows, target]
-    total = attributions.reshape(x.shape[0], -1).sum(axis=1)
+    total = None
+    for part in attributions:
+        if part is not None:
+            part = part.reshape(n, -1).sum(axis=1)
+            total = part if total is None else total + part
     error = np.abs(total - difference) / np.maximum(np.abs(difference), 1e-12)
     return Completeness(total, difference, error)
 
@@ -442,7 +670,7 @@ def _neg_mse(y, outputs):
 _SCORERS = {"accuracy": _accuracy, "r2": _r2, "neg_mean_squared_error": _neg_mse}
 
 
-def _scorer(model, scoring):
+def _scorer(model, scoring, index):
     if callable(scoring):
         return scoring
     if scoring is None:
@@ -451,22 +679,49 @@ def _scorer(model, scoring):
                              f"compiled; compile it or pass scoring= (one of "
                              f"{', '.join(_SCORERS)} or a function)")
         loss = model.loss
+        if hasattr(loss, "loss_of"):   # a loss per output: the explained output's
+            loss = loss.loss_of(index)
+            if loss is None:
+                raise ValueError(f"output {model.output_names[index]!r} has no loss to score "
+                                 f"with; pass scoring= (one of {', '.join(_SCORERS)} or a "
+                                 "function)")
         return lambda y, outputs: -float(loss.forward(outputs, y))
     return _SCORERS[choose(scoring, tuple(_SCORERS), "scoring")]
 
 
-def permutation_importance(model, x, y, scoring=None, n_repeats=5, seed=None, batch_size=256):
+def _output_targets(model, y, index):
+    """The targets of the explained output: ``y`` itself, or its entry for a
+    dict keyed by output names."""
+    if not isinstance(y, dict):
+        return y
+    name = model.output_names[index]
+    unknown = [key for key in y if key not in model.output_names]
+    if unknown:
+        raise ValueError(f"y has unknown key(s) {', '.join(repr(k) for k in unknown)}; "
+                         f"expected {', '.join(repr(n) for n in model.output_names)}")
+    if name not in y:
+        raise ValueError(f"y has no targets for the explained output {name!r}")
+    return y[name]
+
+
+def permutation_importance(model, x, y, scoring=None, n_repeats=5, seed=None, batch_size=256,
+                           output=None):
     """Permutation feature importance: the drop of a score when one input
     element (feature, pixel) is shuffled across the samples.
 
     Parameters
     ----------
-    model : cdl.Sequential
-    x : array_like of shape ``(n_samples, *input_shape)``
+    model : cdl.Sequential or cdl.Model
+    x : array_like of shape ``(n_samples, *input_shape)``, list or dict
+        The inputs; for a model with several, a list in input order or a
+        dict keyed by input names. Every element of every input is
+        shuffled in turn (inputs in order, one generator for all).
     y : array_like
-        Targets, as the score function takes them.
+        Targets of the explained output, as the score function takes them
+        (or a dict keyed by output names holding them).
     scoring : None, str or callable
-        Higher is better. None: minus the model's compiled loss;
+        Higher is better. None: minus the model's compiled loss (of the
+        explained output, for a model compiled with a loss per output);
         "accuracy" (argmax of the outputs, or output > 0 for one logit,
         against labels), "r2", "neg_mean_squared_error"; or a function
         ``score(y, outputs) -> float`` of the raw outputs.
@@ -475,10 +730,15 @@ def permutation_importance(model, x, y, scoring=None, n_repeats=5, seed=None, ba
     seed : int or numpy.random.Generator, optional
         Seeds the shuffles.
     batch_size : int
+    output : str or int, optional
+        The scored output of a model with several (its name or index);
+        required for such a model.
 
     Returns
     -------
-    PermutationImportance
+    PermutationImportance, or a list of them
+        One per input, in input order, for a model with several inputs
+        (each with the same ``baseline_score``).
 
     Examples
     --------
@@ -493,31 +753,33 @@ def permutation_importance(model, x, y, scoring=None, n_repeats=5, seed=None, ba
     >>> bool(result.importances_mean[0] > 1.0 and result.importances_mean[1] == 0.0)
     True
     """
-    if not model.built and model.input_shape is None:
-        model.build(np.shape(x)[1:])
-    x = as_float_array(x, model.dtype, "x")
-    if x.ndim < 2 or (model.input_shape is not None and x.shape[1:] != model.input_shape):
-        raise ValueError(f"x has shape {x.shape}; the model expects samples of shape "
-                         f"{model.input_shape}")
-    check_finite(x, "x")
-    if np.shape(y)[:1] != (x.shape[0],):
-        raise ValueError(f"y has {np.shape(y)[:1]} samples, x has {x.shape[0]}")
+    xs = _checked_inputs(model, x)
+    index = _output_index(model, output)
+    y = _output_targets(model, y, index)
+    n = xs[0].shape[0]
+    if np.shape(y)[:1] != (n,):
+        raise ValueError(f"y has {np.shape(y)[:1]} samples, x has {n}")
     n_repeats = check_number(n_repeats, "n_repeats", low=1, integer=True)
     batch_size = _check_batch_size(batch_size)
-    score = _scorer(model, scoring)
+    score = _scorer(model, scoring, index)
     rng = np.random.default_rng(seed)
-    n = x.shape[0]
-    work = x.reshape(n, -1).copy()
-    baseline = float(score(y, _predict(model, x, batch_size)))
-    drops = np.empty((work.shape[1], n_repeats))
-    for feature in range(work.shape[1]):
-        original = work[:, feature].copy()
-        for repeat in range(n_repeats):
-            work[:, feature] = original[rng.permutation(n)]
-            outputs = _predict(model, work.reshape(x.shape), batch_size)
-            drops[feature, repeat] = baseline - float(score(y, outputs))
-        work[:, feature] = original
-    shape = tuple(x.shape[1:])
-    return PermutationImportance(drops.mean(axis=1).reshape(shape),
-                                 drops.std(axis=1).reshape(shape),
-                                 drops.reshape(shape + (n_repeats,)), baseline)
+    baseline = float(score(y, _predict(model, xs, index, batch_size)))
+    current = list(xs)
+    results = []
+    for i, x_i in enumerate(xs):
+        work = x_i.reshape(n, -1).copy()
+        current[i] = work.reshape(x_i.shape)   # a view: shuffles show through
+        drops = np.empty((work.shape[1], n_repeats))
+        for feature in range(work.shape[1]):
+            original = work[:, feature].copy()
+            for repeat in range(n_repeats):
+                work[:, feature] = original[rng.permutation(n)]
+                outputs = _predict(model, current, index, batch_size)
+                drops[feature, repeat] = baseline - float(score(y, outputs))
+            work[:, feature] = original
+        current[i] = x_i
+        shape = tuple(x_i.shape[1:])
+        results.append(PermutationImportance(drops.mean(axis=1).reshape(shape),
+                                             drops.std(axis=1).reshape(shape),
+                                             drops.reshape(shape + (n_repeats,)), baseline))
+    return _per_input(model, results)
