@@ -21,6 +21,17 @@ same batches (to rounding), so a script does not change with N:
   (``Callback.rank_zero_only``); ``BackupAndRestore`` restores on every
   rank and backs up from rank 0.
 
+Graph models (``cdl.Model``, several inputs and outputs, shared layers)
+train the same way, given the same lists or dicts of arrays on every
+process: the rows of every input, target and per-output sample weight are
+split alike, and the per-output losses and metrics (``cls_loss``,
+``cls_accuracy``, ...) are merged over the processes like the others. The
+processes' gradients are weighted by their share of the batch's samples,
+so with a loss per output every output's loss must average over the
+samples: a class-weighted loss (``CrossEntropy(weight=...)``) on one of
+several outputs is refused when ``fit`` starts (weight the samples per
+output instead); a model with one output may use one.
+
 When a process fails inside ``fit`` (bad data in its part, an exception
 in a layer), every process raises ``DistributedError`` naming the rank and
 the error, at the same step. A failure that the others cannot be told
@@ -52,6 +63,7 @@ from cdl import _concurrency, _sharding
 from cdl._validation import check_bool, check_number, choose
 from cdl.metrics import Metric
 from cdl.training import adapters
+from cdl.training.outputs import OutputLosses, OutputMetric
 from cdl.training.strategy import Strategy
 
 __all__ = ["DistributedError", "is_available", "init", "rank", "size", "is_main_process",
@@ -310,7 +322,7 @@ def average_gradients(model, weight=None, comm=None):
 
     Parameters
     ----------
-    model : cdl.Sequential
+    model : cdl.Model or cdl.Sequential
     weight : float, optional
         This process's weight in the average, e.g. the number of samples
         of its part of the batch; the result is sum(weight_r * grad_r) /
@@ -406,7 +418,7 @@ class DataParallel(Strategy):
 
     Parameters
     ----------
-    model : cdl.Sequential
+    model : cdl.Model or cdl.Sequential
         The model that this process trains.
     comm : mpi4py.MPI.Comm, optional
         The processes that train together; default that of ``init``.
@@ -486,14 +498,13 @@ class DataParallel(Strategy):
                 for metric in model.metrics:
                     metric.reset()
 
-    @staticmethod
-    def check_metrics(metrics):
-        """Raise TypeError unless every metric can be merged across processes."""
-        for metric in metrics:
-            if type(metric).merge_state is Metric.merge_state:
-                raise TypeError(f"metric {metric.name!r} ({type(metric).__name__}) does not "
-                                "implement merge_state, so distributed training cannot "
-                                "combine it across processes")
+    def check_metrics(self, metrics):
+        """Raise TypeError unless every metric can be merged across processes
+        (the metric inside a per-output one included), and ValueError if the
+        model's loss cannot be split between them (see ``_check_loss``);
+        ``fit`` calls it, on every process, before training starts."""
+        _check_mergeable(metrics)
+        _check_loss(getattr(self.model, "loss", None))
 
     def check_same(self, value, what):
         """Raise DistributedError on every process if ``value`` differs between them."""
@@ -669,6 +680,43 @@ class DataParallel(Strategy):
             raise ValueError("cannot evaluate on zero samples")
         self.merge_metrics(model.metrics)
         return model.evaluation_results(sums[0], sums[1])
+
+
+def _check_mergeable(metrics):
+    """Raise TypeError unless every metric of ``metrics`` can be merged
+    across processes: it implements ``merge_state``, and so does the metric
+    that a per-output one (``cdl.training.outputs.OutputMetric``) wraps."""
+    for metric in metrics:
+        inner = metric
+        while isinstance(inner, OutputMetric):
+            inner = inner._metric
+        if type(inner).merge_state is Metric.merge_state:
+            what = f"metric {metric.name!r} ({type(inner).__name__})"
+            raise TypeError(f"{what} does not implement merge_state, so distributed "
+                            "training cannot combine it across processes")
+
+
+def _check_loss(loss):
+    """Raise ValueError if data-parallel training cannot split ``loss``
+    between the processes: a loss per output (a model with several
+    outputs) whose outputs' losses do not all average over the samples.
+
+    One process's part of a batch carries its share of the batch's divisor.
+    With one loss that divisor may be anything (the sum of the class
+    weights of the batch's labels); with a loss per output, each output's
+    mean has its own, and the processes' gradients, summed in one buffer,
+    can only be weighted by one: the sample count.
+    """
+    if not isinstance(loss, OutputLosses) or loss._divides_by_samples():
+        return
+    weighted = [f"{name!r} ({type(part).__name__})" for name, part in zip(loss.names, loss.losses)
+                if part is not None and not part._divides_by_samples()]
+    raise ValueError(
+        "distributed training of a model with a loss per output needs every output's loss to "
+        "average over the samples, but the loss of output(s) " + ", ".join(weighted) +
+        " divides by another sum (the class weights of the batch's labels, for a loss with "
+        "weight=...): weight the samples instead (sample_weight per output), or train in one "
+        "process")
 
 
 def _fresh_copy(metric):

@@ -53,6 +53,54 @@ def image_data(n=37, seed=3):
     return x, y
 
 
+def graph_model(optimizer, seed=5, dropout=True, loss=None, metrics=None, untrained=False):
+    """Two inputs, two outputs, a layer shared by both branches, a merge, a
+    skip connection and dropout; ``untrained`` leaves the regression
+    output without a loss."""
+    a = cdl.Input(shape=(6,), name="a")
+    b = cdl.Input(shape=(4,), name="b")
+    shared = layers.Dense(8, activation="tanh", name="shared")
+    ha = shared(layers.Dense(8, name="pre_a")(a))
+    hb = shared(layers.Dense(8, name="pre_b")(b))
+    if dropout:
+        hb = layers.Dropout(0.25, name="drop_b")(hb)
+    h = layers.Concatenate(name="join")([ha, hb])
+    h = layers.Add(name="skip")([layers.Dense(8, activation="relu", name="left")(h),
+                                 layers.Dense(8, name="right")(h)])
+    if dropout:
+        h = layers.Dropout(0.3, name="drop")(h)
+    cls = layers.Dense(3, name="cls")(h)
+    reg = layers.Dense(1, name="reg")(h)
+    model = cdl.Model([a, b], [cls, reg], seed=seed, dtype="float64")
+    if loss is None:
+        loss = {"cls": "cross_entropy"} if untrained else \
+            {"cls": "cross_entropy", "reg": "mse"}
+    model.compile(optimizer, loss=loss, loss_weights=None if untrained else {"reg": 0.5},
+                  metrics=metrics or {"cls": ["accuracy", "f1"], "reg": ["mae"]})
+    return model
+
+
+def graph_data(n=67, seed=6, as_list=False):
+    """Inputs ``a`` and ``b`` and targets ``cls`` (labels) and ``reg``, as dicts
+    (or lists in the model's order)."""
+    rng = np.random.default_rng(seed)
+    xa, xb = rng.normal(size=(n, 6)), rng.normal(size=(n, 4))
+    y_cls = (xa[:, 0] + xb[:, 1] > 0).astype(np.int64) + (xa[:, 2] > 1.0)
+    y_reg = (xa[:, :2].sum(axis=1) - xb[:, 0])[:, None]
+    if as_list:
+        return [xa, xb], [y_cls, y_reg]
+    return {"a": xa, "b": xb}, {"cls": y_cls, "reg": y_reg}
+
+
+def samples(x):
+    """The number of samples of array, list or dict data."""
+    if isinstance(x, dict):
+        x = next(iter(x.values()))
+    elif isinstance(x, list):
+        x = x[0]
+    return len(x)
+
+
 OPTIMIZERS = {
     "sgd": lambda: optimizers.SGD(lr=0.1, momentum=0.9, nesterov=True),
     "adam": lambda: optimizers.Adam(lr=0.01),
@@ -78,6 +126,14 @@ CASES = {
     "conv-noise": (conv_model, image_data, dict(epochs=3, batch_size=8)),
     "long-adam": (lambda: dense_model(OPTIMIZERS["adam"]()),
                   lambda: classification_data(n=301), dict(epochs=20, batch_size=32)),
+    # Graph models: dicts by name, per-output losses, weights and metrics.
+    "graph-dropout": (lambda: graph_model(OPTIMIZERS["adam"]()), graph_data,
+                      dict(epochs=5, batch_size=16, validation_split=0.2,
+                           sample_weight="ramp-per-output")),
+    "graph-untrained-output": (
+        lambda: graph_model(OPTIMIZERS["sgd"](), untrained=True, metrics={"cls": ["accuracy"]}),
+        lambda: graph_data(n=49, as_list=True),
+        dict(epochs=4, batch_size=16, shuffle=False, sample_weight="ramp")),
 }
 
 
@@ -90,6 +146,9 @@ def fit_kwargs(case, n):
     kwargs = dict(CASES[case][2])
     if kwargs.get("sample_weight") == "ramp":
         kwargs["sample_weight"] = np.linspace(0.5, 1.5, n)
+    elif kwargs.get("sample_weight") == "ramp-per-output":
+        kwargs["sample_weight"] = {"cls": np.linspace(0.5, 1.5, n),
+                                   "reg": np.linspace(2.0, 0.0, n)}
     return kwargs
 
 
@@ -100,7 +159,7 @@ def train(case, distributed, x=None, y=None):
         x, y = make_data()
     model = make_model()
     history = model.fit(x, y, verbose=0, distributed=distributed,
-                        **fit_kwargs(case, len(x)))
+                        **fit_kwargs(case, samples(x)))
     return model, history
 
 
@@ -137,6 +196,88 @@ def scenario_memmap(out_dir):
     results = model.evaluate(xm[:41], ym[:41], batch_size=6, distributed=True)
     _save(out_dir, "memmap", rank, *model.params, **_history_arrays(history),
           **{f"eval_{k}": np.array(v) for k, v in results.items()})
+
+
+def graph_evaluation(x, y, distributed):
+    """A trained graph model's evaluation, with weights per output."""
+    model = graph_model(OPTIMIZERS["adam"]())
+    model.fit(x, y, epochs=2, batch_size=16, verbose=0, distributed=distributed)
+    n = samples(x)
+    weights = {"cls": np.linspace(0.0, 2.0, n), "reg": None}
+    return model, model.evaluate(x, y, batch_size=5, sample_weight=weights,
+                                 distributed=distributed)
+
+
+def scenario_graph_memmap(out_dir):
+    """A graph model's inputs and targets as .npy files memory-mapped by every
+    process: fit, and evaluate with weights per output."""
+    rank = cdl.distributed.rank()
+    x, y = graph_data(n=59)
+    if rank == 0:
+        for name, value in {**x, **y}.items():
+            np.save(os.path.join(out_dir, f"{name}.npy"), value)
+    cdl.distributed.barrier()
+
+    def mapped(names):
+        return {k: np.load(os.path.join(out_dir, f"{k}.npy"), mmap_mode="r") for k in names}
+
+    model, results = graph_evaluation(mapped(x), mapped(y), True)
+    _save(out_dir, "graph-memmap", rank, *model.params,
+          **{f"eval_{k}": np.array(v) for k, v in results.items()})
+
+
+def scenario_graph_iterable(out_dir):
+    """Each process yields its own part of every step's batch, as dicts."""
+    rank = cdl.distributed.rank()
+    x, y = graph_data(n=60)
+
+    def parts():
+        for step in range(4):
+            rows = slice(step * 15, (step + 1) * 15)
+            part = cdl.distributed.shard(15)
+            yield ({k: v[rows][part] for k, v in x.items()},
+                   {k: v[rows][part] for k, v in y.items()})
+
+    model = graph_model(OPTIMIZERS["adam"]())
+    history = model.fit(parts(), steps_per_epoch=4, epochs=1, verbose=0, distributed=True)
+    _save(out_dir, "graph-iterable", rank, *model.params, **_history_arrays(history))
+
+
+def scenario_graph_refusals(out_dir):
+    """What distributed training of a graph model refuses, on every rank,
+    before any callback runs."""
+    rank = cdl.distributed.rank()
+    x, y = graph_data(n=32)
+    lines = []
+
+    class Started(callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            lines.append("on_train_begin ran")
+
+    class Unmergeable(cdl.metrics.Metric):
+        def reset(self):
+            self.seen = 0
+
+        def update(self, y_true, y_pred, sample_weight=None):
+            self.seen += len(y_true)
+
+        def result(self):
+            return self.seen
+
+    weighted = graph_model(OPTIMIZERS["adam"](), loss={
+        "cls": cdl.losses.CrossEntropy(weight=[1.0, 2.0, 0.5]), "reg": "mse"})
+    unmergeable = graph_model(OPTIMIZERS["adam"](),
+                              metrics={"cls": [Unmergeable(name="unmergeable")]})
+    for model in (weighted, unmergeable):
+        try:
+            model.fit(x, y, epochs=1, batch_size=8, verbose=0, distributed=True,
+                      callbacks=[Started()])
+        except (ValueError, TypeError) as err:
+            lines.append(f"{type(err).__name__}: {err}")
+    # evaluate splits nothing by class weights: it takes the weighted loss.
+    results = weighted.evaluate(x, y, distributed=True)
+    lines.append(f"evaluate: {sorted(results)}")
+    _report(out_dir, rank, "\n".join(lines))
 
 
 def scenario_iterable(out_dir):

@@ -75,7 +75,8 @@ def assert_same_training(params, history, model, reference_history, tol=1e-10):
 @pytest.mark.parametrize("processes", [2, 3])
 @pytest.mark.parametrize("case", sorted(worker.CASES))
 def test_processes_train_the_one_process_model(tmp_path, case, processes):
-    if processes == 3 and case not in ("adam-dropout", "one-sample-last-batch", "conv-noise"):
+    if processes == 3 and case not in ("adam-dropout", "one-sample-last-batch", "conv-noise",
+                                       "graph-untrained-output"):
         pytest.skip("three processes are checked on a few cases (two cores here)")
     run_mpi(processes, "equivalence", tmp_path, case)
     model, history = worker.train(case, False)
@@ -116,6 +117,91 @@ def test_iterables_yield_each_process_part(tmp_path):
     for rank in range(2):
         params, hist, _ = load(tmp_path, "iterable", rank)
         assert_same_training(params, hist, model, history)
+
+
+# --- graph models -------------------------------------------------------------
+
+def test_graph_cases_train_what_they_claim():
+    """The graph cases compared above: two inputs, two outputs, a shared layer
+    called twice, dropout, per-output losses, weights and metrics."""
+    model, history = worker.train("graph-dropout", False)
+    assert model.input_names == ["a", "b"] and model.output_names == ["cls", "reg"]
+    steps = [node.layer.name for node, _ in model._steps]
+    assert steps.count("shared") == 2 and "drop" in steps and "drop_b" in steps
+    assert {"loss", "cls_loss", "reg_loss", "cls_accuracy", "cls_f1", "reg_mae",
+            "val_loss", "val_cls_accuracy", "val_reg_mae"} <= set(history.history)
+    untrained, history = worker.train("graph-untrained-output", False)
+    assert untrained.loss.losses[1] is None and "reg_loss" not in history.history
+    # The output without a loss is not trained through: its head keeps its weights.
+    fresh = worker.CASES["graph-untrained-output"][0]()
+    reg = [i for i, layer in enumerate(fresh.layers) if layer.name == "reg"][0]
+    np.testing.assert_array_equal(untrained.layers[reg].params[0], fresh.layers[reg].params[0])
+
+
+@needs_mpi
+def test_graph_model_memory_mapped_inputs_fit_and_evaluate(tmp_path):
+    run_mpi(2, "graph_memmap", tmp_path)
+    x, y = worker.graph_data(n=59)
+    model, expected = worker.graph_evaluation(x, y, False)
+    assert {"loss", "cls_loss", "reg_loss", "cls_accuracy", "cls_f1", "reg_mae"} == set(expected)
+    for rank in range(2):
+        params, _, extra = load(tmp_path, "graph-memmap", rank)
+        for got, want in zip(params, model.params):
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-10)
+        assert {k[len("eval_"):]: float(v) for k, v in extra.items()} == pytest.approx(
+            expected, rel=1e-12, abs=1e-12)
+
+
+@needs_mpi
+def test_graph_model_iterables_yield_each_process_part(tmp_path):
+    run_mpi(2, "graph_iterable", tmp_path)
+    x, y = worker.graph_data(n=60)
+    model = worker.graph_model(worker.OPTIMIZERS["adam"]())
+
+    def whole_batches():
+        for step in range(4):
+            rows = slice(step * 15, (step + 1) * 15)
+            yield {k: v[rows] for k, v in x.items()}, {k: v[rows] for k, v in y.items()}
+
+    history = model.fit(whole_batches(), steps_per_epoch=4, epochs=1, verbose=0)
+    for rank in range(2):
+        params, hist, _ = load(tmp_path, "graph-iterable", rank)
+        assert_same_training(params, hist, model, history)
+
+
+@needs_mpi
+def test_graph_model_refusals_come_before_training_on_every_rank(tmp_path):
+    run_mpi(2, "graph_refusals", tmp_path)
+    for text in reports(tmp_path):
+        lines = text.splitlines()
+        assert len(lines) == 3, text      # neither fit reached on_train_begin
+        assert lines[0].startswith("ValueError: distributed training of a model with a loss "
+                                   "per output needs every output's loss to average over the "
+                                   "samples, but the loss of output(s) 'cls' (CrossEntropy)")
+        assert "sample_weight per output" in lines[0]
+        assert lines[1] == ("TypeError: metric 'cls_unmergeable' (Unmergeable) does not "
+                            "implement merge_state, so distributed training cannot combine "
+                            "it across processes")
+        assert lines[2] == ("evaluate: ['cls_accuracy', 'cls_f1', 'cls_loss', 'loss', "
+                            "'reg_loss', 'reg_mae']")
+
+
+def test_class_weighted_losses_of_several_outputs_are_refused_up_front():
+    from cdl.training.outputs import OutputLosses
+
+    model = worker.graph_model(worker.OPTIMIZERS["adam"](), loss={
+        "cls": cdl.losses.CrossEntropy(weight=[1.0, 2.0, 0.5]), "reg": "mse"})
+    assert isinstance(model.loss, OutputLosses)
+    parallel = DataParallel.__new__(DataParallel)
+    parallel.model = model
+    with pytest.raises(ValueError, match=r"output\(s\) 'cls' \(CrossEntropy\) divides by"):
+        parallel.check_metrics(model.metrics)
+    # One process trains it (its divisor is the batch's own), and so may a
+    # model with one output and class weights, as the "class-weights" case.
+    x, y = worker.graph_data(n=20)
+    model.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    parallel.model = worker.CASES["class-weights"][0]()
+    parallel.check_metrics(parallel.model.metrics)
 
 
 @needs_mpi
@@ -313,8 +399,16 @@ def test_a_metric_without_merge_state_is_refused_up_front():
 
     with pytest.raises(NotImplementedError, match="does not implement merge_state"):
         Custom().merge_state(Custom())
+    parallel = DataParallel.__new__(DataParallel)
+    parallel.model = None
     with pytest.raises(TypeError, match="does not implement merge_state"):
-        DataParallel.check_metrics([metrics.Accuracy(), Custom()])
+        parallel.check_metrics([metrics.Accuracy(), Custom()])
+    # Wrapped as the metric of one output of a graph model, it is found too.
+    from cdl.training.outputs import OutputMetric
+
+    with pytest.raises(TypeError, match=r"metric 'cls_custom' \(Custom\) does not implement"):
+        parallel.check_metrics([metrics.Accuracy(), OutputMetric(Custom(name="custom"), 0,
+                                                                 "cls")])
 
 
 @needs_mpi
