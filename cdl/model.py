@@ -124,6 +124,12 @@ class Model(TrainingMixin):
         return [None if t.is_input else t.node.layer for t in self._graph.outputs]
 
     @property
+    def graph(self):
+        """The checked graph (``cdl.graph.Graph``): the inputs, the layer
+        calls in order of computation, the outputs and their names."""
+        return self._graph
+
+    @property
     def inputs(self):
         """The model's input tensors (``cdl.Input``), in order."""
         return list(self._graph.inputs)
@@ -580,15 +586,15 @@ class Model(TrainingMixin):
         >>> out = layers.Add(name="sum")([shared(a), shared(layers.Dense(4, name="pre")(a))])
         >>> cdl.Model(a, out, name="siamese").summary()
         Model "siamese" (float32)
-        --------------------------------------------------------
-        Layer (type)     Output shape  Params  Connected to     
-        --------------------------------------------------------
-        a (Input)        (None, 4)     0                        
-        shared (Dense)   (None, 3)     15      a                
-        pre (Dense)      (None, 4)     20      a                
-        shared[1]        (None, 3)     0       pre              
-        sum (Add)        (None, 3)     0       shared, shared[1]
-        --------------------------------------------------------
+        ---------------------------------------------------------
+        Layer (type)    Output shape  Params  Connected to       
+        ---------------------------------------------------------
+        a (Input)       (None, 4)     0                          
+        shared (Dense)  (None, 3)     15      a                  
+        pre (Dense)     (None, 4)     20      a                  
+        shared[1]       (None, 3)     0       pre                
+        sum (Add)       (None, 3)     0       shared, shared[1]  
+        ---------------------------------------------------------
         Total params: 35 (140 B)
         Inputs: a; outputs: sum
         """
@@ -633,12 +639,14 @@ class Model(TrainingMixin):
         >>> restored.compile_config()["loss"]
         {'class_name': 'MSE', 'config': {}}
         """
-        self.ensure_built()
+        if self.built:
+            self.ensure_built()   # a graph model takes back weights another model holds
         save_model(self, path, include_optimizer=include_optimizer)
 
     def save_weights(self, path):
         """Save only the weights to ``path`` (see ``cdl.io.save_weights``)."""
-        self.ensure_built()
+        if self.built:
+            self.ensure_built()
         save_weights(self, path)
 
     def load_weights(self, path):
