@@ -663,7 +663,7 @@ def _model_graph(onnx, model):
             values[tensor.id] = name
         else:
             values[tensor.id] = g.node("Cast", [name], to=elem_type)
-    for node in model._graph.nodes:
+    for node in model.graph.nodes:
         layer = node.layer
         args = [values[t.id] for t in node.inputs]
         shapes = [t.shape for t in node.inputs]
