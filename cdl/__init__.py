@@ -68,7 +68,7 @@ def load_model(path):
 __all__ = [
     "__version__", "Model", "Input", "Sequential", "gradcheck", "GradcheckError",
     "layers", "losses", "optimizers", "schedules", "initializers", "callbacks", "metrics",
-    "data", "datasets", "explain", "tuning", "averaging", "load_model", "register_layer", "get_num_threads",
+    "data", "datasets", "explain", "utils", "tuning", "averaging", "load_model", "register_layer", "get_num_threads",
     "set_num_threads", "threads", "use_deterministic_algorithms",
     "are_deterministic_algorithms_enabled", "detect_anomaly", "set_detect_anomaly",
     "is_anomaly_enabled", "NonFiniteError",
