@@ -25,10 +25,11 @@ import math
 import numpy as np
 
 from cdl import optimizers as _optimizers
-from cdl._validation import as_float_array, check_finite, check_number
+from cdl._validation import check_number
 from cdl.layers.base import iter_layers
 from cdl.layers.core import Dropout
 from cdl.layers.noise import SpatialDropout1D, SpatialDropout2D
+from cdl.training import adapters
 
 __all__ = ["find_lr", "LRFinderResult", "predict_mc", "training_mode_only", "DROPOUT_LAYERS"]
 
@@ -46,19 +47,22 @@ def training_mode_only(model, layer_types):
     follow the flag.
 
     Layers inside blocks are found through ``Layer.sublayers()`` (see
-    ``cdl.layers.iter_layers``). ``predict_mc`` uses it to keep dropout on,
+    ``cdl.layers.iter_layers``). In a graph model, every call of a shared
+    layer is switched (each later call runs a copy of the layer that
+    shares its weights). ``predict_mc`` uses it to keep dropout on,
     ``cdl.averaging.update_batch_norm`` to let BatchNorm learn statistics
     while dropout stays off.
 
     Parameters
     ----------
-    model : cdl.Sequential
+    model : cdl.Model or cdl.Sequential
     layer_types : type or tuple of types
 
     Yields
     ------
     list of Layer
-        The layers switched to training mode.
+        The layers switched to training mode (with the copies that run the
+        later calls of a shared layer).
 
     Examples
     --------
@@ -72,7 +76,7 @@ def training_mode_only(model, layer_types):
     >>> [type(layer).__name__ for layer in chosen], bool((y != 1).any())
     (['Dropout'], True)
     """
-    chosen = [layer for layer in iter_layers(model.layers) if isinstance(layer, layer_types)]
+    chosen = [layer for layer in iter_layers(_runners(model)) if isinstance(layer, layer_types)]
     saved = []
     try:
         for layer in chosen:
@@ -91,6 +95,13 @@ def training_mode_only(model, layer_types):
                 del layer.forward
             else:
                 layer.forward = previous
+
+
+def _runners(model):
+    """Every object that runs a layer call of ``model``: its layers, and the
+    copies that run the later calls of a shared layer in a graph model."""
+    runners = getattr(model, "_runners", None)
+    return runners() if runners is not None else model.layers
 
 
 # --- the learning-rate range test ----------------------------------------------------------
@@ -221,15 +232,19 @@ def find_lr(model, x, y, start_lr=1e-7, end_lr=10.0, num_steps=100, batch_size=3
 
     Parameters
     ----------
-    model : cdl.Sequential
+    model : cdl.Model or cdl.Sequential
         Compiled.
-    x : array_like of shape ``(n_samples, *input_shape)``
-    y : array_like
-        Targets, as for ``fit``.
+    x : array_like of shape ``(n_samples, *input_shape)``, list or dict
+        As for ``fit``: for a model with several inputs, a list in input
+        order or a dict keyed by input names.
+    y : array_like, list or dict
+        Targets, as for ``fit`` (per output for a model compiled with a
+        loss per output).
     start_lr, end_lr : float, 0 < start_lr < end_lr
     num_steps : int >= 2
     batch_size : int >= 1
-    sample_weight : array_like of shape (n_samples,), optional
+    sample_weight : array_like of shape (n_samples,), list or dict, optional
+        As for ``fit``: one array, or one per output.
     smoothing : float in [0, 1)
         Weight of the past in the moving average of the loss.
     diverge_threshold : float > 1
@@ -242,6 +257,9 @@ def find_lr(model, x, y, start_lr=1e-7, end_lr=10.0, num_steps=100, batch_size=3
     ------
     RuntimeError
         If the model is not compiled.
+    ValueError, TypeError
+        For data ``fit`` would refuse (missing or unknown input or output
+        names, NaN, sample counts that differ, ...).
 
     Examples
     --------
@@ -269,17 +287,18 @@ def find_lr(model, x, y, start_lr=1e-7, end_lr=10.0, num_steps=100, batch_size=3
     smoothing = check_number(smoothing, "smoothing", low=0.0, high=1.0, high_inclusive=False)
     diverge_threshold = check_number(diverge_threshold, "diverge_threshold", low=1.0,
                                      low_inclusive=False)
+    adapters.refuse_batch_iterable(x, "x", "find_lr")
     if not model.built and model.input_shape is None:
-        model.build(np.shape(x)[1:])
+        model.build(adapters.sample_shape(x))
     model.ensure_built()
-    x = as_float_array(x, model.dtype, "x")
-    check_finite(x, "x")
-    y = np.asarray(y)
-    n = x.shape[0]
-    if n == 0 or y.shape[:1] != (n,):
-        raise ValueError(f"x has {n} samples and y {y.shape[:1]}; they must match and be "
-                         "non-empty")
-    weights = None if sample_weight is None else np.asarray(sample_weight)
+    # fit's checks: x, y and the weights as for fit (lists or dicts by input
+    # and output name for a graph model), each checked once, up front.
+    inputs = adapters.inputs_for(model, x)
+    n = len(inputs)
+    if n == 0:
+        raise ValueError("find_lr needs samples; x has none")
+    targets = adapters.targets_for(model, y, n)
+    weights = adapters.weights_for(model, sample_weight, None, None, n)
     lrs = start_lr * (end_lr / start_lr) ** (np.arange(num_steps) / (num_steps - 1))
 
     saved_params = model.param_buffer.copy()
@@ -300,8 +319,8 @@ def find_lr(model, x, y, start_lr=1e-7, end_lr=10.0, num_steps=100, batch_size=3
             index = order[position:position + batch_size]
             position += batch_size
             model.optimizer.lr = float(lr)
-            loss = float(model.train_step(
-                x[index], y[index], None if weights is None else weights[index]))
+            loss = float(model.train_step(inputs.batch(index), targets.batch(index),
+                                          adapters.take_rows(weights, index)))
             losses.append(loss)
             average = smoothing * average + (1.0 - smoothing) * loss
             value = average / (1.0 - smoothing ** (step + 1))
@@ -339,19 +358,52 @@ def _sigmoid(outputs):
 _TRANSFORMS = {"softmax": _softmax, "sigmoid": _sigmoid}
 
 
+def _one_transform(transform):
+    """A transform given by name, function or None, as a function or None."""
+    if isinstance(transform, str):
+        if transform not in _TRANSFORMS:
+            raise ValueError(f"transform must be None, 'softmax', 'sigmoid' or a function, "
+                             f"got {transform!r}")
+        return _TRANSFORMS[transform]
+    if transform is not None and not callable(transform):
+        raise TypeError(f"transform must be None, a name or a function, got {transform!r}")
+    return transform
+
+
+def _transforms(transform, names):
+    """One transform (or None) per output ``names``: ``transform`` given for
+    every output, or per output as a dict by name or a list in order."""
+    if isinstance(transform, dict):
+        unknown = [k for k in transform if k not in names]
+        if unknown:
+            raise ValueError(f"transform has unknown output name(s) "
+                             f"{', '.join(repr(k) for k in unknown)}; the outputs are "
+                             f"{', '.join(repr(n) for n in names)}")
+        return [_one_transform(transform.get(name)) for name in names]
+    if isinstance(transform, (list, tuple)):
+        if len(transform) != len(names):
+            raise ValueError(f"transform has {len(transform)} entries, the model has "
+                             f"{len(names)} outputs ({', '.join(repr(n) for n in names)})")
+        return [_one_transform(t) for t in transform]
+    return [_one_transform(transform)] * len(names)
+
+
 def predict_mc(model, x, mc_samples=30, batch_size=256, seed=None, transform=None):
     """Monte-Carlo dropout: the mean and standard deviation of
     ``mc_samples`` predictions with dropout active.
 
-    Dropout layers (``DROPOUT_LAYERS``, at any depth) draw new masks for
-    every pass; every other layer is in inference mode (BatchNorm uses its
-    running statistics, GaussianNoise adds nothing).
+    Dropout layers (``DROPOUT_LAYERS``, at any depth, and every call of a
+    shared one in a graph model) draw new masks for every pass; every
+    other layer is in inference mode (BatchNorm uses its running
+    statistics, GaussianNoise adds nothing).
 
     Parameters
     ----------
-    model : cdl.Sequential
+    model : cdl.Model or cdl.Sequential
         With at least one dropout layer.
-    x : array_like of shape ``(n_samples, *input_shape)``
+    x : array_like of shape ``(n_samples, *input_shape)``, list or dict
+        As for ``predict``: for a model with several inputs, a list in
+        input order or a dict keyed by input names.
     mc_samples : int >= 1
         Stochastic passes per sample.
     batch_size : int >= 1
@@ -359,21 +411,27 @@ def predict_mc(model, x, mc_samples=30, batch_size=256, seed=None, transform=Non
         Seeds the masks with a generator of its own, leaving the model's
         generator untouched; by default the masks come from the model's
         generator (which advances).
-    transform : {None, "softmax", "sigmoid"} or callable
+    transform : {None, "softmax", "sigmoid"}, callable, dict or list
         Applied to each pass's outputs before averaging (e.g. "softmax" for
-        the mean class probabilities of a model with logit outputs).
+        the mean class probabilities of a model with logit outputs). For a
+        model with several outputs, one transform applies to every output;
+        a dict by output name or a list in output order gives each its own
+        (None, or a name left out of the dict: no transform).
 
     Returns
     -------
     mean : ndarray of shape ``(n_samples, *output_shape)``
     std : ndarray of shape ``(n_samples, *output_shape)``
         Population standard deviation over the passes; both in the
-        model's dtype, accumulated in float64.
+        model's dtype, accumulated in float64. For a model with several
+        outputs, ``mean`` and ``std`` are lists of such arrays in output
+        order (as ``predict`` returns a list).
 
     Raises
     ------
     ValueError
-        If the model has no dropout layer (the spread would be zero).
+        If the model has no dropout layer (the spread would be zero), or
+        ``x`` does not fit the model's inputs.
 
     Examples
     --------
@@ -386,27 +444,32 @@ def predict_mc(model, x, mc_samples=30, batch_size=256, seed=None, transform=Non
     ...                               transform="softmax")
     >>> np.allclose(mean.sum(axis=1), 1.0)
     True
+
+    A graph model with two outputs gives a list of means and one of spreads:
+
+    >>> a = cdl.Input(shape=(4,), name="a")
+    >>> h = layers.Dropout(0.3)(layers.Dense(8, activation="relu")(a))
+    >>> graph = cdl.Model(a, [layers.Dense(3, name="cls")(h), layers.Dense(1, name="reg")(h)],
+    ...                   seed=0)
+    >>> means, stds = tuning.predict_mc(graph, np.ones((2, 4)), mc_samples=10, seed=1,
+    ...                                 transform={"cls": "softmax"})
+    >>> [m.shape for m in means], np.allclose(means[0].sum(axis=1), 1.0)
+    ([(2, 3), (2, 1)], True)
     """
     mc_samples = check_number(mc_samples, "mc_samples", low=1, integer=True)
     batch_size = check_number(batch_size, "batch_size", low=1, integer=True)
-    if isinstance(transform, str):
-        if transform not in _TRANSFORMS:
-            raise ValueError(f"transform must be None, 'softmax', 'sigmoid' or a function, "
-                             f"got {transform!r}")
-        transform = _TRANSFORMS[transform]
-    elif transform is not None and not callable(transform):
-        raise TypeError(f"transform must be None, a name or a function, got {transform!r}")
+    names = list(model.output_names)
+    transforms = _transforms(transform, names)
+    adapters.refuse_batch_iterable(x, "x", "predict_mc")
     if not model.built and model.input_shape is None:
-        model.build(np.shape(x)[1:])
+        model.build(adapters.sample_shape(x))
     model.ensure_built()
-    x = as_float_array(x, model.dtype, "x")
-    if x.ndim < 2 or x.shape[1:] != tuple(model.input_shape):
-        raise ValueError(f"x has shape {x.shape}; the model expects samples of shape "
-                         f"{model.input_shape}")
-    check_finite(x, "x")
-    n = x.shape[0]
-    mean = np.zeros((n,) + tuple(model.output_shape))
-    spread = np.zeros_like(mean)  # sum of squared deviations (Welford)
+    inputs = adapters.inputs_for(model, x)
+    n = len(inputs)
+    several = len(names) > 1
+    shapes = model.output_shape if several else [model.output_shape]
+    means = [np.zeros((n,) + tuple(shape)) for shape in shapes]
+    spreads = [np.zeros_like(mean) for mean in means]  # sums of squared deviations (Welford)
     with training_mode_only(model, DROPOUT_LAYERS) as dropouts:
         if not dropouts:
             raise ValueError("the model has no dropout layer, so Monte-Carlo dropout would "
@@ -418,16 +481,20 @@ def predict_mc(model, x, mc_samples=30, batch_size=256, seed=None, transform=Non
                 for layer in dropouts:
                     layer._rng = own
             for start in range(0, n, batch_size):
-                rows = slice(start, start + batch_size)
+                rows = slice(start, min(start + batch_size, n))
+                xb = inputs.batch(rows)
                 for k in range(1, mc_samples + 1):
-                    out = model.forward(x[rows], training=False)
-                    if transform is not None:
-                        out = transform(out)
-                    delta = out - mean[rows]
-                    mean[rows] += delta / k
-                    spread[rows] += delta * (out - mean[rows])
+                    outs = model.forward(xb, training=False)
+                    outs = outs if several else [outs]
+                    for out, fn, mean, spread in zip(outs, transforms, means, spreads):
+                        if fn is not None:
+                            out = fn(out)
+                        delta = out - mean[rows]
+                        mean[rows] += delta / k
+                        spread[rows] += delta * (out - mean[rows])
         finally:
             for layer, generator in generators:
                 layer._rng = generator
-    std = np.sqrt(spread / mc_samples)
-    return mean.astype(model.dtype), std.astype(model.dtype)
+    means = [mean.astype(model.dtype) for mean in means]
+    stds = [np.sqrt(spread / mc_samples).astype(model.dtype) for spread in spreads]
+    return (means, stds) if several else (means[0], stds[0])

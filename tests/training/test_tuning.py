@@ -245,3 +245,177 @@ def test_model_methods_delegate_to_tuning():
     expected = tuning.find_lr(twin, x, y, num_steps=15)
     np.testing.assert_array_equal(result.losses, expected.losses)
     assert result.suggested_lr == expected.suggested_lr
+
+
+# --- graph models ---------------------------------------------------------------------------
+
+
+def graph_data(n=96, seed=1):
+    rng = np.random.default_rng(seed)
+    xa, xb = rng.standard_normal((n, 4)), rng.standard_normal((n, 3))
+    y_cls = (xa[:, 0] - xb[:, 1] > 0).astype(np.int64)
+    y_reg = (xa[:, 1] + xb[:, 0])[:, None]
+    return {"a": xa, "b": xb}, {"cls": y_cls, "reg": y_reg}
+
+
+def graph_model(seed=0, compiled=True, shared_dropout=False):
+    """Two inputs, two outputs, a shared Dense layer, BatchNorm and dropout
+    (a Dropout called on both branches with ``shared_dropout``)."""
+    a = cdl.Input(shape=(4,), name="a")
+    b = cdl.Input(shape=(3,), name="b")
+    shared = layers.Dense(6, activation="tanh", name="shared")
+    drop = layers.Dropout(0.4, name="drop")
+    ha, hb = shared(a), shared(layers.Dense(4, name="lift")(b))
+    if shared_dropout:
+        ha, hb = drop(ha), drop(hb)
+    h = layers.Concatenate(name="join")([ha, hb])
+    h = layers.BatchNorm(name="norm")(h)
+    if not shared_dropout:
+        h = drop(h)
+    model = cdl.Model([a, b], [layers.Dense(2, name="cls")(h), layers.Dense(1, name="reg")(h)],
+                      seed=seed, dtype="float64")
+    if compiled:
+        model.compile(optimizers.Adam(lr=1e-3), loss={"cls": "cross_entropy", "reg": "mse"},
+                      loss_weights={"reg": 0.3}, metrics={"cls": ["accuracy"]})
+    return model
+
+
+def _state(model):
+    return (model.param_buffer.copy(), model.grad_buffer.copy(),
+            [array.copy() for layer in model.layers for array in layer.buffers().values()],
+            model.rng.bit_generator.state, model.optimizer.state_dict())
+
+
+def test_find_lr_trains_a_graph_model_on_dicts_and_restores_it_exactly():
+    x, y = graph_data()
+    weights = {"cls": np.linspace(0.5, 1.5, 96), "reg": None}
+    model, twin = graph_model(), graph_model()
+    for m in (model, twin):
+        m.fit(x, y, epochs=1, batch_size=16, verbose=0)  # optimizer state, BatchNorm statistics
+    params, grads, buffers, generator, state = _state(model)
+    optimizer = model.optimizer
+    result = model.find_lr(x, y, num_steps=40, batch_size=16, sample_weight=weights)
+    assert len(result.losses) >= 10 and np.isfinite(result.losses[:10]).all()
+    assert 1e-7 <= result.suggested_lr <= 10.0
+    assert model.optimizer is optimizer
+    np.testing.assert_array_equal(model.param_buffer, params)
+    np.testing.assert_array_equal(model.grad_buffer, grads)
+    for array, saved in zip([a for layer in model.layers for a in layer.buffers().values()],
+                            buffers):
+        np.testing.assert_array_equal(array, saved)
+    assert model.rng.bit_generator.state == generator
+    after = optimizer.state_dict()
+    assert after["iterations"] == state["iterations"]
+    for name, array in state["state"].items():
+        np.testing.assert_array_equal(after["state"][name], array)
+    # Training afterwards is exactly what it would have been without the test.
+    first = model.fit(x, y, epochs=2, batch_size=16, verbose=0).history
+    second = twin.fit(x, y, epochs=2, batch_size=16, verbose=0).history
+    np.testing.assert_array_equal(model.param_buffer, twin.param_buffer)
+    assert first == second
+
+
+def test_find_lr_takes_a_graph_model_data_as_lists_or_dicts_alike():
+    x, y = graph_data()
+    by_name = tuning.find_lr(graph_model(), x, y, num_steps=20)
+    in_order = tuning.find_lr(graph_model(), [x["a"], x["b"]], [y["cls"], y["reg"]],
+                              num_steps=20)
+    np.testing.assert_array_equal(by_name.losses, in_order.losses)
+    # Each step is a train_step on the next batch of one shuffled order (drawn
+    # from the model's generator) at the step's rate, with a fresh optimizer.
+    model = graph_model()
+    order = model.rng.permutation(96)
+    steps = []
+    for i, lr in enumerate(by_name.lrs[:3]):
+        model.optimizer.lr = lr
+        rows = order[32 * i:32 * (i + 1)]
+        steps.append(model.train_step({k: v[rows] for k, v in x.items()},
+                                      [y["cls"][rows], y["reg"][rows]]))
+    np.testing.assert_array_equal(by_name.losses[:3], steps)
+
+
+def test_find_lr_refuses_bad_graph_data_clearly():
+    x, y = graph_data()
+    model = graph_model()
+    with pytest.raises(ValueError, match="missing key.*'b'"):
+        tuning.find_lr(model, {"a": x["a"]}, y)
+    with pytest.raises(ValueError, match="unknown key.*'c'"):
+        tuning.find_lr(model, {**x, "c": x["a"]}, y)
+    with pytest.raises(ValueError, match="different numbers of samples"):
+        tuning.find_lr(model, {"a": x["a"], "b": x["b"][:50]}, y)
+    with pytest.raises(ValueError, match="no targets for output 'cls'"):
+        tuning.find_lr(model, x, {"reg": y["reg"]})
+    with pytest.raises(ValueError, match="NaN"):
+        tuning.find_lr(model, {"a": np.full((96, 4), np.nan), "b": x["b"]}, y)
+    with pytest.raises(ValueError, match="samples"):
+        tuning.find_lr(model, x, {"cls": y["cls"][:10], "reg": y["reg"]})
+    assert model.optimizer.iterations == 0
+
+
+def test_find_lr_of_a_chain_graph_is_that_of_the_sequential():
+    x, y = data()
+    inputs = cdl.Input(shape=(4,))
+    chain = cdl.Model(inputs, layers.Dense(2)(layers.Dense(16, activation="relu")(inputs)),
+                      seed=0)
+    chain.compile(optimizers.Adam(lr=1e-3), "cross_entropy")
+    assert chain.chain is not None
+    expected = tuning.find_lr(classifier(), x, y, num_steps=30)
+    result = tuning.find_lr(chain, x, y, num_steps=30)
+    np.testing.assert_array_equal(result.losses, expected.losses)
+
+
+def test_predict_mc_of_a_graph_model_gives_a_mean_and_spread_per_output():
+    x, _ = graph_data(10)
+    model = graph_model()
+    means, stds = tuning.predict_mc(model, x, mc_samples=6, seed=2,
+                                    transform={"cls": "softmax"})
+    assert [m.shape for m in means] == [(10, 2), (10, 1)] == [s.shape for s in stds]
+    np.testing.assert_allclose(means[0].sum(axis=1), 1.0, rtol=1e-12)
+    assert all((s > 0).any() for s in stds)
+    # As a list in output order, and through model.predict with lists.
+    again = tuning.predict_mc(model, [x["a"], x["b"]], mc_samples=6, seed=2,
+                              transform=["softmax", None])
+    for got, want in zip(again[0] + again[1], means + stds):
+        np.testing.assert_array_equal(got, want)
+    twin = graph_model()
+    mean, std = twin.predict(x, mc_samples=6)
+    expected = tuning.predict_mc(graph_model(), x, mc_samples=6)
+    for got, want in zip(mean + std, expected[0] + expected[1]):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_predict_mc_draws_masks_for_every_call_of_a_shared_dropout():
+    a = cdl.Input(shape=(3,), name="a")
+    b = cdl.Input(shape=(3,), name="b")
+    drop = layers.Dropout(0.5, name="drop")
+    model = cdl.Model([a, b], {"first": drop(a), "second": drop(b)}, seed=0, dtype="float64")
+    x = {"a": np.ones((40, 3)), "b": np.full((40, 3), 3.0)}
+    with tuning.training_mode_only(model, layers.Dropout) as chosen:
+        assert len(chosen) == 2     # the layer and the copy that runs its second call
+    (first, second), _ = tuning.predict_mc(model, x, mc_samples=1, seed=7)
+    # One pass: each call drew its own mask, kept values doubled.
+    assert set(np.unique(first)) == {0.0, 2.0} and set(np.unique(second)) == {0.0, 6.0}
+    assert not np.array_equal(first / 2, second / 6)
+    _, (spread_first, spread_second) = tuning.predict_mc(model, x, mc_samples=10, seed=0)
+    assert (spread_first > 0).mean() > 0.9 and (spread_second > 0).mean() > 0.9
+    # Restored afterwards: inference mode, the model's generator.
+    assert all("forward" not in vars(runner) for runner in model._runners())
+    assert all(runner._rng is model.rng for runner in model._runners())
+    np.testing.assert_array_equal(model.predict(x)[1], x["b"])
+
+
+def test_predict_mc_checks_graph_arguments():
+    x, _ = graph_data(4)
+    model = graph_model()
+    with pytest.raises(ValueError, match="unknown output name.*'box'"):
+        tuning.predict_mc(model, x, transform={"box": "softmax"})
+    with pytest.raises(ValueError, match="transform has 1 entries, the model has 2 outputs"):
+        tuning.predict_mc(model, x, transform=["softmax"])
+    with pytest.raises(ValueError, match="transform must be"):
+        tuning.predict_mc(model, x, transform={"cls": "tanh"})
+    with pytest.raises(ValueError, match="missing key.*'a'"):
+        tuning.predict_mc(model, {"b": x["b"]})
+    with pytest.raises(ValueError, match="samples of shape"):
+        tuning.predict_mc(model, {"a": x["a"], "b": x["a"]})
+    with pytest.raises(TypeError, match="iterable of batches"):
+        tuning.predict_mc(model, iter([x]))
