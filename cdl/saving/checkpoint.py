@@ -22,7 +22,7 @@ def save_checkpoint(model, path, training_state):
 
     Parameters
     ----------
-    model : cdl.Sequential
+    model : cdl.Model or cdl.Sequential
     path : str or os.PathLike
         Written atomically.
     training_state : dict
@@ -56,7 +56,7 @@ def restore_checkpoint(model, path):
 
     Parameters
     ----------
-    model : cdl.Sequential
+    model : cdl.Model or cdl.Sequential
         Compiled and built like the model that was saved.
     path : str or os.PathLike
 

@@ -40,9 +40,32 @@ The header object holds:
 ``cdl_version``
     Version of cdl that wrote the file (informational).
 ``model``
-    ``Sequential.get_config()``: ``name``, ``dtype``, ``seed``,
-    ``input_shape`` (list or null) and ``layers`` (list of
-    ``{"class_name", "config"}``).
+    The architecture. For a ``Sequential``, ``Sequential.get_config()``:
+    ``name``, ``dtype``, ``seed``, ``input_shape`` (list or null) and
+    ``layers`` (list of ``{"class_name", "config"}``). For a graph of
+    layers (``cdl.Model``), ``Model.get_config()`` and the model's class:
+    ``class_name`` (``"Model"``), ``name``, ``dtype``, ``seed`` and
+    ``graph``, an object with
+
+    ``inputs``
+        One ``{"name", "shape", "dtype"}`` per input, in input order:
+        ``shape`` the per-sample shape (sizes at least 1), ``dtype`` null
+        or the declared dtype's name.
+    ``layers``
+        Each layer once, a shared one too, in the order of its first call:
+        ``{"class_name", "config"}``.
+    ``nodes``
+        The layer calls in an order of computation: ``{"layer", "inputs",
+        "list"}``, ``layer`` an index into ``layers``, ``inputs`` the
+        tensors the call reads, ``list`` whether the layer takes a list of
+        them (``layers.Add`` and the other merge layers). A tensor is
+        ``["input", i]`` (input ``i``) or ``["node", j]`` (the output of
+        call ``j``, which must come before the call that reads it).
+    ``outputs``, ``output_names``
+        The output tensors, in output order, and their names.
+
+    A file without ``graph`` holds a ``Sequential`` (files written before
+    graphs existed are such files).
 ``built``
     Whether the model was built (had weights) when saved.
 ``param_layout``
@@ -56,7 +79,13 @@ The header object holds:
     no buffers.
 ``compile``
     ``model.compile_config()``, or null if the model was not compiled (always
-    null in a weights file).
+    null in a weights file): ``optimizer`` and ``loss`` as ``{"class_name",
+    "config"}``, ``metrics`` (a list of metric names, or for a model with
+    several outputs a list of them per output name), ``clip_norm`` and
+    ``clip_value``. The loss of a model with several outputs is an
+    ``OutputLosses`` whose config holds ``losses`` (a loss, or null for an
+    output that is not trained, per output name) and ``loss_weights`` (a
+    number per output name).
 ``optimizer``
     Null if there is no optimizer state (not compiled, a weights file, or
     ``include_optimizer=False``); else ``{"class_name", "config",
@@ -143,8 +172,21 @@ decompressed or extracted:
   file holds (checked before each is allocated, with no initialiser run),
   nor describe more than ``MAX_LAYERS`` (50,000) layers, counted in the
   config before any layer is made (``save_model`` refuses such models);
-* layer, optimizer, loss and metric classes are looked up by name in
-  cdl's registries; a dotted path such as ``"os.system"`` is refused.
+* a graph is checked before any of its layers is made: every reference
+  names an input or an earlier call (so it has no cycle and nothing
+  dangles), every layer is called, a layer that takes one tensor is given
+  one, the outputs are distinct; it may not have more than ``MAX_LAYERS``
+  inputs, nor calls that cost more than ``MAX_LAYERS`` layers: a call
+  counts once per layer the called layer holds (itself included), and a
+  later call of a shared layer, which makes a copy of it sharing its
+  weights, ``COPY_WEIGHT`` (4) times that, so rebuilding a graph costs
+  about what rebuilding as many layers does; its calls are then
+  replayed as when the model was made, which refuses a layer called on
+  shapes it cannot take and a shared layer called on two different
+  shapes, and the model is built under the same allocation budget as a
+  ``Sequential``;
+* layer, optimizer, loss, metric and model classes are looked up by name
+  in cdl's registries; a dotted path such as ``"os.system"`` is refused.
 
 Files are written atomically: to a temporary file ``.<name>.<pid>.<random>.tmp``
 in the target's directory (``<name>``: the first 64 characters of the
@@ -168,7 +210,7 @@ import numpy as np
 __all__ = ["ModelFileError", "MAGIC", "FORMAT_VERSION", "FORMAT_NAME", "PREFIX", "DIGEST_SIZE",
            "ALIGN", "DTYPES", "MAX_NDIM", "MAX_HEADER", "MAX_DEPTH", "MAX_JSON_ITEMS",
            "MAX_DIGITS", "MAX_INT", "MAX_RNG_LIST", "BIT_GENERATORS", "TRAINING_PREFIX",
-           "MAX_LAYERS", "too_many_layers", "jsonable", "pad"]
+           "MAX_LAYERS", "COPY_WEIGHT", "too_many_layers", "too_many_calls", "jsonable", "pad"]
 
 #: The 8 bytes every model and weights file starts with.
 MAGIC = b"CDLMODEL"
@@ -210,6 +252,11 @@ TRAINING_PREFIX = "training/"
 #: layers on a 2-core machine): constructing a layer costs microseconds and
 #: about a kilobyte, and a header could otherwise list some 90,000 of them.
 MAX_LAYERS = 50_000
+#: What a later call of a shared layer in a graph counts against
+#: ``MAX_LAYERS``, per layer the called layer holds: such a call makes a copy
+#: of the layer (sharing its weights), which costs several times making the
+#: layer from its config (about 70 against 10 microseconds for a ``Dense``).
+COPY_WEIGHT = 4
 
 
 class ModelFileError(ValueError):
@@ -251,6 +298,60 @@ def too_many_layers(layer_specs):
             stack.extend(value.values())
         elif isinstance(value, list):
             stack.extend(value)
+    return False
+
+
+def _nested_layers(spec, limit):
+    """Layers a layer spec describes: itself and the specs inside its config
+    (at most ``limit + 1`` counted)."""
+    count, stack = 0, [spec]
+    while stack and count <= limit:
+        value = stack.pop()
+        if type(value) is dict:
+            if "class_name" in value:
+                count += 1
+            stack += [v for v in value.values() if type(v) is dict or type(v) is list]
+        else:
+            stack += [v for v in value if type(v) is dict or type(v) is list]
+    return count
+
+
+def too_many_calls(graph):
+    """Whether a graph config has more than ``MAX_LAYERS`` inputs, or its
+    calls cost more than ``MAX_LAYERS`` layers: a call counts the layers the
+    called layer holds (itself included), a later call of a shared layer
+    ``COPY_WEIGHT`` times that, since it makes a copy of the layer. Calls
+    naming no valid layer count once (they are refused later). Stops
+    counting at the limit.
+
+    Examples
+    --------
+    >>> dense = {"class_name": "Dense", "config": {"units": 2}}
+    >>> too_many_calls({"inputs": [{}], "layers": [dense],
+    ...                 "nodes": [{"layer": 0, "inputs": [["input", 0]]}]})
+    False
+    """
+    limit = MAX_LAYERS
+    inputs, specs, nodes = graph.get("inputs"), graph.get("layers"), graph.get("nodes")
+    if isinstance(inputs, list) and len(inputs) > limit:
+        return True
+    if not isinstance(nodes, list):
+        return False
+    if len(nodes) > limit:
+        return True
+    specs = specs if isinstance(specs, list) else []
+    sizes = [_nested_layers(s, limit) for s in specs[:limit + 1]]
+    total, called = 0, set()
+    for node in nodes:
+        index = node.get("layer") if isinstance(node, dict) else None
+        if type(index) is int and 0 <= index < len(sizes):
+            size = max(1, sizes[index])
+            total += size * COPY_WEIGHT if index in called else size
+            called.add(index)
+        else:
+            total += 1
+        if total > limit:
+            return True
     return False
 
 

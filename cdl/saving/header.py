@@ -26,6 +26,8 @@ class Checker:
     def __init__(self, path, values=True):
         self.path = path
         self.values = values
+        #: ``model_config`` of the header ``check_header`` checked last.
+        self.model = None
 
     def fail(self, message):
         raise ModelFileError(f"{self.path}: {message}")
@@ -94,7 +96,7 @@ def check_header(check, file):
     if "cdl_version" in header:
         check.expect(header["cdl_version"], str, "the header.cdl_version")
     check.key(header, "built", bool, "the header")
-    model_config(check, header)
+    check.model = model_config(check, header)
     used = {"params"}
     used |= _check_param_layout(check, header, file.arrays)
     used |= _check_buffer_entries(check, header, file.arrays)
@@ -114,8 +116,10 @@ def check_header(check, file):
 
 def model_config(check, header):
     """The header's model config, checked: a dict of its ``dtype``, ``seed``,
-    ``input_shape`` (a tuple or None), ``name`` and ``layers`` (the layer
-    specs, each with a class name and a config dict)."""
+    ``input_shape`` (a tuple or None), ``name``, ``layers`` (the layer
+    specs, each with a class name and a config dict), ``graph`` (the
+    checked graph of a graph model, or None for a ``Sequential``) and
+    ``class_name`` (the model class: ``"Sequential"`` or the graph's)."""
     config = check.key(header, "model", dict, "the header")
     where = "model config"
     dtype = check.key(config, "dtype", str, where)
@@ -124,18 +128,160 @@ def model_config(check, header):
     seed = config.get("seed")
     if seed is not None:
         check.int(seed, "model config seed")
-    input_shape = config.get("input_shape")
-    if input_shape is not None:
-        input_shape = check.shape(input_shape, "model config input_shape", low=1)
-    name = check.expect(config.get("name", "sequential"), str, "model config name")
-    layer_specs = check.key(config, "layers", list, where)
-    for i, spec in enumerate(layer_specs):
-        check.expect(spec, dict, f"layer {i}")
-        check.class_name(check.key(spec, "class_name", str, f"layer {i}"),
-                         f"layer {i} class_name")
-        check.key(spec, "config", dict, f"layer {i}")
+    graph = config.get("graph")
+    default = "model" if graph is not None else "sequential"
+    name = check.expect(config.get("name", default), str, "model config name")
+    if graph is None:
+        class_name = "Sequential"
+        if "class_name" in config and config["class_name"] != class_name:
+            check.class_name(config["class_name"], "model config class_name")
+            check.fail(f"model config class_name is {short(config['class_name'])!r}, but the "
+                       "model has no graph; only a Sequential is saved as a list of layers")
+        input_shape = config.get("input_shape")
+        if input_shape is not None:
+            input_shape = check.shape(input_shape, "model config input_shape", low=1)
+        layer_specs = _layer_specs(check, check.key(config, "layers", list, where), "layer")
+    else:
+        class_name = check.class_name(config.get("class_name", "Model"),
+                                      "model config class_name")
+        if class_name == "Sequential":
+            check.fail("model config class_name is 'Sequential', but the model is saved as a "
+                       "graph; a Sequential is saved as a list of layers")
+        if "layers" in config or "input_shape" in config:
+            check.fail("model config has both a graph and a list of layers")
+        check.expect(graph, dict, "model config graph")
+        _check_graph(check, graph)
+        layer_specs = graph["layers"]
+        shapes = [tuple(entry["shape"]) for entry in graph["inputs"]]
+        input_shape = shapes[0] if len(shapes) == 1 else None
     return {"dtype": dtype, "seed": seed, "input_shape": input_shape, "name": name,
-            "layers": layer_specs}
+            "layers": layer_specs, "graph": graph, "class_name": class_name}
+
+
+def _layer_specs(check, layer_specs, label):
+    for i, spec in enumerate(layer_specs):
+        if type(spec) is dict and type(spec.get("config")) is dict:
+            name = spec.get("class_name")
+            if type(name) is str and name.isidentifier() and not name.startswith("__"):
+                continue   # valid: tested without building messages
+        check.expect(spec, dict, f"{label} {i}")
+        check.class_name(check.key(spec, "class_name", str, f"{label} {i}"),
+                         f"{label} {i} class_name")
+        check.key(spec, "config", dict, f"{label} {i}")
+    return layer_specs
+
+
+#: The dtypes a graph's input may be declared with (``cdl.Input``).
+INPUT_DTYPES = ("float32", "float64", "int32", "int64", "uint8", "bool")
+
+
+def _check_graph(check, graph):
+    """A graph config's fields and references, before any layer is made:
+    every tensor an input or an earlier call (no cycle, nothing dangling),
+    every layer called, outputs distinct and named, and no more inputs or
+    (weighted) calls than ``MAX_LAYERS``."""
+    where = "model graph"
+    inputs = check.key(graph, "inputs", list, where)
+    specs = check.key(graph, "layers", list, where)
+    nodes = check.key(graph, "nodes", list, where)
+    outputs = check.key(graph, "outputs", list, where)
+    if spec.too_many_calls(graph):
+        check.fail(f"the model graph has more than {spec.MAX_LAYERS:,} inputs, or calls that "
+                   f"cost more than {spec.MAX_LAYERS:,} layers (each call counting the layers "
+                   f"it calls, a later call of a shared layer {spec.COPY_WEIGHT} times that); "
+                   "cdl loads graphs of at most that size")
+    if not inputs:
+        check.fail("the model graph has no inputs")
+    names = set()
+    for i, entry in enumerate(inputs):
+        at = f"graph input {i}"
+        check.expect(entry, dict, at)
+        name = check.key(entry, "name", str, at)
+        if not name:
+            check.fail(f"{at} has an empty name")
+        if name in names:
+            check.fail(f"two graph inputs are named {short(name)!r}")
+        names.add(name)
+        check.shape(check.key(entry, "shape", list, at), f"{at}.shape", low=1)
+        dtype = entry.get("dtype")
+        if dtype is not None and dtype not in INPUT_DTYPES:
+            check.expect(dtype, str, f"{at}.dtype")
+            check.fail(f"{at}.dtype is {short(dtype)!r}; an input is declared as one of "
+                       f"{', '.join(INPUT_DTYPES)}")
+    _layer_specs(check, specs, "graph layer")
+    n_inputs, n_specs = len(inputs), len(specs)
+    called = set()
+    for j, node in enumerate(nodes):
+        # The common, valid case is tested first without building messages:
+        # a graph of 50,000 calls is checked several times per load.
+        if type(node) is dict:
+            layer, reads = node.get("layer"), node.get("inputs")
+            takes_list = node.get("list", False)
+            if type(layer) is int and 0 <= layer < n_specs and type(reads) is list and reads \
+                    and (takes_list is True or (takes_list is False and len(reads) == 1)) \
+                    and all(type(ref) is list and len(ref) == 2 and type(ref[1]) is int
+                            and ref[1] >= 0 and (ref[1] < j if ref[0] == "node" else
+                                                 ref[0] == "input" and ref[1] < n_inputs)
+                            for ref in reads):
+                called.add(layer)
+                continue
+        _check_node(check, node, j, n_inputs, n_specs)
+    if len(called) != len(specs):
+        unused = min(set(range(len(specs))) - called)
+        check.fail(f"graph layer {unused} is called by no call of the graph")
+    if not outputs:
+        check.fail("the model graph has no outputs")
+    seen = set()
+    for k, ref in enumerate(outputs):
+        _check_ref(check, ref, len(inputs), len(nodes), f"graph output {k}")
+        if tuple(ref) in seen:
+            check.fail(f"graph output {k} is {ref!r}, which is already an output")
+        seen.add(tuple(ref))
+    output_names = graph.get("output_names")
+    if output_names is not None:
+        check.expect(output_names, list, "graph output_names")
+        if len(output_names) != len(outputs):
+            check.fail(f"the graph has {len(outputs)} outputs but {len(output_names)} "
+                       "output_names")
+        for k, name in enumerate(output_names):
+            check.expect(name, str, f"graph output_names[{k}]")
+        if len(set(output_names)) != len(output_names):
+            check.fail("two graph outputs have the same name")
+
+
+def _check_node(check, node, j, n_inputs, n_specs):
+    """Find and report what is wrong with graph call ``j``."""
+    at = f"graph call {j}"
+    check.expect(node, dict, at)
+    layer = check.int(check.key(node, "layer", int, at), f"{at}.layer")
+    if layer >= n_specs:
+        check.fail(f"{at} calls layer {size_text(layer)}, but the graph has "
+                   f"{n_specs} layers (a dangling reference)")
+    reads = check.key(node, "inputs", list, at)
+    if not reads:
+        check.fail(f"{at} reads no tensor")
+    takes_list = check.expect(node.get("list", False), bool, f"{at}.list")
+    if not takes_list and len(reads) != 1:
+        check.fail(f"{at} gives {len(reads)} tensors to a layer that takes one "
+                   "(\"list\": false)")
+    for k, ref in enumerate(reads):
+        _check_ref(check, ref, n_inputs, j, f"input {k} of {at}")
+
+
+def _check_ref(check, ref, n_inputs, n_before, where):
+    """A tensor reference: ``["input", i]`` with ``i < n_inputs`` or
+    ``["node", j]`` with ``j < n_before`` (a call made before)."""
+    if not (type(ref) is list and len(ref) == 2 and ref[0] in ("input", "node")):
+        check.fail(f"{where} is {short(ref)}, not a tensor reference ['input', i] or "
+                   "['node', j]")
+    kind, index = ref
+    check.int(index, f"{where} index")
+    if kind == "input" and index >= n_inputs:
+        check.fail(f"{where} refers to input {size_text(index)}, but the graph has "
+                   f"{n_inputs} inputs (a dangling reference)")
+    if kind == "node" and index >= n_before:
+        check.fail(f"{where} refers to call {size_text(index)}, which is not made before "
+                   "it: the graph would have a cycle or a dangling reference")
 
 
 def _check_param_layout(check, header, arrays):
@@ -177,6 +323,10 @@ def _check_buffer_entries(check, header, arrays):
 
 
 def _check_compile_config(check, config):
+    """The compile settings' types: the optimizer and loss named by class
+    name (a model with several outputs has an ``OutputLosses`` holding a
+    loss, or null, and a weight per output), the metrics named (a list, or
+    a list per output name), the clipping numbers."""
     if config is None:
         return
     where = "the compile config"
@@ -186,8 +336,26 @@ def _check_compile_config(check, config):
         check.class_name(check.key(section, "class_name", str, f"{where}.{part}"),
                          f"{where}.{part}.class_name")
         check.expect(section.get("config", {}), dict, f"{where}.{part}.config")
+    loss = config["loss"]
+    if loss["class_name"] == "OutputLosses":
+        at = f"{where}.loss.config"
+        per_output = check.key(loss, "config", dict, f"{where}.loss")
+        for name, item in check.key(per_output, "losses", dict, at).items():
+            if item is None:
+                continue
+            check.expect(item, dict, f"{at}.losses.{short(name)}")
+            check.class_name(check.key(item, "class_name", str, f"{at}.losses.{short(name)}"),
+                             f"{at}.losses.{short(name)}.class_name")
+            check.expect(item.get("config", {}), dict, f"{at}.losses.{short(name)}.config")
+        for name, weight in check.key(per_output, "loss_weights", dict, at).items():
+            check.number(weight, f"{at}.loss_weights.{short(name)}")
     metrics = config.get("metrics")
-    if metrics is not None:
+    if isinstance(metrics, dict):
+        for output, names in metrics.items():
+            at = f"{where}.metrics.{short(output)}"
+            for i, name in enumerate(check.expect(names, list, at)):
+                check.expect(name, str, f"{at}[{i}]")
+    elif metrics is not None:
         for i, name in enumerate(check.expect(metrics, list, f"{where}.metrics")):
             check.expect(name, str, f"{where}.metrics[{i}]")
     for key in ("clip_norm", "clip_value"):

@@ -28,12 +28,13 @@ __all__ = ["load_model", "load_weights", "restore_model_state"]
 
 
 @contextlib.contextmanager
-def _allocation_budget(check, model, file):
-    """Build ``model``'s layers for ``file`` (whose values then overwrite
-    theirs): no initialiser runs, and a weight or buffer past what the file
-    holds is refused before it is allocated, so a few bytes of config cannot
-    make ``build`` allocate and fill terabytes. Yields the budget (see
-    ``cdl.layers.base.allocation_budget``)."""
+def _allocation_budget(check, numbered, file, label="layer"):
+    """Build the layers of ``numbered``, (index, layer) pairs in the order
+    they are built, for ``file``, whose
+    values then overwrite theirs: no initialiser runs, and a weight or buffer
+    past what the file holds is refused before it is allocated, so a few
+    bytes of config cannot make ``build`` allocate and fill terabytes. Yields
+    the budget (see ``cdl.layers.base.allocation_budget``)."""
     weights = file.arrays["params"].size
     arrays = {entry["array"] for entry in file.header.get("buffers", [])}
     buffers = sum(file.arrays[name].size for name in arrays)
@@ -43,9 +44,8 @@ def _allocation_budget(check, model, file):
             yield budget
     except AllocationError as err:
         # Layers are built in order: the first one not built failed.
-        found = model.layers
-        i = next((i for i, layer in enumerate(found) if not layer.built), len(found) - 1)
-        check.fail(f"layer {i} ({type(found[i]).__name__} {found[i].name!r}): {err}")
+        i, layer = next(((i, layer) for i, layer in numbered if not layer.built), numbered[-1])
+        check.fail(f"{label} {i} ({type(layer).__name__} {layer.name!r}): {err}")
 
 
 def _count_layer_specs(check, layer_specs):
@@ -55,7 +55,7 @@ def _count_layer_specs(check, layer_specs):
                    "(cdl loads models of at most that many)")
 
 
-def _build_layers(check, layer_specs):
+def _build_layers(check, layer_specs, label="layer"):
     _count_layer_specs(check, layer_specs)
     built = []
     for i, entry in enumerate(layer_specs):
@@ -63,16 +63,57 @@ def _build_layers(check, layer_specs):
         try:
             cls = layers.get(class_name)
         except ValueError as err:
-            check.fail(f"layer {i}: {err}")
+            check.fail(f"{label} {i}: {err}")
         try:
             layer = cls.from_config(dict(config))
         except Exception as err:  # noqa: BLE001 - any constructor error is a bad file
-            check.fail(f"layer {i} ({class_name}) cannot be created from its config: "
+            check.fail(f"{label} {i} ({class_name}) cannot be created from its config: "
                        f"{type(err).__name__}: {short(err)}")
         if not isinstance(layer, Layer):
-            check.fail(f"layer {i} ({class_name}).from_config did not return a Layer")
+            check.fail(f"{label} {i} ({class_name}).from_config did not return a Layer")
         built.append(layer)
     return built
+
+
+def _graph_class(check, class_name):
+    """The registered graph model class a file names (not ``Sequential``)."""
+    try:
+        cls = model_class(class_name)
+    except KeyError:
+        check.fail(f"unknown model class {class_name!r}: a graph model file holds a cdl.Model "
+                   "or a subclass registered with cdl.saving.models.register_model_class")
+    if not (isinstance(cls, type) and issubclass(cls, model_class("Model"))) or \
+            issubclass(cls, model_class("Sequential")):
+        check.fail(f"model class {class_name!r} is not a graph model")
+    return cls
+
+
+def _rebuild_graph(check, config, file):
+    """A graph model from the checked config: its layers made (classes looked
+    up by name), its calls replayed (``cdl.graph.from_config``, which refuses
+    a layer called on shapes it cannot take, such as a shared layer called on
+    two different shapes) and the model built under the file's allocation
+    budget."""
+    graph = config["graph"]
+    cls = _graph_class(check, config["class_name"])
+    layer_list = _build_layers(check, graph["layers"], "graph layer")
+    made = iter(layer_list)
+    # Layers are built in the order of their first call.
+    firsts = list(dict.fromkeys(node["layer"] for node in graph["nodes"]))
+    in_build_order = [(i, layer_list[i]) for i in firsts]
+    try:
+        with _allocation_budget(check, in_build_order, file, "graph layer"):
+            model = cls.from_config({"name": config["name"], "dtype": config["dtype"],
+                                     "seed": config["seed"], "graph": graph},
+                                    make_layer=lambda name, cfg: next(made),
+                                    max_nodes=spec.MAX_LAYERS)
+    except ModelFileError:
+        raise
+    except Exception as err:  # noqa: BLE001 - an inconsistent graph is a bad file
+        check.fail(f"the model graph cannot be rebuilt: {type(err).__name__}: {short(err)}")
+    if not isinstance(model, cls) or not model.built:
+        check.fail(f"{cls.__name__}.from_config did not return a built {cls.__name__}")
+    return model
 
 
 def _check_layout(check, header, model, what="the file"):
@@ -155,9 +196,11 @@ def _as_file_error(function, *args, **kwargs):
 
 
 def load_model(path):
-    """Load a model saved by ``save_model`` (or ``Sequential.save``).
+    """Load a model saved by ``save_model`` (or ``model.save``).
 
-    The model is rebuilt from its configuration, gets its weights back, is
+    The model, a graph (``cdl.Model``, or the registered subclass that was
+    saved) or a ``Sequential``, is rebuilt from its configuration without
+    running any code from the file, gets its weights back, is
     compiled again if it was compiled, and has its optimizer state and
     random generator restored, so ``fit`` continues exactly as it would have
     in the original.
@@ -188,23 +231,15 @@ def load_model(path):
         check.fail("this is a weights file (from save_weights); load it into a model "
                    "with model.load_weights")
     check_header(check, file)
-    config = model_config(check, header)
+    config = check.model
     built = header["built"]
-    layer_list = _build_layers(check, config["layers"])
-    if built and (config["input_shape"] is None or not layer_list):
-        check.fail("the header says the model was built, but it has no input shape or layers")
-    try:
-        model = model_class("Sequential")(layer_list, dtype=config["dtype"], seed=config["seed"],
-                           name=config["name"])
-        model.input_shape = config["input_shape"]
-        if built:
-            with _allocation_budget(check, model, file):
-                model.build()
-    except ModelFileError:
-        raise
-    except Exception as err:  # noqa: BLE001 - an inconsistent config is a bad file
-        check.fail(f"the model cannot be rebuilt from its config: {type(err).__name__}: "
-                   f"{short(err)}")
+    if config["graph"] is not None:
+        if not built:
+            check.fail("the header says the model was not built, but a graph model is built "
+                       "when it is made")
+        model = _rebuild_graph(check, config, file)
+    else:
+        model = _rebuild_sequential(check, config, built, file)
     if built:
         _as_file_error(_check_layout, check, header, model)
     params = _params_array(check, file, model.param_buffer.size)
@@ -231,6 +266,25 @@ def load_model(path):
     return model
 
 
+def _rebuild_sequential(check, config, built, file):
+    layer_list = _build_layers(check, config["layers"])
+    if built and (config["input_shape"] is None or not layer_list):
+        check.fail("the header says the model was built, but it has no input shape or layers")
+    try:
+        model = model_class("Sequential")(layer_list, dtype=config["dtype"], seed=config["seed"],
+                           name=config["name"])
+        model.input_shape = config["input_shape"]
+        if built:
+            with _allocation_budget(check, list(enumerate(model.layers)), file):
+                model.build()
+    except ModelFileError:
+        raise
+    except Exception as err:  # noqa: BLE001 - an inconsistent config is a bad file
+        check.fail(f"the model cannot be rebuilt from its config: {type(err).__name__}: "
+                   f"{short(err)}")
+    return model
+
+
 def restore_model_state(check, file, model):
     """Restore into the compiled, built ``model`` the state a model file
     holds: weights, buffers, optimizer state and hyper-parameters, and the
@@ -243,7 +297,7 @@ def restore_model_state(check, file, model):
     file : cdl.saving.reader.SavedFile
         A file read by ``cdl.saving.reader.read`` whose header passed
         ``cdl.saving.header.check_header``.
-    model : cdl.Sequential
+    model : cdl.Model or cdl.Sequential
         The model to restore into; its parameter groups must match the saved ones.
 
     Raises
@@ -254,7 +308,7 @@ def restore_model_state(check, file, model):
     header = file.header
     if header["kind"] != "model":
         check.fail("this is a weights file; a training backup is a model file")
-    dtype = model_config(check, header)["dtype"]
+    dtype = (check.model or model_config(check, header))["dtype"]
     if dtype != model.dtype.name:
         check.fail(f"the file holds a {dtype} model, this model is {model.dtype}")
     if not header["built"]:
@@ -391,7 +445,9 @@ def _restore_rng(check, model, state):
         check.fail(f"the random generator state is invalid: {type(err).__name__}: "
                    f"{short(err)}")
     model.rng = np.random.Generator(bit_generator)
-    for layer in iter_layers(model.layers):
+    # A graph's later calls of a shared layer run copies that share its generator.
+    runners = model._runners() if hasattr(model, "_runners") else model.layers
+    for layer in iter_layers(list(model.layers) + list(runners)):
         if getattr(layer, "_rng", None) is old:
             layer._rng = model.rng
 
@@ -435,7 +491,7 @@ def load_weights(model, path):
     check = Checker(file.path)
     header = file.header
     check_header(check, file)
-    config = model_config(check, header)
+    config = check.model
     if not header["built"]:
         check.fail("the file was saved from a model that was not built; it holds no weights")
     # The file is read and checked before the model is touched; from here on
@@ -453,9 +509,13 @@ def load_weights(model, path):
 def _load_weights_into(check, header, config, model, file):
     """The part of ``load_weights`` that changes ``model``."""
     budget = None
+    if model.built:
+        # A graph model whose layers another model holds takes them back
+        # first: the weights are written into the buffer that holds them.
+        model.ensure_built()
     try:
         if not model.built:
-            with _allocation_budget(check, model, file) as budget:
+            with _allocation_budget(check, list(enumerate(model.layers)), file) as budget:
                 if model.input_shape is None and config["input_shape"] is not None:
                     model.build(config["input_shape"])
                 else:

@@ -21,11 +21,12 @@ __all__ = ["save_model", "save_weights", "model_header", "write_file", "write_ar
 
 
 def save_model(model, path, include_optimizer=True):
-    """Save a ``Sequential`` model with everything needed to resume training.
+    """Save a model (a ``cdl.Model`` graph or a ``Sequential``) with
+    everything needed to resume training.
 
     Parameters
     ----------
-    model : cdl.Sequential
+    model : cdl.Model or cdl.Sequential
     path : str or os.PathLike
         Written atomically: a reader never sees a half-written file, and if
         saving fails an existing file at ``path`` is left as it was.
@@ -100,6 +101,10 @@ def model_header(model, kind, include_optimizer):
     """The header dict of ``model`` (without the array table) and the
     [(name, array)] to write; ``kind`` is ``"model"`` or ``"weights"``."""
     check_model(model)
+    if model.built:
+        # A graph model whose layers another model (sharing them) holds now
+        # takes their current weights back, so that the file has them.
+        model.ensure_built()
     if not model.built and (model.input_shape is not None
                             or any(layer.built for layer in model.layers)):
         raise ValueError("the model is only partly built; call model.build() before saving")
@@ -137,10 +142,22 @@ def model_header(model, kind, include_optimizer):
 
 
 def _model_config_to_save(model):
+    """``model.get_config()``, and for a graph the model's class (loading
+    makes the same class, looked up by this name among the registered ones),
+    refused if loading would refuse its size."""
     config = model.get_config()
-    if spec.too_many_layers(config["layers"]):
+    graph = config.get("graph")
+    if spec.too_many_layers(config["layers"] if graph is None else graph["layers"]):
         raise ValueError(f"the model has more than {spec.MAX_LAYERS:,} layers (counting those "
                          "inside other layers); cdl saves and loads models of at most that many")
+    if graph is not None:
+        if spec.too_many_calls(graph):
+            raise ValueError(f"the model has more than {spec.MAX_LAYERS:,} inputs, or calls that "
+                             f"cost more than {spec.MAX_LAYERS:,} layers (each call counting the "
+                             f"layers it calls, a later call of a shared layer "
+                             f"{spec.COPY_WEIGHT} times that); cdl saves and loads graphs of at "
+                             "most that size")
+        config = {"class_name": type(model).__name__, **config}
     return config
 
 
