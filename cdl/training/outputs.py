@@ -28,6 +28,13 @@ def per_output(value, index):
     return value
 
 
+def listed(value):
+    """Outputs or targets as a list in output order: a model with one output
+    computes one array, not a list of one (its loss may still be an
+    ``OutputLosses``, when compiled with ``loss_weights``)."""
+    return value if isinstance(value, list) else [value]
+
+
 class OutputLosses:
     """The loss of a model with several outputs: the weighted sum of a loss
     per output.
@@ -62,6 +69,7 @@ class OutputLosses:
         if not any(loss is not None for loss in self.losses):
             raise ValueError("no output has a loss: give at least one")
         self._last = None
+        self._single = False
 
     def __repr__(self):
         parts = ", ".join(f"{n}: {loss!r} x {w:g}" for n, loss, w in
@@ -75,7 +83,11 @@ class OutputLosses:
     def forward(self, pred, target, sample_weight=None):
         """The weighted sum of the outputs' losses (each a mean over the
         batch); ``pred`` and ``target`` are lists in output order,
-        ``sample_weight`` None, one array for every output or a list."""
+        ``sample_weight`` None, one array for every output or a list.
+        A model with one output may give ``pred`` as one array (and then
+        gets one array from ``backward``)."""
+        self._single = not isinstance(pred, list)
+        pred, target = listed(pred), listed(target)
         total = 0.0
         self._last = []
         for i, (loss, weight) in enumerate(zip(self.losses, self.weights)):
@@ -90,7 +102,8 @@ class OutputLosses:
 
     def backward(self):
         """The gradients with respect to each output of the last
-        ``forward`` (the loss weights applied), None for an untrained one."""
+        ``forward`` (the loss weights applied), None for an untrained one;
+        one array if ``forward`` was given one."""
         if self._last is None:
             raise RuntimeError("backward called before forward")
         grads = [None] * len(self.losses)
@@ -99,7 +112,7 @@ class OutputLosses:
             if self.weights[i] != 1.0:
                 grad = grad * grad.dtype.type(self.weights[i])
             grads[i] = grad
-        return grads
+        return grads[0] if self._single else grads
 
     def _divides_by_samples(self):
         return all(loss is None or loss._divides_by_samples() for loss in self.losses)
@@ -146,7 +159,7 @@ class OutputMetric(_metrics.Metric):
         self._metric.reset()
 
     def update(self, y_true, y_pred, sample_weight=None):
-        self._metric.update(y_true[self.index], y_pred[self.index],
+        self._metric.update(listed(y_true)[self.index], listed(y_pred)[self.index],
                             per_output(sample_weight, self.index))
 
     def result(self):
@@ -193,10 +206,10 @@ class OutputLoss(_metrics.Metric):
         self._mean.reset()
 
     def update(self, y_true, y_pred, sample_weight=None):
-        pred = y_pred[self.index]
+        pred = listed(y_pred)[self.index]
         n = pred.shape[0]
         if n:
-            value = self._loss.forward(pred, y_true[self.index],
+            value = self._loss.forward(pred, listed(y_true)[self.index],
                                        per_output(sample_weight, self.index))
             self._mean.update(value, sample_weight=n)
 
