@@ -89,7 +89,8 @@ def gradcheck(obj, x, target=None, *, loss=None, sample_weight=None, training=Fa
         output (None, or left out of a dict: that output adds nothing, so
         the weights only it reaches have zero gradients), or the
         ``OutputLosses`` that ``compile`` made (``model.loss``), with its
-        loss weights.
+        loss weights (a Sequential compiled with ``loss_weights`` takes
+        its ``OutputLosses`` too).
     sample_weight : array_like of shape (batch_size,), list or dict, optional
         Per-sample weights passed to the loss; for a graph ``Model``, one
         array for every output or one per output (a list or dict).
@@ -175,7 +176,10 @@ def gradcheck(obj, x, target=None, *, loss=None, sample_weight=None, training=Fa
         raise TypeError(
             f"gradcheck needs float64 to be meaningful; {obj!r} has dtype {obj.dtype}: "
             "build it with dtype='float64'")
-    loss_fn = None if loss is None else _losses.get(loss)
+    if isinstance(obj, Sequential) and _is_output_losses(loss):
+        loss_fn = _graph_loss(obj, loss)   # compiled with loss_weights
+    else:
+        loss_fn = None if loss is None else _losses.get(loss)
     if loss_fn is not None and target is None:
         raise ValueError("a target is needed with a loss")
 
@@ -217,6 +221,12 @@ def gradcheck(obj, x, target=None, *, loss=None, sample_weight=None, training=Fa
         errors[key] = _relative_error(analytic[key], numeric)
     evaluate()  # leave the object's caches as after a plain forward
     return _report(errors, tol, raise_on_error)
+
+
+def _is_output_losses(loss):
+    from cdl.training.outputs import OutputLosses
+
+    return isinstance(loss, OutputLosses)
 
 
 def _graph_loss(model, loss):
