@@ -752,3 +752,31 @@ def test_single_output_graph_takes_dict_data_by_name():
     assert model.evaluate({"x": x}, {"out": y}) == twin.evaluate(x, y)
     with pytest.raises(ValueError, match="unknown.*'y'"):
         model.evaluate({"y": x}, y)
+
+
+@pytest.mark.parametrize("kind", ["graph", "sequential"])
+def test_one_output_with_a_loss_weight(kind):
+    def make():
+        if kind == "graph":
+            return diamond()
+        return cdl.Sequential([layers.Dense(5, activation="tanh", name="h"),
+                               layers.Dense(2, name="out")], input_shape=(6,), seed=2,
+                              dtype="float64")
+
+    x, y = random_array((12, 6), seed=1), random_array((12, 2), seed=2)
+    weighted, plain = make(), make()
+    weighted.compile(optimizers.SGD(lr=0.1), "mse", loss_weights={"out": 2.0},
+                     metrics={"out": ["mae"]})
+    plain.compile(optimizers.SGD(lr=0.2), "mse", metrics=["mae"])
+    assert weighted.train_step(x, y) == pytest.approx(2 * plain.train_step(x, y), rel=1e-14)
+    for p, q in zip(weighted.params, plain.params):
+        np.testing.assert_allclose(p, q, rtol=1e-14, atol=1e-16)
+    result, expected = weighted.evaluate(x, y), plain.evaluate(x, y)
+    assert result["loss"] == pytest.approx(2 * expected["loss"], rel=1e-14)
+    assert result["out_loss"] == pytest.approx(expected["loss"], rel=1e-14)
+    assert result["out_mae"] == pytest.approx(expected["mae"], rel=1e-14)
+    history = weighted.fit({"x": x} if kind == "graph" else x, {"out": y}, epochs=1,
+                           batch_size=4, verbose=0).history
+    assert set(history) == {"loss", "out_loss", "out_mae", "lr"}
+    errors = cdl.gradcheck(weighted, x, y, loss=weighted.loss)
+    assert max(errors.values()) < GRADCHECK_TOL
