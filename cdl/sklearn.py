@@ -10,6 +10,18 @@ work inside ``Pipeline``, ``GridSearchCV`` and ``cross_val_score``, can be
 cloned, and pickle: the fitted cdl model travels inside the pickle as the
 bytes of a cdl model file (cdl's own files hold no pickle).
 
+Graph models: scikit-learn's estimators take one 2-D array ``X`` of
+features and one array ``y`` of targets, whose rows its splitters,
+pipelines, scorers and meta-estimators index, split and score as single
+arrays. A ``cdl.Model`` with several inputs or outputs takes a list or a
+dict of arrays for each, which that contract has no room for: train such
+a model with its own ``fit``. A graph with one input and one output fits
+the contract as a ``Sequential`` does: a subclass may build one (a skip
+connection, a shared layer...) by overriding ``_build_model`` (see
+``MLPClassifier._build_model``), and fitting, early stopping, warm starts
+and pickling (the model file stores the graph) work as with the default
+network.
+
 scikit-learn is an optional dependency: ``pip install "cdl[sklearn]"``.
 
 Examples
@@ -175,6 +187,22 @@ class _EpochRules(Callback):
                 model.stop_training = True
 
 
+def _check_network(model, n_features, n_outputs):
+    """Raise ValueError unless ``model`` has the one input of ``n_features``
+    and the one output of ``n_outputs`` that X and y fit."""
+    inputs, outputs = list(model.input_names), list(model.output_names)
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise ValueError(
+            f"the network has {len(inputs)} input(s) ({', '.join(inputs)}) and "
+            f"{len(outputs)} output(s) ({', '.join(outputs)}); a scikit-learn estimator "
+            "trains one input on X and one output on y: train a model with several inputs "
+            "or outputs with its own fit")
+    if tuple(model.input_shape) != (n_features,) or tuple(model.output_shape) != (n_outputs,):
+        raise ValueError(f"the network takes samples of shape {tuple(model.input_shape)} and "
+                         f"gives {tuple(model.output_shape)}; X has {n_features} features and "
+                         f"the estimator needs {n_outputs} outputs per sample")
+
+
 def _snapshot(model):
     """Copies of the weights and of the layers' buffers (BatchNorm statistics)."""
     return model.param_buffer.copy(), [
@@ -262,7 +290,32 @@ class _BaseMLP(BaseEstimator):
 
     def _build_model(self, settings, n_features, n_outputs, batch_weight, seed):
         """The cdl network: hidden Dense layers (with BatchNorm and dropout if
-        asked) and a linear output layer, compiled with the loss and solver."""
+        asked) and a linear output layer, compiled with the loss and solver.
+
+        A subclass may override it to train another network on the same
+        terms, such as a ``cdl.Model`` graph with a skip connection: one
+        input of ``(n_features,)`` and one output of ``(n_outputs,)``
+        (logits of the classes, or the regression values).
+
+        Parameters
+        ----------
+        settings : dict
+            The checked hyper-parameters: ``sizes`` (units per hidden
+            layer), ``activations`` and ``dropout`` (one per hidden layer,
+            cdl's activation names) and ``dtype``.
+        n_features, n_outputs : int
+        batch_weight : float
+            The weight of a batch, by which scikit-learn's L2 penalty
+            ``alpha`` is divided (see ``alpha``).
+        seed : int
+            The model's seed, drawn from ``random_state``.
+
+        Returns
+        -------
+        cdl.Model
+            Compiled with ``self._make_optimizer()`` and the loss
+            ``self._LOSSES[self.loss]()``.
+        """
         # scikit-learn's penalty: 0.5 * alpha * ||W||^2 / (weight of a batch).
         penalty = (_regularizers.L2(0.5 * self.alpha / batch_weight) if self.alpha > 0
                    else None)
@@ -320,8 +373,10 @@ class _BaseMLP(BaseEstimator):
             self._fit_batch_size = self._batch_size(n_samples)
             # The penalty is divided by the total weight of a batch, as in
             # scikit-learn: batch_size samples of the mean weight.
-            self.model_ = self._build_model(settings, X.shape[1], n_outputs,
-                                            self._fit_batch_size * weight_mean, seed)
+            model = self._build_model(settings, X.shape[1], n_outputs,
+                                      self._fit_batch_size * weight_mean, seed)
+            _check_network(model, X.shape[1], n_outputs)
+            self.model_ = model
             self.n_layers_ = len(settings["sizes"]) + 2
             self.n_outputs_ = self._n_outputs(targets)
             self.t_ = 0
@@ -541,7 +596,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     ----------
     classes_ : ndarray of shape (n_classes,)
     model_ : cdl.Sequential
-        The trained network (outputs are logits).
+        The trained network (outputs are logits); the ``cdl.Model`` that
+        ``_build_model`` returns in a subclass that overrides it.
     n_features_in_ : int
     feature_names_in_ : ndarray of str
         When X had string column names.
@@ -767,7 +823,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     Attributes
     ----------
     model_ : cdl.Sequential
-        The trained network.
+        The trained network; the ``cdl.Model`` that ``_build_model``
+        returns in a subclass that overrides it.
     n_features_in_ : int
     feature_names_in_ : ndarray of str
         When X had string column names.

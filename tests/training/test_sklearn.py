@@ -26,6 +26,35 @@ needs_sklearn = pytest.mark.skipif(sklearn is None, reason=SKIP_REASON)
 if sklearn is not None:
     from cdl.sklearn import MLPClassifier, MLPRegressor
 
+    class _SkipConnections:
+        """The estimators' network as a ``cdl.Model`` graph: each hidden layer
+        adds a linear projection of its input (a skip connection) to its
+        Dense layer's output, through a merge."""
+
+        def _build_model(self, settings, n_features, n_outputs, batch_weight, seed):
+            penalty = (cdl.regularizers.L2(0.5 * self.alpha / batch_weight)
+                       if self.alpha > 0 else None)
+            h = inputs = cdl.Input(shape=(n_features,), name="features")
+            for units, activation, rate in zip(settings["sizes"], settings["activations"],
+                                               settings["dropout"]):
+                body = cdl.layers.Dense(units, activation=activation,
+                                        kernel_regularizer=penalty)(h)
+                skip = cdl.layers.Dense(units, use_bias=False, kernel_regularizer=penalty)(h)
+                h = cdl.layers.Add()([body, skip])
+                if rate > 0:
+                    h = cdl.layers.Dropout(rate)(h)
+            outputs = cdl.layers.Dense(n_outputs, kernel_regularizer=penalty)(h)
+            model = cdl.Model(inputs, outputs, seed=seed, dtype=settings["dtype"],
+                              name="skip_mlp")
+            model.compile(self._make_optimizer(), self._LOSSES[self.loss]())
+            return model
+
+    class SkipMLPClassifier(_SkipConnections, MLPClassifier):
+        """MLPClassifier training the graph of ``_SkipConnections``."""
+
+    class SkipMLPRegressor(_SkipConnections, MLPRegressor):
+        """MLPRegressor training the graph of ``_SkipConnections``."""
+
 
 def test_import_error_names_the_extra(monkeypatch):
     # None in sys.modules makes an import fail, as if scikit-learn were absent.
@@ -55,7 +84,9 @@ def _expected_failures(estimator):
 if sklearn is not None:
     @parametrize_with_checks(
         [MLPClassifier(), MLPRegressor(),
-         MLPClassifier(dtype="float32"), MLPRegressor(dtype="float32")],
+         MLPClassifier(dtype="float32"), MLPRegressor(dtype="float32"),
+         # A graph network (cdl.Model, one input, one output) keeps the contract too.
+         SkipMLPClassifier(), SkipMLPRegressor()],
         expected_failed_checks=_expected_failures)
     def test_sklearn_estimator_checks(estimator, check):
         with warnings.catch_warnings():
@@ -155,6 +186,98 @@ def test_pickle_carries_a_cdl_model_file_not_a_pickled_model():
     assert "model_" not in state
     assert state["_model_file"].startswith(cdl.io.MAGIC)
     assert hasattr(clf, "model_")  # getting the state leaves the estimator intact
+
+
+# --- graph networks -------------------------------------------------------------------------
+
+
+@needs_sklearn
+def test_a_graph_network_trains_in_pipelines_and_cross_validation():
+    x, y = digits(900)
+    pipe = make_pipeline(StandardScaler(),
+                         SkipMLPClassifier(hidden_layer_sizes=(32,), dropout=0.1,
+                                           learning_rate_init=0.01, max_iter=30,
+                                           random_state=0))
+    scores = cross_val_score(pipe, x, y, cv=3)
+    assert scores.min() > 0.85
+    clf = pipe.fit(x, y)[-1]
+    assert type(clf.model_) is cdl.Model and clf.model_.chain is None
+    assert [type(layer).__name__ for layer in clf.model_.layers].count("Add") == 1
+    proba = pipe.predict_proba(x[:5])
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    x, y = regression()
+    reg = SkipMLPRegressor(hidden_layer_sizes=(16,), learning_rate_init=0.01, max_iter=200,
+                           random_state=0)
+    assert cross_val_score(reg, x, y, cv=3).min() > 0.9
+
+
+@needs_sklearn
+@pytest.mark.parametrize("estimator_class", ["classifier", "regressor"])
+def test_a_graph_network_pickles_and_trains_on_identically(estimator_class):
+    if estimator_class == "classifier":
+        x, y = digits(300)
+        est = SkipMLPClassifier(hidden_layer_sizes=(16, 8), dropout=0.2, max_iter=5,
+                                random_state=0)
+    else:
+        x, y = regression()
+        est = SkipMLPRegressor(hidden_layer_sizes=(16,), dropout=0.2, max_iter=5,
+                               random_state=0)
+    est.fit(x, y)
+    state = est.__getstate__()
+    assert state["_model_file"].startswith(cdl.io.MAGIC) and "model_" not in state
+    copy = pickle.loads(pickle.dumps(est))
+    assert type(copy.model_) is cdl.Model
+    assert [layer.name for layer in copy.model_.layers] == \
+        [layer.name for layer in est.model_.layers]
+    np.testing.assert_array_equal(copy.predict(x), est.predict(x))
+    est.partial_fit(x, y)
+    copy.partial_fit(x, y)
+    np.testing.assert_array_equal(copy.predict(x), est.predict(x))
+    assert copy.loss_curve_ == est.loss_curve_
+
+
+@needs_sklearn
+def test_a_graph_network_stops_early_and_warm_starts():
+    x, y = digits(600)
+    clf = SkipMLPClassifier(hidden_layer_sizes=(32,), early_stopping=True, n_iter_no_change=3,
+                            validation_fraction=0.2, learning_rate_init=0.01, max_iter=200,
+                            random_state=0).fit(x / 16, y)
+    assert clf.n_iter_ < 200
+    assert clf.best_validation_score_ == max(clf.validation_scores_) > 0.9
+    x, y = regression()
+    reg = SkipMLPRegressor(hidden_layer_sizes=(8,), warm_start=True, max_iter=3,
+                           random_state=0)
+    model = reg.fit(x, y).model_
+    assert reg.fit(x, y).model_ is model and len(reg.loss_curve_) == 6
+
+
+@needs_sklearn
+def test_a_network_with_several_inputs_or_outputs_is_refused():
+    class TwoHeads(MLPClassifier):
+        def _build_model(self, settings, n_features, n_outputs, batch_weight, seed):
+            inputs = cdl.Input(shape=(n_features,), name="features")
+            h = cdl.layers.Dense(8, activation="relu")(inputs)
+            model = cdl.Model(inputs, {"cls": cdl.layers.Dense(n_outputs)(h),
+                                       "aux": cdl.layers.Dense(1)(h)}, seed=seed)
+            model.compile("adam", {"cls": "cross_entropy", "aux": None})
+            return model
+
+    class WrongWidth(MLPClassifier):
+        def _build_model(self, settings, n_features, n_outputs, batch_weight, seed):
+            inputs = cdl.Input(shape=(n_features,))
+            model = cdl.Model(inputs, cdl.layers.Dense(n_outputs + 1)(inputs), seed=seed)
+            model.compile("adam", "cross_entropy")
+            return model
+
+    x, y = digits(50)
+    refused = TwoHeads(max_iter=1)
+    with pytest.raises(ValueError, match=r"1 input\(s\) \(features\) and 2 output\(s\) "
+                                         r"\(cls, aux\); a scikit-learn estimator trains one"):
+        refused.fit(x, y)
+    assert not hasattr(refused, "model_")
+    with pytest.raises(ValueError, match=r"gives \(11,\); X has 64 features and the "
+                                         r"estimator needs 10 outputs"):
+        WrongWidth(max_iter=1).fit(x, y)
 
 
 # --- fitting --------------------------------------------------------------------------------
