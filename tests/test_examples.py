@@ -57,3 +57,14 @@ def test_conv1d_signals_learns_the_shapes():
     out = run_example("conv1d_signals.py")
     accuracy = float(re.search(r"test accuracy: ([\d.]+)", out).group(1))
     assert accuracy >= 0.9
+
+
+def test_functional_trains_both_heads_and_reloads():
+    out = run_example("functional.py")
+    assert float(re.search(r"test accuracy: ([\d.]+)", out).group(1)) >= 0.95
+    error, spread = (float(v) for v in re.search(
+        r"ink mean absolute error: ([\d.]+) \(test ink spread ([\d.]+)\)", out).groups())
+    assert error < 0.5 * spread   # far better than predicting the mean
+    assert "digit_accuracy" in out and "ink_mae" in out
+    assert "lists and dicts agree: True" in out
+    assert "same predictions after loading: True" in out
