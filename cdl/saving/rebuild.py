@@ -513,6 +513,11 @@ def _load_weights_into(check, header, config, model, file):
         # A graph model whose layers another model holds takes them back
         # first: the weights are written into the buffer that holds them.
         model.ensure_built()
+    if not model.built and model.input_shape is None and config["input_shape"] is None \
+            and config["graph"] is not None:
+        raise ValueError(f"{check.path}: the file holds a graph of "
+                         f"{len(config['graph']['inputs'])} inputs, which gives no input shape "
+                         "to build this model for; build the model before loading its weights")
     try:
         if not model.built:
             with _allocation_budget(check, list(enumerate(model.layers)), file) as budget:

@@ -49,10 +49,13 @@ class Case:
     """One corpus file and the ModelFileError messages expected from each loader
     (``weights=None``: load_weights rightly accepts it, see the case's note)."""
 
-    def __init__(self, name, path, match, weights="same", note=""):
+    def __init__(self, name, path, match, weights="same", note="", weights_loader="weights"):
         self.name, self.path, self.match = name, str(path), match
         self.weights = match if weights == "same" else weights
         self.note = note
+        # "graph_weights" loads into a built model: a graph file with two
+        # inputs gives no input shape to build an unbuilt one for.
+        self.weights_loader = weights_loader
 
 
 def architecture(input_shape=None):
@@ -575,6 +578,75 @@ def make_costly(d, base):
     ]
 
 
+def make_graph_base_file(path):
+    """A valid graph model file (two inputs, a shared layer, a merge) whose
+    weights and buffers have the shapes of ``architecture((5,))``'s, so that
+    ``load_weights`` into that model accepts it."""
+    a, b = cdl.Input(shape=(5,), name="a"), cdl.Input(shape=(8,), name="b")
+    h = layers.BatchNorm(name="bn")(layers.Dense(8, activation="relu", name="d1")(a))
+    shared = layers.Activation("tanh", name="shared")
+    h = layers.Dropout(0.3, name="drop")(layers.Add(name="sum")([shared(h), shared(b)]))
+    model = cdl.Model([a, b], layers.Dense(3, name="out")(h), seed=1)
+    model.compile(optimizers.Adam(lr=0.01), "cross_entropy", metrics=["accuracy"])
+    rng = np.random.default_rng(0)
+    model.fit([rng.standard_normal((16, 5)), rng.standard_normal((16, 8))],
+              rng.integers(0, 3, 16), epochs=1, batch_size=8, verbose=0)
+    model.save(path)
+    return path.read_bytes()
+
+
+def _graph_layer(h, name):
+    return next(s for s in h["model"]["graph"]["layers"] if s["config"]["name"] == name)
+
+
+def _many_calls(h):
+    """13,000 more calls of the shared layer: past the bound on calls."""
+    graph = h["model"]["graph"]
+    index = graph["layers"].index(_graph_layer(h, "shared"))
+    graph["nodes"] += [{"layer": index, "inputs": [["input", 1]], "list": False}] * 13_000
+
+
+# Forged graphs: (name, mutation, expected message, and None when load_weights,
+# which never replays the calls nor makes the file's layers, rightly accepts it).
+GRAPH_MUTATIONS = [
+    ("graph_layer_os_system", lambda h: _graph_layer(h, "d1").update(class_name="os.system"),
+     "graph layer 0 class_name is 'os.system', a dotted path"),
+    ("graph_model_class_popen", lambda h: h["model"].update(class_name="subprocess.Popen"),
+     "model config class_name is 'subprocess.Popen', a dotted path"),
+    ("graph_cycle", lambda h: h["model"]["graph"]["nodes"][1].update(inputs=[["node", 3]]),
+     "which is not made before it: the graph would have a cycle"),
+    ("graph_dangling_output", lambda h: h["model"]["graph"].update(outputs=[["node", 99]]),
+     "refers to call 99"),
+    ("graph_too_many_calls", _many_calls, "calls that cost more than 50,000 layers"),
+    ("graph_shared_layer_two_shapes", lambda h: h["model"]["graph"]["inputs"][1].update(
+        shape=[7]), "layer 'shared' .Activation. is shared", None),
+    ("graph_unknown_layer", lambda h: _graph_layer(h, "drop").update(
+        class_name="MyAttentionLayer"), "unknown layer class 'MyAttentionLayer'", None),
+    ("graph_unknown_model_class", lambda h: h["model"].update(class_name="MyModel"),
+     "unknown model class 'MyModel'", None),
+    ("graph_nested_os_system", lambda h: _graph_layer(h, "drop").update(
+        class_name="Residual", config={"name": "drop", "layers": [
+            {"class_name": "os.system", "config": {"command": "id"}}]}),
+     "cannot be created", None),
+    ("graph_giant_units", lambda h: _graph_layer(h, "out")["config"].update(units=10 ** 9),
+     "graph layer 5 .Dense 'out'.: weight out.kernel .* more weights than the .* values "
+     "the file holds", None),
+    ("graph_giant_input", lambda h: h["model"]["graph"]["inputs"][0].update(shape=[10 ** 9]),
+     "more weights than the .* values the file holds", None),
+]
+
+
+def make_graphs(d, base_path):
+    header, data = split(make_graph_base_file(base_path))
+    cases = []
+    for name, mutate, match, *weights in GRAPH_MUTATIONS:
+        forged = json.loads(json.dumps(header))
+        mutate(forged)
+        cases.append(Case(name, forge(d / f"{name}.cdl", forged, data), match,
+                          *(weights or ["same"]), weights_loader="graph_weights"))
+    return cases
+
+
 def build_corpus(root):
     """Write the corpus under ``root``; return (cases, directories to watch, markers)."""
     corpus, outside = root / "corpus", root / "outside"
@@ -584,7 +656,7 @@ def build_corpus(root):
     cases = (make_pickles(corpus, outside) + make_archives(corpus, outside, base)
              + make_other_formats(corpus) + make_damaged(corpus, base)
              + make_bad_json(corpus, base) + make_lying_headers(corpus, base)
-             + make_costly(corpus, base))
+             + make_costly(corpus, base) + make_graphs(corpus, root / "graph.cdl"))
     return cases, [str(corpus), str(outside)], str(root / "base.cdl")
 
 
@@ -624,6 +696,7 @@ def audit_main(manifest_path, results_path):
     manifest = json.loads(open(manifest_path).read())
     loaders = {"model": cdl.load_model,
                "weights": lambda path: architecture().load_weights(path),
+               "graph_weights": lambda path: architecture((5,)).load_weights(path),
                "naive_pickle": lambda path: pickle.loads(open(path, "rb").read()),
                "naive_unzip": lambda path: zipfile.ZipFile(path).extractall(
                    os.path.dirname(path)),
@@ -735,18 +808,23 @@ def test_the_corpus_is_large_and_valid_files_load(corpus):
     cases = corpus["cases"]
     assert len(cases) >= 30, len(cases)
     assert len({case.name for case in cases}) == len(cases)
-    cdl.load_model(corpus["base"])            # the file every forgery starts from is valid
+    cdl.load_model(corpus["base"])            # the files every forgery starts from are valid
     architecture().load_weights(corpus["base"])
+    cdl.load_model(corpus["root"] / "graph.cdl")
+    architecture((5,)).load_weights(corpus["root"] / "graph.cdl")
 
 
 def test_every_hostile_file_is_refused_with_no_side_effects(corpus):
     cases = corpus["cases"]
+    graph = str(corpus["root"] / "graph.cdl")
     jobs = [("base (valid)", corpus["base"], loader) for loader in ("model", "weights")]
-    jobs += [(case.name, case.path, loader) for case in cases for loader in ("model", "weights")]
+    jobs += [("graph base (valid)", graph, loader) for loader in ("model", "graph_weights")]
+    jobs += [(case.name, case.path, loader) for case in cases
+             for loader in ("model", case.weights_loader)]
     results = run_audit(corpus["root"], jobs, corpus["watched"], corpus["base"])
     expected = {(case.name, "model"): case.match for case in cases}
-    expected.update({(case.name, "weights"): case.weights for case in cases})
-    expected[("base (valid)", "model")] = expected[("base (valid)", "weights")] = None
+    expected.update({(case.name, case.weights_loader): case.weights for case in cases})
+    expected.update({(name, loader): None for name, _, loader in jobs[:4]})
     problems = []
     for result in results:
         key = (result["name"], result["loader"])

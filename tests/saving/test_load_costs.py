@@ -18,7 +18,8 @@ import pytest
 
 import cdl
 from cdl import io, layers, optimizers
-from cdl.saving import reader
+from cdl.saving import format as spec
+from cdl.saving import reader, writer
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="reads /proc and makes sparse files and sockets")
@@ -71,6 +72,7 @@ def files(tmp_path_factory):
         "16 MiB of backslashes": (_forge(d / "escapes.cdl", _with_key(
             header, b'"' + b"\\\\" * (8 * 2 ** 20 - 4096) + b'"'), data), None),
     }
+    out.update(_graph_files(d))
     for size in (2 ** 30, 2 ** 34):
         path = d / f"sparse-{size >> 30}.cdl"
         with open(path, "wb") as f:
@@ -78,6 +80,47 @@ def files(tmp_path_factory):
             f.truncate(size)
         out[f"{size >> 30} GiB sparse"] = (path, "bytes outside its arrays")
     return out
+
+
+def _graph_file(path, layer_specs, n_calls, layer_of, params=(), layout=()):
+    """A graph model file: one input through ``n_calls`` calls in a row, call
+    ``j`` of layer ``layer_of(j)``."""
+    graph = {"inputs": [{"name": "x", "shape": [2], "dtype": None}], "layers": layer_specs,
+             "nodes": [{"layer": layer_of(j), "inputs": [["input", 0] if j == 0 else
+                                                         ["node", j - 1]], "list": False}
+                       for j in range(n_calls)],
+             "outputs": [["node", n_calls - 1]], "output_names": ["out"]}
+    header = {"format": "cdl-model", "format_version": 1, "kind": "model",
+              "model": {"class_name": "Model", "name": "m", "dtype": "float32", "seed": 0,
+                        "graph": graph},
+              "built": True, "param_layout": list(layout), "buffers": [], "compile": None,
+              "optimizer": None, "rng": None}
+    with open(path, "wb") as f:
+        writer.write_file(f, header, [("params", np.zeros(len(params), np.float32))])
+    return path
+
+
+def _graph_files(d):
+    """Graphs at and past the bound on calls (``MAX_LAYERS``, a later call of
+    a shared layer, which makes a copy of it, counting ``COPY_WEIGHT``)."""
+    dense = {"class_name": "Dense", "config": {"name": "d", "units": 2}}
+    flat = {"class_name": "Flatten", "config": {"name": "f"}}
+    block = {"class_name": "Residual", "config": {"name": "r", "layers": [flat] * 999}}
+    at_bound = 1 + (spec.MAX_LAYERS - 1) // spec.COPY_WEIGHT
+    layout = [{"layer": "d", "weight": "kernel", "shape": [2, 2]},
+              {"layer": "d", "weight": "bias", "shape": [2]}]
+    distinct = [{"class_name": "Flatten", "config": {"name": f"f{i}"}} for i in range(28_000)]
+    return {
+        "graph: 12.5 K calls of one Dense": (_graph_file(
+            d / "shared.cdl", [dense], at_bound, lambda j: 0, range(6), layout), None),
+        "graph: 28 K distinct layers": (_graph_file(
+            d / "distinct.cdl", distinct, len(distinct), lambda j: j), None),
+        "graph: 50 K calls of one layer": (_graph_file(
+            d / "calls.cdl", [flat], spec.MAX_LAYERS, lambda j: 0),
+            "calls that cost more than 50,000 layers"),
+        "graph: a block of 1,000 layers called 60 times": (_graph_file(
+            d / "block.cdl", [block], 60, lambda j: 0), "calls that cost more than"),
+    }
 
 
 _MEASURE = """
