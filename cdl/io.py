@@ -3,6 +3,8 @@
 ``save_model`` writes everything needed to continue training exactly where
 it stopped (architecture, weights, compile settings, optimizer state and
 the model's random generator); ``save_weights`` writes the weights alone.
+A graph model's architecture is its graph of layer calls (``cdl.Model``),
+a ``Sequential``'s its list of layers.
 ``load_model`` and ``load_weights`` read them back, and
 ``read_training_state`` reads where a resumable ``fit`` stood. Loading
 never runs code from the file: layer classes are looked up by name through

@@ -202,7 +202,8 @@ def _check_graph(check, graph):
         if name in names:
             check.fail(f"two graph inputs are named {short(name)!r}")
         names.add(name)
-        check.shape(check.key(entry, "shape", list, at), f"{at}.shape", low=1)
+        if not check.shape(check.key(entry, "shape", list, at), f"{at}.shape", low=1):
+            check.fail(f"{at}.shape is []: a sample has at least one axis")
         dtype = entry.get("dtype")
         if dtype is not None and dtype not in INPUT_DTYPES:
             check.expect(dtype, str, f"{at}.dtype")

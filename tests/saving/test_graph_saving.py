@@ -422,6 +422,8 @@ FORGERIES = [
      "graph input 0 has no 'shape' field"),
     ("an input of size 0", lambda h: _graph(h)["inputs"][0].update(shape=[0]),
      r"shape\[0\] must be at least 1"),
+    ("an input of no axis", lambda h: _graph(h)["inputs"][0].update(shape=[]),
+     r"graph input 0.shape is \[\]: a sample has at least one axis"),
     ("an input of an object dtype", lambda h: _graph(h)["inputs"][0].update(dtype="object"),
      "graph input 0.dtype is 'object'"),
     ("no inputs", lambda h: _graph(h).update(inputs=[]), "the model graph has no inputs"),
