@@ -59,6 +59,9 @@ def normalise_tensors(value, what):
         for key, tensor in value.items():
             if not isinstance(key, str):
                 raise TypeError(f"the keys of the model's {what} must be strings, got {key!r}")
+            if not key:
+                raise ValueError(f"the keys of the model's {what} name them: an empty string "
+                                 "is not a name")
             if not isinstance(tensor, SymbolicTensor):
                 raise TypeError(f"{what}[{key!r}] must be a symbolic tensor (from cdl.Input or "
                                 f"a layer called on one), got {type(tensor).__name__}")
@@ -94,7 +97,8 @@ def trace(inputs, outputs):
         If an input is not a ``cdl.Input`` or is given twice, an output is
         given twice, an output depends on an ``Input`` that is not among
         the inputs (it is disconnected from them), an input reaches no
-        output, or two layers (or two inputs) share a name.
+        output, an input has shape () (no axis per sample), or two layers
+        (or two inputs) share a name.
     """
     inputs, input_names = normalise_tensors(inputs, "inputs")
     outputs, output_names = normalise_tensors(outputs, "outputs")
@@ -108,6 +112,12 @@ def trace(inputs, outputs):
         raise ValueError("an output is given twice in the model's outputs")
     input_names = input_names or [t.name for t in inputs]
     _unique(input_names, "inputs")
+    for tensor, name in zip(inputs, input_names):
+        if not tensor.shape:
+            # Data arrive as (samples, features...): a sample of no axis could
+            # run through forward but never through fit or predict.
+            raise ValueError(f"input {name!r} has shape (): a sample needs at least one axis, "
+                             "e.g. shape=(1,) for one number per sample")
     if output_names is None:
         output_names = _output_names(outputs)
     _unique(output_names, "outputs")

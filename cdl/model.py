@@ -91,6 +91,14 @@ class Model(TrainingMixin):
     def _init_common(self, name, dtype, seed):
         self.name = name
         self.dtype = as_float_dtype(dtype)
+        if seed is not None:
+            # What a model file can hold: a bool, a float or a list would be
+            # saved and then refused on loading.
+            if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+                raise TypeError(f"seed must be an int >= 0 or None, got {seed!r}")
+            if seed < 0:
+                raise ValueError(f"seed must be an int >= 0 or None, got {seed}")
+            seed = int(seed)
         self.seed = seed
         self.rng = np.random.default_rng(seed)
         self.output_shape = None
