@@ -55,6 +55,7 @@ ARGUMENTS = {
     "cdl.layers.Conv2DTranspose": lambda tmp: ((2, 3), {}),
     "cdl.layers.LSTM": lambda tmp: ((2,), {}),
     "cdl.layers.GRU": lambda tmp: ((2,), {}),
+    "cdl.layers.Dot": lambda tmp: ((1,), {}),
     "cdl.optimizers.Optimizer": lambda tmp: ((), {"lr": 0.1}),
     "cdl.optimizers.clip_grad_norm": lambda tmp: (([np.ones(3)], 1.0), {}),
     "cdl.schedules.OneCycleLR": lambda tmp: ((optimizers.SGD(lr=0.1, momentum=0.9), 1.0),
