@@ -438,11 +438,7 @@ class Dot(_Merge):
         rows, columns = math.prod(xm.shape[1:-1]), math.prod(ym.shape[2:])
         x3 = xm.reshape(batch, rows, d)
         y3 = ym.reshape(batch, d, columns)
-        if rows == columns == 1:
-            # One product per sample: einsum's loop, not a matrix call per sample.
-            z = np.einsum("bd,bd->b", x3.reshape(batch, d), y3.reshape(batch, d))
-        else:
-            z = np.matmul(x3, y3)
+        z = np.matmul(x3, y3)
         self._saved = (x3, y3, xm.shape, ym.shape, saved_norms)
         return np.ascontiguousarray(z.reshape((batch,) + self.output_shape))
 
@@ -453,6 +449,8 @@ class Dot(_Merge):
         rows, columns = x3.shape[1], y3.shape[2]
         gz = grad.reshape(batch, rows, columns)
         if rows == columns == 1:
+            # One product per sample: a broadcast multiply is about 3 times
+            # as fast as a batch of 1 x 1 by 1 x d matrix products.
             dx3 = gz * y3.transpose(0, 2, 1)
             dy3 = x3.transpose(0, 2, 1) * gz
         else:
