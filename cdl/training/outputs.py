@@ -270,7 +270,8 @@ def compile_outputs(names, loss, loss_weights, metrics):
     ------
     ValueError
         For a key that names no output, a count that differs from the
-        outputs', or no loss for any output.
+        outputs', no loss for any output, or metrics for an output
+        without a loss.
     """
     per_loss = _per_name(loss, names, "loss", allow_missing=True)
     if per_loss is None:
@@ -284,6 +285,7 @@ def compile_outputs(names, loss, loss_weights, metrics):
                             f"order, got {type(loss_weights).__name__}")
         weights = [1.0 if w is None else check_number(w, f"loss_weights[{n!r}]", low=0.0)
                    for n, w in zip(names, weights)]
+    every_output = False
     if metrics is None:
         per_metrics = [[] for _ in names]
     elif isinstance(metrics, dict):
@@ -294,6 +296,7 @@ def compile_outputs(names, loss, loss_weights, metrics):
         per_metrics = [list(m or []) for m in _per_name(list(metrics), names, "metrics", True)]
     elif isinstance(metrics, (list, tuple)):
         per_metrics = [list(metrics) for _ in names]   # every output, as Keras 2
+        every_output = True
     else:
         raise TypeError(f"metrics must be a list, a list per output or a dict by output name, "
                         f"got {type(metrics).__name__}")
@@ -307,6 +310,16 @@ def compile_outputs(names, loss, loss_weights, metrics):
         if loss_i is not None:
             used.add(id(loss_i))
         resolved.append(loss_i)
+    for i, (name, loss_i) in enumerate(zip(names, resolved)):
+        if loss_i is None and per_metrics[i]:
+            if every_output:
+                per_metrics[i] = []   # one list for every output: those that are trained
+                continue
+            # Targets are only read for outputs with a loss: a metric of an
+            # untrained output would get None at the first batch.
+            raise ValueError(f"metrics are given for output {name!r}, which has no loss, so "
+                             "no targets are read for it: give it a loss (with loss_weights 0 "
+                             "to measure it without training through it)")
     if len(names) == 1 and resolved[0] is not None and weights[0] == 1.0:
         single = resolved[0]
         return single, [_metrics.get(m, loss=single) for m in per_metrics[0]], per_metrics[0]
