@@ -28,6 +28,15 @@ class Graph:
         (each after the calls it reads from).
     layers : list of Layer
         Each layer once, in the order of its first call.
+
+    Examples
+    --------
+    >>> import cdl
+    >>> from cdl import graph, layers
+    >>> x = cdl.Input(shape=(4,), name="x")
+    >>> g = graph.trace(x, layers.Dense(2, name="out")(layers.Dense(3, name="hidden")(x)))
+    >>> [node.layer.name for node in g.nodes], g.output_names, g.is_chain()
+    (['hidden', 'out'], ['out'], True)
     """
 
     def __init__(self, inputs, outputs, input_names, output_names, nodes, layers):
@@ -50,7 +59,17 @@ class Graph:
 
 def normalise_tensors(value, what):
     """``(tensors, names or None)`` of a model's ``inputs`` or ``outputs``: a
-    tensor, a list or tuple of them, or a dict name -> tensor."""
+    tensor, a list or tuple of them, or a dict name -> tensor.
+
+    Examples
+    --------
+    >>> import cdl
+    >>> from cdl.graph import normalise_tensors
+    >>> a, b = cdl.Input(shape=(2,), name="a"), cdl.Input(shape=(3,), name="b")
+    >>> tensors, names = normalise_tensors({"left": a, "right": b}, "inputs")
+    >>> [t.name for t in tensors], names
+    (['a', 'b'], ['left', 'right'])
+    """
     if isinstance(value, SymbolicTensor):
         return [value], None
     if isinstance(value, dict):
@@ -99,6 +118,21 @@ def trace(inputs, outputs):
         the inputs (it is disconnected from them), an input reaches no
         output, an input has shape () (no axis per sample), or two layers
         (or two inputs) share a name.
+
+    Examples
+    --------
+    >>> import cdl
+    >>> from cdl import graph, layers
+    >>> a, b = cdl.Input(shape=(2,), name="a"), cdl.Input(shape=(2,), name="b")
+    >>> shared = layers.Dense(3, name="shared")
+    >>> g = graph.trace([a, b], layers.Add(name="sum")([shared(a), shared(b)]))
+    >>> [node.layer.name for node in g.nodes], [layer.name for layer in g.layers]
+    (['shared', 'shared', 'sum'], ['shared', 'sum'])
+    >>> try:
+    ...     graph.trace([a, b], shared(a))
+    ... except ValueError as error:
+    ...     print(error)
+    the model's outputs do not depend on input(s) 'b'; remove them or use them
     """
     inputs, input_names = normalise_tensors(inputs, "inputs")
     outputs, output_names = normalise_tensors(outputs, "outputs")
@@ -183,6 +217,19 @@ def structure(data, names, what, allow_missing=False):
     ValueError
         If the count differs, or a dict has an unknown key or (unless
         allowed) misses one; the message names the keys.
+
+    Examples
+    --------
+    >>> from cdl.graph import structure
+    >>> structure({"b": 2, "a": 1}, ["a", "b"], "x")
+    [1, 2]
+    >>> structure({"a": 1}, ["a", "b"], "y", allow_missing=True)
+    [1, None]
+    >>> try:
+    ...     structure({"a": 1, "c": 3}, ["a", "b"], "x")
+    ... except ValueError as error:
+    ...     print(error)
+    x has unknown key(s) 'c'; expected 'a', 'b'
     """
     if isinstance(data, dict):
         unknown = [k for k in data if k not in names]
@@ -220,7 +267,17 @@ def _is_number(value):
 def to_config(graph):
     """The graph as JSON-friendly data: the inputs, the layers' configs, the
     calls (layer index, tensors read) and the outputs. A tensor is written
-    as ``["input", i]`` or ``["node", j]`` (the output of call ``j``)."""
+    as ``["input", i]`` or ``["node", j]`` (the output of call ``j``).
+
+    Examples
+    --------
+    >>> import cdl
+    >>> from cdl import graph, layers
+    >>> x = cdl.Input(shape=(4,), name="x")
+    >>> config = graph.to_config(graph.trace(x, layers.Dense(2, name="out")(x)))
+    >>> config["nodes"], config["outputs"], config["output_names"]
+    ([{'layer': 0, 'inputs': [['input', 0]], 'list': False}], [['node', 0]], ['out'])
+    """
     where = {t.id: ["input", i] for i, t in enumerate(graph.inputs)}
     index_of = {id(layer): i for i, layer in enumerate(graph.layers)}
     nodes = []
@@ -289,6 +346,22 @@ def from_config(config, max_nodes=None, make_layer=None):
         made yet (a cycle) or to nothing, an input reached with a shape
         that differs from a shared layer's first call, a layer that takes
         a list called on one tensor.
+
+    Examples
+    --------
+    >>> import cdl
+    >>> from cdl import graph, layers
+    >>> x = cdl.Input(shape=(4,), name="x")
+    >>> config = graph.to_config(graph.trace(x, layers.Dense(2, name="out")(x)))
+    >>> inputs, outputs, made = graph.from_config(config)
+    >>> list(inputs), list(outputs), [layer.name for layer in made]
+    (['x'], ['out'], ['out'])
+    >>> config["nodes"][0]["inputs"] = [["node", 0]]       # the call reads itself
+    >>> try:
+    ...     graph.from_config(config)
+    ... except ValueError as error:
+    ...     print(error)
+    input 0 of call 0 refers to call 0, which is not made before it: the graph would have a cycle or a dangling reference
     """
     if not isinstance(config, dict):
         raise ValueError("the graph must be a JSON object")
