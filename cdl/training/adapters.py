@@ -245,12 +245,22 @@ def weights_for(model, sample_weight, class_weight, y, n):
     names = model.output_names
     if isinstance(sample_weight, dict) or (
             isinstance(sample_weight, (list, tuple)) and len(sample_weight) == len(names)
-            and all(w is None or np.ndim(w) == 1 for w in sample_weight)):
+            and all(w is None or _one_axis(w) for w in sample_weight)):
         from cdl.graph import structure
 
         per = structure(sample_weight, names, "sample_weight", allow_missing=True)
         return [sample_weights(w, None, None, n, model.dtype) for w in per]
     return sample_weights(sample_weight, None, None, n, model.dtype)
+
+
+def _one_axis(value):
+    """True if ``value`` reads as a 1-D array; False for anything else,
+    ragged lists included (NumPy raises for those; the weights' own check
+    then names what is wrong)."""
+    try:
+        return np.ndim(value) == 1
+    except ValueError:
+        return False
 
 
 def targets_for(model, y, n, name="y"):

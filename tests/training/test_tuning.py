@@ -349,6 +349,10 @@ def test_find_lr_refuses_bad_graph_data_clearly():
         tuning.find_lr(model, {"a": np.full((96, 4), np.nan), "b": x["b"]}, y)
     with pytest.raises(ValueError, match="samples"):
         tuning.find_lr(model, x, {"cls": y["cls"][:10], "reg": y["reg"]})
+    with pytest.raises(ValueError, match="unknown key.*'box'"):
+        tuning.find_lr(model, x, y, sample_weight={"box": np.ones(96)})
+    with pytest.raises(ValueError, match="sample_weight could not be turned into an array"):
+        tuning.find_lr(model, x, y, sample_weight=[[[1.0], [1.0, 2.0]], None])   # ragged
     assert model.optimizer.iterations == 0
 
 
