@@ -241,10 +241,12 @@ def structure(data, names, what, allow_missing=False):
             raise ValueError(f"{what} is missing key(s) {', '.join(repr(n) for n in missing)}")
         return [data.get(n) for n in names]
     if len(names) == 1:
-        if isinstance(data, (list, tuple)) and len(data) == 1 and not _is_number(data[0]):
-            # A one-element list of arrays; a list of numbers is one array.
-            if hasattr(data[0], "__len__") or hasattr(data[0], "__array__"):
-                return [data[0]]
+        if isinstance(data, (list, tuple)) and len(data) == 1 and \
+                not isinstance(data[0], (list, tuple)) and not _is_number(data[0]) and \
+                (hasattr(data[0], "__len__") or hasattr(data[0], "__array__")):
+            # A one-element list of arrays: the model's one input. A nested
+            # Python list ([[0.0, 1.0]]) is one batch of samples.
+            return [data[0]]
         return [data]
     if not isinstance(data, (list, tuple)):
         raise ValueError(f"the model has {len(names)} {what.split()[0]} "

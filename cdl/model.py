@@ -271,14 +271,17 @@ class Model(TrainingMixin):
         values = {t.id: v for t, v in zip(self._graph.inputs, xs)}
         check = _anomaly.checking(self)
         with _concurrency.guard_of(self).layer_lock:
+            shapes = []
             for index, (node, runner) in enumerate(self._steps):
                 args = [values[t.id] for t in node.inputs]
                 y = runner.forward(args if runner.takes_list else args[0], training)
                 if check:
                     _anomaly.check_forward(runner, index, y)
                 values[node.output.id] = y
+                shapes.append(y.shape)
             outs = [values[t.id] for t in self._graph.outputs]
             self._out_shapes = [o.shape for o in outs]
+            self._call_shapes = shapes
         return outs[0] if len(outs) == 1 else outs
 
     @_determinism.blas_scope
@@ -336,7 +339,10 @@ class Model(TrainingMixin):
             node, runner = self._steps[index]
             g = pending.pop(node.output.id, None)
             if g is None:
-                continue   # nothing downstream of this call is trained
+                if not runner.activity_penalty:
+                    continue   # nothing downstream of this call is trained
+                # Its activity penalty is in the loss: its gradient flows back.
+                g = np.zeros(self._call_shapes[index], dtype=self.dtype)
             skip = not input_grad and all(t.id in input_ids for t in node.inputs)
             if skip:
                 runner._input_grad_needed = False
@@ -727,6 +733,9 @@ class Sequential(Model):
     def chain(self):
         """The layers, in order: a Sequential is always one chain."""
         return list(self._layers)
+
+    #: A Sequential is a chain of layers, not a graph of symbolic tensors.
+    graph = None
 
     @property
     def output_layers(self):

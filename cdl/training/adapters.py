@@ -97,7 +97,8 @@ def inputs_for(model, x, name="x"):
     several inputs."""
     if len(model.input_names) > 1:
         return MultiInputs(model, x, name)
-    if isinstance(x, dict):
+    if isinstance(x, dict) or isinstance(x, (list, tuple)) and model.graph is not None:
+        # A graph model's one input may come keyed by its name or as [x].
         from cdl.graph import structure
 
         x, = structure(x, model.input_names, name)
@@ -268,7 +269,7 @@ def targets_for(model, y, n, name="y"):
     model compiled with a loss per output."""
     if _per_output(model):
         return MultiTargets(model, y, n, name)
-    if isinstance(y, dict):
+    if isinstance(y, dict) or isinstance(y, (list, tuple)) and model.graph is not None:
         from cdl.graph import structure
 
         y, = structure(y, model.output_names, name)

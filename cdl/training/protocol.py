@@ -17,7 +17,9 @@ Structure
     as dicts, in the order of lists), ``built``, ``build(input_shape=None)``,
     ``ensure_built()``, ``layers`` (a list, in order of computation),
     ``chain`` (the same list when the model is one chain of layers, else
-    None) and ``output_layers`` (the layer computing each output).
+    None), ``output_layers`` (the layer computing each output) and
+    ``graph`` (a graph model's ``cdl.graph.Graph``, None for a stack of
+    layers: data for a graph's one input may come as ``[x]``).
 Parameters
     ``params`` and ``grads`` (aligned lists of arrays), ``param_buffer``
     and ``grad_buffer`` (the flat arrays they are views of; the optimizer
@@ -69,6 +71,7 @@ class TrainableModel(Protocol):
     grad_buffer: object
     input_names: list
     output_names: list
+    graph: object
 
     @property
     def layers(self):

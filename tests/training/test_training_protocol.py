@@ -19,7 +19,7 @@ from cdl.training.strategy import SingleProcess, Strategy
 
 PROTOCOL_DATA = ("name", "dtype", "rng", "input_shape", "output_shape", "built", "params",
                  "grads", "param_buffer", "grad_buffer", "layers", "chain", "output_layers",
-                 "input_names", "output_names")
+                 "input_names", "output_names", "graph")
 PROTOCOL_METHODS = ("build", "ensure_built", "count_params", "check_input", "forward_checked",
                     "backward_checked", "regularization_loss", "has_regularization",
                     "add_regularization_gradients")
