@@ -10,6 +10,10 @@ rank or shape (0-size axes, a missing or extra axis, a dimension that no
 longer matches, a scalar), another memory layout (Fortran order, negative
 strides, every other element, read-only, unaligned, zero strides, an
 ndarray subclass), NaN or infinities, a (ragged) nested list, or None.
+Graph models (``cdl.Input``, ``cdl.Model`` and its ``compile``) get
+hostile values from catalogs instead, and their data methods lists and
+dicts of arrays whose containers are drawn valid or not (see "graph
+models" below).
 
 The property, for every example:
 
@@ -1507,6 +1511,443 @@ def fit_validation_entry(draw, rng):
         _draw_fuzzed(draw, ("x_val", "y_val"))
 
 
+# --- graph models ------------------------------------------------------------------
+#
+# cdl.Input, the cdl.Model constructor and compile take no arrays: their
+# examples draw from catalogs of hostile values, each marked valid (True:
+# must be accepted and work), invalid (False: must be rejected) or either
+# (None); an example whose values are all valid must be accepted, one with
+# an invalid value rejected, in both cases by the property's rules. The
+# methods that take data (forward and backward, fit, evaluate, train_step,
+# predict) get lists or dicts of arrays: each array is fuzzed like any
+# other, and the container itself is drawn valid or invalid (a missing or
+# unknown key, a list of another length, one array for two inputs...).
+
+
+def _catalog_choice(draw, catalog):
+    """``(value, valid)`` drawn from a catalog of such pairs: half the time
+    among the valid ones, so that examples whose values are all valid (and
+    must work) are common."""
+    if draw.boolean():
+        catalog = [entry for entry in catalog if entry[1] is True]
+    return catalog[draw.integer(0, len(catalog) - 1)]
+
+
+def _combined(*validities):
+    """False if any value is invalid, None if any may go either way, else True."""
+    if False in validities:
+        return False
+    return None if None in validities else True
+
+
+def _expect(valid, call, what):
+    """Run ``call``: a rejection of valid values, or an acceptance of
+    invalid ones, raises AssertionError (which the property reports)."""
+    try:
+        result = call()
+    except (ValueError, TypeError) as err:
+        if valid is True:
+            raise AssertionError(f"rejected valid {what}: {type(err).__name__}: {err}") from err
+        raise
+    if valid is False:
+        raise AssertionError(f"accepted invalid {what}")
+    return result
+
+
+#: Input(shape=...): (value, valid); None: either is fine (a size too large
+#: for BLAS, or no axis at all, is refused when the model is built).
+INPUT_SHAPES = (((3,), True), ([2, 2], True), (4, True), ((np.int64(3),), True),
+                ((np.uint8(2), 1), True), ((), None), ((0,), False), ((-1, 2), False),
+                ((None, 3), False), ((3.0,), False), ((True,), False), ("3", False),
+                (None, False), ((2 ** 40,), None), ({3: 1}, False), (((3,),), False),
+                (np.array([3]), None), (np.int64(3), None), (b"3", False), (1.5, False))
+INPUT_NAMES = ((None, True), ("x", True), ("a b", True), ("\u00fc", True), ("", False),
+               (3, False), (b"x", False), (("x",), False))
+INPUT_DTYPES = ((None, True), ("float32", True), (np.float64, True), ("int64", True),
+                ("bool", True), ("uint8", True), ("float16", False), ("complex64", False),
+                ("str", False), (object, False), ("nonsense", False), (3, False), ([], False),
+                (">f8", None))
+
+
+def input_entry(draw, rng):
+    """``cdl.Input(shape, name, dtype)`` with hostile arguments, then a model
+    built on it predicting a batch of ones."""
+    shape, shape_ok = _catalog_choice(draw, INPUT_SHAPES)
+    name, name_ok = _catalog_choice(draw, INPUT_NAMES)
+    dtype, dtype_ok = _catalog_choice(draw, INPUT_DTYPES)
+    valid = _combined(shape_ok, name_ok, dtype_ok)
+
+    def run(args):
+        tensor = _expect(valid, lambda: cdl.Input(shape, name=name, dtype=dtype),
+                         f"Input(shape={shape!r}, name={name!r}, dtype={dtype!r})")
+        sizes = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+        if tensor.shape != tuple(int(s) for s in sizes) or \
+                not all(type(s) is int for s in tensor.shape):
+            raise AssertionError(f"Input(shape={shape!r}) has shape {tensor.shape!r}")
+        if name is not None and tensor.name != name:
+            raise AssertionError(f"Input(name={name!r}) is named {tensor.name!r}")
+        if tensor.dtype != (None if dtype is None else np.dtype(dtype)):
+            raise AssertionError(f"Input(dtype={dtype!r}) has dtype {tensor.dtype!r}")
+        flat = layers.Flatten()(tensor) if len(tensor.shape) > 1 else tensor
+        model = cdl.Model(tensor, layers.Dense(2, name="out")(flat), seed=0)
+        x = np.ones((2,) + tensor.shape)
+        out = model.predict({tensor.name: x})
+        if not np.array_equal(out, model.forward(x)):
+            raise AssertionError("predict and forward differ")
+        return {"shape": list(tensor.shape), "out": out}
+
+    # The values are the catalog's own (never written to): nothing to fuzz further.
+    return Case({}, {}, run, None,
+                f"shape={shape!r} name={name!r} dtype={dtype!r} valid={valid}"), ()
+
+
+def _two_inputs():
+    a = cdl.Input((3,), name="a")
+    b = cdl.Input((2,), name="b")
+    return a, b
+
+
+def _heads(a, b):
+    h = layers.Concatenate(name="join")([layers.Dense(2, name="pre")(a), b])
+    return layers.Dense(3, name="cls")(h), layers.Dense(1, name="reg")(h)
+
+
+def _ctor_case(kind):
+    """``(inputs, outputs)`` of one kind of constructor call, with new tensors."""
+    a, b = _two_inputs()
+    cls, reg = _heads(a, b)
+    other = cdl.Input((3,), name="other")
+    return {
+        "list": lambda: ([a, b], [cls, reg]),
+        "tuple": lambda: ((a, b), (cls, reg)),
+        "dict": lambda: ({"first": a, "second": b}, {"c": cls, "r": reg}),
+        "one output": lambda: ([a, b], cls),
+        "input as output": lambda: ([a, b], [cls, a]),
+        "array input": lambda: (np.ones((2, 3)), [cls, reg]),
+        "array output": lambda: ([a, b], [cls, np.ones((2, 1))]),
+        "none": lambda: (None, [cls, reg]),
+        "empty inputs": lambda: ([], [cls, reg]),
+        "empty outputs": lambda: ([a, b], {}),
+        "int key": lambda: ({0: a, 1: b}, [cls, reg]),
+        "empty key": lambda: ({"": a, "b": b}, [cls, reg]),
+        "layer": lambda: ([a, b], layers.Dense(2)),
+        "nested": lambda: ([[a, b]], [cls, reg]),
+        "input twice": lambda: ([a, a, b], [cls, reg]),
+        "output twice": lambda: ([a, b], [cls, cls]),
+        "intermediate input": lambda: ([a, b, cls], [reg]),
+        "missing input": lambda: ([a], [cls, reg]),
+        "unused input": lambda: ([a, b, other], [cls, reg]),
+        "disconnected": lambda: ([a, b], [cls, layers.Dense(1)(other)]),
+        "string": lambda: ("a", [cls, reg]),
+    }[kind]()
+
+
+#: Constructor calls: kind -> valid.
+MODEL_CTOR_KINDS = {"list": True, "tuple": True, "dict": True, "one output": True,
+                    "input as output": True, "array input": False, "array output": False,
+                    "none": False, "empty inputs": False, "empty outputs": False,
+                    "int key": False, "empty key": False, "layer": False, "nested": False,
+                    "input twice": False, "output twice": False, "intermediate input": False,
+                    "missing input": False, "unused input": False, "disconnected": False,
+                    "string": False}
+MODEL_SEEDS = ((None, True), (0, True), (np.int64(3), True), (2 ** 70, True), (-1, False),
+               (1.5, False), ("a", False), (True, False), ([1, 2], False))
+MODEL_DTYPES = (("float32", True), ("float64", True), (np.float64, True), ("float16", False),
+                ("int32", False), ("complex128", False), (">f8", False), (None, None))
+MODEL_NAMES = ((None, True), ("net", True), (3, False), (b"net", False))
+
+
+def model_constructor_entry(draw, rng):
+    """``cdl.Model(inputs, outputs, seed, dtype, name)`` with hostile
+    arguments; an accepted model must predict, and save and load back."""
+    kind, _ = _catalog_choice(draw, tuple(MODEL_CTOR_KINDS.items()))
+    seed, seed_ok = _catalog_choice(draw, MODEL_SEEDS)
+    dtype, dtype_ok = _catalog_choice(draw, MODEL_DTYPES)
+    name, name_ok = _catalog_choice(draw, MODEL_NAMES)
+    valid = _combined(MODEL_CTOR_KINDS[kind], seed_ok, dtype_ok, name_ok)
+    xa, xb = rng.standard_normal((2, 3)), rng.standard_normal((2, 2))
+
+    def run(args):
+        inputs, outputs = _ctor_case(kind)
+        model = _expect(valid, lambda: cdl.Model(inputs, outputs, seed=seed, dtype=dtype,
+                                                 name=name),
+                        f"Model({kind}, seed={seed!r}, dtype={dtype!r}, name={name!r})")
+        # Known weights: without a seed they differ from call to call.
+        model.param_buffer[...] = np.linspace(-1.0, 1.0, model.param_buffer.size)
+        data = dict(zip(model.input_names, (xa, xb)))
+        out = model.predict(data)
+        out = out if isinstance(out, list) else [out]
+        if len(out) != len(model.output_names):
+            raise AssertionError(f"{len(model.output_names)} outputs, predict gave {len(out)}")
+        if model.seed is not None and type(model.seed) is not int:
+            raise AssertionError(f"seed kept as {type(model.seed).__name__}")
+        return {"out": [np.array(o) for o in out], "names": list(model.output_names)}
+
+    return Case({}, {}, run, None,
+                f"{kind} seed={seed!r} dtype={dtype!r} name={name!r} valid={valid}"), ()
+
+
+_BOTH = {"cls": "cross_entropy", "reg": "mse"}
+#: compile(loss=...): (value, valid); None: compile may accept it and fit
+#: then refuse it (one loss for every output, a Loss class).
+COMPILE_LOSSES = ((_BOTH, True), ({"cls": "cross_entropy"}, True), (["cross_entropy", None], True),
+                  (("cross_entropy", "mse"), True), ({"reg": "mse"}, True), ({}, False),
+                  ({"box": "mse"}, False), ({"cls": "nonsense"}, False), ({"cls": 3}, False),
+                  ({0: "mse"}, False), (["cross_entropy"], False), ([None, None], False),
+                  ({"cls": None, "reg": None}, False), (None, False), ({"mse"}, False),
+                  ({"cls": ["mse"]}, False), ({"cls": metrics.Accuracy()}, False),
+                  (["mse"] * 3, False), ("mse", None), ({"cls": losses.MSE}, None),
+                  ({"cls": losses.CrossEntropy(label_smoothing=0.1), "reg": losses.Huber()}, True))
+COMPILE_WEIGHTS = ((None, True), ({"reg": 0.5}, True), ([1.0, 2.0], True),
+                   ({"reg": np.float32(0.5)}, True), ({"cls": 0}, True), ({"reg": None}, True),
+                   ({"reg": -1}, False), ({"reg": float("nan")}, False),
+                   ({"reg": float("inf")}, False), ({"reg": "a"}, False), ({"reg": True}, False),
+                   ({"box": 1.0}, False), ([1.0], False), (0.5, False),
+                   (np.array([1.0, 0.5]), False), ("ab", False), ({"reg": 1j}, False))
+COMPILE_METRICS = ((None, True), ({"cls": ["accuracy"]}, True), ({"cls": "accuracy"}, True),
+                   ([["accuracy"], ["mae"]], True), ([None, ["mae"]], True), ({"cls": None}, True),
+                   ({"box": ["mae"]}, False), ({"cls": ["nonsense"]}, False), ({"cls": [3]}, False),
+                   ([["accuracy"]], False), ({"cls": ["accuracy", "accuracy"]}, False),
+                   ("accuracy", False), (["mae", ["mae"]], False), ({0: ["mae"]}, False),
+                   ({"cls": ["loss"]}, False), ({"cls": {"accuracy"}}, False),
+                   ({"accuracy"}, False), (["mae"], None), ({"reg": ["mae"]}, None))
+
+
+def _untrained(loss, names=("cls", "reg")):
+    """The outputs a valid ``loss`` of the catalog leaves without a loss."""
+    if isinstance(loss, dict):
+        return {n for n in names if loss.get(n) is None}
+    if isinstance(loss, (list, tuple)) and len(loss) == len(names):
+        return {n for n, part in zip(names, loss) if part is None}
+    return set()
+
+
+def _measured(metrics_spec, names=("cls", "reg")):
+    """The outputs that ``metrics_spec`` gives metrics by name or position
+    (a flat list applies to the trained outputs only)."""
+    if isinstance(metrics_spec, dict):
+        return {n for n, m in metrics_spec.items() if m}
+    if isinstance(metrics_spec, (list, tuple)) and metrics_spec and all(
+            m is None or isinstance(m, (list, tuple)) for m in metrics_spec) and \
+            len(metrics_spec) == len(names):
+        return {n for n, m in zip(names, metrics_spec) if m}
+    return set()
+
+
+def model_compile_entry(draw, rng):
+    """``compile`` of a two-output model with hostile loss, loss_weights and
+    metrics, then a short fit: what compile accepted must train, each
+    output weighted and reported as given."""
+    loss, loss_ok = _catalog_choice(draw, COMPILE_LOSSES)
+    weights, weights_ok = _catalog_choice(draw, COMPILE_WEIGHTS)
+    chosen, metrics_ok = _catalog_choice(draw, COMPILE_METRICS)
+    if _untrained(loss) & _measured(chosen):
+        metrics_ok = False   # metrics of an output without a loss (no targets are read)
+    valid = _combined(loss_ok, weights_ok, metrics_ok)
+    n = draw.integer(1, 5)
+    x = [rng.standard_normal((n, 3)), rng.standard_normal((n, 2))]
+    y = [rng.integers(0, 3, n), rng.standard_normal((n, 1))]
+
+    def run(args):
+        a, b = _two_inputs()
+        model = cdl.Model([a, b], list(_heads(a, b)), seed=0, dtype="float64")
+        _expect(valid, lambda: model.compile(optimizers.SGD(lr=0.1), copy.deepcopy(loss),
+                                             metrics=copy.deepcopy(chosen),
+                                             loss_weights=copy.deepcopy(weights)),
+                f"compile(loss={loss!r}, loss_weights={weights!r}, metrics={chosen!r})")
+        trained = [i for i, part in enumerate(model.loss.losses) if part is not None]
+        if valid and isinstance(weights, dict):
+            for i, out in enumerate(model.output_names):
+                given = weights.get(out)
+                want = 1.0 if given is None else float(given)
+                if model.loss.weights[i] != want:
+                    raise AssertionError(f"output {out!r} weighted {model.loss.weights[i]}, "
+                                         f"given {given!r}")
+        history = model.fit(x, y, epochs=1, batch_size=2, verbose=0).history
+        reported = {f"{model.output_names[i]}_loss" for i in trained}
+        if not reported <= set(history):
+            raise AssertionError(f"history {sorted(history)} lacks {sorted(reported)}")
+        return {"history": history, "weights": model.get_weights()}
+
+    return Case({}, {}, run, None,
+                f"loss={loss!r} loss_weights={weights!r} metrics={chosen!r} n={n} "
+                f"valid={valid}"), ()
+
+
+#: Containers of a two-input model's x: name -> valid.
+GRAPH_X_FORMS = {"dict": True, "list": True, "tuple": True, "reversed dict": True,
+                 "missing key": False, "unknown key": False, "short list": False,
+                 "long list": False, "one array": False, "swapped": False, "nested": False}
+#: Containers of its targets: name -> valid (without a loss for "reg": None
+#: means valid exactly when that output is untrained).
+GRAPH_Y_FORMS = {"dict": True, "list": True, "tuple": True, "without reg": None,
+                 "reg None": None, "missing cls": False, "unknown key": False,
+                 "one array": False, "short list": False, "none": False}
+#: Containers of sample weights: name -> valid.
+GRAPH_W_FORMS = {"none": True, "shared": True, "dict": True, "dict cls": True, "list": True,
+                 "unknown key": False, "all none": True}
+
+
+def _graph_x(form, xa, xb):
+    return {"dict": lambda: {"a": xa, "b": xb}, "list": lambda: [xa, xb],
+            "tuple": lambda: (xa, xb), "reversed dict": lambda: {"b": xb, "a": xa},
+            "missing key": lambda: {"a": xa}, "unknown key": lambda: {"a": xa, "b": xb, "c": xb},
+            "short list": lambda: [xa], "long list": lambda: [xa, xb, xb],
+            "one array": lambda: xa, "swapped": lambda: [xb, xa],
+            "nested": lambda: [[xa, xb]]}[form]()
+
+
+def _graph_y(form, y_cls, y_reg):
+    return {"dict": lambda: {"cls": y_cls, "reg": y_reg}, "list": lambda: [y_cls, y_reg],
+            "tuple": lambda: (y_cls, y_reg), "without reg": lambda: {"cls": y_cls},
+            "reg None": lambda: [y_cls, None], "missing cls": lambda: {"reg": y_reg},
+            "unknown key": lambda: {"cls": y_cls, "reg": y_reg, "box": y_reg},
+            "one array": lambda: y_cls, "short list": lambda: [y_cls], "none": lambda: None}[form]()
+
+
+def _graph_w(form, w):
+    return {"none": lambda: None, "shared": lambda: w, "dict": lambda: {"cls": w, "reg": w},
+            "dict cls": lambda: {"cls": w}, "list": lambda: [w, None],
+            "unknown key": lambda: {"cls": w, "box": w}, "all none": lambda: [None, None]}[form]()
+
+
+def _graph_model(dtype, untrained, fused):
+    a, b = _two_inputs()
+    shared = layers.Dense(2, activation="tanh", name="shared")
+    h = layers.Concatenate(name="join")([shared(layers.Dense(2, name="pre")(a)), shared(b)])
+    model = cdl.Model([a, b], [layers.Dense(3, name="cls")(h), layers.Dense(1, name="reg")(h)],
+                      seed=0, dtype=dtype.name)
+    model.use_fused_step = fused
+    model.compile(optimizers.SGD(lr=0.1), {"cls": "cross_entropy"} if untrained else
+                  {"cls": "cross_entropy", "reg": "mse"}, metrics={"cls": ["accuracy"]})
+    return model
+
+
+def graph_model_entry(method):
+    """``method`` of a model with two inputs (one through a shared layer)
+    and two outputs (one possibly without a loss), on data in lists or
+    dicts: each array fuzzed, the containers drawn valid or not."""
+    def make(draw, rng):
+        dtype = draw_dtype(draw)
+        untrained = draw.boolean()
+        fused = draw.boolean()
+        n = draw.integer(0, 5)
+        with_y = method in ("fit", "evaluate", "train_step")
+        x_form = draw.choice(tuple(GRAPH_X_FORMS)) if draw.integer(0, 3) == 0 else \
+            draw.choice(("dict", "list"))
+        y_form = draw.choice(tuple(GRAPH_Y_FORMS)) if draw.integer(0, 3) == 0 else \
+            draw.choice(("dict", "list"))
+        w_form = draw.choice(tuple(GRAPH_W_FORMS)) if with_y else "none"
+        if untrained and y_form in ("dict", "list", "tuple"):
+            y_form = "without reg" if y_form == "dict" else "reg None"
+        y_ok = GRAPH_Y_FORMS[y_form]
+        if y_ok is None:
+            y_ok = untrained
+        valid = _combined(GRAPH_X_FORMS[x_form], *((y_ok, GRAPH_W_FORMS[w_form]) if with_y
+                                                    else ()))
+        batch_size = draw.integer(1, 4)
+        shuffle = draw.boolean()
+        validation_split = draw.choice((0.0, 0.0, 0.4)) if method == "fit" else 0.0
+        grads_form = draw.choice(("list", "dict", "first", "second", "none", "unknown"))
+        args = {"xa": rng.standard_normal((n, 3)), "xb": rng.standard_normal((n, 2)),
+                "y_cls": rng.integers(0, 3, n) if with_y else None,
+                "y_reg": rng.standard_normal((n, 1)) if with_y and not untrained else None,
+                "w": rng.random(n) if w_form not in ("none", "all none") else None,
+                "g_cls": rng.standard_normal((n, 3)) if method == "forward" and
+                grads_form in ("list", "dict", "first") else None}
+        grad_seed = int(rng.integers(2 ** 31))
+
+        def run(args):
+            model = _graph_model(dtype, untrained, fused)
+            expected = None if valid else False
+            x = _graph_x(x_form, args["xa"], args["xb"])
+            what = f"x as {x_form}"
+            if method == "forward":
+                outs = _expect(expected,
+                               lambda: model.forward(x, training=True), what)
+                g_reg = np.random.default_rng(grad_seed).standard_normal(outs[1].shape)
+                g_cls = args["g_cls"]
+                grads = {"list": [g_cls, g_reg], "dict": {"cls": g_cls, "reg": g_reg},
+                         "first": [g_cls, None], "second": {"reg": g_reg},
+                         "none": [None, None], "unknown": {"cls": g_cls, "box": g_reg}}
+                # Valid containers of gradients that fit the outputs must be
+                # taken; fuzzed ones are judged by the property.
+                grads_ok = grads_form not in ("none", "unknown")
+                if grads_ok and g_cls is not None and (
+                        "g_cls" in fuzz or np.shape(g_cls) != outs[0].shape):
+                    grads_ok = None
+                dx = _expect(grads_ok, lambda: model.backward(grads[grads_form]),
+                             f"backward grads as {grads_form}")
+                return {"out": [np.array(o) for o in outs],
+                        "dx": [None if d is None else np.array(d) for d in dx],
+                        "grads": [p.copy() for p in model.grads]}
+            if method == "predict":
+                out = _expect(expected,
+                              lambda: model.predict(x, batch_size=batch_size), what)
+                return [np.array(o) for o in out]
+            y = _graph_y(y_form, args["y_cls"], args["y_reg"])
+            w = args["w"]
+            if w_form == "shared" and isinstance(w, (list, tuple)) and len(w) == 2:
+                # Two sequences are weights per output by design, where the
+                # clean copy, one 2-D array, is refused: not the same call.
+                try:
+                    if any(np.ndim(v) for v in w):
+                        w = np.asarray(w)
+                except ValueError:
+                    pass
+            w = _graph_w(w_form, w)
+            what = f"x as {x_form}, y as {y_form}, sample_weight as {w_form}"
+            if method == "fit":
+                history = _expect(expected, lambda: model.fit(
+                    x, y, epochs=2, batch_size=batch_size, verbose=0, shuffle=shuffle,
+                    sample_weight=w, validation_split=validation_split), what)
+                return {"history": history.history, "weights": _weights(model)}
+            if method == "evaluate":
+                return _expect(expected, lambda: model.evaluate(
+                    x, y, batch_size=batch_size, sample_weight=w), what)
+            loss = _expect(expected, lambda: model.train_step(x, y, w), what)
+            return {"loss": loss, "weights": _weights(model)}
+
+        def compatible(args):
+            xa, xb = shape_of(args["xa"]), shape_of(args["xb"])
+            if len(xa) != 2 or len(xb) != 2 or xa[1:] != (3,) or xb[1:] != (2,) or \
+                    xa[0] != xb[0]:
+                return False
+            rows = xa[:1]
+            for name in ("y_cls", "y_reg", "w"):
+                value = args[name]
+                if value is not None and shape_of(value)[:1] != rows:
+                    return False
+            if args["w"] is not None and len(shape_of(args["w"])) != 1:
+                return False
+            if args["g_cls"] is not None and shape_of(args["g_cls"]) != rows + (3,):
+                return False
+            return None
+
+        slots = {"xa": Slot(nan="reject", clean_dtype=fixed(dtype)),
+                 "xb": Slot(nan="reject", clean_dtype=fixed(dtype)),
+                 "y_cls": Slot(kind="labels", nan="reject", clean_dtype=label_dtype,
+                               optional=True),
+                 "y_reg": Slot(nan="reject", clean_dtype=fixed(np.float64), optional=True),
+                 "w": Slot(nan="reject", clean_dtype=fixed(np.float64), optional=True),
+                 "g_cls": Slot(clean_dtype=fixed(dtype), optional=True)}
+        names = ("xa", "xb") + (("y_cls",) if with_y else ()) + \
+            (("y_reg",) if args["y_reg"] is not None else ()) + \
+            (("w",) if args["w"] is not None else ()) + \
+            (("g_cls",) if args["g_cls"] is not None else ())
+        # One array given for two inputs or outputs is refused whatever it
+        # holds; odd, it may also read as a list of two (ragged rows, say).
+        names = tuple(name for name in names
+                      if not (name == "xa" and x_form == "one array"
+                              or name == "y_cls" and y_form == "one array"))
+        fuzz = _draw_fuzzed(draw, names)
+        return Case(args, slots, run, compatible,
+                    f"{dtype.name} n={n} untrained={untrained} fused={fused} x={x_form} "
+                    f"y={y_form} w={w_form} grads={grads_form} batch_size={batch_size} "
+                    f"shuffle={shuffle} validation_split={validation_split}"), fuzz
+    return make
+
+
 # --- data --------------------------------------------------------------------------
 
 def scaler_entry(kind):
@@ -1724,6 +2165,11 @@ def _entries():
                    "predict_classes"):
         entries[f"Sequential.{method}"] = model_entry(method)
     entries["Sequential.fit_validation_data"] = fit_validation_entry
+    entries["Input"] = input_entry
+    entries["Model"] = model_constructor_entry
+    entries["Model.compile"] = model_compile_entry
+    for method in ("forward", "fit", "evaluate", "train_step", "predict"):
+        entries[f"Model.{method}"] = graph_model_entry(method)
     entries["data.StandardScaler"] = scaler_entry("standard")
     entries["data.MinMaxScaler"] = scaler_entry("minmax")
     entries["data.one_hot"] = one_hot_entry
