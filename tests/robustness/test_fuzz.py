@@ -2,7 +2,8 @@
 
 ``fuzz_entry_points.py`` defines, for each entry point that takes arrays
 (layers, losses, metrics, optimizer steps, clipping, the training loops,
-scalers and data helpers, gradcheck), the odd inputs to draw and the
+scalers and data helpers, gradcheck) and for the graph models' builders
+(``cdl.Input``, ``cdl.Model``, ``compile``), the odd inputs to draw and the
 property every call must keep (see its docstring). This module runs it in
 subprocesses, split over ``WORKERS`` processes that run at the same time,
 and turns each entry point's summary into one test. A crash of the
