@@ -243,6 +243,22 @@ def scenario_graph_iterable(out_dir):
     _save(out_dir, "graph-iterable", rank, *model.params, **_history_arrays(history))
 
 
+def scenario_graph_backup(out_dir):
+    """A graph model's run interrupted mid-epoch and resumed from its backup,
+    per-output metrics included."""
+    rank = cdl.distributed.rank()
+    x, y = graph_data(n=70)
+    backup_dir = os.path.join(out_dir, "graph-backup")
+    first = graph_model(OPTIMIZERS["adam"]())
+    first.fit(x, y, epochs=3, batch_size=16, verbose=0, max_steps=7, distributed=True,
+              callbacks=[callbacks.BackupAndRestore(backup_dir, save_freq=2,
+                                                    delete_checkpoint=False)])
+    resumed = graph_model(OPTIMIZERS["adam"]())
+    history = resumed.fit(x, y, epochs=3, batch_size=16, verbose=0, distributed=True,
+                          callbacks=[callbacks.BackupAndRestore(backup_dir, save_freq=2)])
+    _save(out_dir, "graph-backup", rank, *resumed.params, **_history_arrays(history))
+
+
 def scenario_graph_refusals(out_dir):
     """What distributed training of a graph model refuses, on every rank,
     before any callback runs."""

@@ -170,6 +170,18 @@ def test_graph_model_iterables_yield_each_process_part(tmp_path):
 
 
 @needs_mpi
+def test_graph_model_backup_resumes_on_every_rank(tmp_path):
+    run_mpi(2, "graph_backup", tmp_path)
+    assert not os.path.exists(tmp_path / "graph-backup")   # deleted at the resumed run's end
+    x, y = worker.graph_data(n=70)
+    model = worker.graph_model(worker.OPTIMIZERS["adam"]())
+    history = model.fit(x, y, epochs=3, batch_size=16, verbose=0)
+    for rank in range(2):
+        params, hist, _ = load(tmp_path, "graph-backup", rank)
+        assert_same_training(params, hist, model, history)
+
+
+@needs_mpi
 def test_graph_model_refusals_come_before_training_on_every_rank(tmp_path):
     run_mpi(2, "graph_refusals", tmp_path)
     for text in reports(tmp_path):
