@@ -38,7 +38,8 @@ from cdl.model import Model, Sequential
 # demand, not in __all__.
 _LAZY_MODULES = ("callbacks", "data", "datasets", "metrics", "regularizers", "schedules", "io",
                  "utils",
-                 "bench", "explain", "tuning", "averaging", "sklearn", "onnx", "distributed")
+                 "bench", "explain", "tuning", "averaging", "sklearn", "onnx", "distributed",
+                 "text")
 
 
 def __getattr__(name):
@@ -68,7 +69,7 @@ def load_model(path):
 __all__ = [
     "__version__", "Model", "Input", "Sequential", "gradcheck", "GradcheckError",
     "layers", "losses", "optimizers", "schedules", "initializers", "callbacks", "metrics",
-    "data", "datasets", "explain", "utils", "tuning", "averaging", "load_model", "register_layer", "get_num_threads",
+    "data", "datasets", "explain", "utils", "tuning", "averaging", "text", "load_model", "register_layer", "get_num_threads",
     "set_num_threads", "threads", "use_deterministic_algorithms",
     "are_deterministic_algorithms_enabled", "detect_anomaly", "set_detect_anomaly",
     "is_anomaly_enabled", "NonFiniteError",
