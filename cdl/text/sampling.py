@@ -48,7 +48,8 @@ def generate(model, prompt_ids, max_new_tokens, temperature=1.0, top_k=None, see
         The most tokens the model reads at once. Longer sequences are cut
         to their last ``context_length`` tokens (a sliding window). By
         default the model's input length; a model with a fixed input length
-        takes at most that.
+        takes at most that. A cdl model that is not built yet (no
+        ``input_shape``) needs it, and is built for that length.
 
     Returns
     -------
@@ -114,9 +115,14 @@ def generate(model, prompt_ids, max_new_tokens, temperature=1.0, top_k=None, see
         context_length = check_number(context_length, "context_length", low=1, integer=True)
     rng = _generator(seed)
     fixed = _input_length(model)
-    if fixed is None and context_length is None and _unbuilt_cdl_model(model):
-        raise ValueError("the model has no input shape yet, so generate cannot tell how many "
-                         "tokens it reads: build it (input_shape=(T,)) or pass context_length")
+    if fixed is None and _unbuilt_cdl_model(model):
+        # Its first forward pass builds it for the length it is given, and
+        # that length stays: the window's.
+        if context_length is None:
+            raise ValueError("the model has no input shape yet, so generate cannot tell how "
+                             "many tokens it reads: build it (input_shape=(T,)) or pass "
+                             "context_length")
+        fixed = context_length
     if fixed is not None and context_length is not None and context_length > fixed:
         raise ValueError(f"context_length {context_length} exceeds the model's input length "
                          f"{fixed}")
@@ -217,9 +223,11 @@ def _choose(logits, temperature, top_k, rng, step):
     order = np.argsort(-logits, axis=1, kind="stable")
     if top_k is not None:
         order = order[:, :top_k]
-    with np.errstate(over="ignore"):   # a tiny temperature sends the others to -inf
-        kept = np.take_along_axis(logits, order, axis=1) / temperature
-        kept -= kept[:, :1]   # the largest is first: exp never overflows
+    kept = np.take_along_axis(logits, order, axis=1)
+    # The largest is first: subtracted before dividing, it leaves exponents
+    # <= 0, and a tiny temperature sends the others to -inf, never to NaN.
+    with np.errstate(over="ignore", invalid="ignore"):
+        kept = (kept - kept[:, :1]) / temperature
     weights = np.exp(kept)
     cumulative = np.cumsum(weights, axis=1)
     u = rng.random(logits.shape[0])

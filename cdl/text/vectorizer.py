@@ -447,8 +447,9 @@ class TextVectorizer:
         if bad.size:
             raise ValueError(f"id {ids.flat[bad[0]]} is outside the vocabulary [0, "
                              f"{len(self._vocabulary)})")
-        rows = [self._decode_row(row, separator) for row in ids.reshape(-1, ids.shape[-1])]
-        return rows[0] if ids.ndim == 1 else rows
+        if ids.ndim == 1:
+            return self._decode_row(ids, separator)
+        return [self._decode_row(row, separator) for row in ids]
 
     def _decode_row(self, row, separator):
         tokens = [self._vocabulary[i] for i in row.tolist() if i != 0]
