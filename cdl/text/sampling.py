@@ -27,10 +27,9 @@ def generate(model, prompt_ids, max_new_tokens, temperature=1.0, top_k=None, see
         layers, or layers that act on each position alone). It runs in
         inference mode (``model(x)``, so dropout is off).
     prompt_ids : list of int, or array_like of int of shape ``(n,)`` or ``(batch, n)``
-        The prompts, at least one token each; the ids of a 2-D batch all
-        have the same length (pad them to one with ``pad_sequences`` only if
-        the model treats padding as such: generation continues after the
-        last position).
+        The prompts, at least one token each. The prompts of a batch have
+        one length, and each continues after its last position: padding
+        them to one length would leave the padding inside the text.
     max_new_tokens : int >= 0
         How many tokens to append to each prompt.
     temperature : float >= 0
