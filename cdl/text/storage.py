@@ -105,11 +105,11 @@ def check_config(config, where="config"):
     if unknown:
         fail(f"the config has unknown keys {', '.join(map(repr, unknown))}")
     checked = {}
-    for key, low in (("max_tokens", 2), ("output_sequence_length", 1)):
+    for key, low, high in (("max_tokens", 2, MAX_VOCABULARY),
+                           ("output_sequence_length", 1, BLAS_INT_MAX)):
         value = config[key]
-        if value is not None and (type(value) is not int or not low <= value <= BLAS_INT_MAX):
-            fail(f"{key} must be null or an integer in [{low}, {BLAS_INT_MAX}], "
-                 f"got {_short(value)}")
+        if value is not None and (type(value) is not int or not low <= value <= high):
+            fail(f"{key} must be null or an integer in [{low}, {high}], got {_short(value)}")
         checked[key] = value
     if config["split"] not in SPLITS:
         fail(f"split must be one of {', '.join(map(repr, SPLITS))}, got {_short(config['split'])}")

@@ -128,6 +128,8 @@ FORGERIES = {
     "max_tokens as bool": (lambda d: _set(d, "max_tokens", True), "max_tokens must be null"),
     "max_tokens 1": (lambda d: _set(d, "max_tokens", 1), "max_tokens must be null"),
     "max_tokens float": (lambda d: _set(d, "max_tokens", 20.0), "max_tokens must be null"),
+    "huge max_tokens": (lambda d: _set(d, "max_tokens", 2 ** 40),
+                        "max_tokens must be null or an integer in \\[2, 4194304\\]"),
     "huge length": (lambda d: _set(d, "output_sequence_length", 2 ** 62),
                     "output_sequence_length must be null or an integer"),
     "negative length": (lambda d: _set(d, "output_sequence_length", -1),
