@@ -319,6 +319,10 @@ class Layer:
     #: of per-sample shapes, ``forward`` a list of arrays, and ``backward``
     #: returns a list of gradients, one per input, in order.
     takes_list = False
+    #: True for layers that take either one input or a list (attention:
+    #: ``mha(x)`` or ``mha([query, value])``): their first call, on arrays or
+    #: on symbolic tensors, sets ``takes_list`` for good.
+    takes_list_or_tensor = False
 
     def __init__(self, name=None, dtype=None):
         if name is not None and not isinstance(name, str):

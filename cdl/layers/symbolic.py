@@ -195,6 +195,10 @@ def call_layer(layer, x):
     if not all(isinstance(t, SymbolicTensor) for t in tensors):
         raise TypeError(f"{layer.name} ({type(layer).__name__}) was called on a list mixing "
                         "symbolic tensors and other values; call it on symbolic tensors only")
+    if layer.takes_list_or_tensor and not layer.built and layer not in _first_call_shapes:
+        # Such a layer (attention: mha(x) or mha([query, value])) takes the
+        # form of its first call for good.
+        layer.takes_list = many
     if layer.takes_list and not many:
         raise TypeError(f"{layer.name} ({type(layer).__name__}) takes a list of tensors, "
                         f"such as {type(layer).__name__}()([a, b]); got one tensor")
