@@ -18,6 +18,8 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 def as_float_dtype(dtype, name="dtype"):
     """Return ``dtype`` as a NumPy float32 or float64 dtype, or raise."""
+    if dtype is None:   # np.dtype(None) is float64: not what None means here
+        raise TypeError(f"{name} must be 'float32' or 'float64', got None")
     try:
         resolved = np.dtype(dtype)
     except TypeError:

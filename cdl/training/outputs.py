@@ -278,8 +278,9 @@ def compile_outputs(names, loss, loss_weights, metrics):
         per_loss = [loss] * len(names)   # one loss for every output, as Keras
     if loss_weights is None:
         weights = [1.0] * len(names)
+        given = [None] * len(names)
     else:
-        weights = _per_name(loss_weights, names, "loss_weights", allow_missing=True)
+        weights = given = _per_name(loss_weights, names, "loss_weights", allow_missing=True)
         if weights is None:
             raise TypeError("loss_weights must be a dict by output name or a list in output "
                             f"order, got {type(loss_weights).__name__}")
@@ -311,6 +312,9 @@ def compile_outputs(names, loss, loss_weights, metrics):
             used.add(id(loss_i))
         resolved.append(loss_i)
     for i, (name, loss_i) in enumerate(zip(names, resolved)):
+        if loss_i is None and given[i] is not None:
+            raise ValueError(f"loss_weights gives a weight to output {name!r}, which has no "
+                             "loss: give it a loss, or leave its weight out")
         if loss_i is None and per_metrics[i]:
             if every_output:
                 per_metrics[i] = []   # one list for every output: those that are trained
