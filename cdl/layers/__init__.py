@@ -10,7 +10,8 @@ from cdl.layers.base import Layer, iter_layers
 
 #: The modules that hold built-in layers, in the order they are exported.
 _MODULES = ("dense", "activation", "core", "composite", "merge", "normalization",
-            "embedding", "pooling", "reshaping", "noise", "conv", "recurrent")
+            "embedding", "pooling", "reshaping", "noise", "conv", "recurrent", "attention",
+            "transformer")
 
 _BY_NAME = {}
 for _module_name in _MODULES:
