@@ -153,7 +153,10 @@ def gradcheck(obj, x, target=None, *, loss=None, sample_weight=None, training=Fa
     if isinstance(obj, Model) and not isinstance(obj, Sequential):
         return _check_graph(obj, x, target, loss, sample_weight, training, eps, tol, seed,
                             raise_on_error)
-    many = isinstance(obj, Layer) and obj.takes_list
+    many = isinstance(obj, Layer) and (obj.takes_list or (
+        # An unbuilt layer taking one input or a list takes the form of x.
+        obj.takes_list_or_tensor and not obj.built and isinstance(x, (list, tuple))
+        and bool(x) and all(isinstance(a, np.ndarray) for a in x)))
     if many:
         if not isinstance(x, (list, tuple)) or not x:
             raise TypeError(f"{obj.name} ({type(obj).__name__}) takes a list of inputs: give "
