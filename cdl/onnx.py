@@ -524,6 +524,14 @@ NOT_EXPORTABLE = {
     "GRU": "a recurrent layer: ONNX's GRU op has no mask_value, go_backwards "
            "or cdl's gate layout",
     "Bidirectional": "it wraps a recurrent layer, which is not exportable",
+    "MultiHeadAttention": "not exported yet: attention needs a converter of its "
+                          "projections, heads and masking",
+    "PositionalEmbedding": "not exported yet: it needs a converter slicing its table to "
+                           "the input's length",
+    "TransformerEncoder": "not exported yet: it holds a MultiHeadAttention, which is not "
+                          "exported yet",
+    "TransformerDecoder": "not exported yet: it holds two MultiHeadAttention layers, which "
+                          "are not exported yet",
 }
 
 

@@ -1032,6 +1032,117 @@ def merge_entry(spec):
     return make
 
 
+# --- attention and Transformer blocks ---------------------------------------------
+
+def _seeded(layer):
+    """``layer`` with a seeded generator, so that built unbuilt (from its first
+    input) it has the same weights in the fuzzed call and the clean one."""
+    layer._rng = np.random.default_rng(0)
+    return layer
+
+
+def _attention(draw):
+    heads, key_dim = draw.choice(((1, 2), (2, 1), (2, 3)))
+    dropout, causal = draw.choice((0.0, 0.5)), draw.boolean()
+    value_dim, output_dim = draw.choice((None, 2)), draw.choice((None, 3))
+    shape = (draw.integer(1, 3), draw.integer(1, 4))
+    return (lambda dt: _seeded(layers.MultiHeadAttention(
+        heads, key_dim, value_dim=value_dim, dropout=dropout, causal=causal,
+        output_dim=output_dim, dtype=dt))), shape
+
+
+def _attention_list(draw):
+    (factory, (tq, eq)), tk = _attention(draw), draw.integer(1, 3)
+    shapes = [(tq, eq), (tk, draw.integer(1, 3))]
+    if draw.boolean():
+        shapes.append((tk, draw.integer(1, 3)))
+    return factory, shapes
+
+
+def _positional(draw):
+    learned = draw.boolean()
+    shape = (draw.integer(1, 4), draw.integer(1, 3))
+    return (lambda dt: layers.PositionalEmbedding(4, learned=learned, dtype=dt)), shape
+
+
+def _encoder(draw):
+    heads, width = draw.choice(((1, 2), (2, 2), (2, 4)))
+    dropout, norm_first = draw.choice((0.0, 0.5)), draw.boolean()
+    activation = draw.choice(("relu", "gelu"))
+    shape = (draw.integer(1, 3), width)
+    return (lambda dt: layers.TransformerEncoder(heads, 3, dropout=dropout,
+                                                 activation=activation,
+                                                 norm_first=norm_first, dtype=dt)), shape
+
+
+def _decoder(draw):
+    heads, width = draw.choice(((1, 2), (2, 2), (2, 4)))
+    dropout, norm_first = draw.choice((0.0, 0.5)), draw.boolean()
+    shapes = [(draw.integer(1, 3), width), (draw.integer(1, 3), draw.integer(1, 3))]
+    return (lambda dt: _seeded(layers.TransformerDecoder(
+        heads, 3, dropout=dropout, norm_first=norm_first, dtype=dt))), shapes
+
+
+#: Attention layers on one sequence, fuzzed as LAYER_SPECS' layers are.
+ATTENTION_LAYER_SPECS = {
+    "MultiHeadAttention": _attention,
+    "PositionalEmbedding": _positional,
+    "TransformerEncoder": _encoder,
+}
+
+#: Attention layers on a list of sequences, fuzzed as MERGE_SPECS' layers are.
+ATTENTION_LIST_SPECS = {
+    "MultiHeadAttention.list": _attention_list,
+    "TransformerDecoder": _decoder,
+}
+
+
+def attention_mask_entry(draw, rng):
+    """MultiHeadAttention's forward and backward with its masks fuzzed: a bool
+    ``attention_mask`` ((Tq, Tk) or (batch, Tq, Tk)) and ``key_padding_mask``
+    ((batch, Tk)). Only bool masks are taken (an integer or float one could
+    mean either convention), in any layout, or as nested lists of bools."""
+    dtype = draw_dtype(draw)
+    n, tq = draw.integer(0, 3), draw.integer(1, 3)
+    cross = draw.boolean()
+    tk = draw.integer(1, 3) if cross else tq
+    causal, training = draw.boolean(), draw.boolean()
+    dropout = draw.choice((0.0, 0.5))
+    given = draw.choice((("mask",), ("kpad",), ("mask", "kpad")))
+    mask_shape = draw.choice(((tq, tk), (n, tq, tk)))
+    mask = rng.random(mask_shape) < 0.7 if "mask" in given else None
+    kpad = rng.random((n, tk)) < 0.7 if "kpad" in given else None
+    xs = [normal(rng, (n, tq, 3))] + ([normal(rng, (n, tk, 2))] if cross else [])
+    grad_seed = int(rng.integers(2**31))
+
+    def run(args):
+        layer = layers.MultiHeadAttention(2, 2, dropout=dropout, causal=causal, dtype=dtype)
+        layer._build([x.shape[1:] for x in xs] if cross else xs[0].shape[1:], dtype,
+                     np.random.default_rng(0))
+        y = layer.forward(xs if cross else xs[0], training,
+                          attention_mask=args["mask"], key_padding_mask=args["kpad"])
+        g = np.random.default_rng(grad_seed).standard_normal(y.shape).astype(dtype)
+        dx = layer.backward(g)
+        return {"y": y.copy(), "dx": [np.array(d) for d in (dx if cross else [dx])],
+                "grads": [g.copy() for g in layer.grads]}
+
+    def compatible(args):
+        if args["mask"] is not None and \
+                shape_of(args["mask"]) not in ((tq, tk), (n, tq, tk)):
+            return False
+        if args["kpad"] is not None and shape_of(args["kpad"]) != (n, tk):
+            return False
+        return None
+
+    # The clean copy keeps the odd mask's dtype: cdl converts none to bool.
+    mask_slot = Slot(clean_dtype=None, converts="b", optional=True)
+    slots = {"mask": mask_slot, "kpad": mask_slot}
+    fuzz = (draw.choice(given),) if len(given) == 1 or draw.boolean() else given
+    return Case({"mask": mask, "kpad": kpad}, slots, run, compatible,
+                f"{dtype.name} n={n} tq={tq} tk={tk} cross={cross} causal={causal} "
+                f"training={training} dropout={dropout}"), fuzz
+
+
 # --- losses ------------------------------------------------------------------------
 
 def _labels(rng, n, classes):
@@ -2133,6 +2244,11 @@ def _entries():
     entries["layers.Embedding"] = embedding_entry
     for name, spec in MERGE_SPECS.items():
         entries[f"layers.{name}"] = merge_entry(spec)
+    for name, spec in ATTENTION_LAYER_SPECS.items():
+        entries[f"layers.{name}"] = layer_entry(spec)
+    for name, spec in ATTENTION_LIST_SPECS.items():
+        entries[f"layers.{name}"] = merge_entry(spec)
+    entries["layers.MultiHeadAttention.masks"] = attention_mask_entry
     for name in LOSS_SPECS:
         entries[f"losses.{name}"] = loss_entry(name)
     for fn, kind, kwargs in [

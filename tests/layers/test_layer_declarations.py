@@ -62,6 +62,12 @@ NO_FUSED_STEP = {
     "LSTM": "works on sequences, not 1-D samples",
     "GRU": "works on sequences, not 1-D samples",
     "Bidirectional": "works on sequences, not 1-D samples",
+    "MultiHeadAttention": "works on sequences, not 1-D samples",
+    "PositionalEmbedding": "works on sequences, not 1-D samples",
+    "TransformerEncoder": "a block of layers on sequences: the fused step runs a plain chain "
+                          "on 1-D samples",
+    "TransformerDecoder": "a block of layers on two sequences: the fused step runs a plain "
+                          "chain of one input on 1-D samples",
 }
 
 #: A built example of every layer that declares a fused step, on (5,) samples.
@@ -87,11 +93,17 @@ def _example(name):
 
 # --- sublayers --------------------------------------------------------------------------
 
+#: Layers made of layers, whose children are tested below.
+BLOCKS = ("Residual", "Concatenate", "Bidirectional", "TransformerEncoder",
+          "TransformerDecoder")
+
+
 def test_a_plain_layer_holds_no_sublayers():
     for name, cls in PUBLIC_LAYERS.items():
-        if name in ("Residual", "Concatenate", "Bidirectional"):
+        if name in BLOCKS:
             continue
-        assert vars(cls).get("sublayers", layers.Layer.sublayers) is layers.Layer.sublayers, (
+        method = getattr(cls, "sublayers")
+        assert method is layers.Layer.sublayers, (
             f"{name} overrides sublayers(): add a test of its children here")
 
 
@@ -109,6 +121,23 @@ def test_blocks_list_the_layers_they_run_and_iter_layers_walks_them_once():
     assert names == ["block", "inner", "cat", "left", "right", "bi", f"forward_{rnn.name}",
                      f"backward_{rnn.name}"]
     assert [layer.name for layer in layers.iter_layers(inner)] == ["inner"]
+
+
+def test_transformer_blocks_list_every_layer_they_run():
+    enc = layers.TransformerEncoder(2, 8, name="enc")
+    dec = layers.TransformerDecoder(2, 8, name="dec")
+    assert [layer.name for layer in enc.sublayers()] == [
+        "enc_self_attention", "enc_dropout1", "enc_norm1", "enc_dense1", "enc_dropout",
+        "enc_dense2", "enc_dropout2", "enc_norm2"]
+    assert [layer.name for layer in dec.sublayers()] == [
+        "dec_self_attention", "dec_dropout1", "dec_norm1", "dec_cross_attention",
+        "dec_dropout2", "dec_norm2", "dec_dense1", "dec_dropout", "dec_dense2",
+        "dec_dropout3", "dec_norm3"]
+    for block in (enc, dec):
+        # Every sublayer is an attribute the block runs, and none holds layers.
+        assert {id(layer) for layer in block.sublayers()} == {
+            id(value) for value in vars(block).values() if isinstance(value, layers.Layer)}
+        assert all(layer.sublayers() == [] for layer in block.sublayers())
 
 
 def test_predict_mc_reaches_dropout_inside_a_block():

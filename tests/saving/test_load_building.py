@@ -190,6 +190,12 @@ def huge_layers():
         "Maximum": (layers.Maximum(), [(h,), (h,)]),
         "Minimum": (layers.Minimum(), [(h,), (h,)]),
         "Dot": (layers.Dot(axes=1), [(h,), (h,)]),
+        # Attention: heads, tables and feed-forward widths from the config.
+        "MultiHeadAttention": (layers.MultiHeadAttention(1, h), (1, 1)),
+        "PositionalEmbedding": (layers.PositionalEmbedding(h), (1, 1)),
+        "TransformerEncoder": (layers.TransformerEncoder(1, dim_feedforward=h), (1, 1)),
+        "TransformerDecoder": (layers.TransformerDecoder(1, dim_feedforward=h),
+                               [(1, 1), (1, 1)]),
     }
 
 
