@@ -387,12 +387,12 @@ class MultiHeadAttention(Layer):
             start = 0
             for kind in kinds:
                 width = h * (vd if kind == "value" else kd)
-                projected[kind] = (y[:, start:start + width], x_i.shape[1])
+                projected[kind] = y[:, start:start + width]
                 start += width
             groups.append((kinds, x2, kernel))
-        qb = _to_blocks(projected["query"][0], batch, tq, h, kd)
-        kb = _to_blocks(projected["key"][0], batch, tk, h, kd)
-        vb = _to_blocks(projected["value"][0], batch, tk, h, vd)
+        qb = _to_blocks(projected["query"], batch, tq, h, kd)
+        kb = _to_blocks(projected["key"], batch, tk, h, kd)
+        vb = _to_blocks(projected["value"], batch, tk, h, vd)
 
         ob = np.empty((batch * h, tq, vd), dtype=self.dtype)
         drop = training and self.dropout > 0.0
