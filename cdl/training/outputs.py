@@ -132,7 +132,8 @@ class OutputLosses:
             "losses": {n: None if loss is None else {"class_name": type(loss).__name__,
                                                      "config": loss.get_config()}
                        for n, loss in zip(self.names, self.losses)},
-            "loss_weights": dict(zip(self.names, self.weights)),
+            "loss_weights": {n: w for n, loss, w in zip(self.names, self.losses, self.weights)
+                             if loss is not None},
         }
 
 
@@ -278,9 +279,8 @@ def compile_outputs(names, loss, loss_weights, metrics):
         per_loss = [loss] * len(names)   # one loss for every output, as Keras
     if loss_weights is None:
         weights = [1.0] * len(names)
-        given = [None] * len(names)
     else:
-        weights = given = _per_name(loss_weights, names, "loss_weights", allow_missing=True)
+        weights = _per_name(loss_weights, names, "loss_weights", allow_missing=True)
         if weights is None:
             raise TypeError("loss_weights must be a dict by output name or a list in output "
                             f"order, got {type(loss_weights).__name__}")
@@ -312,9 +312,6 @@ def compile_outputs(names, loss, loss_weights, metrics):
             used.add(id(loss_i))
         resolved.append(loss_i)
     for i, (name, loss_i) in enumerate(zip(names, resolved)):
-        if loss_i is None and given[i] is not None:
-            raise ValueError(f"loss_weights gives a weight to output {name!r}, which has no "
-                             "loss: give it a loss, or leave its weight out")
         if loss_i is None and per_metrics[i]:
             if every_output:
                 per_metrics[i] = []   # one list for every output: those that are trained

@@ -226,7 +226,8 @@ class TrainingMixin:
             Clamp every gradient element to [-clip_value, clip_value].
         loss_weights : dict or list of float, optional
             For several outputs: each output's weight in the summed loss
-            (default 1).
+            (default 1); the weight of an output without a loss counts for
+            nothing.
         check_numerics : bool, default False
             Anomaly detection for this model (``cdl.detect_anomaly`` turns
             it on for every model): train and predict layer by layer, and
