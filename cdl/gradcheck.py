@@ -207,9 +207,17 @@ def gradcheck(obj, x, target=None, *, loss=None, sample_weight=None, training=Fa
         raise ValueError(f"{obj.name}.backward returned {len(input_grads)} input gradients "
                          f"for {len(inputs)} inputs")
     # A layer with no input gradient (Embedding's indices) is checked on its weights only.
+    layers = obj.layers if isinstance(obj, Sequential) else [obj]
+    return _compare(evaluate, input_keys, inputs, input_grads, layers, eps, tol,
+                    raise_on_error)
+
+
+def _compare(evaluate, input_keys, inputs, input_grads, layers, eps, tol, raise_on_error):
+    """Compare the analytic gradients (``input_grads`` aligned with
+    ``inputs``, None where there is none, and every weight's ``_grad`` of
+    ``layers``, read now) with central differences of ``evaluate()``."""
     analytic = {key: np.array(g, dtype=np.float64)
                 for key, g in zip(input_keys, input_grads) if g is not None}
-    layers = obj.layers if isinstance(obj, Sequential) else [obj]
     owned = [(f"{owner.name}.{name}", owner, name)
              for layer in layers for owner, name in layer.weight_owners()]
     for key, layer, name in owned:
@@ -222,7 +230,7 @@ def gradcheck(obj, x, target=None, *, loss=None, sample_weight=None, training=Fa
     for key, layer, name in owned:
         numeric = _numeric_gradient(evaluate, getattr(layer, name), eps)
         errors[key] = _relative_error(analytic[key], numeric)
-    evaluate()  # leave the object's caches as after a plain forward
+    evaluate()  # leave the caches as after a plain forward
     return _report(errors, tol, raise_on_error)
 
 
@@ -304,22 +312,8 @@ def _check_graph(model, x, target, loss, sample_weight, training, eps, tol, seed
         upstream = [upstream]
     input_grads = model.backward(upstream if len(out_names) > 1 else upstream[0])
     input_grads = input_grads if len(in_names) > 1 else [input_grads]
-    analytic = {key: np.array(g, dtype=np.float64)
-                for key, g in zip(input_keys, input_grads) if g is not None}
-    owned = [(f"{owner.name}.{name}", owner, name)
-             for layer in model.layers for owner, name in layer.weight_owners()]
-    for key, layer, name in owned:
-        analytic[key] = np.array(getattr(layer, name + "_grad"), dtype=np.float64)
-
-    errors = {}
-    for key, array in zip(input_keys, inputs):
-        if key in analytic:
-            errors[key] = _relative_error(analytic[key], _numeric_gradient(evaluate, array, eps))
-    for key, layer, name in owned:
-        numeric = _numeric_gradient(evaluate, getattr(layer, name), eps)
-        errors[key] = _relative_error(analytic[key], numeric)
-    evaluate()  # leave the model's caches as after a plain forward
-    return _report(errors, tol, raise_on_error)
+    return _compare(evaluate, input_keys, inputs, input_grads, model.layers, eps, tol,
+                    raise_on_error)
 
 
 def _private_input(x, name="x"):
