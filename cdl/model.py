@@ -457,6 +457,38 @@ class Model(TrainingMixin):
         self.params = [getattr(layer, name) for layer, name in owners]
         self.grads = [getattr(layer, name + "_grad") for layer, name in owners]
 
+    def get_layer(self, name=None, index=None):
+        """The layer called ``name``, or the one at ``index`` of ``layers``.
+
+        Raises
+        ------
+        ValueError
+            If no layer has that name or index, or neither or both are given.
+
+        Examples
+        --------
+        >>> import cdl
+        >>> from cdl import layers
+        >>> model = cdl.Sequential([layers.Dense(3, name="hidden"), layers.Dense(1)],
+        ...                        input_shape=(2,))
+        >>> model.get_layer("hidden").units, model.get_layer(index=1).units
+        (3, 1)
+        """
+        if (name is None) == (index is None):
+            raise ValueError("get_layer takes a name or an index, one of them")
+        found = self._layers
+        if index is not None:
+            from cdl._validation import check_number
+            index = check_number(index, "index", integer=True)
+            if not -len(found) <= index < len(found):
+                raise ValueError(f"index {index} is out of range for {len(found)} layers")
+            return found[index]
+        for layer in found:
+            if layer.name == name:
+                return layer
+        raise ValueError(f"no layer is named {name!r}; the layers are "
+                         f"{', '.join(repr(layer.name) for layer in found)}")
+
     def regularization_loss(self):
         """Sum of every weight penalty and of the activity penalties of the last
         training forward pass (see ``cdl.regularizers``)."""
