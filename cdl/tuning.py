@@ -27,14 +27,16 @@ import numpy as np
 from cdl import optimizers as _optimizers
 from cdl._validation import check_number
 from cdl.layers.base import iter_layers
+from cdl.layers.attention import MultiHeadAttention
 from cdl.layers.core import Dropout
 from cdl.layers.noise import SpatialDropout1D, SpatialDropout2D
 from cdl.training import adapters
 
 __all__ = ["find_lr", "LRFinderResult", "predict_mc", "training_mode_only", "DROPOUT_LAYERS"]
 
-#: Layers that ``predict_mc`` keeps in training mode (subclasses included).
-DROPOUT_LAYERS = (Dropout, SpatialDropout1D, SpatialDropout2D)
+#: Layers that ``predict_mc`` keeps in training mode (subclasses included);
+#: an attention layer only when it has attention dropout.
+DROPOUT_LAYERS = (Dropout, SpatialDropout1D, SpatialDropout2D, MultiHeadAttention)
 
 
 # --- training mode for chosen layers -------------------------------------------------------
@@ -76,15 +78,16 @@ def training_mode_only(model, layer_types):
     >>> [type(layer).__name__ for layer in chosen], bool((y != 1).any())
     (['Dropout'], True)
     """
-    chosen = [layer for layer in iter_layers(_runners(model)) if isinstance(layer, layer_types)]
+    chosen = [layer for layer in iter_layers(_runners(model)) if isinstance(layer, layer_types)
+              and (not isinstance(layer, MultiHeadAttention) or layer.dropout > 0)]
     saved = []
     try:
         for layer in chosen:
             saved.append((layer, layer.__dict__.get("forward")))
             bound = layer.forward
 
-            def forced(x, training=False, _forward=bound):
-                return _forward(x, True)
+            def forced(x, training=False, _forward=bound, **keywords):
+                return _forward(x, True, **keywords)   # attention's masks pass through
 
             # An instance attribute shadows the class's method for this layer only.
             layer.forward = forced

@@ -423,3 +423,17 @@ def test_predict_mc_checks_graph_arguments():
         tuning.predict_mc(model, {"a": x["a"], "b": x["a"]})
     with pytest.raises(TypeError, match="iterable of batches"):
         tuning.predict_mc(model, iter([x]))
+
+
+def test_predict_mc_keeps_attention_dropout_on_and_ignores_attention_without_it():
+    x = np.random.default_rng(0).normal(size=(3, 5, 8))
+
+    def model(rate):
+        return cdl.Sequential([layers.MultiHeadAttention(2, 4, dropout=rate),
+                               layers.GlobalAvgPool1D(), layers.Dense(2)],
+                              input_shape=(5, 8), seed=0, dtype="float64")
+
+    mean, std = model(0.3).predict(x, mc_samples=5)
+    assert std.shape == (3, 2) and std.max() > 0
+    with pytest.raises(ValueError, match="no dropout layer"):
+        model(0.0).predict(x, mc_samples=3)
