@@ -6,7 +6,7 @@ import numpy as np
 
 from cdl._validation import check_bool
 
-__all__ = ["Bunch", "load_digits"]
+__all__ = ["Bunch", "load_digits", "load_shakespeare"]
 
 _DIGITS_DESCR = """\
 Optical recognition of handwritten digits
@@ -112,3 +112,40 @@ def load_digits(return_X_y=False):
         target_names=np.arange(10, dtype=np.int64),
         DESCR=_DIGITS_DESCR,
     )
+
+
+def load_shakespeare():
+    """Load an excerpt of Shakespeare's Coriolanus as one string, for
+    character-level language models.
+
+    The first 100,020 characters (3,927 lines) of "tiny Shakespeare",
+    bundled with cdl (no network access): speakers' names followed by a
+    colon, their lines, and blank lines between speeches, in 61 distinct
+    ASCII characters.
+
+    Returns
+    -------
+    str
+
+    Notes
+    -----
+    Shakespeare's plays are in the public domain. The bundled file
+    ``cdl/datasets/data/shakespeare.txt`` is the start, unchanged, of
+    ``data/tinyshakespeare/input.txt`` of https://github.com/karpathy/char-rnn
+    (MIT License); ``data/README.txt`` beside it has the details.
+
+    Examples
+    --------
+    >>> text = load_shakespeare()
+    >>> len(text), len(set(text))
+    (100020, 61)
+    >>> print(text[:44])
+    First Citizen:
+    Before we proceed any further
+    """
+    source = resources.files("cdl.datasets").joinpath("data", "shakespeare.txt")
+    text = source.read_text(encoding="utf-8")
+    if len(text) != 100_020:  # pragma: no cover - guards a damaged install
+        raise RuntimeError(f"the bundled Shakespeare file has {len(text)} characters, "
+                           "expected 100020; reinstall cdl")
+    return text

@@ -9,7 +9,7 @@ import numpy.testing as npt
 import pytest
 
 from cdl.datasets import (
-    Bunch, load_digits, load_mnist, make_blobs, make_circles, make_moons,
+    Bunch, load_digits, load_mnist, load_shakespeare, make_blobs, make_circles, make_moons,
     make_regression, make_spirals, make_xor, read_idx)
 
 # --- load_digits -------------------------------------------------------------
@@ -52,6 +52,17 @@ def test_bundled_file_and_its_notice_ship_together():
     for needle in ("10.24432/C50P49", "CC BY 4.0", "Alpaydin", "BSD 3-Clause"):
         assert needle in readme
     assert "10.24432/C50P49" in load_digits.__doc__
+
+
+def test_bundled_shakespeare_and_its_notice_ship_together():
+    folder = resources.files("cdl.datasets").joinpath("data")
+    readme = folder.joinpath("README.txt").read_text(encoding="utf-8")
+    digest = hashlib.sha256(folder.joinpath("shakespeare.txt").read_bytes()).hexdigest()
+    assert digest in readme
+    assert "public domain" in readme and "karpathy/char-rnn" in readme
+    text = load_shakespeare()
+    assert len(text) == 100_020 and text.count("\n") == 3927 and text.isascii()
+    assert text.startswith("First Citizen:\n") and text.endswith("words?\n")
 
 
 def test_bunch_attribute_access():
