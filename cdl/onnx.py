@@ -28,7 +28,19 @@ identity at inference); Flatten, Reshape, Permute; Embedding; Residual and
 Concatenate blocks made of these; the merge layers Add, Subtract, Multiply,
 Average, Maximum, Minimum (folded left to right, as cdl computes them),
 Concatenate(axis) and Dot(axes, normalize) (a batched MatMul, as cdl
-computes it). Recurrent layers and user layers raise ``ValueError``.
+computes it); MultiHeadAttention in its three call forms, PositionalEmbedding
+(learned or sinusoidal), TransformerEncoder and TransformerDecoder.
+Recurrent layers and user layers raise ``ValueError``.
+
+Attention becomes MatMul and Softmax nodes, its heads split and joined by
+Reshape and Transpose; a causal attention (``causal=True`` at construction)
+adds a constant mask to its scores. Masks given to ``forward`` as keywords
+(``attention_mask``, ``key_padding_mask``, ``causal`` for one call) are not
+part of a model, so the graph computes attention without them, as
+``model.predict`` does; an ``Embedding(mask_zero=True)``, whose padding
+mask changes what later layers compute, raises ``ValueError``. A
+Transformer block's LayerNorms are ONNX LayerNormalization nodes and its
+dropout the identity.
 
 ONNX attributes are float32: in a float64 model, a leaky ReLU slope that
 float32 does not hold exactly is stored as a double constant instead.
@@ -68,6 +80,7 @@ import numpy as np
 
 from cdl._version import __version__
 from cdl.layers import activation as _activation
+from cdl.layers import attention as _attention
 from cdl.layers import composite as _composite
 from cdl.layers import conv as _conv
 from cdl.layers import core as _core
@@ -78,6 +91,7 @@ from cdl.layers import noise as _noise
 from cdl.layers import normalization as _norm
 from cdl.layers import pooling as _pooling
 from cdl.layers import reshaping as _reshaping
+from cdl.layers import transformer as _transformer
 
 __all__ = ["export", "to_onnx", "OPSET", "exportable_layers", "NOT_EXPORTABLE"]
 
@@ -337,6 +351,12 @@ def _export_group_norm(g, layer, x, shape):
 
 
 def _export_embedding(g, layer, x, shape):
+    if getattr(layer, "mask_zero", False):
+        # The padding mask changes what later layers compute (attention,
+        # pooling), and the graph does not carry it: refused, not approximated.
+        raise ValueError(f"cdl.onnx cannot export layer {layer.name!r} (Embedding with "
+                         "mask_zero=True): the padding mask it hands on to later layers "
+                         "is not exported")
     indices = g.node("Cast", [x], to=g.onnx.TensorProto.INT64)
     return g.node("Gather", [g.const(layer.embeddings, "embeddings"), indices], axis=0)
 
@@ -476,8 +496,109 @@ def _export_dot(g, layer, xs, shapes):
     return g.node("Reshape", [z, g.const([-1, *layer.output_shape], "shape", np.int64)])
 
 
+# --- attention and Transformer blocks ------------------------------------------------------
+
+
+def _heads(g, x, length, heads, width, perm):
+    """``(batch, length, heads * width)`` -> one block per (sample, head):
+    ``(batch, heads, length, width)`` (``perm`` [0, 2, 1, 3]) or its
+    transpose ``(batch, heads, width, length)`` (``perm`` [0, 2, 3, 1])."""
+    split = g.node("Reshape", [x, g.const([-1, length, heads, width], "head_shape",
+                                          np.int64)])
+    return g.node("Transpose", [split], perm=perm)
+
+
+def _projection(g, layer, kind, x):
+    y = g.node("MatMul", [x, g.const(getattr(layer, f"{kind}_kernel"), f"{kind}_kernel")])
+    if layer.use_bias:
+        y = g.node("Add", [y, g.const(getattr(layer, f"{kind}_bias"), f"{kind}_bias")])
+    return y
+
+
+def _export_attention(g, layer, x, shape):
+    """Scaled dot-product attention with MatMul and Softmax, heads split by
+    Reshape and Transpose. Causal attention adds a constant (Tq, Tk) mask of
+    0 and -inf (top-left aligned, as cdl's): it leaves the first key to every
+    query, so no row is empty. Masks given to ``forward`` are not part of
+    the graph (nor of a graph model)."""
+    xs, shapes = (x, shape) if isinstance(x, list) else ([x], [shape])
+    sources = _attention._SOURCES[len(xs)]
+    h, kd, vd = layer.num_heads, layer.key_dim, layer.value_dim
+    tq, tk = shapes[0][0], shapes[sources["key"]][0]
+    projected = {kind: _projection(g, layer, kind, xs[sources[kind]])
+                 for kind in _attention._PROJECTIONS}
+    q = _heads(g, projected["query"], tq, h, kd, [0, 2, 1, 3])
+    k_t = _heads(g, projected["key"], tk, h, kd, [0, 2, 3, 1])
+    v = _heads(g, projected["value"], tk, h, vd, [0, 2, 1, 3])
+    scores = g.node("Mul", [g.node("MatMul", [q, k_t]),
+                            g.scalar(1.0 / math.sqrt(kd), "attention_scale")])
+    if layer.causal:
+        allowed = np.tril(np.ones((tq, tk), dtype=bool))
+        scores = g.node("Add", [scores, g.const(np.where(allowed, 0.0, -np.inf),
+                                                "causal_mask")])
+    weights = g.node("Softmax", [scores], axis=-1)
+    heads = g.node("Transpose", [g.node("MatMul", [weights, v])], perm=[0, 2, 1, 3])
+    joined = g.node("Reshape", [heads, g.const([-1, tq, h * vd], "joined_shape", np.int64)])
+    y = g.node("MatMul", [joined, g.const(layer.output_kernel, "output_kernel")])
+    if layer.use_bias:
+        y = g.node("Add", [y, g.const(layer.output_bias, "output_bias")])
+    return y
+
+
+def _export_positional_embedding(g, layer, x, shape):
+    steps = shape[0]
+    if layer.learned:
+        # The whole table is the initializer (the layer's weight); the graph
+        # takes its first rows, the input's length.
+        table = g.node("Slice", [g.const(layer.embeddings, "position_embeddings"),
+                                 g.const([0], "slice_start", np.int64),
+                                 g.const([steps], "slice_end", np.int64),
+                                 g.const([0], "slice_axis", np.int64)])
+    else:
+        # The sinusoids the layer computes, for the input's length, in its dtype.
+        table = g.const(_attention.sinusoid_table(steps, shape[-1], g.dtype),
+                        "position_sinusoids")
+    return g.node("Add", [x, table])
+
+
+def _residual_nodes(g, block, x, shape, norm, inner):
+    """The block's residual wiring of ``inner`` around ``x`` with ``norm``:
+    ``x + inner(norm(x))`` pre-norm, ``norm(x + inner(x))`` post-norm
+    (dropout is the identity at inference)."""
+    if block.norm_first:
+        return g.node("Add", [x, inner(_export_layer_norm(g, norm, x, shape))])
+    return _export_layer_norm(g, norm, g.node("Add", [x, inner(x)]), shape)
+
+
+def _feedforward_nodes(g, block, x, shape):
+    inner = _export_dense(g, block.dense1, x, shape)
+    return _export_dense(g, block.dense2, inner, block.dense1.compute_output_shape(shape))
+
+
+def _export_transformer_encoder(g, layer, x, shape):
+    h = _residual_nodes(g, layer, x, shape, layer.norm1,
+                        lambda a: _export_attention(g, layer.self_attention, a, shape))
+    return _residual_nodes(g, layer, h, shape, layer.norm2,
+                           lambda a: _feedforward_nodes(g, layer, a, shape))
+
+
+def _export_transformer_decoder(g, layer, xs, shapes):
+    (target, memory), (shape, memory_shape) = xs, shapes
+    h = _residual_nodes(g, layer, target, shape, layer.norm1,
+                        lambda a: _export_attention(g, layer.self_attention, a, shape))
+    h = _residual_nodes(g, layer, h, shape, layer.norm2,
+                        lambda a: _export_attention(g, layer.cross_attention, [a, memory],
+                                                    [shape, memory_shape]))
+    return _residual_nodes(g, layer, h, shape, layer.norm3,
+                           lambda a: _feedforward_nodes(g, layer, a, shape))
+
+
 _CONVERTERS = {
     _dense.Dense: _export_dense,
+    _attention.MultiHeadAttention: _export_attention,
+    _attention.PositionalEmbedding: _export_positional_embedding,
+    _transformer.TransformerEncoder: _export_transformer_encoder,
+    _transformer.TransformerDecoder: _export_transformer_decoder,
     _activation.PReLU: _export_prelu,
     _conv.Conv1D: _export_conv,
     _conv.Conv2D: _export_conv,
@@ -524,14 +645,6 @@ NOT_EXPORTABLE = {
     "GRU": "a recurrent layer: ONNX's GRU op has no mask_value, go_backwards "
            "or cdl's gate layout",
     "Bidirectional": "it wraps a recurrent layer, which is not exportable",
-    "MultiHeadAttention": "not exported yet: attention needs a converter of its "
-                          "projections, heads and masking",
-    "PositionalEmbedding": "not exported yet: it needs a converter slicing its table to "
-                           "the input's length",
-    "TransformerEncoder": "not exported yet: it holds a MultiHeadAttention, which is not "
-                          "exported yet",
-    "TransformerDecoder": "not exported yet: it holds two MultiHeadAttention layers, which "
-                          "are not exported yet",
 }
 
 
