@@ -46,6 +46,7 @@ def test_flop_count():
 TINY_CNN = {"shape": (8, 8, 2), "filters": (3, 4), "batch": 4}
 TINY_CONV = {"shape": (5, 5, 2), "filters": 3, "batch": 2}
 TINY_N = 4 * 1024  # elements per array of the elementwise kernels (whole softmax rows)
+TINY_ENCODER = {"batch": 2, "tokens": 5, "d_model": 8, "heads": 2, "dim_feedforward": 6}
 
 
 def _tiny_tasks(framework):
@@ -57,10 +58,13 @@ def _tiny_tasks(framework):
         "cnn": {"kind": "cnn", "case": TINY_CNN, "steps": 1},
         "conv": {"kind": "conv", "case": TINY_CONV},
         "rnn": {"kind": "rnn", "cell": "gru", "steps": 1},
+        "transformer": [{"kind": "encoder", "case": TINY_ENCODER, "steps": 2},
+                        {"kind": "attention", "tokens": 80, "heads": 2, "dim": 8}],
         "elementwise": {"kind": "elementwise", "n": TINY_N},
     }
-    return [{**task, "min_seconds": 0.0} for group, task in tasks.items()
-            if framework in bench.GROUP_FRAMEWORKS[group]]
+    return [{**task, "min_seconds": 0.0} for group, group_tasks in tasks.items()
+            if framework in bench.GROUP_FRAMEWORKS[group]
+            for task in (group_tasks if isinstance(group_tasks, list) else [group_tasks])]
 
 
 def _run_batch(framework):
@@ -76,6 +80,10 @@ def _run_batch(framework):
             assert set(bench.workloads.ELEMENTWISE_BYTES) <= set(times)
             times = [t for values in times.values() for t in values]
         assert len(times) >= 3 and all(t > 0 for t in times), task
+        if task["kind"] == "attention":
+            # None only where /proc is missing (not Linux).
+            peak = res["work_peak_mib"]
+            assert peak is None or peak >= 0
     return results
 
 
@@ -133,6 +141,48 @@ def test_report_columns_roofline_and_bandwidth():
     assert "| train step tiny/sgd | 1.000 ms | 0.50 | - | 0.25 | 50.0 | 50% |" in report
     assert "| train step lstm-32x16-64/adam | 2.000 ms | - | 2.00 | - |  |  |" in report
     assert "| relu forward | 8 | 10.000 ms | 10.0 | 1.50 | 0.50 |" in report
+    assert "Transformer" not in report
+
+
+def test_transformer_table_has_its_own_peak_memory_columns():
+    results = {
+        "date": "2026-01-01", "threads": 2, "rounds": 3, "frameworks": ["cdl", "torch", "jax"],
+        "sgemm_gflops": 100.0, "train": {}, "conv": {}, "predict": {}, "digits": None,
+        "transformer": {
+            "encoder 64x64 h4 ff128 b32/adam": {"cdl": {"seconds": 0.02},
+                                                "torch": {"seconds": 0.04}, "gflops": 20.0},
+            "attention T=1024 fwd+bwd": {"cdl": {"seconds": 0.1, "work_peak_mib": [4.0, 6.0, 5.0]},
+                                         "torch": {"seconds": 0.05, "work_peak_mib": [9.5]},
+                                         "gflops": 10.0}},
+    }
+    report = bench.format_report(results)
+    assert "dropout 0.0" in report
+    assert "| workload | cdl | cdl/torch | cdl GFLOP/s | % of sgemm | cdl peak (MiB) " \
+           "| torch peak (MiB) |" in report
+    assert "| encoder 64x64 h4 ff128 b32/adam | 20.000 ms | 0.50 | 20.0 | 20% | - | - |" in report
+    assert "| attention T=1024 fwd+bwd | 100.000 ms | 2.00 | 10.0 | 10% | 5.0 | 9.5 |" in report
+
+
+def test_transformer_flop_counts():
+    # One head of d = 8 over 5 tokens: forward Q K^T and P V, backward dV, dP, dQ, dK.
+    assert bench.workloads.attention_flops(1, 1, 5, 8) == 6 * 2 * 25 * 8
+    c = TINY_ENCODER
+    rows = c["batch"] * c["tokens"]
+    forward = 2 * rows * (4 * 8 * 8 + 2 * 8 * 6) + 2 * 2 * 2 * 25 * 8
+    backward = 2 * rows * (4 * 8 * 8 + 2 * 8 * 6) + 2 * rows * (8 * 8 + 2 * 8 * 6) \
+        + 4 * 2 * 2 * 25 * 8
+    assert bench.workloads.encoder_flops(c) == forward + backward
+
+
+def test_peak_growth_sees_the_work_not_the_process():
+    import numpy as np
+    if bench.workloads._proc_status_kib("VmHWM") is None:
+        pytest.skip("no /proc/self/status (not Linux)")
+    big = np.ones(16 << 20, np.uint8)  # a peak of the process before the work
+    del big
+    small = bench.workloads.peak_growth_mib(lambda: np.ones(2 << 20, np.uint8).sum())
+    large = bench.workloads.peak_growth_mib(lambda: np.ones(24 << 20, np.uint8).sum())
+    assert small < 12 and large > 16
 
 
 def test_only_selects_workload_groups(monkeypatch):
@@ -145,6 +195,12 @@ def test_only_selects_workload_groups(monkeypatch):
     with pytest.raises(SystemExit):
         bench.main(["--only", "cnn,rnn", "conv", "--no-conv"])
     assert seen["groups"] == ["cnn", "rnn"]
+    with pytest.raises(SystemExit):
+        bench.main(["--only", "transformer"])
+    assert seen["groups"] == ["transformer"]
+    with pytest.raises(SystemExit):
+        bench.main([])
+    assert "transformer" in seen["groups"]
     with pytest.raises(SystemExit):
         bench.main(["--configs", "--no-digits"])
     assert "dense" not in seen["groups"] and "digits" not in seen["groups"]

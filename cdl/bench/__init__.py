@@ -13,6 +13,8 @@ reference, both measured in the same run.
 Workload groups (``--only``): ``dense`` (MLP training steps), ``cnn``
 (two small CNNs), ``conv`` (one convolution layer's forward and
 backward), ``rnn`` (LSTM, GRU, SimpleRNN), ``predict`` (MLP inference),
+``transformer`` (an encoder layer's training step, and attention's
+forward and backward at 1,024 and 4,096 tokens with its peak memory),
 ``elementwise`` (activations, softmax, Adam on arrays larger than the
 caches) and ``digits`` (an end-to-end fit). PyTorch, JAX (with optax),
 ONNX Runtime (with onnx) and scikit-learn are optional: a framework that
@@ -29,9 +31,10 @@ import subprocess
 import sys
 import time
 
-from cdl.bench.workloads import (BANDWIDTH_REFERENCE, CNN_CASES, CONV_CASES, ELEMENTWISE_BYTES,
-                                 ELEMENTWISE_SIZE, RNN_CELLS, cnn_flops, conv_flops,
-                                 train_flops)
+from cdl.bench.workloads import (ATTENTION_DIM, ATTENTION_HEADS, ATTENTION_TOKENS,
+                                 BANDWIDTH_REFERENCE, CNN_CASES, CONV_CASES, ELEMENTWISE_BYTES,
+                                 ELEMENTWISE_SIZE, ENCODER_CASE, RNN_CELLS, attention_flops,
+                                 cnn_flops, conv_flops, encoder_flops, train_flops)
 
 #: Training configurations: name -> (layer sizes, batch size).
 TRAIN_CONFIGS = {
@@ -42,7 +45,7 @@ TRAIN_CONFIGS = {
 }
 PREDICT_CASES = {"predict-1": 1, "predict-10000": 10_000}
 #: Workload groups in the order they run.
-GROUPS = ("dense", "cnn", "conv", "rnn", "predict", "elementwise", "digits")
+GROUPS = ("dense", "cnn", "conv", "rnn", "transformer", "predict", "elementwise", "digits")
 #: The frameworks compared with cdl (scikit-learn joins the digits fit only).
 FRAMEWORKS = ("cdl", "torch", "jax", "numpy", "onnxruntime")
 #: Frameworks that have a version of each group's workloads.
@@ -51,6 +54,7 @@ GROUP_FRAMEWORKS = {
     "cnn": ("cdl", "torch", "jax"),
     "conv": ("cdl", "torch", "jax"),
     "rnn": ("cdl", "torch", "jax"),
+    "transformer": ("cdl", "torch"),
     "predict": ("cdl", "torch", "jax", "numpy", "onnxruntime"),
     "elementwise": ("cdl", "torch"),
     "digits": ("cdl", "torch", "sklearn"),
@@ -120,8 +124,10 @@ def measure_cases(cases, rounds, threads):
     fresh worker process all the cases it takes part in, one after the
     other; frameworks alternate, who goes first rotating between rounds.
     Returns, per case and framework, the median over rounds of each round's
-    median time (per kernel when a task times several) and the largest peak
-    memory of the workers.
+    median time (per kernel when a task times several), the largest peak
+    memory of the workers (their whole processes) and, for tasks that
+    measure it, each round's growth of the peak over the work alone
+    (``work_peak_mib``, a list).
     """
     names = []
     for fws, _ in cases.values():
@@ -138,6 +144,8 @@ def measure_cases(cases, rounds, threads):
                 per_round[case][fw].append(_median_times(result["times"]))
                 slot = extra[case][fw]
                 slot["peak_rss_mib"] = max(slot.get("peak_rss_mib", 0), result["peak_rss_mib"])
+                if result.get("work_peak_mib") is not None:
+                    slot.setdefault("work_peak_mib", []).append(result["work_peak_mib"])
                 if "accuracy" in result:
                     slot.setdefault("accuracy", []).append(result["accuracy"])
     return {case: {fw: {"seconds": _median_rounds(per_round[case][fw]), **extra[case][fw]}
@@ -205,7 +213,8 @@ def run(groups=GROUPS, configs=None, optimizers=("sgd", "adam"), rounds=3, threa
     results = {"date": datetime.date.today().isoformat(), "threads": threads,
                "rounds": rounds, "frameworks": frameworks, "python": platform.python_version(),
                "versions": _versions(frameworks), "groups": list(groups),
-               "train": {}, "predict": {}, "conv": {}, "elementwise": {}, "digits": None}
+               "train": {}, "predict": {}, "conv": {}, "transformer": {}, "elementwise": {},
+               "digits": None}
     # The machine's load: other processes' threads take the cores the
     # frameworks' thread pools wait for, and every ratio then says less.
     results["load_average"] = [round(os.getloadavg()[0], 2)] if hasattr(os, "getloadavg") else []
@@ -248,6 +257,18 @@ def run(groups=GROUPS, configs=None, optimizers=("sgd", "adam"), rounds=3, threa
         results["train"].update(compare(
             "rnn", {f"{cell}-32x16-64/adam": {"kind": "rnn", "cell": cell, "steps": 10}
                     for cell in RNN_CELLS}))
+    if "transformer" in groups and _has_layers("TransformerEncoder"):
+        case = ENCODER_CASE
+        name = "encoder 64x64 h4 ff128 b32/adam"
+        steps = 10
+        cases = {name: {"kind": "encoder", "case": case, "steps": steps}}
+        flops = {name: encoder_flops(case)}
+        for tokens in ATTENTION_TOKENS:
+            label = f"attention T={tokens} fwd+bwd"
+            cases[label] = {"kind": "attention", "tokens": tokens, "heads": ATTENTION_HEADS,
+                            "dim": ATTENTION_DIM}
+            flops[label] = attention_flops(1, ATTENTION_HEADS, tokens, ATTENTION_DIM)
+        results["transformer"] = compare("transformer", cases, flops)
     if "predict" in groups:
         sizes = TRAIN_CONFIGS["mnist-wide"][0]
         results["predict"] = compare(
@@ -268,7 +289,7 @@ def run(groups=GROUPS, configs=None, optimizers=("sgd", "adam"), rounds=3, threa
         log(_line("digits fit", res, fws))
     # The roofline is what the machine reaches: the better of a measurement
     # before and one after the workloads, which a busy spell may have slowed.
-    if any(g in groups for g in ("dense", "cnn", "conv")):
+    if any(g in groups for g in ("dense", "cnn", "conv", "transformer")):
         sgemm = max(sgemm, run_worker(sgemm_task)["gflops"])
     results["sgemm_gflops"] = sgemm
     if results["load_average"]:
@@ -349,6 +370,8 @@ def format_report(results):
     for name, res in results["predict"].items():
         lines.append(row(name, res))
     lines.append("")
+    if results.get("transformer"):
+        lines += _transformer_table(results, sgemm) + [""]
     lines.append(f"sgemm roofline (the BLAS cdl calls, 2048^3): {sgemm:.1f} GFLOP/s")
     load = results.get("load_average")
     if load:
@@ -388,6 +411,43 @@ def format_report(results):
     if versions:
         lines.append("versions: " + ", ".join(f"{fw} {v}" for fw, v in versions.items()))
     return "\n".join(lines)
+
+
+def _peak(res):
+    values = res.get("work_peak_mib") if res else None
+    return f"{statistics.median(values):.1f}" if values else "-"
+
+
+def _transformer_table(results, sgemm):
+    """The transformer group's table: times, the ratio to PyTorch, the
+    roofline columns and each framework's peak memory growth over the work."""
+    has_torch = "torch" in results["frameworks"]
+    c = ENCODER_CASE
+    lines = [f"Transformer: one `TransformerEncoder` training step ({c['tokens']} tokens x "
+             f"d_model {c['d_model']}, {c['heads']} heads, dim_feedforward "
+             f"{c['dim_feedforward']}, batch {c['batch']}, post-norm, ReLU, dropout 0.0, "
+             "Adam, MSE loss, float32) against `nn.TransformerEncoderLayer(..., "
+             "batch_first=True)`, and attention's forward and backward (batch 1, "
+             f"{ATTENTION_HEADS} heads, d = {ATTENTION_DIM}, no mask) against "
+             "`F.scaled_dot_product_attention`; peak = growth of the process's peak "
+             "resident memory over one pass (outputs and gradients included), in MiB.", "",
+             "| workload | cdl | " + ("cdl/torch | " if has_torch else "")
+             + "cdl GFLOP/s | % of sgemm | cdl peak (MiB) |"
+             + (" torch peak (MiB) |" if has_torch else ""),
+             "|---|---:|" + ("---:|" if has_torch else "") + "---:|---:|---:|"
+             + ("---:|" if has_torch else "")]
+    for name, res in results["transformer"].items():
+        cells = [name, _fmt(res["cdl"]["seconds"])]
+        if has_torch:
+            cells.append(_ratio(res, "torch"))
+        gflops = res.get("gflops", float("nan"))
+        cells += ["", ""] if math.isnan(gflops) else [f"{gflops:.1f}",
+                                                        f"{100 * gflops / sgemm:.0f}%"]
+        cells.append(_peak(res["cdl"]))
+        if has_torch:
+            cells.append(_peak(res.get("torch")))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def _fmt(seconds):

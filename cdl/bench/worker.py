@@ -113,6 +113,13 @@ def run(task):
         fn = _table(framework, cdl=w.cdl_rnn_train, torch=w.torch_rnn_train,
                     jax=w.jax_rnn_train)
         result["times"] = fn(task["cell"], task["steps"], seconds)
+    elif kind == "encoder":
+        fn = _table(framework, cdl=w.cdl_encoder_train, torch=w.torch_encoder_train)
+        result["times"] = fn(task["case"], task["steps"], seconds)
+    elif kind == "attention":
+        _table(framework, cdl=None, torch=None)
+        result["times"], result["work_peak_mib"] = w.attention_fwd_bwd(
+            framework, task["tokens"], task["heads"], task["dim"], seconds)
     elif kind == "elementwise":
         fn = _table(framework, cdl=w.cdl_elementwise, torch=w.torch_elementwise)
         result["times"] = fn(task["n"], seconds, task["threads"])
@@ -120,7 +127,9 @@ def run(task):
         result["gflops"] = w.sgemm_gflops(task.get("n", 2048), seconds)
     else:
         raise ValueError(f"unknown task kind {kind!r}")
-    # ru_maxrss is in KiB on Linux.
+    # ru_maxrss is in KiB on Linux. It is the worker's lifetime peak, mostly
+    # its interpreter and framework: workloads whose memory matters report
+    # their own growth of the peak as "work_peak_mib".
     result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return result
 

@@ -804,3 +804,160 @@ def torch_elementwise(n, min_seconds, threads=2):
     with torch.no_grad():
         times.update(_time_kernels({"adam update": adam.step}, min_seconds))
     return times
+
+
+# --- Transformer encoder and attention ------------------------------------------
+
+#: One encoder layer's training step: ``batch`` sequences of ``tokens`` tokens
+#: of ``d_model`` features, post-norm, ReLU, float32, Adam, an MSE loss on
+#: the layer's output. Dropout is 0.0 in both frameworks, so that both time
+#: the same arithmetic (no random masks) and the step is deterministic.
+ENCODER_CASE = {"batch": 32, "tokens": 64, "d_model": 64, "heads": 4, "dim_feedforward": 128}
+#: Attention forward and backward: batch 1, 4 heads of d = 64, these lengths.
+ATTENTION_TOKENS = (1024, 4096)
+ATTENTION_HEADS, ATTENTION_DIM = 4, 64
+
+
+def encoder_flops(case):
+    """FLOPs of one encoder training step's products: forward (four
+    projections, two feed-forward products, scores and weighted values),
+    backward (weight gradients of every product, input gradients of all
+    but the query, key and value projections, whose input is the data, and
+    the attention's four products). Softmax, normalisation and the
+    optimizer are not counted."""
+    b, t, d, f = case["batch"], case["tokens"], case["d_model"], case["dim_feedforward"]
+    linear_weights = 2 * b * t * (4 * d * d + 2 * d * f)
+    linear_inputs = 2 * b * t * (d * d + 2 * d * f)
+    # H heads of d_model / H features each: as many products as one head of d_model.
+    return 2 * linear_weights + linear_inputs + attention_flops(b, 1, t, d)
+
+
+def attention_flops(batch, heads, tokens, dim):
+    """FLOPs of attention's forward (Q K^T and P V) and backward (dV, dP, dQ,
+    dK) products, without the scores a tiled backward recomputes."""
+    return 6 * 2 * batch * heads * tokens * tokens * dim
+
+
+def _encoder_data(case, steps):
+    rng = np.random.default_rng(0)
+    shape = (case["batch"] * steps, case["tokens"], case["d_model"])
+    return (rng.standard_normal(shape, dtype=np.float32),
+            rng.standard_normal(shape, dtype=np.float32))
+
+
+def cdl_encoder_train(case, steps, min_seconds):
+    import cdl
+    from cdl import layers, optimizers
+    model = cdl.Sequential([layers.TransformerEncoder(
+        case["heads"], dim_feedforward=case["dim_feedforward"], dropout=0.0)],
+        input_shape=(case["tokens"], case["d_model"]), seed=0)
+    model.compile(optimizers.Adam(lr=LR), "mse")
+    x, y = _encoder_data(case, steps)
+
+    def epoch():
+        model.fit(x, y, epochs=1, batch_size=case["batch"], verbose=0)
+    epoch()
+    return [t / steps for t in _timed_epochs(epoch, min_seconds)]
+
+
+def torch_encoder_train(case, steps, min_seconds):
+    import torch
+    layer = torch.nn.TransformerEncoderLayer(case["d_model"], case["heads"],
+                                             case["dim_feedforward"], dropout=0.0,
+                                             batch_first=True)
+    opt = torch.optim.Adam(layer.parameters(), lr=LR)
+    loss_fn = torch.nn.MSELoss()
+    x, y = (torch.from_numpy(a) for a in _encoder_data(case, steps))
+    generator = torch.Generator().manual_seed(0)
+    batch = case["batch"]
+
+    def epoch():
+        order = torch.randperm(len(x), generator=generator)
+        for start in range(0, len(x), batch):
+            idx = order[start:start + batch]
+            opt.zero_grad()
+            loss_fn(layer(x[idx]), y[idx]).backward()
+            opt.step()
+    epoch()
+    return [t / steps for t in _timed_epochs(epoch, min_seconds)]
+
+
+def _proc_status_kib(field):
+    """A field of /proc/self/status in KiB (``VmHWM``, ``VmRSS``), or None off Linux."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def peak_growth_mib(run):
+    """Call ``run()``; return how far it raised the process's peak resident
+    memory above its resident memory before the call, in MiB (None off Linux).
+
+    The process's lifetime peak (``ru_maxrss``, ``VmHWM``) is mostly the
+    worker's own size and earlier tasks'; so the peak is reset first
+    (writing 5 to ``/proc/self/clear_refs``, Linux 4.0 and later) and the
+    growth read from ``VmHWM`` after the call. Where the reset is refused,
+    the growth over the peak so far is reported, a lower bound.
+    """
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        before = _proc_status_kib("VmRSS")
+    except OSError:
+        before = _proc_status_kib("VmHWM")
+    run()
+    after = _proc_status_kib("VmHWM")
+    if before is None or after is None:
+        return None
+    return max(after - before, 0) / 1024
+
+
+def _attention_inputs(tokens, heads, dim):
+    rng = np.random.default_rng(0)
+    return [rng.standard_normal((heads, tokens, dim), dtype=np.float32) for _ in range(4)]
+
+
+def _cdl_attention_step(tokens, heads, dim):
+    """One forward and backward pass of cdl's attention kernel, batch 1;
+    outputs and gradients allocated inside the step, as a layer's are."""
+    from cdl._kernels import attention
+    Q, K, V, dO = _attention_inputs(tokens, heads, dim)
+
+    def step():
+        O = np.empty_like(Q)
+        LSE = np.empty((heads, tokens))
+        attention.forward(Q, K, V, O, LSE, None, False, None, None, heads)
+        dQ, dK, dV = np.empty_like(Q), np.empty_like(K), np.empty_like(V)
+        attention.backward(Q, K, V, O, dO, LSE, dQ, dK, dV, None, False, None, None, heads)
+    return step
+
+
+def _torch_attention_step(tokens, heads, dim):
+    """The same pass through ``torch.nn.functional.scaled_dot_product_attention``
+    and autograd (fresh gradients each step)."""
+    import torch
+    import torch.nn.functional as F
+    q, k, v, do = (torch.from_numpy(a).unsqueeze(0)
+                   for a in _attention_inputs(tokens, heads, dim))
+    for t in (q, k, v):
+        t.requires_grad_(True)
+
+    def step():
+        torch.autograd.grad(F.scaled_dot_product_attention(q, k, v), (q, k, v), do)
+    return step
+
+
+def attention_fwd_bwd(framework, tokens, heads, dim, min_seconds):
+    """Seconds per forward and backward pass, and the peak memory growth
+    (MiB) of the first pass at this size, after a small pass has loaded the
+    libraries."""
+    make = {"cdl": _cdl_attention_step, "torch": _torch_attention_step}[framework]
+    make(min(tokens, 64), heads, dim)()
+    step = make(tokens, heads, dim)
+    peak = peak_growth_mib(step)
+    return _timed_epochs(step, min_seconds), peak
