@@ -35,6 +35,13 @@ EXPECTED = {
                                   r"unknown key\(s\) 'bottom'",
                                   r"same predictions after loading: True",
                                   r"encoder\[1\] \(Dense\) <- lower"],
+    "plot_10_transformers.py": [r"same output as the layer: True",
+                                r"same weights as last_attention_scores: True",
+                                r"same causal weights: True",
+                                r"shuffling the input shuffles the output: True",
+                                r"Transformer: \{'loss': [\d.]+, 'accuracy': 0\.9[5-9]",
+                                r"LSTM: \{'loss': [\d.]+, 'accuracy': 0\.9[5-9]",
+                                r"^Transformer\s+\d+ weights"],
 }
 
 
