@@ -117,9 +117,9 @@ def run(task):
         fn = _table(framework, cdl=w.cdl_encoder_train, torch=w.torch_encoder_train)
         result["times"] = fn(task["case"], task["steps"], seconds)
     elif kind == "attention":
-        _table(framework, cdl=None, torch=None)
-        result["times"], result["work_peak_mib"] = w.attention_fwd_bwd(
-            framework, task["tokens"], task["heads"], task["dim"], seconds)
+        fn = _table(framework, cdl=w.cdl_attention, torch=w.torch_attention)
+        result["times"], result["work_peak_mib"] = fn(task["tokens"], task["heads"],
+                                                      task["dim"], seconds)
     elif kind == "elementwise":
         fn = _table(framework, cdl=w.cdl_elementwise, torch=w.torch_elementwise)
         result["times"] = fn(task["n"], seconds, task["threads"])

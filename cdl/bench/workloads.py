@@ -952,12 +952,19 @@ def _torch_attention_step(tokens, heads, dim):
     return step
 
 
-def attention_fwd_bwd(framework, tokens, heads, dim, min_seconds):
+def _attention_fwd_bwd(make, tokens, heads, dim, min_seconds):
     """Seconds per forward and backward pass, and the peak memory growth
     (MiB) of the first pass at this size, after a small pass has loaded the
     libraries."""
-    make = {"cdl": _cdl_attention_step, "torch": _torch_attention_step}[framework]
     make(min(tokens, 64), heads, dim)()
     step = make(tokens, heads, dim)
     peak = peak_growth_mib(step)
     return _timed_epochs(step, min_seconds), peak
+
+
+def cdl_attention(tokens, heads, dim, min_seconds):
+    return _attention_fwd_bwd(_cdl_attention_step, tokens, heads, dim, min_seconds)
+
+
+def torch_attention(tokens, heads, dim, min_seconds):
+    return _attention_fwd_bwd(_torch_attention_step, tokens, heads, dim, min_seconds)
