@@ -352,7 +352,8 @@ def format_report(results):
              f"% of sgemm = cdl GFLOP/s / sgemm GFLOP/s.", ""]
     header = ["workload", "cdl"] + [f"cdl/{LABELS[f]}" for f in others] \
         + ["cdl GFLOP/s", "% of sgemm"]
-    lines += ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    if results["train"] or results.get("conv") or results["predict"]:
+        lines += ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
 
     def row(label, res):
         cells = [label, _fmt(res["cdl"]["seconds"])] + [_ratio(res, f) for f in others]
@@ -369,7 +370,8 @@ def format_report(results):
         lines.append(row(f"{name} fwd+bwd", res))
     for name, res in results["predict"].items():
         lines.append(row(name, res))
-    lines.append("")
+    if lines[-1]:
+        lines.append("")
     if results.get("transformer"):
         lines += _transformer_table(results, sgemm) + [""]
     lines.append(f"sgemm roofline (the BLAS cdl calls, 2048^3): {sgemm:.1f} GFLOP/s")
