@@ -68,3 +68,12 @@ def test_functional_trains_both_heads_and_reloads():
     assert "digit_accuracy" in out and "ink_mae" in out
     assert "lists and dicts agree: True" in out
     assert "same predictions after loading: True" in out
+
+
+def test_transformer_sequences_reads_digits_row_by_row():
+    out = run_example("transformer_sequences.py")
+    assert float(re.search(r"Transformer: test accuracy: ([\d.]+)", out).group(1)) >= 0.95
+    heads = re.findall(r"head \d: \[([\d, ]+)\]", out)
+    assert len(heads) == 4
+    assert all(len(row.split(",")) == 8 for row in heads)
+    assert "each row of weights sums to 1: True" in out
