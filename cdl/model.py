@@ -272,9 +272,21 @@ class Model(TrainingMixin):
         check = _anomaly.checking(self)
         with _concurrency.guard_of(self).layer_lock:
             shapes = []
+            masks = None   # tensor id -> padding mask, once a layer makes one
             for index, (node, runner) in enumerate(self._steps):
                 args = [values[t.id] for t in node.inputs]
-                y = runner.forward(args if runner.takes_list else args[0], training)
+                if masks is None:
+                    y = runner.forward(args if runner.takes_list else args[0], training)
+                    if runner.produces_mask:
+                        masks = {node.output.id: runner.compute_mask(None)}
+                else:
+                    mask = [masks.get(t.id) for t in node.inputs]
+                    if not runner.takes_list:
+                        mask = mask[0]
+                    elif all(m is None for m in mask):
+                        mask = None
+                    y, masks[node.output.id] = _masked_forward(
+                        runner, args if runner.takes_list else args[0], mask, training)
                 if check:
                     _anomaly.check_forward(runner, index, y)
                 values[node.output.id] = y
@@ -947,9 +959,15 @@ class Sequential(Model):
         One pass at a time per model: layers keep per-call state.
         """
         check = _anomaly.checking(self)
+        mask = None   # the padding mask of x (see Layer.compute_mask)
         with _concurrency.guard_of(self).layer_lock:
             for index, layer in enumerate(self._layers):
-                x = layer.forward(x, training)
+                if mask is None:
+                    x = layer.forward(x, training)
+                    if layer.produces_mask:
+                        mask = layer.compute_mask(None)
+                else:
+                    x, mask = _masked_forward(layer, x, mask, training)
                 if check:
                     _anomaly.check_forward(layer, index, x)
             self._out_shape = x.shape
@@ -1084,6 +1102,18 @@ def _accumulate(pending, key, value):
         pending[key] = pending[key] + value
     else:
         pending[key] = value
+
+
+def _masked_forward(layer, x, mask, training):
+    """``layer.forward`` with ``mask`` (the padding mask of its input, or a
+    list of them for a layer that takes a list) as its ``input_mask``;
+    returns the output and its mask."""
+    layer.input_mask = mask
+    try:
+        y = layer.forward(x, training)
+    finally:
+        layer.input_mask = None
+    return y, layer.compute_mask(mask)
 
 
 def _call_copy(layer):

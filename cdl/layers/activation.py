@@ -51,6 +51,8 @@ class Activation(Layer):
     array([[-0.964 ,  0.    ,  0.9951]])
     """
 
+    supports_masking = True
+
     def __init__(self, activation, name=None, dtype=None, _param=None):
         super().__init__(name=name, dtype=dtype)
         self.activation, self._code, default = resolve_activation(activation)
@@ -522,6 +524,8 @@ class PReLU(Layer):
     >>> prelu.alpha            # one learned slope per channel (last axis)
     array([0.25, 0.25])
     """
+
+    supports_masking = True
 
     def __init__(self, alpha_initializer=0.25, shared_axes=None, name=None, dtype=None):
         super().__init__(name=name, dtype=dtype)

@@ -173,9 +173,11 @@ class MultiHeadAttention(Layer):
     query row left with no key to attend to (every key masked) gets an
     attention output of 0, so the layer outputs the output bias there, and
     no gradient flows through it: never NaN. (PyTorch gives 0 in training
-    and NaN at inference for such rows.) Masks are not recorded in graphs
-    of ``cdl.Input``: a graph model's attention sees no mask but its
-    ``causal`` setting.
+    and NaN at inference for such rows.) Masks given as keywords are not
+    recorded in graphs of ``cdl.Input``; but in a ``Sequential`` or graph
+    model, the padding mask of ``Embedding(mask_zero=True)`` reaches the
+    attention through the layers that keep the time axis and serves as the
+    keys' ``key_padding_mask`` (the output carries the query's mask on).
 
     Examples
     --------
@@ -194,6 +196,7 @@ class MultiHeadAttention(Layer):
     True
     """
 
+    supports_masking = True
     takes_list_or_tensor = True
 
     def __init__(self, num_heads, key_dim, value_dim=None, dropout=0.0, use_bias=True,
@@ -354,7 +357,9 @@ class MultiHeadAttention(Layer):
         attention_mask : bool array_like of shape (batch, Tq, Tk) or (Tq, Tk), optional
             True where a query may attend to a key.
         key_padding_mask : bool array_like of shape (batch, Tk), optional
-            True for a real key, False for padding.
+            True for a real key, False for padding. By default, the padding
+            mask a model carries to the keys' input (``input_mask``, from
+            ``Embedding(mask_zero=True)``), if any.
         causal : bool, optional
             Causal attention for this call (the constructor's setting by default).
 
@@ -370,6 +375,10 @@ class MultiHeadAttention(Layer):
         tk = xs[sources["key"]].shape[1]
         owner = f"{self.name} (MultiHeadAttention)"
         mask = check_mask(attention_mask, "attention_mask", ((tq, tk), (batch, tq, tk)), owner)
+        if key_padding_mask is None and self.input_mask is not None:
+            # The padding mask a model carried to the keys' input.
+            key_padding_mask = self.input_mask[sources["key"]] \
+                if isinstance(self.input_mask, list) else self.input_mask
         kpad = check_mask(key_padding_mask, "key_padding_mask", ((batch, tk),), owner)
         h, kd, vd = self.num_heads, self.key_dim, self.value_dim
 
@@ -430,6 +439,10 @@ class MultiHeadAttention(Layer):
                        "scores": scores if drop else None, "keep": keep,
                        "out_shape": (batch, tq, out)}
         return y.reshape(batch, tq, out)
+
+    def compute_mask(self, mask):
+        """The query's padding mask: the output has the query's time steps."""
+        return mask[0] if isinstance(mask, list) else mask
 
     @staticmethod
     def _joined(arrays, axis=0):
@@ -568,6 +581,8 @@ class PositionalEmbedding(Layer):
     >>> layers.PositionalEmbedding(50)(np.zeros((2, 10, 8))).shape
     (2, 10, 8)
     """
+
+    supports_masking = True
 
     def __init__(self, max_length, learned=True, initializer="glorot_uniform", name=None,
                  dtype=None):

@@ -248,6 +248,22 @@ def _initial_value(layer, name, shape, initializer):
     return value
 
 
+def merge_masks(masks):
+    """One padding mask for several inputs: the first that is not None when
+    the others are None or equal to it, else the logical AND of those that
+    are not None (None if all are None)."""
+    present = [m for m in masks if m is not None]
+    if not present:
+        return None
+    first = present[0]
+    if all(m is first or np.array_equal(m, first) for m in present[1:]):
+        return first
+    out = first.copy()
+    for m in present[1:]:
+        np.logical_and(out, m, out=out)
+    return out
+
+
 class Layer:
     """Base class of every layer, built-in or written by a user.
 
@@ -323,6 +339,20 @@ class Layer:
     #: ``mha(x)`` or ``mha([query, value])``): their first call, on arrays or
     #: on symbolic tensors, sets ``takes_list`` for good.
     takes_list_or_tensor = False
+    #: True for layers that keep the time axis of ``(batch, T, ...)``
+    #: inputs (Dense, Dropout, activations, LayerNorm, attention): a
+    #: padding mask passes through them (see ``compute_mask``). Other
+    #: layers drop it.
+    supports_masking = False
+    #: True for layers that start a padding mask from their input
+    #: (``Embedding(mask_zero=True)``): a model asks their ``compute_mask``
+    #: even when no mask came with the input.
+    produces_mask = False
+    #: The padding mask of the input of the current call, bool ``(batch,
+    #: T)`` with True for a real time step, or None; set by a model just
+    #: before ``forward`` and reset to None after it. Layers that read it
+    #: (attention, global pooling) keep what their backward pass needs.
+    input_mask = None
 
     def __init__(self, name=None, dtype=None):
         if name is not None and not isinstance(name, str):
@@ -685,6 +715,24 @@ class Layer:
         ndarray of shape ``(batch_size, *output_shape)``
         """
         raise NotImplementedError(f"{type(self).__name__} must implement forward")
+
+    def compute_mask(self, mask):
+        """The padding mask of the output of the last ``forward``, given the
+        mask of its input (``mask``: None or a bool ``(batch, T)`` array;
+        for a layer that ``takes_list``, a list with one such entry per
+        input).
+
+        A model calls it right after ``forward``. By default the input's
+        mask passes through a layer that ``supports_masking`` and is
+        dropped (None) by any other; of several inputs' masks, the first
+        passes when the others are None or equal to it, else their
+        logical AND.
+        """
+        if not self.supports_masking:
+            return None
+        if isinstance(mask, list):
+            return merge_masks(mask)
+        return mask
 
     def backward(self, grad):
         """Back-propagate ``grad`` (d loss / d output of the last ``forward``).

@@ -34,6 +34,8 @@ class Dropout(Layer):
     array([[1., 1., 1., 1., 1., 1., 1., 1.]], dtype=float32)
     """
 
+    supports_masking = True
+
     def __init__(self, rate, name=None, dtype=None):
         super().__init__(name=name, dtype=dtype)
         self.rate = check_number(rate, "rate", low=0.0, high=1.0, high_inclusive=False)

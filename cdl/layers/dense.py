@@ -49,6 +49,8 @@ class Dense(Layer):
     ((2, 4), dtype('float32'), (3, 4), (4,))
     """
 
+    supports_masking = True
+
     def __init__(self, units, activation=None, use_bias=True,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,

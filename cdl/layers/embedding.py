@@ -4,7 +4,7 @@ import numpy as np
 
 from cdl import initializers
 from cdl._kernels import embedding as _emb
-from cdl._validation import FLOAT_DTYPES, check_feature_shape, check_number
+from cdl._validation import FLOAT_DTYPES, check_bool, check_feature_shape, check_number
 from cdl.layers.base import Layer
 
 __all__ = ["Embedding"]
@@ -29,6 +29,12 @@ class Embedding(Layer):
         Size of each vector.
     embeddings_initializer : str or callable
         Default "uniform": U(-0.05, 0.05), as Keras.
+    mask_zero : bool
+        Index 0 is padding: the output carries the padding mask ``indices
+        != 0``, which a model hands on to the layers after this one
+        (attention ignores padded keys, ``GlobalAvgPool1D`` averages real
+        tokens only; see ``Layer.compute_mask``). Index 0 still has a row,
+        so the vocabulary's real tokens start at 1, as in Keras.
 
     Attributes
     ----------
@@ -57,17 +63,22 @@ class Embedding(Layer):
 
     has_input_gradient = False
 
-    def __init__(self, input_dim, output_dim, embeddings_initializer="uniform", name=None,
-                 dtype=None):
+    def __init__(self, input_dim, output_dim, embeddings_initializer="uniform",
+                 mask_zero=False, name=None, dtype=None):
         super().__init__(name=name, dtype=dtype)
         self.input_dim = check_number(input_dim, "input_dim", low=1, integer=True)
         self.output_dim = check_number(output_dim, "output_dim", low=1, integer=True)
         self.embeddings_initializer = initializers.get(embeddings_initializer)
+        self.mask_zero = check_bool(mask_zero, "mask_zero")
+        self.produces_mask = self.mask_zero
         self._cache = None
+        self._mask = None
 
     def get_config(self):
         config = {**super().get_config(), "input_dim": self.input_dim,
                   "output_dim": self.output_dim}
+        if self.mask_zero:
+            config["mask_zero"] = True
         name = initializers.name_of(self.embeddings_initializer)
         if name is not None:
             config["embeddings_initializer"] = name
@@ -139,7 +150,13 @@ class Embedding(Layer):
         y = np.empty((indices.size, self.output_dim), dtype=self.dtype)
         _emb.forward(indices, self.embeddings, y)
         self._cache = (indices, shape)
+        if self.mask_zero:
+            self._mask = (indices != 0).reshape(shape)
         return y.reshape(shape + (self.output_dim,))
+
+    def compute_mask(self, mask):
+        """``indices != 0`` of the last ``forward`` with ``mask_zero``, else None."""
+        return self._mask if self.mask_zero else None
 
     def backward(self, grad):
         """Scatter-add ``grad`` into ``embeddings_grad``; return None (indices

@@ -40,6 +40,9 @@ class _Merge(Layer):
     for their number and, for the element-wise ones, their shapes."""
 
     takes_list = True
+    #: Element-wise merges keep the time axis: their inputs' padding masks
+    #: merge into the output's (see ``Layer.compute_mask``).
+    supports_masking = True
     #: Fewest and most inputs (None: no limit).
     _min_inputs = 2
     _max_inputs = None
@@ -375,6 +378,8 @@ class Dot(_Merge):
     """
 
     _max_inputs = 2
+
+    supports_masking = False   # sums over an axis, perhaps the time axis
 
     def __init__(self, axes, normalize=False, name=None, dtype=None):
         super().__init__(name=name, dtype=dtype)

@@ -19,6 +19,7 @@ class _SpatialDropout(Layer):
     each sample is zeroed with probability ``rate`` (at every position) and
     the kept ones are scaled by 1 / (1 - rate); at inference, identity."""
 
+    supports_masking = True
     #: Rank of a sample: spatial axes, then channels.
     _rank = None
 
@@ -128,6 +129,8 @@ class GaussianNoise(Layer):
     >>> model.forward(np.zeros((1, 3)))          # no noise at inference
     array([[0., 0., 0.]], dtype=float32)
     """
+
+    supports_masking = True
 
     def __init__(self, stddev, name=None, dtype=None):
         super().__init__(name=name, dtype=dtype)

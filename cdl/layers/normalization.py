@@ -204,6 +204,8 @@ class LayerNorm(_GroupNormBase):
     array([[-1.2247,  0.    ,  1.2247]])
     """
 
+    supports_masking = True
+
     def __init__(self, eps=1e-5, name=None, dtype=None):
         super().__init__(eps, name=name, dtype=dtype)
 
@@ -231,6 +233,7 @@ class RMSNorm(_GroupNormBase):
     array([[0.8485, 1.1314]])
     """
 
+    supports_masking = True
     _rms = True
     _center = False
 

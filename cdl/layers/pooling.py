@@ -331,7 +331,49 @@ class AvgPool2D(_WindowPool):
         super().__init__(pool_size, strides, padding, name=name, dtype=dtype)
 
 
-class GlobalMaxPool1D(_GlobalPool):
+def _padding_mask(layer, x):
+    """``layer.input_mask`` checked against the input ``x`` (batch, steps,
+    channels): a bool (batch, steps) array."""
+    mask = layer.input_mask
+    if not isinstance(mask, np.ndarray) or mask.dtype != np.bool_ or \
+            mask.shape != x.shape[:2]:
+        got = f"an array of dtype {mask.dtype} and shape {mask.shape}" \
+            if isinstance(mask, np.ndarray) else type(mask).__name__
+        raise ValueError(f"the padding mask of {layer.name} ({type(layer).__name__}) must "
+                         f"be a bool array of shape {x.shape[:2]} (batch, steps), got {got}")
+    return mask
+
+
+class _MaskedGlobalPool1D(_GlobalPool):
+    """A global 1-D pooling that skips padded steps when a model gives it a
+    padding mask (``input_mask``) and drops the mask."""
+
+    _rank = 1
+
+    def __init__(self, keepdims=False, name=None, dtype=None):
+        super().__init__(keepdims=keepdims, name=name, dtype=dtype)
+        self._masked = None
+
+    def forward(self, x, training=False):
+        if self.input_mask is None:
+            self._masked = None
+            return super().forward(x, training)
+        x = self._check_input(x)
+        mask = _padding_mask(self, x)
+        y, self._masked = self._masked_forward(x, mask)
+        self._cache = (x.shape, None)
+        return y.reshape((x.shape[0],) + self._geom[5])
+
+    def backward(self, grad):
+        if self._masked is None:
+            return super().backward(grad)
+        x_shape, _ = self._cache
+        n, c = x_shape[0], x_shape[-1]
+        dy = self._check_grad(grad, (n,) + self._geom[5]).reshape(n, c)
+        return self._masked_backward(dy, x_shape)
+
+
+class GlobalMaxPool1D(_MaskedGlobalPool1D):
     """Maximum of each channel over all steps (Keras' GlobalMaxPooling1D).
 
     Input (batch, steps, channels); output (batch, channels), or
@@ -349,13 +391,33 @@ class GlobalMaxPool1D(_GlobalPool):
     >>> x = np.array([[[1.0, -1.0], [3.0, -2.0], [2.0, 0.0]]])   # 3 steps, 2 channels
     >>> layers.GlobalMaxPool1D()(x)
     array([[3., 0.]])
+
+    With a padding mask (from ``Embedding(mask_zero=True)`` through a
+    model), padded steps are ignored: the maximum is over real steps, a
+    sequence of padding only gives 0 (and no gradient).
     """
 
-    _rank = 1
     _max = True
 
+    def _masked_forward(self, x, mask):
+        n = x.shape[0]
+        filled = np.where(mask[:, :, None], x, -np.inf)
+        index = filled.argmax(axis=1)[:, None, :]          # first maximum, as the kernel
+        y = np.take_along_axis(x, index, axis=1)[:, 0, :].copy()
+        empty = ~mask.any(axis=1)
+        y[empty] = 0
+        return y, (index, empty, n)
 
-class GlobalAvgPool1D(_GlobalPool):
+    def _masked_backward(self, dy, x_shape):
+        index, empty, _ = self._masked
+        dy = dy.copy()
+        dy[empty] = 0
+        dx = np.zeros(x_shape, dtype=self.dtype)
+        np.put_along_axis(dx, index, dy[:, None, :], axis=1)
+        return dx
+
+
+class GlobalAvgPool1D(_MaskedGlobalPool1D):
     """Mean of each channel over all steps (Keras' GlobalAveragePooling1D).
 
     Input (batch, steps, channels); output (batch, channels), or
@@ -373,9 +435,20 @@ class GlobalAvgPool1D(_GlobalPool):
     >>> x = np.array([[[1.0, -1.0], [3.0, -2.0], [2.0, 0.0]]])
     >>> layers.GlobalAvgPool1D()(x)
     array([[ 2., -1.]])
+
+    With a padding mask (from ``Embedding(mask_zero=True)`` through a
+    model), the mean is over real steps only, and the gradient goes to
+    them alone; a sequence of padding only averages to 0.
     """
 
-    _rank = 1
+    def _masked_forward(self, x, mask):
+        # Each real step's share of the mean: 1 / (number of real steps).
+        counts = mask.sum(axis=1, keepdims=True)
+        weights = (mask / np.maximum(counts, 1)).astype(self.dtype)
+        return np.matmul(weights[:, None, :], x)[:, 0, :], weights
+
+    def _masked_backward(self, dy, x_shape):
+        return self._masked[:, :, None] * dy[:, None, :]
 
 
 class GlobalMaxPool2D(_GlobalPool):

@@ -224,6 +224,7 @@ class TransformerEncoder(_TransformerBlock):
     16
     """
 
+    supports_masking = True
     _weighted = ("self_attention", "dense1", "dense2", "norm1", "norm2")
     _all = ("self_attention", "dropout1", "norm1", "dense1", "dropout_ff", "dense2",
             "dropout2", "norm2")
@@ -260,9 +261,13 @@ class TransformerEncoder(_TransformerBlock):
     def forward(self, x, training=False, *, attention_mask=None, key_padding_mask=None,
                 causal=None):
         """The block's output, ``(batch, T, d_model)``; the keywords go to its
-        self-attention (see ``MultiHeadAttention.forward``)."""
+        self-attention (see ``MultiHeadAttention.forward``). Without a
+        ``key_padding_mask``, the padding mask a model carries to the block
+        (``input_mask``) masks the attention's keys."""
         training = check_bool(training, "training")
         x = self._check_input(x)
+        if key_padding_mask is None:
+            key_padding_mask = self.input_mask
 
         def attend(h):
             a = self.self_attention.forward(h, training, attention_mask=attention_mask,
@@ -365,6 +370,7 @@ class TransformerDecoder(_TransformerBlock):
     (10, 5)
     """
 
+    supports_masking = True
     takes_list = True
     _weighted = ("self_attention", "cross_attention", "dense1", "dense2", "norm1", "norm2",
                  "norm3")
@@ -420,9 +426,17 @@ class TransformerDecoder(_TransformerBlock):
     def forward(self, x, training=False, *, attention_mask=None, key_padding_mask=None,
                 causal=None, memory_mask=None, memory_key_padding_mask=None):
         """The block's output for ``x = [target, memory]``, ``(batch, T,
-        d_model)``; see the class's notes for the keywords."""
+        d_model)``; see the class's notes for the keywords. The padding
+        masks a model carries to the target and the memory (``input_mask``)
+        serve as ``key_padding_mask`` and ``memory_key_padding_mask`` when
+        those are not given."""
         training = check_bool(training, "training")
         target, memory = self._check_inputs(x)
+        if self.input_mask is not None:
+            if key_padding_mask is None:
+                key_padding_mask = self.input_mask[0]
+            if memory_key_padding_mask is None:
+                memory_key_padding_mask = self.input_mask[1]
 
         def attend(h):
             a = self.self_attention.forward(h, training, attention_mask=attention_mask,
@@ -443,6 +457,10 @@ class TransformerDecoder(_TransformerBlock):
         y = self._residual(h, training, self.norm3, feedforward)
         self._out_shape = y.shape
         return y
+
+    def compute_mask(self, mask):
+        """The target's padding mask: the output has the target's time steps."""
+        return mask[0] if isinstance(mask, list) else mask
 
     def backward(self, grad):
         grad = self._check_grad(grad, self._out_shape)
