@@ -257,3 +257,34 @@ def test_masks_survive_saving_and_loading(tmp_path):
     before = loaded.forward(x)
     loaded.layers[0].embeddings[0] += 1
     assert_allclose(loaded.forward(x), before, atol=1e-12)
+
+
+def test_the_decoder_masks_the_target_and_the_memory_from_their_embeddings():
+    t_in, m_in = cdl.Input((T,), name="target"), cdl.Input((T - 1,), name="memory")
+    target = layers.Embedding(VOCAB, D, mask_zero=True, name="t_embed")(t_in)
+    memory = layers.Embedding(VOCAB, D, mask_zero=True, name="m_embed")(m_in)
+    decoder = layers.TransformerDecoder(HEADS, FF, dropout=0.0, causal=False, name="dec")
+    pooled = layers.GlobalAvgPool1D(name="pool")(decoder([target, memory]))
+    model = cdl.Model([t_in, m_in], pooled, seed=0, dtype="float64")
+    randomise(model, seed=7)
+    x = [padded(SEQUENCES), padded([[1, 2], [3], [4, 5, 6, 7, 8], [9]], T - 1)]
+    y = model.forward(x)
+    t_embed, m_embed = model.get_layer("t_embed"), model.get_layer("m_embed")
+    h = decoder.forward([t_embed.embeddings[x[0].astype(int)],
+                         m_embed.embeddings[x[1].astype(int)]],
+                        key_padding_mask=x[0] != 0, memory_key_padding_mask=x[1] != 0)
+    pool = layers.GlobalAvgPool1D(dtype="float64")
+    pool.input_mask = x[0] != 0
+    assert_allclose(y, pool.forward(h), atol=1e-12)
+    assert_small(cdl.gradcheck(model, x, raise_on_error=False))
+
+
+def test_a_key_padding_mask_given_as_a_keyword_wins_over_the_carried_one():
+    enc = layers.TransformerEncoder(HEADS, FF, dropout=0.0, dtype="float64")
+    x = np.random.default_rng(0).standard_normal((2, 4, D))
+    given = np.array([[True, True, False, False], [True] * 4])
+    expected = enc.forward(x, key_padding_mask=given)
+    enc.input_mask = np.ones((2, 4), bool)
+    assert_allclose(enc.forward(x, key_padding_mask=given), expected, atol=0)
+    assert_allclose(enc.forward(x), enc.forward(x, key_padding_mask=np.ones((2, 4), bool)),
+                    atol=0)
