@@ -894,6 +894,16 @@ def _proc_status_kib(field):
     return None
 
 
+def _trim_heap():
+    """Return the C heap's free pages to the system (glibc only; else nothing)."""
+    import ctypes
+    import ctypes.util
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def peak_growth_mib(run):
     """Call ``run()``; return how far it raised the process's peak resident
     memory above its resident memory before the call, in MiB (None off Linux).
@@ -902,8 +912,12 @@ def peak_growth_mib(run):
     worker's own size and earlier tasks'; so the peak is reset first
     (writing 5 to ``/proc/self/clear_refs``, Linux 4.0 and later) and the
     growth read from ``VmHWM`` after the call. Where the reset is refused,
-    the growth over the peak so far is reported, a lower bound.
+    the growth over the peak so far is reported, a lower bound. Memory that
+    earlier tasks freed but the C allocator kept would be reused without
+    raising the resident size, hiding the call's allocations: it is given
+    back to the system first (glibc's ``malloc_trim``, where there is one).
     """
+    _trim_heap()
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
