@@ -12,6 +12,13 @@ the sum is divided by the total class weight of the batch's labels.
 scores) and apply the (log-)softmax or sigmoid themselves, stably; ``NLL``
 and ``KLDivergence`` take log-probabilities (the output of a LogSoftmax
 layer), as their PyTorch namesakes do.
+
+``CrossEntropy`` and ``NLL`` also take a vector per position, such as a
+language model's logits of shape (batch, T, classes) (any number of middle
+axes, classes last) with labels of shape (batch, T): every position counts
+as a sample of the mean (so the divisor is batch * T, or the class weight
+of all the positions' labels), and ``sample_weight`` of shape (batch,)
+weighs each sample's positions, the divisor unchanged, as Keras does.
 """
 import numbers
 
@@ -115,6 +122,14 @@ class _ClassWeights:
         the total class weight of the labels (see the class docstring)."""
         if self.weight is None:
             return float(n)
+        target = np.asarray(target)
+        if target.dtype.kind in "iub" and (
+                target.ndim > 2 or target.ndim == 2 and target.shape[1] != 1):
+            # Integer labels of a sequence (n, d1, ...): the divisor is the class
+            # weight of every position's label. (Float targets of two or more
+            # axes are read as class probabilities, which divide by n.)
+            target = target.reshape(-1)
+            n = target.shape[0]
         try:
             labels = _class_labels(target, n, self.weight.shape[0])
         except ValueError:
@@ -156,6 +171,58 @@ def _class_labels(target, n, classes):
         # under ascontiguousarray, and the kernels load labels as int64 words.
         return np.require(target, np.int64, requirements="CA")
     return None
+
+
+def _position_targets(target, shape, sample_weight, pred, allow_probabilities=True):
+    """Targets and sample weights of predictions of shape (n, d1, ..., classes)
+    flattened to one row per position: labels of shape (n, d1, ...) (or with
+    a trailing axis of 1) become (n * d1 * ...,) and class probabilities of
+    ``shape`` become (n * d1 * ..., classes); each sample's weight is
+    repeated over its positions. ``pred`` is the unflattened prediction,
+    which the weights are checked against."""
+    lead, classes = shape[:-1], shape[-1]
+    try:
+        t = np.asarray(target)
+    except ValueError as err:  # ragged nested lists
+        raise ValueError(f"target could not be turned into an array: {err}") from None
+    as_real_array(t, "target")
+    if t.shape == lead + (1,) and (t.dtype.kind in "iub" or classes != 1):
+        t = t.reshape(lead)
+    if t.shape == lead:
+        if t.dtype.kind == "f":
+            check_finite(t, "labels")
+            bad = np.argwhere(t != np.round(t))
+            if bad.size:
+                raise ValueError(
+                    f"float labels must hold whole class numbers, got {t[tuple(bad[0])]} at "
+                    f"index {tuple(int(i) for i in bad[0])}; pass class probabilities with "
+                    f"shape {shape}")
+        if t.dtype.kind in "iuf":
+            bad = np.argwhere((t < 0) | (t >= classes))
+            if bad.size:
+                raise ValueError(
+                    f"label {t[tuple(bad[0])]} at index {tuple(int(i) for i in bad[0])} is "
+                    f"out of range for {classes} classes")
+        flat = t.reshape(-1)
+        if flat.dtype.kind == "f":
+            flat = flat.astype(np.int64)  # whole numbers in range, checked above
+    elif t.shape == shape and allow_probabilities and t.dtype.kind == "f":
+        flat = t.reshape(-1, classes)
+    elif t.shape == shape and allow_probabilities:
+        raise ValueError(
+            f"integer labels must have shape {lead}, got {t.shape}; pass class "
+            "probabilities as floats")
+    else:
+        expected = f"integer labels of shape {lead}"
+        if allow_probabilities:
+            expected += f" or class probabilities of shape {shape}"
+        raise ValueError(
+            f"target has shape {t.shape}; for predictions of shape {shape} expected "
+            f"{expected}")
+    weights = _as_weights(sample_weight, pred)
+    if weights is not None:
+        weights = np.repeat(weights, int(np.prod(lead[1:], dtype=np.int64)))
+    return flat, weights
 
 
 class Loss:
@@ -313,6 +380,16 @@ class CrossEntropy(_ClassWeights, Loss):
     probabilities of shape (n, classes). Integer-valued float labels of
     shape (n,) are accepted as labels.
 
+    Logits of shape (n, d1, ..., classes) -- a sequence model's
+    (batch, T, vocab) -- take labels of shape (n, d1, ...) (or with a
+    trailing axis of 1) or probabilities of the logits' shape, and are the
+    (n * d1 * ...) rows of a batch below, each sample's weight applied to
+    all its positions. This is PyTorch's ``CrossEntropyLoss`` on
+    ``logits.permute(0, 2, 1)`` (PyTorch puts the classes second, cdl
+    last), and Keras' ``SparseCategoricalCrossentropy(from_logits=True)``
+    with its default "sum_over_batch_size" reduction. ``backward`` returns
+    the logits' shape.
+
     With l_ij = logsumexp(z_i) - z_ij (minus the log-softmax), labels y_i,
     class weights c_j (all 1 without ``weight``), smoothing s and sample
     weights w_i (all 1 without ``sample_weight``), the loss is, as PyTorch's
@@ -352,6 +429,10 @@ class CrossEntropy(_ClassWeights, Loss):
            [ 0.106 , -0.2119,  0.106 ]])
     >>> round(losses.CrossEntropy(label_smoothing=0.1)(logits, np.array([0, 1])), 4)
     0.4773
+    >>> round(loss_fn(logits[None], np.array([[0, 1]])), 4)   # (batch 1, T 2, classes 3)
+    0.3606
+    >>> loss_fn.backward().shape
+    (1, 2, 3)
     """
 
     name = "cross_entropy"
@@ -372,8 +453,17 @@ class CrossEntropy(_ClassWeights, Loss):
 
     def forward(self, pred, target, sample_weight=None):
         logits = _as_pred(pred)
-        if logits.ndim != 2:
-            raise ValueError(f"logits must have shape (n, classes), got {logits.shape}")
+        if logits.ndim < 2:
+            raise ValueError(
+                f"logits must have shape (n, classes), got {logits.shape} (or "
+                "(n, d1, ..., classes): a score vector per position)")
+        self._cache = None  # a failed forward leaves nothing for backward
+        self._shape = logits.shape
+        if logits.ndim > 2:
+            # One row per position: a reshape of the C-contiguous logits is a view.
+            target, sample_weight = _position_targets(
+                target, logits.shape, sample_weight, logits)
+            logits = logits.reshape(-1, logits.shape[-1])
         n, classes = logits.shape
         probs = np.empty_like(logits)
         labels = self._labels(target, n, classes)
@@ -417,7 +507,7 @@ class CrossEntropy(_ClassWeights, Loss):
             _k.cross_entropy_labels_grad(probs, labels, grad, weights)
         else:
             _k.cross_entropy_soft_grad(probs, soft, grad, weights, class_weights)
-        return grad
+        return grad.reshape(self._shape)
 
 
 class BinaryCrossEntropy(Loss):
@@ -467,7 +557,10 @@ class NLL(_ClassWeights, Loss):
     they do not change the divisor). As in PyTorch, with class weights the
     mean divides by the total class weight of the batch's labels; a batch
     whose labels all have weight 0 raises ValueError (PyTorch returns NaN).
-    PyTorch's ``ignore_index`` and extra spatial dimensions are not supported.
+    As ``CrossEntropy``, log-probabilities of shape (n, d1, ..., classes)
+    take labels of shape (n, d1, ...) and average over every position
+    (PyTorch's extra dimensions, with the classes last instead of second).
+    PyTorch's ``ignore_index`` is not supported.
 
     Parameters
     ----------
@@ -494,9 +587,16 @@ class NLL(_ClassWeights, Loss):
 
     def forward(self, pred, target, sample_weight=None):
         log_probs = _as_pred(pred)
-        if log_probs.ndim != 2:
+        if log_probs.ndim < 2:
             raise ValueError(
-                f"log-probabilities must have shape (n, classes), got {log_probs.shape}")
+                f"log-probabilities must have shape (n, classes), got {log_probs.shape} (or "
+                "(n, d1, ..., classes): a vector per position)")
+        self._cache = None  # a failed forward leaves nothing for backward
+        self._shape = log_probs.shape
+        if log_probs.ndim > 2:
+            target, sample_weight = _position_targets(
+                target, log_probs.shape, sample_weight, log_probs, allow_probabilities=False)
+            log_probs = log_probs.reshape(-1, log_probs.shape[-1])
         n, classes = log_probs.shape
         as_real_array(target, "labels")
         target = np.asarray(target)
@@ -520,7 +620,7 @@ class NLL(_ClassWeights, Loss):
         log_probs, labels, class_weights, weights = self._need_forward()
         grad = np.empty_like(log_probs)
         _kx.nll_grad(log_probs, labels, grad, class_weights, weights)
-        return grad
+        return grad.reshape(self._shape)
 
 
 class KLDivergence(Loss):

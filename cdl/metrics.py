@@ -134,6 +134,40 @@ def _score_labels(y_pred, name="y_pred"):
     return np.argmax(scores, axis=1).astype(np.int64), scores.shape[1], False
 
 
+def _per_position(y_true, y_pred):
+    """Inputs with a score vector per position -- y_pred of shape
+    (n, d1, ..., classes), e.g. a language model's (batch, T, vocab) -- as
+    one row per position: y_true (labels of shape (n, d1, ...) or one-hot
+    rows of y_pred's shape) and y_pred flattened to (n * d1 * ..., ...).
+    Returns (y_true, y_pred, n, positions per sample), or None when y_pred
+    has fewer than three axes or fewer than two classes."""
+    p = _as_array(y_pred, "y_pred")  # names ragged lists and strings
+    if p.ndim < 3 or p.shape[-1] < 2:
+        return None  # a single score per position is not a class choice
+    p = _as_float(p, "y_pred")
+    t = _as_array(y_true, "y_true")
+    lead, classes = p.shape[:-1], p.shape[-1]
+    _check_lengths(t.shape[0], p.shape[0])
+    if t.shape == lead + (1,) and t.shape != p.shape:
+        t = t.reshape(lead)
+    if t.shape == lead:
+        t = t.reshape(-1)
+    elif t.shape == p.shape:
+        t = t.reshape(-1, classes)
+    else:
+        raise ValueError(
+            f"y_true has shape {t.shape} but y_pred has shape {p.shape}; expected class "
+            f"labels of shape {lead} or one-hot rows of shape {p.shape}")
+    positions = int(np.prod(lead[1:], dtype=np.int64))
+    return t, p.reshape(-1, classes), p.shape[0], positions
+
+
+def _position_weights(sample_weight, n, positions):
+    """Per-sample weights repeated over each sample's positions, or None."""
+    w = _sample_weight(sample_weight, n)
+    return None if w is None else np.repeat(w, positions)
+
+
 def _check_range(labels, classes, name, why=""):
     if labels.size:
         bad = np.flatnonzero(labels >= classes)
@@ -273,14 +307,20 @@ def accuracy(y_true, y_pred, sample_weight=None):
         Scores of shape (n, classes) (read by argmax, so logits and
         probabilities both work) or predicted labels of shape (n,) or (n, 1).
         For a single column of binary scores use ``binary_accuracy``.
+        Scores of shape (n, d1, ..., classes) (a sequence model's
+        (batch, T, vocab)) are read per position, against labels of shape
+        (n, d1, ...) or one-hot rows of their shape.
     sample_weight : array-like of shape (n,), optional
+        Per sample; with scores per position, it weighs each of the
+        sample's positions.
 
     Returns
     -------
     float
         The (weighted) mean of ``argmax == label``, as scikit-learn's
         ``accuracy_score`` for labels. Unlike scikit-learn, 2-D ``y_true``
-        is read as one-hot rows, not as a multilabel indicator.
+        is read as one-hot rows, not as a multilabel indicator. Per
+        position, the mean runs over all positions (Keras' rule).
 
     Examples
     --------
@@ -290,6 +330,11 @@ def accuracy(y_true, y_pred, sample_weight=None):
     >>> metrics.accuracy([0, 1], [[0.9, 0.1], [0.8, 0.2]])          # scores: argmax per row
     0.5
     """
+    rows = _per_position(y_true, y_pred)
+    if rows is not None:
+        y_true, y_pred, n, positions = rows
+        _check_not_empty(n * positions)
+        sample_weight = _position_weights(sample_weight, n, positions)
     t, t_cols = _class_labels(y_true, "y_true")
     p, p_cols = _class_labels(y_pred, "y_pred")
     _check_lengths(t.shape[0], p.shape[0])
@@ -375,7 +420,8 @@ def top_k_accuracy(y_true, y_pred, k=5, sample_weight=None):
     y_true : array-like
         Labels of shape (n,) or (n, 1), or one-hot rows of shape (n, classes).
     y_pred : array-like of shape (n, classes)
-        Scores (logits or probabilities).
+        Scores (logits or probabilities); or (n, d1, ..., classes), read
+        per position as in ``accuracy``.
     k : int >= 1
         With k >= classes every sample is correct.
     sample_weight : array-like of shape (n,), optional
@@ -391,6 +437,11 @@ def top_k_accuracy(y_true, y_pred, k=5, sample_weight=None):
     >>> metrics.top_k_accuracy([1, 0], scores, k=2)    # 1 is in the top 2 of row 0; 0 is not in row 1's
     0.5
     """
+    rows = _per_position(y_true, y_pred)
+    if rows is not None:
+        y_true, y_pred, n, positions = rows
+        _check_not_empty(n * positions)
+        sample_weight = _position_weights(sample_weight, n, positions)
     t, scores, k = _top_k_inputs(y_true, y_pred, k)
     _check_not_empty(t.shape[0])
     w = _sample_weight(sample_weight, t.shape[0])
@@ -947,6 +998,10 @@ class Accuracy(_WeightedFraction):
     ``y_true``: labels of shape (n,) or (n, 1), or one-hot / probability
     rows of shape (n, classes).
 
+    ``y_pred`` of shape (n, d1, ..., classes) (a sequence model's
+    (batch, T, vocab)) is read per position, against labels of shape
+    (n, d1, ...): each position counts, weighted by its sample's weight.
+
     Examples
     --------
     >>> from cdl import metrics
@@ -959,6 +1014,17 @@ class Accuracy(_WeightedFraction):
     name = "accuracy"
 
     def update(self, y_true, y_pred, sample_weight=None):
+        rows = _per_position(y_true, y_pred)
+        if rows is not None:
+            # Scores per position: each sample contributes all its positions,
+            # weighted by its sample weight.
+            t, scores, n, positions = rows
+            correct = self._correct_rows(t, scores)
+            self._add(correct.reshape(n, positions), sample_weight)
+            return
+        self._add(self._correct_rows(y_true, y_pred), sample_weight)
+
+    def _correct_rows(self, y_true, y_pred):
         p, classes, binary = _score_labels(y_pred)
         t, t_cols = _class_labels(y_true, "y_true")
         _check_lengths(t.shape[0], p.shape[0])
@@ -972,7 +1038,7 @@ class Accuracy(_WeightedFraction):
                          "cdl.metrics.accuracy)")
         else:
             _resolve_classes(t, t_cols, p, classes, None)
-        self._add((t == p).astype(np.float64), sample_weight)
+        return (t == p).astype(np.float64)
 
 
 class BinaryAccuracy(_WeightedFraction):
@@ -1039,6 +1105,12 @@ class TopKAccuracy(_WeightedFraction):
         super().__init__(name)
 
     def update(self, y_true, y_pred, sample_weight=None):
+        rows = _per_position(y_true, y_pred)
+        if rows is not None:
+            t, scores, n, positions = rows
+            t, scores, k = _top_k_inputs(t, scores, self.k)
+            self._add(_top_k_correct(t, scores, k).reshape(n, positions), sample_weight)
+            return
         t, scores, k = _top_k_inputs(y_true, y_pred, self.k)
         self._add(_top_k_correct(t, scores, k), sample_weight)
 

@@ -1210,12 +1210,13 @@ def _loss_target(rng, kind, shape):
 
 
 def _loss_compatible(target_kind, takes_labels):
-    """Whether the shapes fit: labels (n,) or (n, 1) for logits (n, classes)
+    """Whether the shapes fit: labels (n,) or (n, 1) for logits (n, classes),
+    or (n, d1, ...) or (n, d1, ..., 1) for logits (n, d1, ..., classes)
     (also where a loss takes probabilities too, like CrossEntropy), else
     the shape of pred ((n,) for pred (n, 1))."""
     def compatible(args):
         pred, target = shape_of(args["pred"]), shape_of(args["target"])
-        as_labels = len(pred) == 2 and target in ((pred[0],), (pred[0], 1))
+        as_labels = len(pred) >= 2 and target in (pred[:-1], pred[:-1] + (1,))
         if target_kind == "labels" or (takes_labels and as_labels):
             if not as_labels:
                 return False
@@ -1300,11 +1301,20 @@ def _metric_args(draw, rng, kind, n):
     return rng.standard_normal(shape), rng.standard_normal(shape)
 
 
-def _metric_compatible(kind):
+def _metric_compatible(kind, per_position=False):
+    """``per_position``: the metric also reads scores of shape (n, d1, ...,
+    classes) with labels (n, d1, ...) (or (n, d1, ..., 1)) or one-hot rows."""
     def compatible(args):
         t, p = shape_of(args["y_true"]), shape_of(args["y_pred"])
         if not t or not p or t[0] != p[0]:
             return False
+        if per_position and len(p) >= 3 and p[-1] >= 2:
+            if t not in (p[:-1], p[:-1] + (1,), p):
+                return False
+            w = args.get("sample_weight")
+            if w is not None and shape_of(w) not in ((t[0],), (t[0], 1)):
+                return False
+            return None
         w = args.get("sample_weight")
         if w is not None and shape_of(w) not in ((t[0],), (t[0], 1)):
             return False
@@ -1320,7 +1330,7 @@ def _metric_compatible(kind):
     return compatible
 
 
-def metric_entry(fn, kind, int_weights=False, **kwargs):
+def metric_entry(fn, kind, int_weights=False, per_position=False, **kwargs):
     def make(draw, rng):
         n = draw.integer(0, 5)
         y_true, y_pred = _metric_args(draw, rng, kind, n)
@@ -1340,11 +1350,11 @@ def metric_entry(fn, kind, int_weights=False, **kwargs):
                      label_dtype if int_weights else fixed(np.float64)), optional=True)}
         names = ("y_true", "y_pred") + (("sample_weight",) if weight is not None else ())
         return Case({"y_true": y_true, "y_pred": y_pred, "sample_weight": weight}, slots, run,
-                    _metric_compatible(kind), f"n={n}"), _draw_fuzzed(draw, names)
+                    _metric_compatible(kind, per_position), f"n={n}"), _draw_fuzzed(draw, names)
     return make
 
 
-def metric_object_entry(factory, kind):
+def metric_object_entry(factory, kind, per_position=False):
     def make(draw, rng):
         n = draw.integer(0, 5)
         y_true, y_pred = _metric_args(draw, rng, kind, n)
@@ -1370,7 +1380,7 @@ def metric_object_entry(factory, kind):
                                        optional=True)}
         names = ("y_true", "y_pred") + (("sample_weight",) if weight is not None else ())
         return Case({"y_true": y_true, "y_pred": y_pred, "sample_weight": weight}, slots, run,
-                    _metric_compatible(kind), f"n={n}"), _draw_fuzzed(draw, names)
+                    _metric_compatible(kind, per_position), f"n={n}"), _draw_fuzzed(draw, names)
     return make
 
 
@@ -2252,9 +2262,9 @@ def _entries():
     for name in LOSS_SPECS:
         entries[f"losses.{name}"] = loss_entry(name)
     for fn, kind, kwargs in [
-            (metrics.accuracy, "classes", {}),
+            (metrics.accuracy, "classes", {"per_position": True}),
             (metrics.binary_accuracy, "binary", {}),
-            (metrics.top_k_accuracy, "classes", {"k": 2}),
+            (metrics.top_k_accuracy, "classes", {"k": 2, "per_position": True}),
             (metrics.confusion_matrix, "classes", {"int_weights": True}),
             (metrics.precision, "classes", {}),
             (metrics.recall, "classes", {"average": "micro"}),
@@ -2271,7 +2281,8 @@ def _entries():
                       (metrics.MSE, "regression"), (metrics.MAE, "regression"),
                       (metrics.RMSE, "regression"), (metrics.R2, "regression")]:
         name = cls.__name__ if isinstance(cls, type) else cls().__class__.__name__
-        entries[f"metrics.{name}"] = metric_object_entry(cls, kind)
+        entries[f"metrics.{name}"] = metric_object_entry(
+            cls, kind, per_position=name in ("Accuracy", "TopKAccuracy"))
     entries["metrics.Mean"] = mean_metric_entry
     for name in OPTIMIZERS:
         entries[f"optimizers.{name}.step"] = optimizer_entry(name)

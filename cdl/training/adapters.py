@@ -207,7 +207,8 @@ class MultiTargets:
             elif value is None:
                 raise ValueError(f"{name} has no targets for output {key!r}, which has a loss")
             else:
-                self.parts.append(Targets(value, n, loss, model.dtype, f"{name}[{key!r}]"))
+                self.parts.append(Targets(value, n, loss, model.dtype, f"{name}[{key!r}]",
+                                          _output_shape(model, len(self.parts))))
 
     @property
     def data(self):
@@ -273,13 +274,23 @@ def targets_for(model, y, n, name="y"):
         from cdl.graph import structure
 
         y, = structure(y, model.output_names, name)
-    return Targets(y, n, model.loss, model.dtype, name)
+    return Targets(y, n, model.loss, model.dtype, name, _output_shape(model, 0))
+
+
+def _output_shape(model, index):
+    """The per-sample shape of output ``index`` of a built model, else None."""
+    shape = getattr(model, "output_shape", None)
+    if isinstance(shape, list):
+        shape = shape[index] if index < len(shape) else None
+    if not isinstance(shape, tuple) or not all(d is None or isinstance(d, int) for d in shape):
+        return None
+    return shape
 
 
 class Targets:
     """Targets (and per-sample weights) gathered batch by batch."""
 
-    def __init__(self, y, n, loss, dtype, name="y"):
+    def __init__(self, y, n, loss, dtype, name="y", output_shape=None):
         if y is None:
             raise ValueError(f"{name} is required to train or evaluate")
         if is_streamed(y):
@@ -292,8 +303,11 @@ class Targets:
         self._gather = None
         if y.ndim == 0 or y.shape[0] != n:
             raise ValueError(f"{name} has {y.shape[0] if y.ndim else 0} samples, x has {n}")
-        if isinstance(loss, _losses.CrossEntropy) and not self.streamed and y.ndim == 1 \
-                and (y.dtype.kind in "biu" or _whole_numbers(y)):
+        # Labels have one axis less than the predictions: (n,) for (n, classes),
+        # (n, T) for a sequence's (n, T, classes) (``output_shape`` is per sample).
+        label_ndim = 1 if output_shape is None or len(output_shape) < 2 else len(output_shape)
+        if isinstance(loss, _losses.CrossEntropy) and not self.streamed \
+                and y.ndim == label_ndim and (y.dtype.kind in "biu" or _whole_numbers(y)):
             # Class labels, converted once (the loss checks their range per batch).
             self.data = np.require(y, np.int64, requirements="CA")  # kernels need aligned
         elif self.streamed:

@@ -535,7 +535,8 @@ SPECIFIC_LOSS_REJECTS = {
     "logits_1d": (CE_LOSSES, lambda p, t: (p[0], t), ValueError,
                   r"logits must have shape \(n, classes\), got \(3,\)"),
     "logits_3d": (CE_LOSSES, lambda p, t: (p[None], t), ValueError,
-                  r"logits must have shape \(n, classes\), got \(1, 6, 3\)"),
+                  r"for predictions of shape \(1, 6, 3\) expected integer labels of shape "
+                  r"\(1, 6\)"),
     "logits_scalar": (CE_LOSSES, lambda p, t: (1.0, t), ValueError,
                       r"logits must have shape \(n, classes\), got \(\)"),
     "logits_no_classes": (LABEL_LOSSES, lambda p, t: (p[:, :0], t * 0), ValueError,
