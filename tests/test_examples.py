@@ -77,3 +77,18 @@ def test_transformer_sequences_reads_digits_row_by_row():
     assert len(heads) == 4
     assert all(len(row.split(",")) == 8 for row in heads)
     assert "each row of weights sums to 1: True" in out
+
+
+def test_char_language_model_learns_and_samples():
+    # Fewer windows than the defaults, to keep the test short; the model
+    # still ends well below the 28 of character frequencies alone.
+    result = subprocess.run([sys.executable, str(EXAMPLES / "char_language_model.py"),
+                             "--windows", "1000", "--epochs", "2"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    before = float(re.search(r"perplexity before training: ([\d.]+)", out).group(1))
+    after = float(re.search(r"validation perplexity: ([\d.]+)", out).group(1))
+    assert before > 40 and after < 20
+    sample = out.split("sample:\n", 1)[1]
+    assert sample.startswith("MENENIUS:\n") and len(sample) >= 200

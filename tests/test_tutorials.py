@@ -41,7 +41,8 @@ EXPECTED = {
                                 r"shuffling the input shuffles the output: True",
                                 r"Transformer: \{'loss': [\d.]+, 'accuracy': 0\.9[5-9]",
                                 r"LSTM: \{'loss': [\d.]+, 'accuracy': 0\.9[5-9]",
-                                r"^Transformer\s+\d+ weights"],
+                                r"^Transformer\s+\d+ weights",
+                                r"validation perplexity: 1\d\.\d", r"^MENENIUS:$"],
 }
 
 
