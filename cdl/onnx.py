@@ -522,11 +522,11 @@ def _export_attention(g, layer, x, shape):
     query, so no row is empty. Masks given to ``forward`` are not part of
     the graph (nor of a graph model)."""
     xs, shapes = (x, shape) if isinstance(x, list) else ([x], [shape])
-    sources = _attention._SOURCES[len(xs)]
+    sources = _attention.PROJECTION_SOURCES[len(xs)]
     h, kd, vd = layer.num_heads, layer.key_dim, layer.value_dim
     tq, tk = shapes[0][0], shapes[sources["key"]][0]
     projected = {kind: _projection(g, layer, kind, xs[sources[kind]])
-                 for kind in _attention._PROJECTIONS}
+                 for kind in _attention.PROJECTIONS}
     q = _heads(g, projected["query"], tq, h, kd, [0, 2, 1, 3])
     k_t = _heads(g, projected["key"], tk, h, kd, [0, 2, 3, 1])
     v = _heads(g, projected["value"], tk, h, vd, [0, 2, 1, 3])

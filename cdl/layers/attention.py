@@ -25,10 +25,10 @@ __all__ = ["MultiHeadAttention", "PositionalEmbedding"]
 
 #: Which input each projection reads, by call form: one tensor (self-attention),
 #: [query, value] (the key is the value) or [query, value, key].
-_SOURCES = {1: {"query": 0, "key": 0, "value": 0},
-            2: {"query": 0, "key": 1, "value": 1},
-            3: {"query": 0, "key": 2, "value": 1}}
-_PROJECTIONS = ("query", "key", "value")
+PROJECTION_SOURCES = {1: {"query": 0, "key": 0, "value": 0},
+                      2: {"query": 0, "key": 1, "value": 1},
+                      3: {"query": 0, "key": 2, "value": 1}}
+PROJECTIONS = ("query", "key", "value")
 
 
 def _is_shape_list(input_shape):
@@ -270,11 +270,11 @@ class MultiHeadAttention(Layer):
 
     def build(self, input_shape):
         shapes = self._shapes(input_shape)
-        sources = _SOURCES[len(shapes)]
+        sources = PROJECTION_SOURCES[len(shapes)]
         heads = self.num_heads
         widths = {"query": heads * self.key_dim, "key": heads * self.key_dim,
                   "value": heads * self.value_dim}
-        for kind in _PROJECTIONS:
+        for kind in PROJECTIONS:
             features = shapes[sources[kind]][-1]
             check_blas_size(features, f"the {kind} width of {self.name}",
                             "reduce the number of features")
@@ -302,7 +302,7 @@ class MultiHeadAttention(Layer):
 
     def flops_per_sample(self, input_shape):
         shapes = self._shapes(input_shape)
-        sources = _SOURCES[len(shapes)]
+        sources = PROJECTION_SOURCES[len(shapes)]
         tq, tk = shapes[0][0], shapes[sources["key"]][0]
         h, kd, vd = self.num_heads, self.key_dim, self.value_dim
         out = self.output_dim or shapes[0][-1]
@@ -370,7 +370,7 @@ class MultiHeadAttention(Layer):
         training = check_bool(training, "training")
         xs = self._inputs(x)
         causal = self.causal if causal is None else check_bool(causal, "causal")
-        sources = _SOURCES[len(xs)]
+        sources = PROJECTION_SOURCES[len(xs)]
         batch, tq = xs[0].shape[:2]
         tk = xs[sources["key"]].shape[1]
         owner = f"{self.name} (MultiHeadAttention)"
@@ -386,7 +386,7 @@ class MultiHeadAttention(Layer):
         # projection that reads it side by side (self-attention: one product).
         groups, projected = [], {}
         for i, x_i in enumerate(xs):
-            kinds = [kind for kind in _PROJECTIONS if sources[kind] == i]
+            kinds = [kind for kind in PROJECTIONS if sources[kind] == i]
             x2 = x_i.reshape(-1, x_i.shape[-1])
             kernel = self._joined([getattr(self, f"{k}_kernel") for k in kinds], axis=1)
             bias = self._joined([getattr(self, f"{k}_bias") for k in kinds]) \

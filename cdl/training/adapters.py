@@ -240,6 +240,13 @@ def weights_for(model, sample_weight, class_weight, y, n):
     list in output order (one array, or None, per output); one array
     weights every output."""
     if not _per_output(model):
+        if class_weight is not None and model.output_shape is not None and \
+                len(model.output_shape) > 1:
+            # Labels per position (a sequence model's (batch, T)) are not one
+            # label per sample, which is what class_weight weighs.
+            raise ValueError("class_weight weighs one label per sample; for labels per "
+                             "position give the loss its class weights, "
+                             "CrossEntropy(weight=...)")
         return sample_weights(sample_weight, class_weight, y, n, model.dtype)
     if class_weight is not None:
         raise ValueError("class_weight applies to a model with one output; with several, "

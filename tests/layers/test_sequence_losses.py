@@ -269,3 +269,12 @@ def test_a_per_position_model_trains_on_sequence_labels():
     assert model.predict(x).shape == (128, steps, vocab)
     with pytest.raises(ValueError, match="out of range"):
         model.evaluate(x, y + vocab)
+
+
+def test_fit_refuses_class_weight_for_labels_per_position():
+    model = cdl.Sequential([layers.Embedding(10, 4), layers.Dense(10)], input_shape=(5,),
+                           seed=0)
+    model.compile("adam", "cross_entropy")
+    x = np.random.default_rng(0).integers(0, 10, (8, 5))
+    with pytest.raises(ValueError, match="CrossEntropy\\(weight=...\\)"):
+        model.fit(x, x, class_weight={i: 1.0 for i in range(10)}, verbose=0)
