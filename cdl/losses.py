@@ -173,6 +173,22 @@ def _class_labels(target, n, classes):
     return None
 
 
+def _score_rows(pred, target, sample_weight, what, allow_probabilities=True):
+    """``(rows, target, sample_weight)`` for a score vector per sample, of
+    shape (n, classes), or per position, (n, d1, ..., classes): positions
+    become rows (a view of the C-contiguous ``pred``), with their targets
+    and each sample's weight repeated over its positions."""
+    if pred.ndim < 2:
+        raise ValueError(
+            f"{what} must have shape (n, classes), got {pred.shape} (or "
+            "(n, d1, ..., classes): a score vector per position)")
+    if pred.ndim > 2:
+        target, sample_weight = _position_targets(
+            target, pred.shape, sample_weight, pred, allow_probabilities)
+        pred = pred.reshape(-1, pred.shape[-1])
+    return pred, target, sample_weight
+
+
 def _position_targets(target, shape, sample_weight, pred, allow_probabilities=True):
     """Targets and sample weights of predictions of shape (n, d1, ..., classes)
     flattened to one row per position: labels of shape (n, d1, ...) (or with
@@ -453,17 +469,9 @@ class CrossEntropy(_ClassWeights, Loss):
 
     def forward(self, pred, target, sample_weight=None):
         logits = _as_pred(pred)
-        if logits.ndim < 2:
-            raise ValueError(
-                f"logits must have shape (n, classes), got {logits.shape} (or "
-                "(n, d1, ..., classes): a score vector per position)")
         self._cache = None  # a failed forward leaves nothing for backward
         self._shape = logits.shape
-        if logits.ndim > 2:
-            # One row per position: a reshape of the C-contiguous logits is a view.
-            target, sample_weight = _position_targets(
-                target, logits.shape, sample_weight, logits)
-            logits = logits.reshape(-1, logits.shape[-1])
+        logits, target, sample_weight = _score_rows(logits, target, sample_weight, "logits")
         n, classes = logits.shape
         probs = np.empty_like(logits)
         labels = self._labels(target, n, classes)
@@ -587,16 +595,10 @@ class NLL(_ClassWeights, Loss):
 
     def forward(self, pred, target, sample_weight=None):
         log_probs = _as_pred(pred)
-        if log_probs.ndim < 2:
-            raise ValueError(
-                f"log-probabilities must have shape (n, classes), got {log_probs.shape} (or "
-                "(n, d1, ..., classes): a vector per position)")
         self._cache = None  # a failed forward leaves nothing for backward
         self._shape = log_probs.shape
-        if log_probs.ndim > 2:
-            target, sample_weight = _position_targets(
-                target, log_probs.shape, sample_weight, log_probs, allow_probabilities=False)
-            log_probs = log_probs.reshape(-1, log_probs.shape[-1])
+        log_probs, target, sample_weight = _score_rows(
+            log_probs, target, sample_weight, "log-probabilities", allow_probabilities=False)
         n, classes = log_probs.shape
         as_real_array(target, "labels")
         target = np.asarray(target)

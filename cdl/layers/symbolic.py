@@ -64,7 +64,7 @@ class SymbolicTensor:
     ('hidden', ['features'])
     """
 
-    __slots__ = ("shape", "dtype", "name", "node", "id", "__weakref__")
+    __slots__ = ("shape", "dtype", "name", "node", "id")
 
     def __init__(self, shape, name, node=None, dtype=None):
         self.shape = tuple(shape)
