@@ -3,7 +3,10 @@ and other engines.
 
 ``export(model, path)`` writes the inference graph of a model (opset
 ``OPSET``) and ``to_onnx(model)`` returns it as an ``onnx.ModelProto``.
-The batch axis is dynamic and weights are stored in the model's dtype.
+The batch axis is dynamic by default (``dynamic_batch=False`` fixes it to
+``batch_size``), ``dynamic_sequence=True`` or PyTorch's ``dynamic_axes``
+make the sequence axis (axis 1) of sequence inputs dynamic too, and
+weights are stored in the model's dtype.
 
 - A ``Sequential`` gives a graph of one input, ``"input"`` of shape
   ``(batch, *input_shape)``, and one output, ``"output"``.
@@ -29,24 +32,38 @@ Concatenate blocks made of these; the merge layers Add, Subtract, Multiply,
 Average, Maximum, Minimum (folded left to right, as cdl computes them),
 Concatenate(axis) and Dot(axes, normalize) (a batched MatMul, as cdl
 computes it); MultiHeadAttention in its three call forms, PositionalEmbedding
-(learned or sinusoidal), TransformerEncoder and TransformerDecoder.
-Recurrent layers and user layers raise ``ValueError``.
+(learned or sinusoidal), TransformerEncoder and TransformerDecoder;
+SimpleRNN, LSTM and GRU (ONNX's RNN, LSTM and GRU ops, their gate blocks
+reordered from PyTorch's to ONNX's, GRU with ``linear_before_reset=1``)
+and Bidirectional (one op per direction, then the merge). User layers
+raise ``ValueError``.
 
 Attention becomes MatMul and Softmax nodes, its heads split and joined by
 Reshape and Transpose; a causal attention (``causal=True`` at construction)
 adds a constant mask to its scores. Masks given to ``forward`` as keywords
 (``attention_mask``, ``key_padding_mask``, ``causal`` for one call) are not
 part of a model, so the graph computes attention without them, as
-``model.predict`` does; an ``Embedding(mask_zero=True)``, whose padding
-mask changes what later layers compute, raises ``ValueError``. A
-Transformer block's LayerNorms are ONNX LayerNormalization nodes and its
-dropout the identity.
+``model.predict`` does. The padding mask of an ``Embedding(mask_zero=True)``
+is: the graph computes ``ids != 0`` and carries it through the layers that
+carry it in cdl (merges AND their inputs' masks) to attention (padded keys
+get no weight; a query with no key left outputs the output bias, as in
+cdl), the Transformer blocks (target and memory masks) and global 1-D
+pooling (real steps only). A Transformer block's LayerNorms are ONNX
+LayerNormalization nodes and its dropout the identity.
+
+A recurrent layer's ``mask_value`` becomes its op's ``sequence_lens``,
+which is exact when every sample's padding comes after its real steps;
+ONNX's ops cannot skip steps between real ones, so a sample padded
+elsewhere gets NaN outputs rather than a different answer. A learned
+initial state is an initializer broadcast over the batch. ``go_backwards``
+is the op's reverse direction, its sequence put back in the order the
+steps are taken, as cdl returns it.
 
 ONNX attributes are float32: in a float64 model, a leaky ReLU slope that
 float32 does not hold exactly is stored as a double constant instead.
 ONNX Runtime has no float64 kernels for some ops (Conv, AveragePool, Erf,
-Elu, Softplus, ...): such float64 graphs are valid ONNX, which that
-engine does not run.
+Elu, Softplus, RNN, LSTM, GRU, ...): such float64 graphs are valid ONNX,
+which that engine does not run.
 
 onnx is an optional dependency: ``pip install "cdl[onnx]"``.
 
@@ -81,6 +98,7 @@ import numpy as np
 from cdl._version import __version__
 from cdl.layers import activation as _activation
 from cdl.layers import attention as _attention
+from cdl.layers.base import Layer as _Layer
 from cdl.layers import composite as _composite
 from cdl.layers import conv as _conv
 from cdl.layers import core as _core
@@ -90,6 +108,7 @@ from cdl.layers import merge as _merge
 from cdl.layers import noise as _noise
 from cdl.layers import normalization as _norm
 from cdl.layers import pooling as _pooling
+from cdl.layers import recurrent as _recurrent
 from cdl.layers import reshaping as _reshaping
 from cdl.layers import transformer as _transformer
 
@@ -134,6 +153,14 @@ class _Graph:
         self._recording = None
         self._replay = None
         self._replay_index = 0
+        # The padding mask of the input of the layer being converted (a bool
+        # (batch, T) value, a list of them or None), as cdl's input_mask;
+        # and the mask a layer that starts one made (Embedding(mask_zero)).
+        self.input_mask = None
+        self.produced_mask = None
+        # True while converting a call whose input has a dynamic sequence
+        # axis (axis 1): converters then read lengths at run time, or refuse.
+        self.dynamic_time = False
 
     def name(self, hint):
         while True:
@@ -185,6 +212,20 @@ class _Graph:
         self.nodes.append(self.onnx.helper.make_node(
             op, list(inputs), [output], name=self.name(f"{op}"), **attributes))
         return output
+
+
+def _fixed_length_only(g, layer, why):
+    """Refuse ``layer`` on an input of dynamic length, saying ``why``."""
+    if g.dynamic_time:
+        raise ValueError(f"cdl.onnx cannot export layer {layer.name!r} "
+                         f"({type(layer).__name__}) on an input with a dynamic sequence axis: "
+                         f"{why}; export it with a fixed length (dynamic_sequence=False)")
+
+
+def _length_dependent_padding(g, layer, strides):
+    # TensorFlow's "same" padding depends on the length when a stride is > 1.
+    if layer.padding == "same" and any(s > 1 for s in strides):
+        _fixed_length_only(g, layer, '"same" padding with strides > 1 depends on the length')
 
 
 # --- activations ---------------------------------------------------------------------
@@ -273,6 +314,7 @@ def _channels_last(g, x, rank):
 def _export_conv(g, layer, x, shape):
     rank = layer._rank
     strides, dilation, pads, _ = layer._geom
+    _length_dependent_padding(g, layer, layer.strides)
     if rank == 1:
         weight = layer.kernel.transpose(2, 1, 0)        # (k, C, F) -> (F, C, k)
         onnx_pads = [pads[2], pads[3]]
@@ -290,6 +332,7 @@ def _export_conv(g, layer, x, shape):
 
 
 def _export_conv_transpose(g, layer, x, shape):
+    _fixed_length_only(g, layer, "its output size is computed for the export's input size")
     strides, dilation, pads, out = layer._geom
     output_padding = []
     for axis in range(2):
@@ -336,28 +379,23 @@ def _export_rms_norm(g, layer, x, shape):
 
 def _export_group_norm(g, layer, x, shape):
     channels = shape[-1]
-    positions = math.prod(shape[:-1])
-    grouped = g.node("Reshape", [x, g.const([-1, positions, layer.groups,
-                                             channels // layer.groups],
+    grouped = g.node("Reshape", [x, g.const([0, -1, layer.groups, channels // layer.groups],
                                             "group_shape", np.int64)])
     mean = g.node("ReduceMean", [grouped], axes=[1, 3], keepdims=1)
     centered = g.node("Sub", [grouped, mean])
     var = g.node("ReduceMean", [g.node("Mul", [centered, centered])], axes=[1, 3], keepdims=1)
     root = g.node("Sqrt", [g.node("Add", [var, g.scalar(layer.eps, "eps")])])
-    normed = g.node("Reshape", [g.node("Div", [centered, root]),
-                                g.const([-1, *shape], "sample_shape", np.int64)])
+    normed = g.node("Reshape", [g.node("Div", [centered, root]), g.node("Shape", [x])])
     return g.node("Add", [g.node("Mul", [normed, g.const(layer.gamma, "gn_scale")]),
                           g.const(layer.beta, "gn_shift")])
 
 
 def _export_embedding(g, layer, x, shape):
-    if getattr(layer, "mask_zero", False):
-        # The padding mask changes what later layers compute (attention,
-        # pooling), and the graph does not carry it: refused, not approximated.
-        raise ValueError(f"cdl.onnx cannot export layer {layer.name!r} (Embedding with "
-                         "mask_zero=True): the padding mask it hands on to later layers "
-                         "is not exported")
     indices = g.node("Cast", [x], to=g.onnx.TensorProto.INT64)
+    if layer.mask_zero:
+        # The padding mask the layer starts, carried on to later layers.
+        g.produced_mask = g.node("Not", [g.node("Equal", [
+            indices, g.const(np.array(0, np.int64), "zero", np.int64)])], hint="mask")
     return g.node("Gather", [g.const(layer.embeddings, "embeddings"), indices], axis=0)
 
 
@@ -376,6 +414,7 @@ def _pool_pads(size, pool, stride, padding):
 def _export_window_pool(g, layer, x, shape):
     rank = layer._rank
     pool, strides = layer._pool[2 - rank:], layer._strides[2 - rank:]
+    _length_dependent_padding(g, layer, strides)
     pads = [_pool_pads(size, p, s, layer.padding)
             for size, p, s in zip(shape[:-1], pool, strides)]
     attributes = dict(kernel_shape=list(pool), strides=list(strides),
@@ -390,9 +429,35 @@ def _export_window_pool(g, layer, x, shape):
 
 
 def _export_global_pool(g, layer, x, shape):
+    if g.input_mask is not None:
+        return _masked_global_pool(g, layer, x, g.input_mask)
     # Reduced over the spatial axes where they are: no transposes needed.
     op = "ReduceMax" if layer._max else "ReduceMean"
     return g.node(op, [x], axes=list(range(1, len(shape))), keepdims=int(layer.keepdims))
+
+
+def _masked_global_pool(g, layer, x, mask):
+    """A global 1-D pooling over the real steps of ``mask`` (bool (batch,
+    T)), as cdl's: the mean as a product with per-step weights 1 / (number
+    of real steps), the maximum over real steps; a sequence of padding only
+    gives 0."""
+    real = g.node("Cast", [mask], to=g.onnx.helper.np_dtype_to_tensor_dtype(g.dtype))
+    if layer._max:
+        steps = g.node("Unsqueeze", [mask, g.const([-1], "last_axis", np.int64)])
+        filled = g.node("Where", [steps, x, g.scalar(-np.inf, "minus_inf")])
+        y = g.node("ReduceMax", [filled], axes=[1], keepdims=1)              # (batch, 1, C)
+        some = g.node("Unsqueeze", [g.node("Greater", [
+            g.node("ReduceMax", [real], axes=[1], keepdims=1), g.scalar(0.0, "zero")]),
+            g.const([-1], "last_axis", np.int64)])                            # (batch, 1, 1)
+        y = g.node("Where", [some, y, g.scalar(0.0, "zero")])
+    else:
+        counts = g.node("ReduceSum", [real, g.const([1], "time_axis", np.int64)], keepdims=1)
+        weights = g.node("Div", [real, g.node("Max", [counts, g.scalar(1.0, "one")])])
+        weights = g.node("Unsqueeze", [weights, g.const([1], "row_axis", np.int64)])
+        y = g.node("MatMul", [weights, x])                                    # (batch, 1, C)
+    if layer.keepdims:
+        return y
+    return g.node("Squeeze", [y, g.const([1], "time_axis", np.int64)])
 
 
 def _export_identity(g, layer, x, shape):
@@ -400,14 +465,18 @@ def _export_identity(g, layer, x, shape):
 
 
 def _export_flatten(g, layer, x, shape):
+    _fixed_length_only(g, layer, "its output's size is the length times the features")
     return g.node("Flatten", [x], axis=1)
 
 
 def _export_reshape(g, layer, x, shape):
+    _fixed_length_only(g, layer, "its target shape fixes the length")
     return g.node("Reshape", [x, g.const([-1, *layer.output_shape], "shape", np.int64)])
 
 
 def _export_permute(g, layer, x, shape):
+    if layer.dims[0] != 1:
+        _fixed_length_only(g, layer, "it moves the sequence axis")
     return g.node("Transpose", [x], perm=[0] + list(layer.dims))
 
 
@@ -474,6 +543,7 @@ def _l2_normalized(g, x, axis, epsilon):
 
 
 def _export_dot(g, layer, xs, shapes):
+    _fixed_length_only(g, layer, "its products are reshaped to the export's lengths")
     (x, y), (sx, sy) = xs, shapes
     ax, ay = layer._resolve_axes(shapes)   # per-sample axes: ax + 1 in the batched tensor
     if layer.normalize:
@@ -503,8 +573,8 @@ def _heads(g, x, length, heads, width, perm):
     """``(batch, length, heads * width)`` -> one block per (sample, head):
     ``(batch, heads, length, width)`` (``perm`` [0, 2, 1, 3]) or its
     transpose ``(batch, heads, width, length)`` (``perm`` [0, 2, 3, 1])."""
-    split = g.node("Reshape", [x, g.const([-1, length, heads, width], "head_shape",
-                                          np.int64)])
+    # 0: the batch and length of x, whatever they are at run time.
+    split = g.node("Reshape", [x, g.const([0, 0, heads, width], "head_shape", np.int64)])
     return g.node("Transpose", [split], perm=perm)
 
 
@@ -515,14 +585,27 @@ def _projection(g, layer, kind, x):
     return y
 
 
-def _export_attention(g, layer, x, shape):
+_FROM_INPUT_MASK = object()
+
+
+def _export_attention(g, layer, x, shape, key_mask=_FROM_INPUT_MASK):
     """Scaled dot-product attention with MatMul and Softmax, heads split by
     Reshape and Transpose. Causal attention adds a constant (Tq, Tk) mask of
     0 and -inf (top-left aligned, as cdl's): it leaves the first key to every
     query, so no row is empty. Masks given to ``forward`` are not part of
-    the graph (nor of a graph model)."""
+    the graph (nor of a graph model).
+
+    ``key_mask`` is the keys' padding mask (bool (batch, Tk) or None), by
+    default the one the model carries to the keys' input. With one, the
+    masked scores are replaced by the dtype's lowest number before the
+    Softmax and their weights by 0 after it: a query left with no key gets
+    weights of 0, so an output of the output bias, as cdl computes it
+    (never NaN)."""
     xs, shapes = (x, shape) if isinstance(x, list) else ([x], [shape])
     sources = _attention.PROJECTION_SOURCES[len(xs)]
+    if key_mask is _FROM_INPUT_MASK:
+        key_mask = g.input_mask[sources["key"]] if isinstance(g.input_mask, list) \
+            else g.input_mask
     h, kd, vd = layer.num_heads, layer.key_dim, layer.value_dim
     tq, tk = shapes[0][0], shapes[sources["key"]][0]
     projected = {kind: _projection(g, layer, kind, xs[sources[kind]])
@@ -532,21 +615,55 @@ def _export_attention(g, layer, x, shape):
     v = _heads(g, projected["value"], tk, h, vd, [0, 2, 1, 3])
     scores = g.node("Mul", [g.node("MatMul", [q, k_t]),
                             g.scalar(1.0 / math.sqrt(kd), "attention_scale")])
-    if layer.causal:
-        allowed = np.tril(np.ones((tq, tk), dtype=bool))
-        scores = g.node("Add", [scores, g.const(np.where(allowed, 0.0, -np.inf),
-                                                "causal_mask")])
-    weights = g.node("Softmax", [scores], axis=-1)
+    if key_mask is not None or (layer.causal and g.dynamic_time):
+        allowed = None
+        if key_mask is not None:
+            allowed = g.node("Unsqueeze", [key_mask, g.const([1, 2], "head_query_axes",
+                                                             np.int64)])   # (batch, 1, 1, Tk)
+        if layer.causal:
+            causal = _causal_allowed(g, xs[0], xs[sources["key"]]) if g.dynamic_time else \
+                g.const(np.tril(np.ones((tq, tk), dtype=bool)), "causal_allowed", np.bool_)
+            allowed = causal if allowed is None else g.node("And", [allowed, causal])
+        scores = g.node("Where", [allowed, scores, g.scalar(np.finfo(g.dtype).min, "lowest")])
+        weights = g.node("Where", [allowed, g.node("Softmax", [scores], axis=-1),
+                                   g.scalar(0.0, "zero")])
+    else:
+        if layer.causal:
+            allowed = np.tril(np.ones((tq, tk), dtype=bool))
+            scores = g.node("Add", [scores, g.const(np.where(allowed, 0.0, -np.inf),
+                                                    "causal_mask")])
+        weights = g.node("Softmax", [scores], axis=-1)
     heads = g.node("Transpose", [g.node("MatMul", [weights, v])], perm=[0, 2, 1, 3])
-    joined = g.node("Reshape", [heads, g.const([-1, tq, h * vd], "joined_shape", np.int64)])
+    joined = g.node("Reshape", [heads, g.const([0, 0, h * vd], "joined_shape", np.int64)])
     y = g.node("MatMul", [joined, g.const(layer.output_kernel, "output_kernel")])
     if layer.use_bias:
         y = g.node("Add", [y, g.const(layer.output_bias, "output_bias")])
     return y
 
 
+def _causal_allowed(g, query, key):
+    """bool (Tq, Tk), True where key index <= query index (cdl's top-left
+    aligned causal mask), for lengths read at run time."""
+    def indices(x):
+        return g.node("Range", [g.const(np.array(0, np.int64), "zero", np.int64),
+                                _time_size(g, x), g.const(np.array(1, np.int64), "one",
+                                                          np.int64)])
+    rows = g.node("Unsqueeze", [indices(query), g.const([1], "column_axis", np.int64)])
+    return g.node("LessOrEqual", [indices(key), rows])
+
+
 def _export_positional_embedding(g, layer, x, shape):
     steps = shape[0]
+    if g.dynamic_time:
+        # The first rows of the whole table, as many as the input has steps.
+        table = layer.embeddings if layer.learned else \
+            _attention.sinusoid_table(layer.max_length, shape[-1], g.dtype)
+        end = g.node("Slice", [g.node("Shape", [x]), g.const([1], "start", np.int64),
+                               g.const([2], "end", np.int64)])
+        rows = g.node("Slice", [g.const(table, "position_embeddings"),
+                                g.const([0], "slice_start", np.int64), end,
+                                g.const([0], "slice_axis", np.int64)])
+        return g.node("Add", [x, rows])
     if layer.learned:
         # The whole table is the initializer (the layer's weight); the graph
         # takes its first rows, the input's length.
@@ -576,21 +693,172 @@ def _feedforward_nodes(g, block, x, shape):
 
 
 def _export_transformer_encoder(g, layer, x, shape):
+    mask = g.input_mask
     h = _residual_nodes(g, layer, x, shape, layer.norm1,
-                        lambda a: _export_attention(g, layer.self_attention, a, shape))
+                        lambda a: _export_attention(g, layer.self_attention, a, shape, mask))
     return _residual_nodes(g, layer, h, shape, layer.norm2,
                            lambda a: _feedforward_nodes(g, layer, a, shape))
 
 
 def _export_transformer_decoder(g, layer, xs, shapes):
     (target, memory), (shape, memory_shape) = xs, shapes
+    target_mask, memory_mask = g.input_mask if g.input_mask is not None else (None, None)
     h = _residual_nodes(g, layer, target, shape, layer.norm1,
-                        lambda a: _export_attention(g, layer.self_attention, a, shape))
+                        lambda a: _export_attention(g, layer.self_attention, a, shape,
+                                                    target_mask))
     h = _residual_nodes(g, layer, h, shape, layer.norm2,
                         lambda a: _export_attention(g, layer.cross_attention, [a, memory],
-                                                    [shape, memory_shape]))
+                                                    [shape, memory_shape], memory_mask))
     return _residual_nodes(g, layer, h, shape, layer.norm3,
                            lambda a: _feedforward_nodes(g, layer, a, shape))
+
+
+# --- recurrent layers ----------------------------------------------------------------------
+
+#: ONNX's op and gate order for each recurrent layer, as the order of cdl's
+#: (PyTorch's) gate blocks: LSTM i,f,g,o -> ONNX i,o,f,c; GRU r,z,n -> z,r,h.
+_RECURRENT_OPS = {"SimpleRNN": ("RNN", [0]), "LSTM": ("LSTM", [0, 3, 1, 2]),
+                  "GRU": ("GRU", [1, 0, 2])}
+_RNN_ACTIVATIONS = {"tanh": "Tanh", "relu": "Relu", "sigmoid": "Sigmoid"}
+
+
+def _gate_blocks(array, order, units, axis):
+    """``array`` with its gate blocks of ``units`` along ``axis`` reordered."""
+    return np.concatenate([np.take(array, range(b * units, (b + 1) * units), axis=axis)
+                           for b in order], axis=axis)
+
+
+def _batch_size(g, x):
+    """A 1-element int64 tensor: the batch size of ``x``, read at run time."""
+    return g.node("Slice", [g.node("Shape", [x]), g.const([0], "start", np.int64),
+                            g.const([1], "end", np.int64)])
+
+
+def _reverse_time(g, x, axis):
+    """``x`` reversed along ``axis`` (of any length)."""
+    return g.node("Slice", [x, g.const([-1], "reverse_start", np.int64),
+                            g.const([np.iinfo(np.int64).min], "reverse_end", np.int64),
+                            g.const([axis], "reverse_axis", np.int64),
+                            g.const([-1], "reverse_step", np.int64)])
+
+
+def _recurrent_lengths(g, layer, x):
+    """``(sequence_lens, trailing)`` for a layer with ``mask_value``: the
+    number of real steps of every sample (int32, as ONNX's ops take it), and
+    whether every sample's padding is all after its real steps (bool
+    ``(batch,)``), the only masking ONNX's recurrent ops can express."""
+    value = g.scalar(layer.mask_value, "mask_value")
+    real = g.node("Cast", [g.node("Not", [g.node("Equal", [x, value])])],
+                  to=g.onnx.TensorProto.INT32)
+    real = g.node("ReduceMax", [real], axes=[-1], keepdims=0)              # (batch, T)
+    lengths = g.node("ReduceSum", [real, g.const([1], "time_axis", np.int64)], keepdims=0)
+    # Steps counted from 1: the last real one's number is the length when
+    # the real steps come first.
+    numbers = g.node("Range", [g.const(np.array(1, np.int32), "one", np.int32),
+                               g.node("Add", [g.node("Cast", [_time_size(g, x)],
+                                                     to=g.onnx.TensorProto.INT32),
+                                              g.const(np.array(1, np.int32), "one",
+                                                      np.int32)]),
+                               g.const(np.array(1, np.int32), "one", np.int32)])
+    last = g.node("ReduceMax", [g.node("Mul", [real, numbers])], axes=[1], keepdims=0)
+    return lengths, g.node("Equal", [lengths, last])
+
+
+def _time_size(g, x):
+    """A scalar int64 tensor: the length of axis 1 of ``x``, read at run time."""
+    return g.node("Squeeze", [g.node("Slice", [g.node("Shape", [x]),
+                                               g.const([1], "start", np.int64),
+                                               g.const([2], "end", np.int64)]),
+                              g.const([0], "squeeze_axis", np.int64)])
+
+
+def _export_recurrent(g, layer, x, shape):
+    """ONNX's RNN, LSTM or GRU op (time-major, hence the transposes), its
+    weights' gate blocks put in ONNX's order. ``go_backwards`` is the op's
+    reverse direction, whose outputs are put back in the order the steps are
+    taken, as cdl gives them. ``mask_value`` becomes the op's
+    ``sequence_lens``: exact when every sample's padding follows its real
+    steps; a sample whose padding is elsewhere gets NaN outputs (the ops run
+    every step up to the length), never a silently different answer."""
+    kind = type(layer).__name__
+    op, order = _RECURRENT_OPS[kind]
+    units = layer.units
+    lstm = kind == "LSTM"
+    weight = _gate_blocks(layer.input_kernel.T, order, units, 0)[None]
+    recurrent = _gate_blocks(layer.recurrent_kernel.T, order, units, 0)[None]
+    bias = np.concatenate([_gate_blocks(layer.input_bias, order, units, 0),
+                           _gate_blocks(layer.recurrent_bias, order, units, 0)])[None]
+    inputs = [g.node("Transpose", [x], perm=[1, 0, 2]), g.const(weight, f"{kind}_W"),
+              g.const(recurrent, f"{kind}_R"), g.const(bias, f"{kind}_B")]
+    lengths = trailing = None
+    if layer.mask_value is not None:
+        lengths, trailing = _recurrent_lengths(g, layer, x)
+    inputs.append(lengths or "")
+    states = []
+    if layer.trainable_initial_state:
+        # The learned state, broadcast over the batch: (1, batch, units).
+        state_shape = g.node("Concat", [g.const([1], "one", np.int64), _batch_size(g, x),
+                                        g.const([units], "units", np.int64)], axis=0)
+        states = [g.node("Expand", [g.const(getattr(layer, name)[None, None],
+                                            f"{kind}_{name}"), state_shape])
+                  for name in (("initial_h", "initial_c") if lstm else ("initial_h",))]
+        inputs += states
+    while inputs[-1] == "":
+        inputs.pop()
+    attributes = dict(hidden_size=units,
+                      direction="reverse" if layer.go_backwards else "forward")
+    if kind == "GRU":
+        attributes["linear_before_reset"] = 1
+    if kind == "SimpleRNN":
+        if layer.activation == "linear":
+            attributes.update(activations=["Affine"], activation_alpha=[1.0],
+                              activation_beta=[0.0])
+        else:
+            attributes["activations"] = [_RNN_ACTIVATIONS[layer.activation]]
+    outputs = [g.name(f"{kind}_Y"), g.name(f"{kind}_Y_h")]
+    g.nodes.append(g.onnx.helper.make_node(op, inputs, outputs, name=g.name(op),
+                                           **attributes))
+    if layer.return_sequences:
+        y = g.node("Squeeze", [outputs[0], g.const([1], "direction_axis", np.int64)])
+        if layer.go_backwards:
+            y = _reverse_time(g, y, 0)
+        y = g.node("Transpose", [y], perm=[1, 0, 2])                       # (batch, T, units)
+    else:
+        y = g.node("Squeeze", [outputs[1], g.const([0], "direction_axis", np.int64)])
+    if lengths is not None:
+        # A sample of padding only: cdl carries the initial state through
+        # it (zeros unless learned); the op's result there is not relied on.
+        ok = g.node("Unsqueeze", [trailing, g.const([-1], "last_axis", np.int64)])
+        if not layer.return_sequences:
+            empty = g.node("Unsqueeze", [g.node("Equal", [lengths, g.const(
+                np.array(0, np.int32), "zero", np.int32)]), g.const([-1], "last_axis",
+                                                                     np.int64)])
+            initial = g.const(layer.initial_h if layer.trainable_initial_state
+                              else np.zeros(units), f"{kind}_initial")
+            y = g.node("Where", [empty, g.node("Expand", [initial, g.node("Shape", [y])]), y])
+        else:
+            ok = g.node("Unsqueeze", [ok, g.const([-1], "last_axis", np.int64)])
+        y = g.node("Where", [ok, y, g.scalar(np.nan, "nan")])
+    return y
+
+
+def _export_bidirectional(g, layer, x, shape):
+    """Each direction's layer on its own; the backward one's sequence is put
+    back in the input's time order before the merge, as cdl does."""
+    yf = _export_recurrent(g, layer.forward_layer, x, shape)
+    yb = _export_recurrent(g, layer.backward_layer, x, shape)
+    if layer.forward_layer.return_sequences:
+        yb = _reverse_time(g, yb, 1)
+    if layer.merge_mode == "concat":
+        return g.node("Concat", [yf, yb], axis=-1)
+    if layer.merge_mode == "sum":
+        return g.node("Add", [yf, yb])
+    if layer.merge_mode == "mul":
+        return g.node("Mul", [yf, yb])
+    if layer.merge_mode == "ave":
+        return g.node("Div", [g.node("Add", [yf, yb]), g.scalar(2.0, "two")])
+    raise ValueError(f"cdl.onnx cannot export layer {layer.name!r} (Bidirectional): "
+                     f"merge_mode {layer.merge_mode!r} has no ONNX export")
 
 
 _CONVERTERS = {
@@ -624,6 +892,10 @@ _CONVERTERS = {
     _merge.Maximum: _export_maximum,
     _merge.Minimum: _export_minimum,
     _merge.Dot: _export_dot,
+    _recurrent.SimpleRNN: _export_recurrent,
+    _recurrent.LSTM: _export_recurrent,
+    _recurrent.GRU: _export_recurrent,
+    _recurrent.Bidirectional: _export_bidirectional,
 }
 for _name in _activation.__all__:
     _cls = getattr(_activation, _name)
@@ -638,13 +910,6 @@ del _name, _cls
 #: The public layers that ``export`` refuses, by class name, with the reason.
 #: Every other layer of ``cdl.layers`` has a converter (a test checks both).
 NOT_EXPORTABLE = {
-    "SimpleRNN": "a recurrent layer: ONNX's RNN op has no mask_value, go_backwards "
-                 "or cdl's state layout",
-    "LSTM": "a recurrent layer: ONNX's LSTM op has no mask_value, go_backwards "
-            "or cdl's gate layout",
-    "GRU": "a recurrent layer: ONNX's GRU op has no mask_value, go_backwards "
-           "or cdl's gate layout",
-    "Bidirectional": "it wraps a recurrent layer, which is not exportable",
 }
 
 
@@ -662,25 +927,63 @@ def exportable_layers():
     >>> from cdl import layers
     >>> layers.Dense in cdl.onnx.exportable_layers()
     True
-    >>> layers.LSTM in cdl.onnx.exportable_layers(), sorted(cdl.onnx.NOT_EXPORTABLE)[0]
-    (False, 'Bidirectional')
+    >>> layers.LSTM in cdl.onnx.exportable_layers()
+    True
     """
     return set(_CONVERTERS)
 
 
-def _layer_nodes(g, layer, x, shape):
+def _layer_nodes(g, layer, x, shape, mask=None):
+    """The nodes of one call of ``layer`` on ``x``, whose padding mask (see
+    ``Layer.input_mask``) is ``mask``; returns the output's name."""
     # Exact classes only: a subclass may compute something else.
     converter = _CONVERTERS.get(type(layer))
     if converter is None:
         exportable = ", ".join(sorted({cls.__name__ for cls in _CONVERTERS}))
         raise ValueError(f"cdl.onnx cannot export layer {layer.name!r} "
                          f"({type(layer).__name__}); exportable layers are: {exportable}")
-    if isinstance(x, list):   # a layer that takes a list: one shape per input
-        return converter(g, layer, x, [tuple(s) for s in shape])
-    return converter(g, layer, x, tuple(shape))
+    g.input_mask, g.produced_mask = mask, None
+    try:
+        if isinstance(x, list):   # a layer that takes a list: one shape per input
+            return converter(g, layer, x, [tuple(s) for s in shape])
+        return converter(g, layer, x, tuple(shape))
+    finally:
+        g.input_mask = None
 
 
-def to_onnx(model, graph_name=None):
+#: Layers whose output has the time steps of their first input, so carries
+#: its padding mask (their ``compute_mask``).
+_FIRST_INPUT_MASK = (_attention.MultiHeadAttention, _transformer.TransformerDecoder)
+
+
+def _output_mask(g, layer, mask):
+    """The padding mask of the output of the call just converted, from its
+    input's ``mask``, as the layer's ``compute_mask`` gives it."""
+    if layer.produces_mask or isinstance(layer, _embedding.Embedding):
+        return g.produced_mask   # None without mask_zero
+    if mask is None:
+        return None
+    if isinstance(layer, _FIRST_INPUT_MASK):
+        return mask[0] if isinstance(mask, list) else mask
+    if type(layer).compute_mask is not _Layer.compute_mask:
+        raise ValueError(f"cdl.onnx cannot export layer {layer.name!r} "
+                         f"({type(layer).__name__}) on a padding mask: how its output's "
+                         "mask follows from its input's has no export")
+    if not layer.supports_masking:
+        return None
+    if not isinstance(mask, list):
+        return mask
+    # merge_masks: the logical AND of the masks present (one of equal masks
+    # is their AND).
+    present = [m for m in mask if m is not None]
+    merged = present[0]
+    for m in present[1:]:
+        merged = g.node("And", [merged, m], hint="mask")
+    return merged
+
+
+def to_onnx(model, graph_name=None, *, dynamic_batch=True, dynamic_sequence=False,
+            dynamic_axes=None, batch_size=1):
     """The ONNX graph of ``model``'s inference pass.
 
     Parameters
@@ -690,15 +993,37 @@ def to_onnx(model, graph_name=None):
         ``input_shape`` (it is built then).
     graph_name : str, optional
         Defaults to the model's name.
+    dynamic_batch : bool
+        True (default): the batch axis of every input and output is
+        symbolic (``"batch"``), so the graph takes any batch size (every
+        exported layer supports it). False: it is ``batch_size``.
+    dynamic_sequence : bool
+        True: axis 1 of every sequence input (samples of rank 2 or more,
+        or token ids read by ``Embedding`` layers only) is symbolic
+        (``"<input name>_time"``), so the graph takes sequences of any
+        length; axis 1 of the outputs is then left unnamed. A layer whose
+        result depends on the export's length (``Flatten``, ``Reshape``,
+        ``Dot``, ``Conv2DTranspose``, a ``Permute`` moving the sequence
+        axis, ``"same"`` padding with strides > 1) raises ``ValueError``.
+        Default False: every axis but the batch has the model's size.
+    dynamic_axes : dict, optional
+        PyTorch's form, ``{name: {axis: symbolic name}}`` or ``{name: [axis,
+        ...]}`` for input and output names, which then decides alone for
+        the inputs: the axes listed are dynamic, the others fixed (the batch
+        to ``batch_size``). Only axes 0 (the batch) and 1 (the sequence) can
+        be dynamic. An output not listed gets a dynamic batch axis when an
+        input has one.
+    batch_size : int
+        The batch size of a batch axis that is not dynamic.
 
     Returns
     -------
     onnx.ModelProto
-        Opset ``OPSET``, with a dynamic batch axis. A ``cdl.Model`` gives
-        one graph input per model input, named by ``model.input_names``
-        (of shape ``(batch, *shape)``, and of the dtype its ``cdl.Input``
-        declares, else the model's; the graph casts it to the model's dtype
-        as the model does), and one output per model output, named by
+        Opset ``OPSET``. A ``cdl.Model`` gives one graph input per model
+        input, named by ``model.input_names`` (of shape ``(batch,
+        *shape)``, and of the dtype its ``cdl.Input`` declares, else the
+        model's; the graph casts it to the model's dtype as the model
+        does), and one output per model output, named by
         ``model.output_names``, of the model's dtype. A ``Sequential``
         gives input ``"input"`` and output ``"output"``, both of the
         model's dtype.
@@ -707,8 +1032,9 @@ def to_onnx(model, graph_name=None):
     ------
     ValueError
         If a layer cannot be exported (the message names it), a
-        Sequential has no input shape, or an output is named like an input
-        (ONNX names every value once).
+        Sequential has no input shape, an output is named like an input
+        (ONNX names every value once), or ``dynamic_axes`` names an
+        unknown value or an axis other than 0 and 1.
     TypeError
         If ``model`` is not a cdl model.
     ImportError
@@ -729,14 +1055,27 @@ def to_onnx(model, graph_name=None):
     >>> proto = cdl.onnx.to_onnx(cdl.Model([a, b], total, seed=0))
     >>> [i.name for i in proto.graph.input], [o.name for o in proto.graph.output]
     (['a', 'b'], ['total'])
+
+    A sequence model that takes any batch size and any length:
+
+    >>> model = cdl.Sequential([layers.GRU(4, return_sequences=True)], input_shape=(10, 3))
+    >>> dims = cdl.onnx.to_onnx(model, dynamic_sequence=True).graph.input[0].type.tensor_type
+    >>> [d.dim_param or d.dim_value for d in dims.shape.dim]
+    ['batch', 'input_time', 3]
     """
     onnx = _import_onnx()
     from cdl.model import Model, Sequential
 
+    dynamic_batch = _check_flag(dynamic_batch, "dynamic_batch")
+    dynamic_sequence = _check_flag(dynamic_sequence, "dynamic_sequence")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or \
+            batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, got {batch_size!r}")
+    options = (dynamic_batch, dynamic_sequence, dynamic_axes, int(batch_size))
     if isinstance(model, Sequential):
-        g, inputs, outputs = _sequential_graph(onnx, model)
+        g, inputs, outputs = _sequential_graph(onnx, model, options)
     elif isinstance(model, Model):
-        g, inputs, outputs = _model_graph(onnx, model)
+        g, inputs, outputs = _model_graph(onnx, model, options)
     else:
         raise TypeError(f"cdl.onnx exports a cdl.Model or cdl.Sequential, got "
                         f"{type(model).__name__}")
@@ -749,36 +1088,152 @@ def to_onnx(model, graph_name=None):
     return proto
 
 
-def _sequential_graph(onnx, model):
+def _check_flag(value, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def _input_axes(names, shapes, sequences, outputs, options):
+    """``{input name: {axis: symbolic name}}`` and ``{output name: {axis:
+    symbolic name}}`` (outputs listed in ``dynamic_axes`` only), from the
+    export's options; ``sequences`` says which inputs are sequences."""
+    dynamic_batch, dynamic_sequence, dynamic_axes, _ = options
+    if dynamic_axes is None:
+        axes = {}
+        for name, sequence in zip(names, sequences):
+            axes[name] = {0: "batch"} if dynamic_batch else {}
+            if dynamic_sequence and sequence:
+                axes[name][1] = f"{name}_time"
+        return axes, {}
+    if not isinstance(dynamic_axes, dict):
+        raise TypeError(f"dynamic_axes must be a dict {{name: {{axis: symbolic name}}}}, "
+                        f"got {dynamic_axes!r}")
+    ranks = dict(zip(names, (len(s) for s in shapes)))
+    known = list(names) + list(outputs)
+    axes, out_axes = {name: {} for name in names}, {}
+    for name, listed in dynamic_axes.items():
+        if name not in known:
+            raise ValueError(f"dynamic_axes names {name!r}, which is no input or output of "
+                             f"the model (inputs {list(names)}, outputs {list(outputs)})")
+        if isinstance(listed, (list, tuple)):
+            listed = {axis: None for axis in listed}
+        if not isinstance(listed, dict):
+            raise TypeError(f"dynamic_axes[{name!r}] must be a dict {{axis: symbolic name}} "
+                            f"or a list of axes, got {listed!r}")
+        chosen = {}
+        for axis, param in listed.items():
+            if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)) or \
+                    axis not in (0, 1):
+                raise ValueError(f"dynamic_axes[{name!r}] makes axis {axis!r} dynamic: only "
+                                 "axis 0 (the batch) and axis 1 (a sequence's length) can be; "
+                                 "the other axes of cdl layers have fixed sizes")
+            if param is not None and not isinstance(param, str):
+                raise TypeError(f"dynamic_axes[{name!r}][{axis}] must be a string (the axis' "
+                                f"symbolic name), got {param!r}")
+            if axis == 1 and name in ranks and ranks[name] < 1:
+                raise ValueError(f"input {name!r} has no axis 1 to make dynamic")
+            chosen[int(axis)] = param or (f"{name}_{'batch' if axis == 0 else 'time'}")
+        (axes if name in ranks else out_axes)[name] = chosen
+    return axes, out_axes
+
+
+def _value_dims(shape, axes, batch_size):
+    """The dims of an input of per-sample ``shape``: the symbolic name where
+    ``axes`` makes the axis dynamic, else its size (the batch's:
+    ``batch_size``)."""
+    dims = [axes.get(0, batch_size)] + list(shape)
+    if 1 in axes and len(dims) > 1:
+        dims[1] = axes[1]
+    return dims
+
+
+def _keeps_time(layer):
+    """False for a layer whose output has no sequence axis left (a global
+    pooling, a recurrent layer returning its last state)."""
+    if isinstance(layer, (_pooling.GlobalAvgPool1D, _pooling.GlobalMaxPool1D,
+                          _pooling.GlobalAvgPool2D, _pooling.GlobalMaxPool2D)):
+        return False
+    if isinstance(layer, _recurrent.Bidirectional):
+        layer = layer.forward_layer
+    if isinstance(layer, (_recurrent.SimpleRNN, _recurrent.LSTM, _recurrent.GRU)):
+        return layer.return_sequences
+    return True
+
+
+def _output_info(onnx, name, shape, elem_type, explicit, batch, dynamic):
+    """An output's value info: its axes named in ``explicit`` if listed
+    there, else a batch axis ``batch`` (a name or a size) and, on an output
+    with a dynamic sequence axis, an unknown axis 1."""
+    if explicit is not None:
+        dims = [explicit.get(0, batch if isinstance(batch, int) else None)] + list(shape)
+        if 1 in explicit and len(dims) > 1:
+            dims[1] = explicit[1]
+    else:
+        dims = [batch] + list(shape)
+        if dynamic and len(dims) > 1:
+            dims[1] = None
+    return onnx.helper.make_tensor_value_info(name, elem_type, dims)
+
+
+def _sequential_graph(onnx, model, options):
     """Nodes, input and output of a Sequential: ``"input"`` to ``"output"``."""
     if not model.built:
         if model.input_shape is None:
             raise ValueError("the model has no input shape: build it (or give input_shape) "
                              "before exporting")
         model.build()
+    batch_size = options[3]
+    first = model.layers[0] if model.layers else None
+    sequence = len(model.input_shape) >= 2 or isinstance(first, _embedding.Embedding)
+    axes, out_axes = _input_axes(["input"], [model.input_shape], [sequence], ["output"],
+                                 options)
     g = _Graph(onnx, model.dtype)
-    x = _chain(g, model.layers, "input", model.input_shape)
+    x, shape, mask, dynamic = "input", model.input_shape, None, 1 in axes["input"]
+    for layer in model.layers:
+        # As model.forward: no mask until a layer starts one.
+        g.dynamic_time = dynamic
+        x = _layer_nodes(g, layer, x, shape, mask)
+        mask = _output_mask(g, layer, mask)
+        dynamic = dynamic and _keeps_time(layer)
+        shape = layer.output_shape
+    g.dynamic_time = False
     g.nodes.append(onnx.helper.make_node("Identity", [x], ["output"], name="output"))
     elem_type = onnx.helper.np_dtype_to_tensor_dtype(model.dtype)
-    inputs = [onnx.helper.make_tensor_value_info("input", elem_type,
-                                                 ["batch", *model.input_shape])]
-    outputs = [onnx.helper.make_tensor_value_info("output", elem_type,
-                                                  ["batch", *model.output_shape])]
+    inputs = [onnx.helper.make_tensor_value_info(
+        "input", elem_type, _value_dims(model.input_shape, axes["input"], batch_size))]
+    outputs = [_output_info(onnx, "output", model.output_shape, elem_type,
+                            out_axes.get("output"), axes["input"].get(0, batch_size),
+                            dynamic)]
     return g, inputs, outputs
 
 
-def _model_graph(onnx, model):
+def _model_graph(onnx, model, options):
     """Nodes, inputs and outputs of a graph model: every layer call in the
     model's order of computation, a shared layer's calls reading one set of
     initializers."""
     input_names, output_names = list(model.input_names), list(model.output_names)
+    batch_size = options[3]
+    # A sequence: samples of rank 2 or more, or ids read by Embedding layers only.
+    readers = {t.id: [] for t in model.inputs}
+    for node in model.graph.nodes:
+        for t in node.inputs:
+            if t.id in readers:
+                readers[t.id].append(node.layer)
+    sequences = [len(t.shape) >= 2 or (bool(readers[t.id]) and all(
+        isinstance(layer, _embedding.Embedding) for layer in readers[t.id]))
+        for t in model.inputs]
+    axes, out_axes = _input_axes(input_names, [t.shape for t in model.inputs], sequences,
+                                 output_names, options)
     elem_type = onnx.helper.np_dtype_to_tensor_dtype(model.dtype)
     g = _Graph(onnx, model.dtype, reserved=input_names + output_names)
-    values, inputs = {}, []
+    values, masks, dynamic, inputs = {}, {}, {}, []
     for name, tensor in zip(input_names, model.inputs):
         declared = model.dtype if tensor.dtype is None else np.dtype(tensor.dtype)
         inputs.append(onnx.helper.make_tensor_value_info(
-            name, onnx.helper.np_dtype_to_tensor_dtype(declared), ["batch", *tensor.shape]))
+            name, onnx.helper.np_dtype_to_tensor_dtype(declared),
+            _value_dims(tensor.shape, axes[name], batch_size)))
+        dynamic[tensor.id] = 1 in axes[name]
         # The model turns every input into its own dtype before the first layer.
         if declared == model.dtype:
             values[tensor.id] = name
@@ -788,11 +1243,21 @@ def _model_graph(onnx, model):
         layer = node.layer
         args = [values[t.id] for t in node.inputs]
         shapes = [t.shape for t in node.inputs]
+        # The input's padding mask, as model.forward hands it on.
+        mask = [masks.get(t.id) for t in node.inputs]
+        if not layer.takes_list or all(m is None for m in mask):
+            mask = mask[0] if not layer.takes_list else None
+        g.dynamic_time = any(dynamic[t.id] for t in node.inputs)
         with g.layer_scope(layer):
             if layer.takes_list:
-                values[node.output.id] = _layer_nodes(g, layer, args, shapes)
+                values[node.output.id] = _layer_nodes(g, layer, args, shapes, mask)
             else:
-                values[node.output.id] = _layer_nodes(g, layer, args[0], shapes[0])
+                values[node.output.id] = _layer_nodes(g, layer, args[0], shapes[0], mask)
+        masks[node.output.id] = _output_mask(g, layer, mask)
+        dynamic[node.output.id] = g.dynamic_time and _keeps_time(layer)
+    g.dynamic_time = False
+    batches = [axes[name][0] for name in input_names if 0 in axes[name]]
+    batch = batches[0] if batches else batch_size
     outputs = []
     for name, tensor in zip(output_names, model.outputs):
         value = values[tensor.id]
@@ -803,12 +1268,13 @@ def _model_graph(onnx, model):
                     "value once: give the output another name (its key in a dict of outputs, "
                     "or the name of the layer that computes it)")
             g.nodes.append(onnx.helper.make_node("Identity", [value], [name], name=name))
-        outputs.append(onnx.helper.make_tensor_value_info(name, elem_type,
-                                                          ["batch", *tensor.shape]))
+        outputs.append(_output_info(onnx, name, tensor.shape, elem_type, out_axes.get(name),
+                                    batch, dynamic[tensor.id]))
     return g, inputs, outputs
 
 
-def export(model, path, graph_name=None):
+def export(model, path, graph_name=None, *, dynamic_batch=True, dynamic_sequence=False,
+           dynamic_axes=None, batch_size=1):
     """Write ``model``'s inference graph to the ONNX file ``path``.
 
     The graph is checked with ``onnx.checker`` first, and the file is
@@ -821,6 +1287,9 @@ def export(model, path, graph_name=None):
         See ``to_onnx`` for the inputs and outputs of the graph.
     path : str or os.PathLike
     graph_name : str, optional
+    dynamic_batch, dynamic_sequence, dynamic_axes, batch_size
+        Which axes are dynamic; see ``to_onnx``. By default the batch axis
+        is and the others have the model's sizes.
 
     Returns
     -------
@@ -829,8 +1298,8 @@ def export(model, path, graph_name=None):
     Raises
     ------
     ValueError
-        If a layer cannot be exported, or an output is named like an
-        input (see ``to_onnx``).
+        If a layer cannot be exported, an output is named like an input,
+        or the dynamic axes asked for cannot be (see ``to_onnx``).
     TypeError
         If ``model`` is not a cdl model.
     ImportError
@@ -847,7 +1316,9 @@ def export(model, path, graph_name=None):
     True
     """
     onnx = _import_onnx()
-    proto = to_onnx(model, graph_name)
+    proto = to_onnx(model, graph_name, dynamic_batch=dynamic_batch,
+                    dynamic_sequence=dynamic_sequence, dynamic_axes=dynamic_axes,
+                    batch_size=batch_size)
     onnx.checker.check_model(proto, full_check=True)
     _write_atomically(os.fspath(path), proto.SerializeToString())
     return path

@@ -233,9 +233,9 @@ class Doubling(layers.Layer):
 
 @needs_onnx
 @pytest.mark.parametrize("layer, input_shape", [
-    (layers.LSTM(3), (4, 2)), (layers.GRU(3), (4, 2)), (Doubling(name="doubling"), (3,)),
-    (layers.Residual([layers.Dense(2), layers.SimpleRNN(2, return_sequences=True)]), (4, 2)),
-], ids=["lstm", "gru", "user_layer", "rnn_inside_residual"])
+    (Doubling(name="doubling"), (3,)),
+    (layers.Residual([layers.Dense(2), Doubling(name="doubling")]), (4, 2)),
+], ids=["user_layer", "user_layer_inside_residual"])
 def test_unsupported_layers_raise_naming_the_layer(layer, input_shape, tmp_path):
     path = tmp_path / "model.onnx"
     path.write_bytes(b"earlier file")
@@ -243,7 +243,7 @@ def test_unsupported_layers_raise_naming_the_layer(layer, input_shape, tmp_path)
                            input_shape=input_shape, seed=0)
     with pytest.raises(ValueError, match="cannot export layer") as err:
         cdl.onnx.export(model, path)
-    assert type(model.layers[-1]).__name__ in str(err.value) or "SimpleRNN" in str(err.value)
+    assert "Doubling" in str(err.value)
     # The export failed before writing: the earlier file is intact, no temporary left.
     assert path.read_bytes() == b"earlier file"
     assert os.listdir(tmp_path) == ["model.onnx"]

@@ -228,13 +228,3 @@ def test_the_attention_layers_are_exportable():
                 layers.TransformerEncoder, layers.TransformerDecoder):
         assert cls in cdl.onnx.exportable_layers()
         assert cls.__name__ not in cdl.onnx.NOT_EXPORTABLE
-
-
-def test_an_embedding_that_hands_on_a_padding_mask_is_refused(tmp_path):
-    # The graph does not carry padding masks, which change what attention
-    # and pooling compute: such a model is refused rather than approximated.
-    model = cdl.Sequential([layers.Embedding(20, 8, name="tokens"),
-                            layers.MultiHeadAttention(2, 4)], input_shape=(5,), seed=0)
-    model.layers[0].mask_zero = True
-    with pytest.raises(ValueError, match="'tokens'.*mask_zero"):
-        cdl.onnx.to_onnx(model)

@@ -361,17 +361,27 @@ def test_an_output_named_like_an_input_is_refused_before_writing(tmp_path):
     assert not os.listdir(tmp_path)
 
 
+class _Halving(layers.Layer):
+    """A user layer: x / 2."""
+
+    def forward(self, x, training=False):
+        return self._check_input(x) / 2
+
+    def backward(self, grad):
+        return grad / 2
+
+
 @pytest.mark.parametrize("make, name", [
-    (lambda: layers.LSTM(3, name="rnn"), "LSTM"),
-    (lambda: layers.Bidirectional(layers.GRU(2), name="rnn"), "Bidirectional"),
-], ids=["lstm", "bidirectional"])
+    (lambda: _Halving(name="rnn"), "_Halving"),
+    (lambda: layers.Residual([_Halving(name="rnn")]), "_Halving"),
+], ids=["user_layer", "user_layer_in_a_block"])
 def test_an_unsupported_layer_in_a_graph_is_named_and_nothing_is_written(make, name, tmp_path):
     path = tmp_path / "model.onnx"
     path.write_bytes(b"earlier file")
     x = cdl.Input(shape=(4, 2), name="x")
     h = layers.Dense(3)(x)
-    model = cdl.Model(x, layers.Add()([layers.Dense(3)(make()(h)), layers.Dense(3)(
-        layers.GlobalAvgPool1D()(h))]), seed=0)
+    model = cdl.Model(x, layers.Add()([layers.Dense(3)(layers.GlobalMaxPool1D()(make()(h))),
+                                       layers.Dense(3)(layers.GlobalAvgPool1D()(h))]), seed=0)
     with pytest.raises(ValueError, match=f"cannot export layer 'rnn' \\({name}\\)"):
         cdl.onnx.export(model, path)
     assert path.read_bytes() == b"earlier file"
