@@ -74,20 +74,19 @@ def check_mask(mask, name, shapes, owner):
     return np.ascontiguousarray(mask)
 
 
-def _to_blocks(a, batch, length, heads, width):
-    """(batch, length, heads * width) or a (batch * length, heads * width)
-    view of columns -> C-contiguous (batch * heads, length, width), one copy."""
-    a = a.reshape(batch, length, heads, width).transpose(0, 2, 1, 3)
-    return np.ascontiguousarray(a).reshape(batch * heads, length, width)
+def heads_view(a, batch, length, heads, width):
+    """A (batch * length, heads * width) array, or a view of columns of a
+    wider one, as a (batch, length, heads, width) view of the same memory.
 
-
-def _from_blocks(blocks, out, batch, length, heads, width):
-    """Write (batch * heads, length, width) blocks into ``out``, a (batch *
-    length, heads * width) array or a view of columns of one, in one copy."""
-    view = out.reshape(batch, length, heads, width)   # splits axes only: a view
-    if out.size and not np.may_share_memory(view, out):
-        raise AssertionError("a reshaped view of the gradient was copied")
-    view[...] = blocks.reshape(batch, heads, length, width).transpose(0, 2, 1, 3)
+    This is the layout the attention kernel reads and writes in place: head
+    h of sample n is ``view[n, :, h]``, rows ``width`` elements long and
+    the row stride the projection's. Nothing is copied, so writing into the
+    view (a rotation of the queries and keys, say) writes the projection.
+    """
+    view = a.reshape(batch, length, heads, width)   # splits axes only: a view
+    if a.size and not np.may_share_memory(view, a):
+        raise AssertionError("a reshaped view of a projection was copied")
+    return view
 
 
 class MultiHeadAttention(Layer):
@@ -399,16 +398,20 @@ class MultiHeadAttention(Layer):
                 projected[kind] = y[:, start:start + width]
                 start += width
             groups.append((kinds, x2, kernel))
-        qb = _to_blocks(projected["query"], batch, tq, h, kd)
-        kb = _to_blocks(projected["key"], batch, tk, h, kd)
-        vb = _to_blocks(projected["value"], batch, tk, h, vd)
+        # Each head's queries, keys and values are read where the projection
+        # wrote them: (batch, T, heads, width) views, no copies.
+        qh = heads_view(projected["query"], batch, tq, h, kd)
+        kh = heads_view(projected["key"], batch, tk, h, kd)
+        vh = heads_view(projected["value"], batch, tk, h, vd)
 
-        ob = np.empty((batch * h, tq, vd), dtype=self.dtype)
+        # The heads' outputs go straight into the output projection's input.
+        oc = np.empty((batch * tq, h * vd), dtype=self.dtype)
+        oh = heads_view(oc, batch, tq, h, vd)
         drop = training and self.dropout > 0.0
         scores = lse = keep = None
         if drop or self.return_attention_scores:
             scores = np.empty((batch * h, tq, tk), dtype=self.dtype)
-            _attention.weights(qb, kb, scores, None, causal, mask, kpad, h)
+            _attention.weights(qh, kh, scores, None, causal, mask, kpad, h)
         if drop:
             # The kernel has no dropout: the weights are dropped here and
             # multiplied with NumPy (the backward pass too).
@@ -416,10 +419,11 @@ class MultiHeadAttention(Layer):
             keep = keep.reshape(batch * h, tq, tk)
             dropped = np.empty_like(scores)
             _dropout.forward(scores, keep, keep, dropped, self.dropout)
-            np.matmul(dropped, vb, out=ob)
+            np.matmul(dropped.reshape(batch, h, tq, tk), vh.transpose(0, 2, 1, 3),
+                      out=oh.transpose(0, 2, 1, 3))
         else:
             lse = np.empty((batch * h, tq))
-            _attention.forward(qb, kb, vb, ob, lse, None, causal, mask, kpad, h)
+            _attention.forward(qh, kh, vh, oh, lse, None, causal, mask, kpad, h)
         self.last_attention_scores = None
         if self.return_attention_scores:
             # A copy where the backward pass reads the weights: the caller may
@@ -427,14 +431,12 @@ class MultiHeadAttention(Layer):
             shown = scores.reshape(batch, h, tq, tk)
             self.last_attention_scores = shown.copy() if drop else shown
 
-        oc = np.empty((batch * tq, h * vd), dtype=self.dtype)
-        _from_blocks(ob, oc, batch, tq, h, vd)
         out = self.output_kernel.shape[1]
         y = np.empty((batch * tq, out), dtype=self.dtype)
         _dense.forward(oc, self.output_kernel, self.output_bias if self.use_bias else None,
                        y, y)
-        self._cache = {"groups": groups, "shapes": [a.shape for a in xs], "qb": qb,
-                       "kb": kb, "vb": vb, "ob": ob, "lse": lse, "oc": oc,
+        self._cache = {"groups": groups, "shapes": [a.shape for a in xs], "qh": qh,
+                       "kh": kh, "vh": vh, "oh": oh, "lse": lse, "oc": oc,
                        "mask": mask, "kpad": kpad, "causal": causal,
                        "scores": scores if drop else None, "keep": keep,
                        "out_shape": (batch, tq, out)}
@@ -458,28 +460,32 @@ class MultiHeadAttention(Layer):
         doc = np.empty_like(c["oc"])
         _dense.backward(c["oc"], self.output_kernel, None, None, dy, dy, self.output_kernel_grad,
                         self.output_bias_grad if self.use_bias else None, doc)
-        dob = _to_blocks(doc, batch, tq, h, vd)
-        qb, kb, vb = c["qb"], c["kb"], c["vb"]
-        if c["keep"] is None:
-            dqb, dkb, dvb = np.empty_like(qb), np.empty_like(kb), np.empty_like(vb)
-            _attention.backward(qb, kb, vb, c["ob"], dob, c["lse"], dqb, dkb, dvb, None,
-                                c["causal"], c["mask"], c["kpad"], h)
-        else:
-            dqb, dkb, dvb = self._dropout_backward(dob, c)
-
-        blocks = {"query": dqb, "key": dkb, "value": dvb}
-        tk = kb.shape[1]
-        lengths = {"query": tq, "key": tk, "value": tk}
-        need = self._input_grad_needed
-        dxs = []
+        doh = heads_view(doc, batch, tq, h, vd)
+        qh, kh, vh = c["qh"], c["kh"], c["vh"]
+        tk = kh.shape[1]
+        # The gradients of the projections, one array per input (the columns
+        # of its projections side by side), which the kernel writes per head.
+        dprojs, grads = [], {}
         for kinds, x2, kernel in c["groups"]:
             dproj = np.empty((x2.shape[0], kernel.shape[1]), dtype=self.dtype)
             start = 0
             for kind in kinds:
-                width = vd if kind == "value" else kd
-                _from_blocks(blocks[kind], dproj[:, start:start + h * width], batch,
-                             lengths[kind], h, width)
+                width, length = (vd, tk) if kind == "value" else \
+                    (kd, tq if kind == "query" else tk)
+                grads[kind] = heads_view(dproj[:, start:start + h * width], batch, length,
+                                         h, width)
                 start += h * width
+            dprojs.append(dproj)
+        if c["keep"] is None:
+            _attention.backward(qh, kh, vh, c["oh"], doh, c["lse"], grads["query"],
+                                grads["key"], grads["value"], None, c["causal"], c["mask"],
+                                c["kpad"], h)
+        else:
+            self._dropout_backward(doh, c, grads)
+
+        need = self._input_grad_needed
+        dxs = []
+        for (kinds, x2, kernel), dproj in zip(c["groups"], dprojs):
             dx = np.empty_like(x2) if need else None
             if len(kinds) == 1:
                 kind = kinds[0]
@@ -504,23 +510,25 @@ class MultiHeadAttention(Layer):
         dxs = [dx.reshape(shape) for dx, shape in zip(dxs, c["shapes"])]
         return dxs if self.takes_list else dxs[0]
 
-    def _dropout_backward(self, dob, c):
-        """Gradients of the blocks through the dropped weights, with NumPy."""
-        scores, keep = c["scores"], c["keep"]
-        qb, kb, vb = c["qb"], c["kb"], c["vb"]
+    def _dropout_backward(self, doh, c, grads):
+        """Gradients of the heads through the dropped weights, with NumPy,
+        written into the (batch, T, heads, width) views ``grads``."""
+        batch, tq, h, _ = doh.shape
+        tk = c["kh"].shape[1]
+        scores = c["scores"].reshape(batch, h, tq, tk)
+        keep = c["keep"].reshape(batch, h, tq, tk)
+        # (batch, heads, T, width) views of the same memory.
+        qb, kb, vb, dob = (a.transpose(0, 2, 1, 3) for a in (c["qh"], c["kh"], c["vh"], doh))
         dropped = scores * keep
-        dvb = np.matmul(dropped.transpose(0, 2, 1), dob)
-        dp = np.matmul(dob, vb.transpose(0, 2, 1))
+        np.matmul(dropped.transpose(0, 1, 3, 2), dob, out=grads["value"].transpose(0, 2, 1, 3))
+        dp = np.matmul(dob, vb.transpose(0, 1, 3, 2))
         dp *= keep
         # The softmax's derivative; rows with nothing to attend to are 0
         # in ``scores``, so their gradient is 0 too.
         ds = scores * (dp - (dp * scores).sum(axis=-1, keepdims=True))
         ds *= 1.0 / math.sqrt(self.key_dim)
-        dqb = np.matmul(ds, kb)
-        dkb = np.matmul(ds.transpose(0, 2, 1), qb)
-        return (np.ascontiguousarray(dqb, dtype=self.dtype),
-                np.ascontiguousarray(dkb, dtype=self.dtype),
-                np.ascontiguousarray(dvb, dtype=self.dtype))
+        np.matmul(ds, kb, out=grads["query"].transpose(0, 2, 1, 3))
+        np.matmul(ds.transpose(0, 1, 3, 2), qb, out=grads["key"].transpose(0, 2, 1, 3))
 
 
 def sinusoid_table(length, width, dtype=np.float64):

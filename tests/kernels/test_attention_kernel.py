@@ -481,3 +481,82 @@ def test_blas_size_limit_is_checked():
     K = V = np.empty((0, 1, 1))
     with pytest.raises(ValueError, match="attention query length is 2147483648"):
         attention.forward(Q, K, V, np.empty((0, 2**31, 1)), None)
+
+
+# --- heads read and written in place ---------------------------------------------
+
+def _heads(blocks, heads):
+    """(batch * heads, T, w) blocks -> a (batch, T, heads, w) view of the
+    columns of a wider (batch * T, 3 * heads * w) array, as a projection's."""
+    B, T, w = blocks.shape
+    batch = B // heads
+    wide = np.full((batch * T, 3 * heads * w), np.nan, blocks.dtype)
+    view = wide[:, heads * w:2 * heads * w].reshape(batch, T, heads, w)
+    view[...] = blocks.reshape(batch, heads, T, w).transpose(0, 2, 1, 3)
+    return view
+
+
+def _blocks(view):
+    batch, T, heads, w = view.shape
+    return np.ascontiguousarray(view.transpose(0, 2, 1, 3)).reshape(batch * heads, T, w)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("causal", [False, True])
+def test_head_views_give_the_bits_of_blocks(dtype, path, causal):
+    """Q, K, V, O and the gradients as (batch, T, heads, w) views of wider
+    arrays give exactly what contiguous blocks give, and write nothing else."""
+    rng = np.random.default_rng(31)
+    heads, Tq, Tk = 2, 37, 45
+    Q, K, V, dO = inputs(rng, 3 * heads, Tq, Tk, 4, 5, dtype)
+    kpad = rng.random((3, Tk)) > 0.2
+    O, LSE = np.empty_like(dO), np.empty((3 * heads, Tq))
+    attention.forward(Q, K, V, O, LSE, None, causal, None, kpad, heads, path)
+    grads = [np.empty_like(x) for x in (Q, K, V)]
+    attention.backward(Q, K, V, O, dO, LSE, *grads, None, causal, None, kpad, heads, path)
+
+    Qh, Kh, Vh, dOh = (_heads(x, heads) for x in (Q, K, V, dO))
+    Oh, LSE2 = _heads(np.zeros_like(dO), heads), np.empty_like(LSE)
+    attention.forward(Qh, Kh, Vh, Oh, LSE2, None, causal, None, kpad, heads, path)
+    np.testing.assert_array_equal(_blocks(Oh), O)
+    np.testing.assert_array_equal(LSE2, LSE)
+    # The three gradients in one array's columns, as a self-attention's.
+    batch = 3
+    wide = np.full((batch * Tq, 2 * heads * 4 + heads * 5), np.nan, dtype)
+    wide_k = np.full((batch * Tk, 2 * heads * 4 + heads * 5), np.nan, dtype)
+    dQh = wide[:, :heads * 4].reshape(batch, Tq, heads, 4)
+    dKh = wide_k[:, heads * 4:2 * heads * 4].reshape(batch, Tk, heads, 4)
+    dVh = wide_k[:, 2 * heads * 4:].reshape(batch, Tk, heads, 5)
+    attention.backward(Qh, Kh, Vh, Oh, dOh, LSE2, dQh, dKh, dVh, None, causal, None, kpad,
+                       heads, path)
+    for got, want in zip((dQh, dKh, dVh), grads):
+        np.testing.assert_array_equal(_blocks(got), want)
+    assert np.isnan(wide[:, heads * 4:]).all() and np.isnan(wide_k[:, :heads * 4]).all()
+    P, P2 = np.empty((3 * heads, Tq, Tk), dtype), np.empty((3 * heads, Tq, Tk), dtype)
+    attention.weights(Q, K, P, None, causal, None, kpad, heads)
+    attention.weights(Qh, Kh, P2, None, causal, None, kpad, heads)
+    np.testing.assert_array_equal(P2, P)
+
+
+def test_head_views_are_checked():
+    rng = np.random.default_rng(32)
+    Q, K, V, dO = inputs(rng, 4, 3, 5, 2, 3, np.float64)
+    Qh, Kh, Vh = (_heads(x, 2) for x in (Q, K, V))
+    O = np.empty((2, 3, 2, 3))
+    with pytest.raises(ValueError, match="has 2 heads, expected heads = 4"):
+        attention.forward(Qh, Kh, Vh, O, None, heads=4)
+    with pytest.raises(ValueError, match=r"K has shape \(2, 5, 2, 3\), expected"):
+        attention.forward(Qh, np.zeros((2, 5, 2, 3)), Vh, O, None, heads=2)
+    with pytest.raises(ValueError, match="last axis contiguous"):
+        attention.forward(Qh, Kh, Vh, np.empty((2, 3, 6, 2)).transpose(0, 1, 3, 2)[:, :, :, :3],
+                          None, heads=2)
+    with pytest.raises(TypeError, match="V must have the dtype of Q"):
+        attention.forward(Qh, Kh, Vh.astype(np.float32), O, None, heads=2)
+    readonly = np.empty((2, 3, 2, 3))
+    readonly.flags.writeable = False
+    with pytest.raises(ValueError, match="O is written in place"):
+        attention.forward(Qh, Kh, Vh, readonly, None, heads=2)
+    with pytest.raises(ValueError, match="O and Q share memory"):
+        attention.forward(Qh, Kh, Vh, Qh.base.reshape(6, 12)[:, 4:10].reshape(2, 3, 2, 3),
+                          None, heads=2)
