@@ -742,24 +742,37 @@ def _reverse_time(g, x, axis):
                             g.const([-1], "reverse_step", np.int64)])
 
 
-def _recurrent_lengths(g, layer, x):
-    """``(sequence_lens, trailing)`` for a layer with ``mask_value``: the
-    number of real steps of every sample (int32, as ONNX's ops take it), and
-    whether every sample's padding is all after its real steps (bool
-    ``(batch,)``), the only masking ONNX's recurrent ops can express."""
-    value = g.scalar(layer.mask_value, "mask_value")
-    real = g.node("Cast", [g.node("Not", [g.node("Equal", [x, value])])],
-                  to=g.onnx.TensorProto.INT32)
-    real = g.node("ReduceMax", [real], axes=[-1], keepdims=0)              # (batch, T)
+def _step_mask(g, layer, x, mask_value):
+    """bool (batch, T), True for a real step, or None: the padding mask
+    the model carries to the layer (when the layer reads one) and, with
+    ``mask_value``, the steps whose features are not all ``mask_value``; a
+    step is padding if either says so."""
+    mask = g.input_mask if layer.supports_masking else None
+    real = mask[0] if isinstance(mask, list) else mask
+    if mask_value is not None:
+        value = g.scalar(mask_value, "mask_value")
+        some = g.node("Cast", [g.node("Not", [g.node("Equal", [x, value])])],
+                      to=g.onnx.TensorProto.INT32)
+        some = g.node("Cast", [g.node("ReduceMax", [some], axes=[-1], keepdims=0)],
+                      to=g.onnx.TensorProto.BOOL)
+        real = some if real is None else g.node("And", [real, some])
+    return real
+
+
+def _recurrent_lengths(g, real):
+    """``(sequence_lens, trailing)`` from the real steps ``real`` (bool
+    (batch, T)): the number of real steps of every sample (int32, as ONNX's
+    ops take it), and whether every sample's padding is all after its real
+    steps (bool ``(batch,)``), the only padding ONNX's recurrent ops can
+    express."""
+    real = g.node("Cast", [real], to=g.onnx.TensorProto.INT32)
     lengths = g.node("ReduceSum", [real, g.const([1], "time_axis", np.int64)], keepdims=0)
     # Steps counted from 1: the last real one's number is the length when
     # the real steps come first.
-    numbers = g.node("Range", [g.const(np.array(1, np.int32), "one", np.int32),
-                               g.node("Add", [g.node("Cast", [_time_size(g, x)],
-                                                     to=g.onnx.TensorProto.INT32),
-                                              g.const(np.array(1, np.int32), "one",
-                                                      np.int32)]),
-                               g.const(np.array(1, np.int32), "one", np.int32)])
+    one = g.const(np.array(1, np.int32), "one", np.int32)
+    numbers = g.node("Range", [one, g.node("Add", [g.node("Cast", [_time_size(g, real)],
+                                                          to=g.onnx.TensorProto.INT32), one]),
+                               one])
     last = g.node("ReduceMax", [g.node("Mul", [real, numbers])], axes=[1], keepdims=0)
     return lengths, g.node("Equal", [lengths, last])
 
@@ -772,14 +785,11 @@ def _time_size(g, x):
                               g.const([0], "squeeze_axis", np.int64)])
 
 
-def _export_recurrent(g, layer, x, shape):
-    """ONNX's RNN, LSTM or GRU op (time-major, hence the transposes), its
-    weights' gate blocks put in ONNX's order. ``go_backwards`` is the op's
-    reverse direction, whose outputs are put back in the order the steps are
-    taken, as cdl gives them. ``mask_value`` becomes the op's
-    ``sequence_lens``: exact when every sample's padding follows its real
-    steps; a sample whose padding is elsewhere gets NaN outputs (the ops run
-    every step up to the length), never a silently different answer."""
+def _recurrent_nodes(g, layer, x, real, given_states):
+    """One recurrent layer's op on ``x`` (batch, T, features) with the real
+    steps ``real`` (or None) and initial states ``given_states`` (values of
+    shape (batch, units), or None); returns the output and the final states
+    (h, or h and c), as cdl's layer computes them."""
     kind = type(layer).__name__
     op, order = _RECURRENT_OPS[kind]
     units = layer.units
@@ -791,18 +801,22 @@ def _export_recurrent(g, layer, x, shape):
     inputs = [g.node("Transpose", [x], perm=[1, 0, 2]), g.const(weight, f"{kind}_W"),
               g.const(recurrent, f"{kind}_R"), g.const(bias, f"{kind}_B")]
     lengths = trailing = None
-    if layer.mask_value is not None:
-        lengths, trailing = _recurrent_lengths(g, layer, x)
+    if real is not None:
+        lengths, trailing = _recurrent_lengths(g, real)
     inputs.append(lengths or "")
-    states = []
-    if layer.trainable_initial_state:
-        # The learned state, broadcast over the batch: (1, batch, units).
-        state_shape = g.node("Concat", [g.const([1], "one", np.int64), _batch_size(g, x),
-                                        g.const([units], "units", np.int64)], axis=0)
-        states = [g.node("Expand", [g.const(getattr(layer, name)[None, None],
-                                            f"{kind}_{name}"), state_shape])
-                  for name in (("initial_h", "initial_c") if lstm else ("initial_h",))]
-        inputs += states
+    names = ("initial_h", "initial_c") if lstm else ("initial_h",)
+    initial = None            # the initial states, (batch, units) each
+    if given_states is not None:
+        initial = list(given_states)
+    elif layer.trainable_initial_state:
+        # The learned state, broadcast over the batch.
+        state_shape = g.node("Concat", [_batch_size(g, x), g.const([units], "units", np.int64)],
+                             axis=0)
+        initial = [g.node("Expand", [g.const(getattr(layer, name), f"{kind}_{name}"),
+                                     state_shape]) for name in names]
+    if initial is not None:
+        inputs += [g.node("Unsqueeze", [state, g.const([0], "direction_axis", np.int64)])
+                   for state in initial]
     while inputs[-1] == "":
         inputs.pop()
     attributes = dict(hidden_size=units,
@@ -815,50 +829,104 @@ def _export_recurrent(g, layer, x, shape):
                               activation_beta=[0.0])
         else:
             attributes["activations"] = [_RNN_ACTIVATIONS[layer.activation]]
-    outputs = [g.name(f"{kind}_Y"), g.name(f"{kind}_Y_h")]
+    outputs = [g.name(f"{kind}_Y"), g.name(f"{kind}_Y_h")] + ([g.name("LSTM_Y_c")] if lstm
+                                                              else [])
     g.nodes.append(g.onnx.helper.make_node(op, inputs, outputs, name=g.name(op),
                                            **attributes))
+    states = [g.node("Squeeze", [name, g.const([0], "direction_axis", np.int64)])
+              for name in outputs[1:]]
     if layer.return_sequences:
         y = g.node("Squeeze", [outputs[0], g.const([1], "direction_axis", np.int64)])
         if layer.go_backwards:
             y = _reverse_time(g, y, 0)
         y = g.node("Transpose", [y], perm=[1, 0, 2])                       # (batch, T, units)
     else:
-        y = g.node("Squeeze", [outputs[1], g.const([0], "direction_axis", np.int64)])
+        y = states[0]
     if lengths is not None:
         # A sample of padding only: cdl carries the initial state through
-        # it (zeros unless learned); the op's result there is not relied on.
-        ok = g.node("Unsqueeze", [trailing, g.const([-1], "last_axis", np.int64)])
+        # it; the op's result there is not relied on.
+        last_axis = g.const([-1], "last_axis", np.int64)
+        empty = g.node("Unsqueeze", [g.node("Equal", [lengths, g.const(
+            np.array(0, np.int32), "zero", np.int32)]), last_axis])          # (batch, 1)
+        if initial is None:
+            initial = [g.node("Expand", [g.scalar(0.0, "zero"), g.node("Shape", [states[0]])])
+                       ] * len(states)
+        states = [g.node("Where", [empty, start, state])
+                  for start, state in zip(initial, states)]
         if not layer.return_sequences:
-            empty = g.node("Unsqueeze", [g.node("Equal", [lengths, g.const(
-                np.array(0, np.int32), "zero", np.int32)]), g.const([-1], "last_axis",
-                                                                     np.int64)])
-            initial = g.const(layer.initial_h if layer.trainable_initial_state
-                              else np.zeros(units), f"{kind}_initial")
-            y = g.node("Where", [empty, g.node("Expand", [initial, g.node("Shape", [y])]), y])
+            y = states[0]
+        # A sample padded between real steps: NaN, not a different answer.
+        ok = g.node("Unsqueeze", [trailing, last_axis])
+        nan = g.scalar(np.nan, "nan")
+        states = [g.node("Where", [ok, state, nan]) for state in states]
+        if layer.return_sequences:
+            y = g.node("Where", [g.node("Unsqueeze", [ok, last_axis]), y, nan])
         else:
-            ok = g.node("Unsqueeze", [ok, g.const([-1], "last_axis", np.int64)])
-        y = g.node("Where", [ok, y, g.scalar(np.nan, "nan")])
-    return y
+            y = states[0]
+    return y, states
+
+
+def _recurrent_call(x, shape, count):
+    """``(x, shape, initial states or None)`` of a call on ``x`` or on the
+    list ``[x, *count initial states]``."""
+    if isinstance(x, list):
+        if len(x) != 1 + count:
+            raise ValueError(f"a recurrent call takes [x] and {count} initial states, "
+                             f"got {len(x)} inputs")
+        return x[0], shape[0], x[1:]
+    return x, shape, None
+
+
+def _step_order_mask(g, real, backwards):
+    """The output's padding mask: ``real`` in the order the steps are taken."""
+    return _reverse_time(g, real, 1) if backwards else real
+
+
+def _export_recurrent(g, layer, x, shape):
+    """ONNX's RNN, LSTM or GRU op (time-major, hence the transposes), its
+    weights' gate blocks put in ONNX's order. ``go_backwards`` is the op's
+    reverse direction, whose outputs are put back in the order the steps are
+    taken, as cdl gives them. Padding (``mask_value``, a model's padding
+    mask) becomes the op's ``sequence_lens``: exact when every sample's
+    padding follows its real steps; a sample whose padding is elsewhere gets
+    NaN outputs (the ops run every step up to the length), never a silently
+    different answer. Initial states given in a graph model, or learned,
+    are the op's initial_h (and initial_c); with ``return_state`` the final
+    states are outputs too."""
+    count = 2 if isinstance(layer, _recurrent.LSTM) else 1
+    x, shape, given = _recurrent_call(x, shape, count)
+    real = _step_mask(g, layer, x, layer.mask_value)
+    y, states = _recurrent_nodes(g, layer, x, real, given)
+    if real is not None and layer.return_sequences:
+        g.produced_mask = _step_order_mask(g, real, layer.go_backwards)
+    return [y, *states] if getattr(layer, "return_state", False) else y
 
 
 def _export_bidirectional(g, layer, x, shape):
     """Each direction's layer on its own; the backward one's sequence is put
     back in the input's time order before the merge, as cdl does."""
-    yf = _export_recurrent(g, layer.forward_layer, x, shape)
-    yb = _export_recurrent(g, layer.backward_layer, x, shape)
-    if layer.forward_layer.return_sequences:
+    forward, backward = layer.forward_layer, layer.backward_layer
+    half = 2 if isinstance(forward, _recurrent.LSTM) else 1
+    x, shape, given = _recurrent_call(x, shape, 2 * half)
+    real = _step_mask(g, layer, x, forward.mask_value)
+    yf, sf = _recurrent_nodes(g, forward, x, real, None if given is None else given[:half])
+    yb, sb = _recurrent_nodes(g, backward, x, real, None if given is None else given[half:])
+    if forward.return_sequences:
         yb = _reverse_time(g, yb, 1)
+        if real is not None:
+            g.produced_mask = _step_order_mask(g, real, forward.go_backwards)
     if layer.merge_mode == "concat":
-        return g.node("Concat", [yf, yb], axis=-1)
-    if layer.merge_mode == "sum":
-        return g.node("Add", [yf, yb])
-    if layer.merge_mode == "mul":
-        return g.node("Mul", [yf, yb])
-    if layer.merge_mode == "ave":
-        return g.node("Div", [g.node("Add", [yf, yb]), g.scalar(2.0, "two")])
-    raise ValueError(f"cdl.onnx cannot export layer {layer.name!r} (Bidirectional): "
-                     f"merge_mode {layer.merge_mode!r} has no ONNX export")
+        y = g.node("Concat", [yf, yb], axis=-1)
+    elif layer.merge_mode == "sum":
+        y = g.node("Add", [yf, yb])
+    elif layer.merge_mode == "mul":
+        y = g.node("Mul", [yf, yb])
+    elif layer.merge_mode == "ave":
+        y = g.node("Div", [g.node("Add", [yf, yb]), g.scalar(2.0, "two")])
+    else:
+        raise ValueError(f"cdl.onnx cannot export layer {layer.name!r} (Bidirectional): "
+                         f"merge_mode {layer.merge_mode!r} has no ONNX export")
+    return [y, *sf, *sb] if getattr(layer, "return_state", False) else y
 
 
 _CONVERTERS = {
@@ -951,6 +1019,9 @@ def _layer_nodes(g, layer, x, shape, mask=None):
         g.input_mask = None
 
 
+_RECURRENT_LAYERS = (_recurrent.SimpleRNN, _recurrent.LSTM, _recurrent.GRU,
+                     _recurrent.Bidirectional)
+
 #: Layers whose output has the time steps of their first input, so carries
 #: its padding mask (their ``compute_mask``).
 _FIRST_INPUT_MASK = (_attention.MultiHeadAttention, _transformer.TransformerDecoder)
@@ -961,6 +1032,10 @@ def _output_mask(g, layer, mask):
     input's ``mask``, as the layer's ``compute_mask`` gives it."""
     if layer.produces_mask or isinstance(layer, _embedding.Embedding):
         return g.produced_mask   # None without mask_zero
+    if isinstance(layer, _RECURRENT_LAYERS):
+        # The real steps in the output's step order, with return_sequences,
+        # when the layer reads masks.
+        return g.produced_mask if layer.supports_masking else None
     if mask is None:
         return None
     if isinstance(layer, _FIRST_INPUT_MASK):
@@ -1099,6 +1174,18 @@ def _input_axes(names, shapes, sequences, outputs, options):
     symbolic name}}`` (outputs listed in ``dynamic_axes`` only), from the
     export's options; ``sequences`` says which inputs are sequences."""
     dynamic_batch, dynamic_sequence, dynamic_axes, _ = options
+    axes, out_axes = _chosen_axes(names, shapes, sequences, outputs, dynamic_batch,
+                                  dynamic_sequence, dynamic_axes)
+    for name, shape in zip(names, shapes):
+        # A free axis (None, a model taking sequences of any length) is
+        # dynamic whatever the options say.
+        if len(shape) >= 1 and shape[0] is None:
+            axes[name].setdefault(1, f"{name}_time")
+    return axes, out_axes
+
+
+def _chosen_axes(names, shapes, sequences, outputs, dynamic_batch, dynamic_sequence,
+                 dynamic_axes):
     if dynamic_axes is None:
         axes = {}
         for name, sequence in zip(names, sequences):
@@ -1250,11 +1337,17 @@ def _model_graph(onnx, model, options):
         g.dynamic_time = any(dynamic[t.id] for t in node.inputs)
         with g.layer_scope(layer):
             if layer.takes_list:
-                values[node.output.id] = _layer_nodes(g, layer, args, shapes, mask)
+                result = _layer_nodes(g, layer, args, shapes, mask)
             else:
-                values[node.output.id] = _layer_nodes(g, layer, args[0], shapes[0], mask)
+                result = _layer_nodes(g, layer, args[0], shapes[0], mask)
+        # A call of several outputs (a recurrent layer's output and final
+        # states) gives a list; the padding mask goes with the first.
+        outs = getattr(node, "outputs", None) or [node.output]
+        results = result if len(outs) > 1 else [result]
+        for k, (tensor, value) in enumerate(zip(outs, results)):
+            values[tensor.id] = value
+            dynamic[tensor.id] = k == 0 and g.dynamic_time and _keeps_time(layer)
         masks[node.output.id] = _output_mask(g, layer, mask)
-        dynamic[node.output.id] = g.dynamic_time and _keeps_time(layer)
     g.dynamic_time = False
     batches = [axes[name][0] for name in input_names if 0 in axes[name]]
     batch = batches[0] if batches else batch_size
