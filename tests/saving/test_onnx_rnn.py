@@ -148,3 +148,89 @@ def test_the_recurrent_layers_are_exportable():
     for cls in (layers.SimpleRNN, layers.LSTM, layers.GRU, layers.Bidirectional):
         assert cls in cdl.onnx.exportable_layers()
         assert cls.__name__ not in cdl.onnx.NOT_EXPORTABLE
+
+
+# --- initial and final states, and a model's padding masks, in graph models ---------------
+
+HAS_STATES = "return_state" in layers.LSTM(1).get_config()
+needs_states = pytest.mark.skipif(not HAS_STATES, reason="recurrent layers without "
+                                  "return_state and initial_state in this version")
+
+
+def ids(n, steps, lengths, seed, vocabulary=20):
+    """Token ids, sample i real for its first ``lengths[i]`` steps, then 0."""
+    x = np.random.default_rng(seed).integers(1, vocabulary, (n, steps))
+    for i, length in enumerate(lengths):
+        x[i, length:] = 0
+    return x.astype("float32")
+
+
+@needs_states
+@pytest.mark.parametrize("cell", sorted(CELLS))
+@pytest.mark.parametrize("backwards", [False, True], ids=["forward", "backwards"])
+def test_return_state_and_initial_state_from_the_graph(cell, backwards, tmp_path):
+    source = cdl.Input(shape=(6, 3), name="source")
+    target = cdl.Input(shape=(5, 2), name="target")
+    encoded = CELLS[cell](4, return_state=True, go_backwards=backwards)(source)
+    decoded = CELLS[cell](4, return_sequences=True, return_state=True)(
+        target, initial_state=encoded[1:])
+    outputs = {"sequence": decoded[0], "h": decoded[1]}
+    if cell == "LSTM":
+        outputs["c"] = decoded[2]
+    model = randomise(cdl.Model([source, target], outputs, seed=0))
+    assert_agrees(model, [data((3, 6, 3), "float32", seed=1), data((3, 5, 2), "float32",
+                                                                    seed=2)],
+                  tmp_path / "m.onnx")
+
+
+@needs_states
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_bidirectional_returns_both_halves_states(cell, tmp_path):
+    x = cdl.Input(shape=(6, 3), name="x")
+    outs = layers.Bidirectional(CELLS[cell](3, return_sequences=True, return_state=True))(x)
+    model = randomise(cdl.Model(x, {f"out{k}": t for k, t in enumerate(outs)}, seed=0))
+    assert_agrees(model, [data((4, 6, 3), "float32", seed=3)], tmp_path / "m.onnx")
+
+
+@needs_states
+@pytest.mark.parametrize("wrap", [False, True], ids=["layer", "bidirectional"])
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_a_models_padding_mask_reaches_recurrent_layers_and_goes_on(cell, wrap, tmp_path):
+    tokens = cdl.Input(shape=(7,), name="tokens")
+    h = layers.Embedding(20, 5, mask_zero=True)(tokens)
+    rnn = CELLS[cell](4, return_sequences=True)
+    h = (layers.Bidirectional(rnn) if wrap else rnn)(h)
+    # The sequence output carries the mask to the next layer and the pooling.
+    last = CELLS[cell](3, go_backwards=True, return_sequences=True)(h)
+    pooled = layers.GlobalAvgPool1D()(last)
+    model = randomise(cdl.Model(tokens, {"pooled": pooled,
+                                         "last": CELLS[cell](2)(h)}, seed=0))
+    assert_agrees(model, [ids(6, 7, [7, 5, 3, 1, 0, 6], seed=4)], tmp_path / "m.onnx")
+
+
+@needs_states
+def test_a_models_mask_with_padding_between_tokens_gives_nan_for_that_sample(tmp_path):
+    model = randomise(cdl.Sequential([layers.Embedding(20, 5, mask_zero=True),
+                                      layers.GRU(4)], input_shape=(6,), seed=0))
+    x = ids(3, 6, [6, 4, 2], seed=5)
+    x[0, 2] = 0
+    sess = session(model, tmp_path / "m.onnx")
+    got = sess.run(["output"], {"input": x})[0]
+    assert np.isnan(got[0]).all()
+    np.testing.assert_allclose(got[1:], model.predict(x)[1:], **TOLERANCE["float32"])
+
+
+@needs_states
+def test_a_free_time_axis_is_dynamic(tmp_path):
+    x = cdl.Input(shape=(None, 3), name="x")
+    y = layers.Dense(2)(layers.LSTM(4, return_sequences=True)(layers.GRU(5,
+                                                                        return_sequences=True)(x)))
+    model = randomise(cdl.Model(x, {"y": y}, seed=0))
+    proto = cdl.onnx.to_onnx(model)
+    dims = [d.dim_param or d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == ["batch", "x_time", 3]
+    sess = session(model, tmp_path / "m.onnx")
+    for n, steps in ((2, 3), (4, 11), (1, 1)):
+        xs = data((n, steps, 3), "float32", seed=steps)
+        np.testing.assert_allclose(sess.run(["y"], {"x": xs})[0], model.predict(xs),
+                                   **TOLERANCE["float32"])
