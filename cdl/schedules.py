@@ -2,16 +2,17 @@
 # module there is this module's documentation too (the API reference shows it).
 from cdl.training import schedules as _schedules
 from cdl.training.schedules import (
-    ChainedScheduler, CosineAnnealingLR, CosineAnnealingWarmRestarts, ExponentialLR, LambdaLR,
-    LinearLR, LinearWarmup, LRScheduler, MultiStepLR, OneCycleLR, ReduceLROnPlateau,
-    SequentialLR, StepLR, get)
+    ChainedScheduler, ConstantLR, CosineAnnealingLR, CosineAnnealingWarmRestarts, CyclicLR,
+    ExponentialLR, LambdaLR, LinearLR, LinearWarmup, LRScheduler, MultiplicativeLR,
+    MultiStepLR, OneCycleLR, PolynomialLR, ReduceLROnPlateau, SequentialLR, StepLR, get)
 
 __doc__ = _schedules.__doc__
 
 __all__ = [
     "LRScheduler", "StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnealingLR",
     "CosineAnnealingWarmRestarts", "LinearLR", "LinearWarmup", "LambdaLR",
-    "OneCycleLR", "ReduceLROnPlateau", "SequentialLR", "ChainedScheduler", "get",
+    "ConstantLR", "PolynomialLR", "MultiplicativeLR", "OneCycleLR", "CyclicLR",
+    "ReduceLROnPlateau", "SequentialLR", "ChainedScheduler", "get",
 ]
 
 # Shown and documented under this public path.

@@ -1414,6 +1414,8 @@ OPTIMIZERS = {
     "Adamax": lambda: optimizers.Adamax(lr=0.01),
     "NAdam": lambda: optimizers.NAdam(lr=0.01),
     "RAdam": lambda: optimizers.RAdam(lr=0.01),
+    "SGD_maximize": lambda: optimizers.SGD(lr=0.1, momentum=0.9, maximize=True),
+    "Adam_maximize": lambda: optimizers.Adam(lr=0.01, maximize=True),
 }
 
 

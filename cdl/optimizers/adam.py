@@ -20,8 +20,9 @@ class _AdamBase(Optimizer):
 
     _state_names = ("exp_avg", "exp_avg_sq")
 
-    def __init__(self, lr, betas, eps, weight_decay, param_groups, exclude_bias_decay):
-        super().__init__(lr, weight_decay, param_groups, exclude_bias_decay)
+    def __init__(self, lr, betas, eps, weight_decay, param_groups, exclude_bias_decay,
+                 maximize):
+        super().__init__(lr, weight_decay, param_groups, exclude_bias_decay, maximize)
         self.betas = _check_betas(betas)
         self.eps = check_number(eps, "eps", low=0.0)
 
@@ -58,7 +59,7 @@ class Adam(_AdamBase):
     weight_decay : float, default 0
         Coupled L2 penalty, added to the gradient (see ``AdamW`` for decoupled).
     amsgrad : bool, default False
-    param_groups, exclude_bias_decay
+    param_groups, exclude_bias_decay, maximize
         See ``cdl.optimizers.Optimizer``.
 
     Notes
@@ -82,8 +83,9 @@ class Adam(_AdamBase):
     _decoupled = False
 
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, amsgrad=False,
-                 param_groups=None, exclude_bias_decay=False):
-        super().__init__(lr, betas, eps, weight_decay, param_groups, exclude_bias_decay)
+                 param_groups=None, exclude_bias_decay=False, maximize=False):
+        super().__init__(lr, betas, eps, weight_decay, param_groups, exclude_bias_decay,
+                         maximize)
         self.amsgrad = check_bool(amsgrad, "amsgrad")
 
     def get_config(self):
@@ -123,7 +125,7 @@ class AdamW(Adam):
     eps : float, default 1e-8
     weight_decay : float, default 1e-2
     amsgrad : bool, default False
-    param_groups, exclude_bias_decay
+    param_groups, exclude_bias_decay, maximize
         See ``cdl.optimizers.Optimizer``.
 
     Notes
@@ -144,8 +146,9 @@ class AdamW(Adam):
     _decoupled = True
 
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, amsgrad=False,
-                 param_groups=None, exclude_bias_decay=False):
-        super().__init__(lr, betas, eps, weight_decay, amsgrad, param_groups, exclude_bias_decay)
+                 param_groups=None, exclude_bias_decay=False, maximize=False):
+        super().__init__(lr, betas, eps, weight_decay, amsgrad, param_groups, exclude_bias_decay,
+                         maximize)
 
 
 class Adamax(_AdamBase):
@@ -165,7 +168,7 @@ class Adamax(_AdamBase):
     eps : float, default 1e-8
     weight_decay : float, default 0
         Coupled L2 penalty.
-    param_groups, exclude_bias_decay
+    param_groups, exclude_bias_decay, maximize
         See ``cdl.optimizers.Optimizer``.
 
     Notes
@@ -187,8 +190,9 @@ class Adamax(_AdamBase):
     _state_names = ("exp_avg", "exp_inf")
 
     def __init__(self, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-                 param_groups=None, exclude_bias_decay=False):
-        super().__init__(lr, betas, eps, weight_decay, param_groups, exclude_bias_decay)
+                 param_groups=None, exclude_bias_decay=False, maximize=False):
+        super().__init__(lr, betas, eps, weight_decay, param_groups, exclude_bias_decay,
+                         maximize)
 
     def _update(self, segment, state):
         beta1, beta2 = self.betas
@@ -223,7 +227,7 @@ class NAdam(_AdamBase):
     momentum_decay : float, default 4e-3
         :math:`\psi` in the momentum schedule.
     decoupled_weight_decay : bool, default False
-    param_groups, exclude_bias_decay
+    param_groups, exclude_bias_decay, maximize
         See ``cdl.optimizers.Optimizer``.
 
     Notes
@@ -245,8 +249,9 @@ class NAdam(_AdamBase):
 
     def __init__(self, lr=2e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
                  momentum_decay=4e-3, decoupled_weight_decay=False, param_groups=None,
-                 exclude_bias_decay=False):
-        super().__init__(lr, betas, eps, weight_decay, param_groups, exclude_bias_decay)
+                 exclude_bias_decay=False, maximize=False):
+        super().__init__(lr, betas, eps, weight_decay, param_groups, exclude_bias_decay,
+                         maximize)
         self.momentum_decay = check_number(momentum_decay, "momentum_decay", low=0.0)
         self.decoupled_weight_decay = check_bool(decoupled_weight_decay,
                                                  "decoupled_weight_decay")
@@ -308,7 +313,7 @@ class RAdam(_AdamBase):
     eps : float, default 1e-8
     weight_decay : float, default 0
     decoupled_weight_decay : bool, default False
-    param_groups, exclude_bias_decay
+    param_groups, exclude_bias_decay, maximize
         See ``cdl.optimizers.Optimizer``.
 
     Notes
@@ -327,8 +332,10 @@ class RAdam(_AdamBase):
     """
 
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0,
-                 decoupled_weight_decay=False, param_groups=None, exclude_bias_decay=False):
-        super().__init__(lr, betas, eps, weight_decay, param_groups, exclude_bias_decay)
+                 decoupled_weight_decay=False, param_groups=None, exclude_bias_decay=False,
+                 maximize=False):
+        super().__init__(lr, betas, eps, weight_decay, param_groups, exclude_bias_decay,
+                         maximize)
         self.decoupled_weight_decay = check_bool(decoupled_weight_decay,
                                                  "decoupled_weight_decay")
 

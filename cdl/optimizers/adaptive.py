@@ -26,7 +26,7 @@ class Adagrad(Optimizer):
         Coupled L2 penalty.
     initial_accumulator_value : float, default 0
     eps : float, default 1e-10
-    param_groups, exclude_bias_decay
+    param_groups, exclude_bias_decay, maximize
         See ``cdl.optimizers.Optimizer``.
 
     Notes
@@ -48,8 +48,9 @@ class Adagrad(Optimizer):
     _state_names = ("sum",)
 
     def __init__(self, lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0,
-                 eps=1e-10, param_groups=None, exclude_bias_decay=False):
-        super().__init__(lr, weight_decay, param_groups, exclude_bias_decay)
+                 eps=1e-10, param_groups=None, exclude_bias_decay=False,
+                 maximize=False):
+        super().__init__(lr, weight_decay, param_groups, exclude_bias_decay, maximize)
         self.lr_decay = check_number(lr_decay, "lr_decay", low=0.0)
         self.initial_accumulator_value = check_number(
             initial_accumulator_value, "initial_accumulator_value", low=0.0)
@@ -93,7 +94,7 @@ class RMSprop(Optimizer):
     momentum : float, default 0
     centered : bool, default False
         Normalise by an estimate of the gradient's variance.
-    param_groups, exclude_bias_decay
+    param_groups, exclude_bias_decay, maximize
         See ``cdl.optimizers.Optimizer``.
 
     Notes
@@ -115,8 +116,9 @@ class RMSprop(Optimizer):
     _state_names = ("square_avg", "grad_avg", "momentum_buffer")
 
     def __init__(self, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
-                 centered=False, param_groups=None, exclude_bias_decay=False):
-        super().__init__(lr, weight_decay, param_groups, exclude_bias_decay)
+                 centered=False, param_groups=None, exclude_bias_decay=False,
+                 maximize=False):
+        super().__init__(lr, weight_decay, param_groups, exclude_bias_decay, maximize)
         self.alpha = check_number(alpha, "alpha", low=0.0)
         self.eps = check_number(eps, "eps", low=0.0)
         self.momentum = check_number(momentum, "momentum", low=0.0)

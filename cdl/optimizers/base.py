@@ -88,6 +88,12 @@ class Optimizer:
         scales) get no weight decay. This is judged on the arrays given to
         ``step``: pass ``model.params``, not the flat ``model.param_buffer``
         (which is itself one-dimensional, so all of it would be exempt).
+    maximize : bool
+        Climb the objective instead of descending it, as ``torch.optim``'s
+        ``maximize=True``: every rule sees the negated gradient (weight
+        decay still shrinks the parameters). The gradients passed to
+        ``step`` are not modified; their negation goes into a scratch
+        buffer of the optimizer. May be changed between steps.
 
     Notes
     -----
@@ -108,10 +114,12 @@ class Optimizer:
 
     _state_names = ()
 
-    def __init__(self, lr, weight_decay=0.0, param_groups=None, exclude_bias_decay=False):
+    def __init__(self, lr, weight_decay=0.0, param_groups=None, exclude_bias_decay=False,
+                 maximize=False):
         self.lr = lr
         self.weight_decay = check_number(weight_decay, "weight_decay", low=0.0)
         self.exclude_bias_decay = check_bool(exclude_bias_decay, "exclude_bias_decay")
+        self.maximize = maximize
         self.param_groups = self.check_param_groups(param_groups)
         self.iterations = 0           # steps taken so far
         self.state = {}               # name -> flat ndarray, created on the first step
@@ -121,6 +129,7 @@ class Optimizer:
         self._segments = None         # runs of parameters sharing multipliers
         self._cached_segments = None  # those runs paired with parameter/gradient storage
         self._work = None             # segments with their state slices
+        self._negated = None          # per segment, the negated gradient (maximize)
 
     # --- hyper-parameters -----------------------------------------------------
 
@@ -132,6 +141,15 @@ class Optimizer:
     @lr.setter
     def lr(self, value):
         self._lr = check_number(value, "lr", low=0.0)
+
+    @property
+    def maximize(self):
+        """Whether steps ascend the objective (the rules see ``-grad``)."""
+        return self._maximize
+
+    @maximize.setter
+    def maximize(self, value):
+        self._maximize = check_bool(value, "maximize")
 
     @staticmethod
     def check_param_groups(groups):
@@ -166,7 +184,7 @@ class Optimizer:
     def get_config(self):
         """Hyper-parameters as a dict (the constructor's arguments)."""
         return {"lr": self.lr, "weight_decay": self.weight_decay,
-                "exclude_bias_decay": self.exclude_bias_decay}
+                "exclude_bias_decay": self.exclude_bias_decay, "maximize": self.maximize}
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
@@ -196,6 +214,7 @@ class Optimizer:
             self._cached_segments = self._segments_for(params_list, grads_list)
             self._grads_seen = grads_list
             self._work = None
+            self._negated = None
         self._check_options()
         self.iterations += 1
         self._begin_step()
@@ -205,8 +224,23 @@ class Optimizer:
                                      else array[segment.start:segment.stop]
                                      for name, array in self.state.items()})
                           for segment in self._cached_segments]
-        for segment, views in self._work:
-            self._update(segment, views)
+        if self.maximize:
+            for segment, views in zip(self._negated_segments(), (v for _, v in self._work)):
+                self._update(segment, views)
+        else:
+            for segment, views in self._work:
+                self._update(segment, views)
+
+    def _negated_segments(self):
+        """The step's segments with their gradients negated into scratch
+        buffers (made once per gradient storage, reused every step)."""
+        if self._negated is None:
+            self._negated = [
+                _Segment(s.param, np.empty_like(s.grad), s.start, s.stop, s.lr_mult,
+                         s.wd_mult) for s, _ in self._work]
+        for (segment, _), negated in zip(self._work, self._negated):
+            np.negative(segment.grad, out=negated.grad)
+        return self._negated
 
     def _check_options(self):
         """Raise, before anything changes, if the options cannot be applied to the

@@ -37,7 +37,7 @@ class SGD(Optimizer):
         Needs ``momentum > 0`` and ``dampening == 0``.
     weight_decay : float, default 0
         Coupled L2 penalty, added to the gradient.
-    param_groups, exclude_bias_decay
+    param_groups, exclude_bias_decay, maximize
         See ``cdl.optimizers.Optimizer``.
 
     Notes
@@ -64,8 +64,8 @@ class SGD(Optimizer):
     _state_names = ("momentum_buffer",)
 
     def __init__(self, lr=1e-3, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0,
-                 param_groups=None, exclude_bias_decay=False):
-        super().__init__(lr, weight_decay, param_groups, exclude_bias_decay)
+                 param_groups=None, exclude_bias_decay=False, maximize=False):
+        super().__init__(lr, weight_decay, param_groups, exclude_bias_decay, maximize)
         self.momentum = check_number(momentum, "momentum", low=0.0)
         self.dampening = check_number(dampening, "dampening")
         self.nesterov = check_bool(nesterov, "nesterov")

@@ -78,7 +78,8 @@ from cdl.optimizers.base import Optimizer
 __all__ = [
     "LRScheduler", "StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnealingLR",
     "CosineAnnealingWarmRestarts", "LinearLR", "LinearWarmup", "LambdaLR",
-    "OneCycleLR", "ReduceLROnPlateau", "SequentialLR", "ChainedScheduler", "get",
+    "ConstantLR", "PolynomialLR", "MultiplicativeLR", "OneCycleLR", "CyclicLR",
+    "ReduceLROnPlateau", "SequentialLR", "ChainedScheduler", "get",
 ]
 
 # Construction order, to find the scheduler built first among several that
@@ -125,6 +126,28 @@ def _check_choice(value, options, name):
 def _cosine(base_lr, eta_min, t, period):
     """eta_min + (base_lr - eta_min) * (1 + cos(pi * t / period)) / 2."""
     return eta_min + (base_lr - eta_min) * (1 + math.cos(math.pi * t / period)) / 2
+
+
+#: Where an optimizer keeps the momentum a cycling schedule sets, in the
+#: order looked for: SGD and RMSprop's ``momentum``, the Adam family's
+#: ``betas`` (its first item), or a ``beta1`` attribute.
+_MOMENTUM_ATTRIBUTES = ("momentum", "betas", "beta1")
+
+
+def _momentum_attribute(optimizer):
+    """The name of ``optimizer``'s momentum attribute, or None if it has none."""
+    for name in _MOMENTUM_ATTRIBUTES:
+        if hasattr(optimizer, name):
+            return name
+    return None
+
+
+def _write_momentum(optimizer, name, value):
+    """Set the momentum ``name`` (see ``_momentum_attribute``) to ``value``."""
+    if name == "betas":
+        optimizer.betas = (value, *tuple(optimizer.betas)[1:])
+    else:
+        setattr(optimizer, name, value)
 
 
 class LRScheduler:
@@ -774,6 +797,194 @@ class LinearWarmup(LambdaLR):
         return s + (1 - s) * min(t, w) / w
 
 
+class ConstantLR(LRScheduler):
+    r"""Scale the learning rate by a constant ``factor`` for the first
+    ``total_iters`` steps, then restore it.
+
+    .. math::
+
+        \eta_t = \eta_{\text{base}} \cdot
+            \begin{cases} f & t < T \\ 1 & t \ge T \end{cases}
+
+    with :math:`f` = ``factor`` and :math:`T` = ``total_iters``. As in
+    PyTorch it is computed recursively (step 0 multiplies the current rate
+    by :math:`f`, step :math:`T` divides it by :math:`f`), so it composes in
+    a ``ChainedScheduler``.
+
+    Parameters
+    ----------
+    optimizer : object
+        Has a float attribute ``lr``.
+    factor : float
+        In (0, 1]. Default 1/3. (PyTorch also accepts 0, and then divides by
+        zero at step ``total_iters``.)
+    total_iters : int
+        Steps at the reduced rate, >= 1. Default 5.
+
+    Notes
+    -----
+    **Step unit:** Either; a short constant warmup is usually counted in batches.
+
+    Examples
+    --------
+    >>> from cdl import optimizers, schedules
+    >>> opt = optimizers.SGD(lr=0.1)
+    >>> sched = schedules.ConstantLR(opt, factor=0.5, total_iters=2)
+    >>> round(opt.lr, 6)              # set at construction
+    0.05
+    >>> rates = []
+    >>> for _ in range(3):
+    ...     sched.step()
+    ...     rates.append(round(opt.lr, 6))
+    >>> rates
+    [0.05, 0.1, 0.1]
+    """
+
+    _hyper = ("factor", "total_iters")
+
+    def __init__(self, optimizer, factor=1.0 / 3, total_iters=5):
+        self.factor = check_number(factor, "factor", low=0, high=1, low_inclusive=False)
+        self.total_iters = check_number(total_iters, "total_iters", low=1, integer=True)
+        super().__init__(optimizer)
+
+    def _compute_lr(self):
+        lr = self._current_lr()
+        if self.last_epoch == 0:
+            return lr * self.factor
+        if self.last_epoch != self.total_iters:
+            return lr
+        return lr * (1.0 / self.factor)
+
+    def _closed_form_lr(self):
+        return self.base_lr * (self.factor + (self.last_epoch >= self.total_iters)
+                               * (1 - self.factor))
+
+
+class PolynomialLR(LRScheduler):
+    r"""Decay the learning rate to zero along a polynomial over ``total_iters`` steps.
+
+    .. math::
+
+        \eta_t = \eta_{\text{base}} \left(1 - \frac{\min(t, T)}{T}\right)^{p}
+
+    with :math:`T` = ``total_iters`` and :math:`p` = ``power``: linear
+    decay for :math:`p = 1`, and 0 from step :math:`T` on. As in PyTorch it
+    is computed recursively,
+
+    .. math::
+
+        \eta_t = \eta_{t-1}
+            \left(\frac{1 - t / T}{1 - (t - 1) / T}\right)^{p}
+            \quad (1 \le t \le T),
+
+    so it composes in a ``ChainedScheduler``.
+
+    Parameters
+    ----------
+    optimizer : object
+        Has a float attribute ``lr``.
+    total_iters : int
+        Steps until the rate reaches 0, >= 1. Default 5.
+    power : float
+        Exponent of the polynomial, >= 0. Default 1.
+
+    Notes
+    -----
+    **Step unit:** Either; with ``total_iters`` the total number of optimizer steps it is
+    the "poly" schedule of segmentation models.
+
+    Examples
+    --------
+    >>> from cdl import optimizers, schedules
+    >>> opt = optimizers.SGD(lr=0.1)
+    >>> sched = schedules.PolynomialLR(opt, total_iters=4, power=2.0)
+    >>> rates = []
+    >>> for _ in range(5):
+    ...     sched.step()
+    ...     rates.append(round(opt.lr, 6))
+    >>> rates
+    [0.05625, 0.025, 0.00625, 0.0, 0.0]
+    """
+
+    _hyper = ("total_iters", "power")
+
+    def __init__(self, optimizer, total_iters=5, power=1.0):
+        self.total_iters = check_number(total_iters, "total_iters", low=1, integer=True)
+        self.power = check_number(power, "power", low=0)
+        super().__init__(optimizer)
+
+    def _compute_lr(self):
+        lr = self._current_lr()
+        t, total = self.last_epoch, self.total_iters
+        if self._is_initial or t > total:
+            return lr
+        return lr * ((1.0 - t / total) / (1.0 - (t - 1) / total)) ** self.power
+
+    def _closed_form_lr(self):
+        return self.base_lr * (1.0 - min(self.total_iters, self.last_epoch)
+                               / self.total_iters) ** self.power
+
+
+class MultiplicativeLR(LRScheduler):
+    r"""Multiply the learning rate by a function of the step count, every step.
+
+    .. math::
+
+        \eta_t = \eta_{t-1}\,\lambda(t) \quad (t \ge 1)
+
+    Recursive (it multiplies the current ``optimizer.lr``), so it composes
+    in a ``ChainedScheduler``, and as in PyTorch it has no closed form: in a
+    ``SequentialLR`` it takes over from the rate the scheduler before it
+    left, multiplied by :math:`\lambda(0)`.
+
+    Parameters
+    ----------
+    optimizer : object
+        Has a float attribute ``lr``.
+    lr_lambda : callable
+        ``lr_lambda(t: int) -> float``, the factor applied at step ``t``. It
+        must return a finite number >= 0.
+
+    Notes
+    -----
+    ``state_dict()`` does not contain the function: build the scheduler
+    with the same function before ``load_state_dict``, as for ``LambdaLR``.
+
+    **Step unit:** Whatever ``lr_lambda`` expects: steps or epochs.
+
+    Examples
+    --------
+    >>> from cdl import optimizers, schedules
+    >>> opt = optimizers.SGD(lr=0.1)
+    >>> sched = schedules.MultiplicativeLR(opt, lambda t: 0.5 if t % 2 else 1.0)
+    >>> rates = []
+    >>> for _ in range(4):
+    ...     sched.step()
+    ...     rates.append(round(opt.lr, 6))
+    >>> rates
+    [0.05, 0.05, 0.025, 0.025]
+    """
+
+    def __init__(self, optimizer, lr_lambda):
+        if not callable(lr_lambda):
+            raise TypeError(f"lr_lambda must be callable, got {type(lr_lambda).__name__}")
+        self.lr_lambda = lr_lambda
+        super().__init__(optimizer)
+
+    def _factor(self):
+        return check_number(self.lr_lambda(self.last_epoch),
+                            f"the value of lr_lambda({self.last_epoch})", low=0.0)
+
+    def _compute_lr(self):
+        lr = self._current_lr()
+        return lr if self._is_initial else lr * self._factor()
+
+    def _closed_form_lr(self):
+        # PyTorch's SequentialLR restarts a scheduler without a closed form
+        # with get_lr() at step 0, outside the initial step.
+        return self._current_lr() * self._factor()
+
+
 class OneCycleLR(LRScheduler):
     r"""The 1cycle policy: warm up to ``max_lr``, then anneal far below the start.
 
@@ -800,12 +1011,15 @@ class OneCycleLR(LRScheduler):
     where that goes below zero (linear annealing), a cdl optimizer is given
     0 instead, since it refuses negative rates.
 
-    PyTorch also cycles momentum inversely to the rate, by default. Here
-    that is off by default, since cdl's scheduler contract is ``lr`` only;
-    with ``cycle_momentum=True`` the optimizer must have a ``momentum``
-    attribute, a ``betas`` pair (its first item is cycled) or a ``beta1``
-    attribute, which is set between ``max_momentum`` (at the start and the
-    end) and ``base_momentum`` (at the peak) with the same annealing.
+    As in PyTorch, momentum is cycled inversely to the rate by default
+    (``cycle_momentum=True``): the optimizer's ``momentum`` (SGD, RMSprop),
+    the first item of its ``betas`` (the Adam family) or its ``beta1`` is
+    set between ``max_momentum`` (at the start and the end) and
+    ``base_momentum`` (at the peak) with the same annealing. As in PyTorch
+    this switches momentum on for an ``SGD`` built with ``momentum=0``.
+    **An optimizer without a momentum** (``Adagrad``, or an object with only
+    ``lr``) has its rate scheduled alone, where PyTorch raises
+    ``ValueError``; ``cycles_momentum`` says which applies.
 
     Parameters
     ----------
@@ -829,7 +1043,7 @@ class OneCycleLR(LRScheduler):
     three_phase : bool
         Default False (the fastai two-phase schedule).
     cycle_momentum : bool
-        Default False (PyTorch: True); see above.
+        Default True, as PyTorch; see above for optimizers without a momentum.
     base_momentum, max_momentum : float
         Momentum at the peak and at the ends of the cycle, in [0, 1).
         Defaults 0.85 and 0.95.
@@ -864,7 +1078,7 @@ class OneCycleLR(LRScheduler):
     def __init__(self, optimizer, max_lr, total_steps=None, epochs=None,
                  steps_per_epoch=None, pct_start=0.3, anneal_strategy="cos",
                  div_factor=25.0, final_div_factor=1e4, three_phase=False,
-                 cycle_momentum=False, base_momentum=0.85, max_momentum=0.95):
+                 cycle_momentum=True, base_momentum=0.85, max_momentum=0.95):
         if total_steps is not None:
             self.total_steps = check_number(total_steps, "total_steps", low=1, integer=True)
         elif epochs is not None and steps_per_epoch is not None:
@@ -888,11 +1102,16 @@ class OneCycleLR(LRScheduler):
                                           high_inclusive=False)
         self.max_momentum = check_number(max_momentum, "max_momentum", low=0, high=1,
                                          high_inclusive=False)
-        if self.cycle_momentum:
-            self._momentum_attribute(optimizer)  # raise early if there is none
+        self._momentum_name = _momentum_attribute(optimizer) if self.cycle_momentum else None
         _read_lr(optimizer)  # validate before changing anything
         super().__init__(optimizer)
         self.base_lr = self.initial_lr
+
+    @property
+    def cycles_momentum(self):
+        """Whether steps set the optimizer's momentum: ``cycle_momentum`` and
+        the optimizer has one (``momentum``, ``betas`` or ``beta1``)."""
+        return self._momentum_name is not None
 
     @property
     def initial_lr(self):
@@ -948,8 +1167,8 @@ class OneCycleLR(LRScheduler):
 
     def _compute_lr(self):
         lr, momentum = self._at(self.last_epoch)
-        if self.cycle_momentum:
-            self._write_momentum(momentum)
+        if self.cycles_momentum:
+            _write_momentum(self.optimizer, self._momentum_name, momentum)
         if self.last_epoch == self.total_steps and lr < 0 \
                 and isinstance(self.optimizer, Optimizer):
             # One step past the cycle, which PyTorch allows (the rate set after
@@ -959,25 +1178,175 @@ class OneCycleLR(LRScheduler):
         return lr
 
     def load_state_dict(self, state_dict):
+        """Restore a state from ``state_dict()``; the rate and (when cycled) the
+        momentum of that step are written into the optimizer."""
         super().load_state_dict(state_dict)
-        if self.cycle_momentum:
-            self._write_momentum(self._at(self.last_epoch)[1])
+        self._momentum_name = (_momentum_attribute(self.optimizer) if self.cycle_momentum
+                               else None)
+        if self.cycles_momentum:
+            _write_momentum(self.optimizer, self._momentum_name, self._at(self.last_epoch)[1])
 
-    @staticmethod
-    def _momentum_attribute(optimizer):
-        for name in ("momentum", "betas", "beta1"):
-            if hasattr(optimizer, name):
-                return name
-        raise ValueError(
-            "cycle_momentum=True needs an optimizer with a 'momentum', 'betas' or "
-            f"'beta1' attribute; {type(optimizer).__name__} has none")
 
-    def _write_momentum(self, value):
-        name = self._momentum_attribute(self.optimizer)
-        if name == "betas":
-            self.optimizer.betas = (value, *tuple(self.optimizer.betas)[1:])
+class CyclicLR(LRScheduler):
+    r"""Cycle the learning rate between two bounds (Smith's cyclical learning rates).
+
+    A cycle is ``step_size_up`` steps from ``base_lr`` up to ``max_lr`` and
+    ``step_size_down`` steps back down. With :math:`S = ` ``step_size_up +
+    step_size_down``, :math:`r = ` ``step_size_up`` / :math:`S`, the cycle
+    :math:`c = \lfloor 1 + t / S \rfloor` and the position in it
+    :math:`x = 1 + t / S - c`,
+
+    .. math::
+
+        h = \begin{cases} x / r & x \le r \\ (x - 1) / (r - 1) & x > r \end{cases},
+        \qquad
+        \eta_t = \eta_{\text{base}} + (\eta_{\max} - \eta_{\text{base}})\,h\,
+            \sigma(c \text{ or } t),
+
+    where the scale :math:`\sigma` is 1 (``"triangular"``),
+    :math:`2^{1-c}` (``"triangular2"``, halving the height every cycle) or
+    :math:`\gamma^{t}` (``"exp_range"``), or ``scale_fn`` of the cycle or of
+    the step count (``scale_mode``). These are PyTorch's formulas, and the
+    rate at construction is ``base_lr``, which replaces the optimizer's.
+    Not recursive: in a ``ChainedScheduler`` it overrides the schedulers
+    before it, as in PyTorch.
+
+    With ``cycle_momentum=True`` (PyTorch's default) the optimizer's
+    momentum moves the other way, between ``max_momentum`` (at ``base_lr``)
+    and ``base_momentum`` (at ``max_lr``): ``momentum`` for SGD and RMSprop,
+    the first of ``betas`` for the Adam family, or ``beta1``. It is set to
+    ``max_momentum`` at construction, which switches momentum on for an
+    ``SGD`` built without it, as in PyTorch. An optimizer without a
+    momentum (``Adagrad``) has its rate cycled alone, where PyTorch raises
+    ``ValueError``; ``cycles_momentum`` says which applies.
+
+    Parameters
+    ----------
+    optimizer : object
+        Has a float attribute ``lr``.
+    base_lr : float
+        Lower bound of the rate, >= 0.
+    max_lr : float
+        Upper bound of the rate, >= 0. (The bound the rate reaches at the
+        top of the first cycle; the height scales it afterwards.)
+    step_size_up : int
+        Steps of the rising half, >= 1. Default 2000.
+    step_size_down : int, optional
+        Steps of the falling half, >= 1. Default: ``step_size_up``.
+    mode : {"triangular", "triangular2", "exp_range"}
+        The scale :math:`\sigma`, ignored when ``scale_fn`` is given.
+        Default "triangular".
+    gamma : float
+        Base of ``"exp_range"``'s :math:`\gamma^t`, > 0. Default 1.
+    scale_fn : callable, optional
+        ``scale_fn(x) -> float``, a custom :math:`\sigma`, replacing ``mode``.
+    scale_mode : {"cycle", "iterations"}
+        What ``scale_fn`` is given: the cycle number or the step count.
+        Default "cycle". The built-in modes set it themselves (``"cycle"``
+        for the triangular ones, ``"iterations"`` for ``"exp_range"``).
+    cycle_momentum : bool
+        Default True; see above.
+    base_momentum, max_momentum : float
+        Momentum at ``max_lr`` and at ``base_lr``, in [0, 1). Defaults 0.8
+        and 0.9.
+
+    Notes
+    -----
+    ``state_dict()`` does not contain ``scale_fn``: build the scheduler
+    with the same function before ``load_state_dict``.
+
+    **Step unit:** Steps (batches): Smith suggests ``step_size_up`` of 2 to 10 epochs'
+    worth of batches.
+
+    Examples
+    --------
+    >>> from cdl import optimizers, schedules
+    >>> opt = optimizers.SGD(lr=0.1, momentum=0.9)
+    >>> sched = schedules.CyclicLR(opt, base_lr=0.01, max_lr=0.05, step_size_up=2)
+    >>> rates = []
+    >>> for _ in range(5):
+    ...     sched.step()
+    ...     rates.append(round(opt.lr, 6))
+    >>> rates
+    [0.03, 0.05, 0.03, 0.01, 0.03]
+    >>> round(opt.momentum, 6)         # inverse to the rate
+    0.85
+    """
+
+    _hyper = ("cycle_base_lr", "max_lr", "step_size_up", "step_size_down", "mode", "gamma",
+              "scale_mode", "cycle_momentum", "base_momentum", "max_momentum")
+    _MODES = ("triangular", "triangular2", "exp_range")
+
+    def __init__(self, optimizer, base_lr, max_lr, step_size_up=2000, step_size_down=None,
+                 mode="triangular", gamma=1.0, scale_fn=None, scale_mode="cycle",
+                 cycle_momentum=True, base_momentum=0.8, max_momentum=0.9):
+        self.cycle_base_lr = check_number(base_lr, "base_lr", low=0)
+        self.max_lr = check_number(max_lr, "max_lr", low=0)
+        self.step_size_up = check_number(step_size_up, "step_size_up", low=1, integer=True)
+        self.step_size_down = self.step_size_up if step_size_down is None else check_number(
+            step_size_down, "step_size_down", low=1, integer=True)
+        if scale_fn is not None and not callable(scale_fn):
+            raise TypeError(f"scale_fn must be callable, got {type(scale_fn).__name__}")
+        self.scale_fn = scale_fn
+        if scale_fn is None:
+            self.mode = _check_choice(mode, self._MODES, "mode")
+            self.scale_mode = "iterations" if self.mode == "exp_range" else "cycle"
         else:
-            setattr(self.optimizer, name, value)
+            self.mode = mode
+            self.scale_mode = _check_choice(scale_mode, ("cycle", "iterations"), "scale_mode")
+        self.gamma = check_number(gamma, "gamma", low=0, low_inclusive=False)
+        self.cycle_momentum = check_bool(cycle_momentum, "cycle_momentum")
+        self.base_momentum = check_number(base_momentum, "base_momentum", low=0, high=1,
+                                          high_inclusive=False)
+        self.max_momentum = check_number(max_momentum, "max_momentum", low=0, high=1,
+                                         high_inclusive=False)
+        _read_lr(optimizer)  # validate before changing anything
+        self._momentum_name = _momentum_attribute(optimizer) if self.cycle_momentum else None
+        # As PyTorch: the cycle starts from base_lr, whatever the optimizer had.
+        optimizer.lr = self.cycle_base_lr
+        super().__init__(optimizer)
+
+    @property
+    def cycles_momentum(self):
+        """Whether steps set the optimizer's momentum: ``cycle_momentum`` and
+        the optimizer has one (``momentum``, ``betas`` or ``beta1``)."""
+        return self._momentum_name is not None
+
+    def _scale(self, x):
+        if self.scale_fn is not None:
+            return check_number(self.scale_fn(x), f"the value of scale_fn({x})")
+        if self.mode == "triangular":
+            return 1.0
+        if self.mode == "triangular2":
+            return 1 / (2.0 ** (x - 1))
+        return self.gamma ** x
+
+    def _at(self, t):
+        """(lr, momentum) at step ``t``, with PyTorch's order of operations."""
+        total = float(self.step_size_up + self.step_size_down)
+        ratio = self.step_size_up / total
+        cycle = math.floor(1 + t / total)
+        x = 1.0 + t / total - cycle
+        height = x / ratio if x <= ratio else (x - 1) / (ratio - 1)
+        scale = self._scale(cycle if self.scale_mode == "cycle" else t)
+        lr = self.cycle_base_lr + (self.max_lr - self.cycle_base_lr) * height * scale
+        momentum = self.max_momentum - (self.max_momentum - self.base_momentum) * height * scale
+        return lr, momentum
+
+    def _compute_lr(self):
+        lr, momentum = self._at(self.last_epoch)
+        if self.cycles_momentum:
+            _write_momentum(self.optimizer, self._momentum_name, momentum)
+        return lr
+
+    def load_state_dict(self, state_dict):
+        """Restore a state from ``state_dict()``; the rate and (when cycled) the
+        momentum of that step are written into the optimizer."""
+        super().load_state_dict(state_dict)
+        self._momentum_name = (_momentum_attribute(self.optimizer) if self.cycle_momentum
+                               else None)
+        if self.cycles_momentum:
+            _write_momentum(self.optimizer, self._momentum_name, self._at(self.last_epoch)[1])
 
 
 class ReduceLROnPlateau(LRScheduler):
@@ -1449,7 +1818,9 @@ _BY_NAME = {
     "cosineannealingwarmrestarts": CosineAnnealingWarmRestarts,
     "cosinewarmrestarts": CosineAnnealingWarmRestarts,
     "linear": LinearLR, "linearwarmup": LinearWarmup, "warmup": LinearWarmup,
-    "lambda": LambdaLR, "onecycle": OneCycleLR,
+    "lambda": LambdaLR, "onecycle": OneCycleLR, "constant": ConstantLR,
+    "polynomial": PolynomialLR, "poly": PolynomialLR, "multiplicative": MultiplicativeLR,
+    "cyclic": CyclicLR,
     "reducelronplateau": ReduceLROnPlateau, "reduceonplateau": ReduceLROnPlateau,
     "plateau": ReduceLROnPlateau,
     "sequential": SequentialLR, "chained": ChainedScheduler,

@@ -240,10 +240,10 @@ def test_one_cycle_momentum():
     bopt = BetasOpt()
     S.OneCycleLR(bopt, max_lr=1.0, total_steps=20, cycle_momentum=True)
     assert bopt.betas == (0.95, 0.999)
+    # An optimizer without a momentum has its rate scheduled alone.
     plain = Opt()
-    S.OneCycleLR(plain, max_lr=1.0, total_steps=20)  # off by default: no momentum needed
-    with pytest.raises(ValueError, match="momentum"):
-        S.OneCycleLR(plain, max_lr=1.0, total_steps=20, cycle_momentum=True)
+    sched = S.OneCycleLR(plain, max_lr=1.0, total_steps=20)
+    assert not sched.cycles_momentum and not hasattr(plain, "momentum")
 
 
 def test_sequential_warmup_then_cosine():

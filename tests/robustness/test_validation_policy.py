@@ -65,6 +65,8 @@ ARGUMENTS = {
     "cdl.optimizers.clip_grad_norm": lambda tmp: (([np.ones(3)], 1.0), {}),
     "cdl.schedules.OneCycleLR": lambda tmp: ((optimizers.SGD(lr=0.1, momentum=0.9), 1.0),
                                              {"total_steps": 10}),
+    "cdl.schedules.CyclicLR": lambda tmp: ((optimizers.SGD(lr=0.1, momentum=0.9), 0.01, 0.1),
+                                           {}),
     "cdl.callbacks.ModelCheckpoint": lambda tmp: ((str(tmp / "ckpt.cdl"),), {}),
     "cdl.callbacks.CSVLogger": lambda tmp: ((str(tmp / "log.csv"),), {}),
     "cdl.callbacks.LossThreshold": lambda tmp: ((0.1,), {}),
