@@ -356,6 +356,18 @@ def _export_batch_norm(g, layer, x, shape):
     channels = shape[-1]
     scale = layer.gamma if layer.scale else np.ones(channels)
     shift = layer.beta if layer.center else np.zeros(channels)
+    if not getattr(layer, "track_running_stats", True):
+        # No running statistics: the batch's, over every axis but the
+        # channels (biased variance), at inference as in training.
+        axes = list(range(len(shape)))
+        mean = g.node("ReduceMean", [x], axes=axes, keepdims=1)
+        centered = g.node("Sub", [x, mean])
+        var = g.node("ReduceMean", [g.node("Mul", [centered, centered])], axes=axes,
+                     keepdims=1)
+        root = g.node("Sqrt", [g.node("Add", [var, g.scalar(layer.eps, "eps")])])
+        return g.node("Add", [g.node("Mul", [g.node("Div", [centered, root]),
+                                             g.const(scale, "bn_scale")]),
+                              g.const(shift, "bn_shift")])
     inputs = [g.const(scale, "bn_scale"), g.const(shift, "bn_shift"),
               g.const(layer.running_mean, "bn_mean"), g.const(layer.running_var, "bn_var")]
     if len(shape) == 1:
@@ -365,16 +377,35 @@ def _export_batch_norm(g, layer, x, shape):
     return _channels_last(g, y, len(shape))
 
 
+def _affine(layer):
+    """Whether a LayerNorm, RMSNorm or GroupNorm has its scale (and shift)."""
+    return getattr(layer, "affine", True)
+
+
 def _export_layer_norm(g, layer, x, shape):
+    # Over the trailing axes the layer normalises (the last one by default).
+    trailing = layer._trailing(shape) if hasattr(layer, "_trailing") else 1
+    param_shape = tuple(shape[len(shape) - trailing:])
+    scale = layer.gamma if _affine(layer) else np.ones(param_shape)
+    has_shift = layer._has_shift() if hasattr(layer, "_has_shift") else True
+    shift = layer.beta if has_shift else np.zeros(param_shape)
     return g.node("LayerNormalization",
-                  [x, g.const(layer.gamma, "ln_scale"), g.const(layer.beta, "ln_shift")],
-                  axis=-1, epsilon=float(layer.eps))
+                  [x, g.const(scale, "ln_scale"), g.const(shift, "ln_shift")],
+                  axis=-trailing, epsilon=float(layer.eps))
+
+
+def _norm_eps(g, layer):
+    """The layer's epsilon in the graph's dtype (RMSNorm's None: its machine epsilon)."""
+    return layer._eps(g.dtype) if hasattr(layer, "_eps") else layer.eps
 
 
 def _export_rms_norm(g, layer, x, shape):
     mean_square = g.node("ReduceMean", [g.node("Mul", [x, x])], axes=[-1], keepdims=1)
-    root = g.node("Sqrt", [g.node("Add", [mean_square, g.scalar(layer.eps, "eps")])])
-    return g.node("Mul", [g.node("Div", [x, root]), g.const(layer.gamma, "rms_scale")])
+    root = g.node("Sqrt", [g.node("Add", [mean_square, g.scalar(_norm_eps(g, layer), "eps")])])
+    y = g.node("Div", [x, root])
+    if _affine(layer):
+        y = g.node("Mul", [y, g.const(layer.gamma, "rms_scale")])
+    return y
 
 
 def _export_group_norm(g, layer, x, shape):
@@ -384,8 +415,10 @@ def _export_group_norm(g, layer, x, shape):
     mean = g.node("ReduceMean", [grouped], axes=[1, 3], keepdims=1)
     centered = g.node("Sub", [grouped, mean])
     var = g.node("ReduceMean", [g.node("Mul", [centered, centered])], axes=[1, 3], keepdims=1)
-    root = g.node("Sqrt", [g.node("Add", [var, g.scalar(layer.eps, "eps")])])
+    root = g.node("Sqrt", [g.node("Add", [var, g.scalar(_norm_eps(g, layer), "eps")])])
     normed = g.node("Reshape", [g.node("Div", [centered, root]), g.node("Shape", [x])])
+    if not _affine(layer):
+        return normed
     return g.node("Add", [g.node("Mul", [normed, g.const(layer.gamma, "gn_scale")]),
                           g.const(layer.beta, "gn_shift")])
 
