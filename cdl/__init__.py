@@ -50,8 +50,9 @@ def __getattr__(name):
     raise AttributeError(f"module 'cdl' has no attribute {name!r}")
 
 
-def load_model(path):
-    """Load a model saved with ``model.save`` (see ``cdl.io.load_model``).
+def load_model(path, preprocessor_functions=None):
+    """Load a model saved with ``model.save`` (see ``cdl.io.load_model``,
+    which describes ``preprocessor_functions``).
 
     Examples
     --------
@@ -64,7 +65,7 @@ def load_model(path):
     """
     from cdl.io import load_model as _load_model
 
-    return _load_model(path)
+    return _load_model(path, preprocessor_functions=preprocessor_functions)
 
 __all__ = [
     "__version__", "Model", "Input", "Sequential", "gradcheck", "GradcheckError",

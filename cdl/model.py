@@ -58,6 +58,10 @@ class Model(TrainingMixin):
         Every layer's weights (in ``layers`` order, weight before bias) and
         their gradients, views into one flat buffer each
         (``param_buffer``, ``grad_buffer``).
+    preprocessors : dict of str to cdl.text.TextVectorizer
+        Text preprocessors kept with the model (empty at first):
+        ``model.save`` writes them into the model file, with their
+        vocabularies, and ``cdl.load_model`` restores them.
 
     Examples
     --------
@@ -101,6 +105,7 @@ class Model(TrainingMixin):
             seed = int(seed)
         self.seed = seed
         self.rng = np.random.default_rng(seed)
+        self.preprocessors = {}
         self.output_shape = None
         self.built = False
         self.param_buffer = np.zeros(0, dtype=self.dtype)

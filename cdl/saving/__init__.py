@@ -18,6 +18,9 @@
     registers itself), so that this package never imports the model module.
 ``rebuild``
     ``load_model``, ``load_weights`` and restoring a file into a model.
+``preprocessors``
+    Encoding and checking the ``preprocessors`` section (text vectorizers
+    saved with the model).
 ``training_state``
     Encoding and checking the ``training_state`` section.
 ``checkpoint``

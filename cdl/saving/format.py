@@ -98,6 +98,44 @@ The header object holds:
 ``rng``
     ``model.rng.bit_generator.state`` (arrays in it written as lists), or
     null in a weights file.
+``preprocessors`` (optional)
+    The model's text preprocessors (``model.preprocessors``, a dict of
+    ``cdl.text.TextVectorizer`` by name), so that one file holds the
+    vocabulary with the weights; absent or ``[]`` when there are none, and
+    never written in a weights file. A list, in the dict's order, of
+    objects with
+
+    ``name``
+        The key in ``model.preprocessors`` (a non-empty string, each once).
+    ``class_name``
+        ``"TextVectorizer"``.
+    ``config``
+        ``TextVectorizer.get_config()`` without its ``vocabulary`` and
+        ``tokenizer``, which are arrays: ``max_tokens``,
+        ``output_sequence_length``, ``split``, ``lowercase``,
+        ``standardize``, ``oov_token``, ``pad_token`` (and
+        ``add_special_tokens`` for a wrapped tokenizer). A split or
+        standardize function is recorded as ``"callable"``: its code is
+        never stored, and ``load_model`` takes it again
+        (``preprocessor_functions``).
+    ``vocabulary_size``
+        The number of tokens ``N`` (padding and OOV tokens included, at
+        least 2 and at most ``cdl.text.storage.MAX_VOCABULARY``, 2**22), or
+        null for a vectorizer saved before ``adapt``.
+    ``token_bytes``, ``token_offsets``
+        Null without a vocabulary; else the names of two arrays: a
+        ``"uint8"`` array of the UTF-8 bytes of all tokens, one after
+        another, and an ``"int64"`` array of shape ``[N + 1]`` whose token
+        ``i`` is bytes ``offsets[i]`` to ``offsets[i + 1]`` (offsets start
+        at 0, never decrease and end at the bytes' length).
+    ``tokenizer_json``
+        For a vectorizer wrapping a Hugging Face tokenizer (``split`` is
+        ``"tokenizer"``), the name of a ``"uint8"`` array holding the
+        tokenizer's own JSON form in UTF-8; null otherwise.
+
+    The vocabulary is checked as ``TextVectorizer.load`` checks a file
+    (``cdl.text.storage.check_config``): valid UTF-8, no token twice, the
+    padding and OOV tokens first, at most ``max_tokens`` tokens.
 ``training_state`` (optional)
     Where a ``fit`` stood when ``cdl.callbacks.ModelCheckpoint`` or
     ``cdl.callbacks.BackupAndRestore`` saved the model, so that training
@@ -122,12 +160,14 @@ The header object holds:
 ``arrays``
     The array table: a list of ``{"name", "dtype", "shape", "offset",
     "nbytes"}``. ``dtype`` is one of ``"float32"``, ``"float64"``,
-    ``"int64"``; ``offset`` counts bytes from the start of the data section;
+    ``"int64"`` or ``"uint8"`` (only for the arrays of ``preprocessors``);
+    ``offset`` counts bytes from the start of the data section;
     ``nbytes`` is exactly ``prod(shape) * itemsize``; arrays lie inside the
     data section and do not overlap. Names are ``"params"`` (the flat
     parameter buffer, ``model.param_buffer``), ``"buffers/<layer
     name>/<buffer name>"`` (in the model's dtype), ``"optimizer/<state
-    name>"`` and ``"training/<path>"`` (arrays of ``training_state``).
+    name>"``, ``"training/<path>"`` (arrays of ``training_state``) and
+    ``"preprocessors/<index>/<field>"`` (arrays of ``preprocessors``).
     Writers place arrays in table order, each at a multiple of 64 bytes,
     with zero padding, and end the data section with the last array;
     readers accept any placement, but refuse a data section with more than
@@ -137,7 +177,9 @@ Readers reject files whose binary version they do not know, and ignore
 header keys they do not know (later minor additions stay readable). Every
 array must be referred to by a header field; readers older than
 ``training_state`` therefore refuse files whose training state holds
-arrays (mid-epoch backups, or an ``EarlyStopping`` keeping best weights).
+arrays (mid-epoch backups, or an ``EarlyStopping`` keeping best weights),
+and readers older than ``preprocessors`` files with an adapted
+preprocessor (whose arrays they neither know the dtype of nor use).
 
 What readers refuse
 -------------------
@@ -185,6 +227,13 @@ decompressed or extracted:
   shapes it cannot take and a shared layer called on two different
   shapes, and the model is built under the same allocation budget as a
   ``Sequential``;
+* preprocessors are checked with the rest of the header (a known class, a
+  valid config, a vocabulary size of at most 2**22 agreeing with the shape
+  of its offsets, arrays of the right dtypes that no other field uses), and
+  once the digest matches, before the model is rebuilt: offsets in range
+  and in order, every token valid UTF-8, the vocabulary as
+  ``TextVectorizer.load`` checks it; what this builds (the token strings)
+  is proportional to the bytes the file holds for them;
 * layer, optimizer, loss, metric and model classes are looked up by name
   in cdl's registries; a dotted path such as ``"os.system"`` is refused.
 
@@ -210,6 +259,7 @@ import numpy as np
 __all__ = ["ModelFileError", "MAGIC", "FORMAT_VERSION", "FORMAT_NAME", "PREFIX", "DIGEST_SIZE",
            "ALIGN", "DTYPES", "MAX_NDIM", "MAX_HEADER", "MAX_DEPTH", "MAX_JSON_ITEMS",
            "MAX_DIGITS", "MAX_INT", "MAX_RNG_LIST", "BIT_GENERATORS", "TRAINING_PREFIX",
+           "PREPROCESSOR_PREFIX",
            "MAX_LAYERS", "COPY_WEIGHT", "too_many_layers", "too_many_calls", "jsonable", "pad"]
 
 #: The 8 bytes every model and weights file starts with.
@@ -225,7 +275,8 @@ DIGEST_SIZE = 32
 #: Writers align the data section and each array to this many bytes.
 ALIGN = 64
 #: The dtypes an array may have, by their name in the array table.
-DTYPES = {"float32": np.dtype("<f4"), "float64": np.dtype("<f8"), "int64": np.dtype("<i8")}
+DTYPES = {"float32": np.dtype("<f4"), "float64": np.dtype("<f8"), "int64": np.dtype("<i8"),
+          "uint8": np.dtype("u1")}
 #: The most axes an array (or an input shape) may have.
 MAX_NDIM = 32
 #: The longest header readers accept, in bytes.
@@ -244,6 +295,8 @@ MAX_RNG_LIST = 624
 BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 #: The start of the names of the training state's arrays.
 TRAINING_PREFIX = "training/"
+#: The start of the names of the preprocessors' arrays (the only ``"uint8"`` ones).
+PREPROCESSOR_PREFIX = "preprocessors/"
 #: The most layers (counting those inside other layers) a model file may
 #: describe; ``save_model`` refuses larger models, so that every file it
 #: writes loads. Ten times the deepest published networks (a few thousand

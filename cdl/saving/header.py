@@ -103,6 +103,9 @@ def check_header(check, file):
     _check_compile_config(check, header.get("compile"))
     used |= _check_optimizer_section(check, header.get("optimizer"), file.arrays)
     _check_rng(check, header.get("rng"))
+    # Imported here: the preprocessors' module uses this one's helpers.
+    from cdl.saving.preprocessors import check_preprocessors
+    used |= check_preprocessors(check, header, file.arrays)
     training = None
     if header.get("training_state") is not None:
         training, training_used = check_training_state(check, header["training_state"],

@@ -21,6 +21,7 @@ from cdl.saving import format as spec
 from cdl.saving.format import ModelFileError
 from cdl.saving.header import Checker, check_header, model_config, short
 from cdl.saving.models import check_model, model_class
+from cdl.saving.preprocessors import check_functions, restore_preprocessors
 from cdl.saving.reader import read
 from cdl.saving.writer import buffer_layout, param_layout
 
@@ -195,7 +196,7 @@ def _as_file_error(function, *args, **kwargs):
         raise ModelFileError(str(err)) from err
 
 
-def load_model(path):
+def load_model(path, preprocessor_functions=None):
     """Load a model saved by ``save_model`` (or ``model.save``).
 
     The model, a graph (``cdl.Model``, or the registered subclass that was
@@ -203,12 +204,30 @@ def load_model(path):
     running any code from the file, gets its weights back, is
     compiled again if it was compiled, and has its optimizer state and
     random generator restored, so ``fit`` continues exactly as it would have
-    in the original.
+    in the original. Its text preprocessors (``model.preprocessors``) are
+    restored too, checked as ``TextVectorizer.load`` checks a file; a file
+    written before preprocessors existed gives an empty dict.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    preprocessor_functions : dict, optional
+        For a preprocessor saved with a split or standardize function
+        (whose code a file never holds): ``{name: {"split": function,
+        "standardize": function}}``, giving again exactly the functions
+        it was saved with.
 
     Raises
     ------
     ModelFileError
         If the file is not a valid model file (a ``ValueError``).
+    ValueError
+        If a preprocessor's function is missing from
+        ``preprocessor_functions`` (the message names the preprocessor and
+        what to pass), or one is given that the file does not take.
+    ImportError
+        For a preprocessor wrapping a Hugging Face tokenizer, without the
+        ``tokenizers`` package.
 
     Examples
     --------
@@ -232,6 +251,8 @@ def load_model(path):
                    "with model.load_weights")
     check_header(check, file)
     config = check.model
+    functions = check_functions(check, header, preprocessor_functions)
+    preprocessors = restore_preprocessors(check, header, file.arrays, functions)
     built = header["built"]
     if config["graph"] is not None:
         if not built:
@@ -263,6 +284,7 @@ def load_model(path):
     model.param_buffer[...] = params
     for target, saved in buffer_pairs:
         target[...] = saved
+    model.preprocessors = preprocessors
     return model
 
 

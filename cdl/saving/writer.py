@@ -15,6 +15,7 @@ from cdl._version import __version__
 from cdl.saving import format as spec
 from cdl.saving.atomic import atomic_write
 from cdl.saving.models import check_model
+from cdl.saving.preprocessors import encode_preprocessors
 
 __all__ = ["save_model", "save_weights", "model_header", "write_file", "write_arrays",
            "param_layout", "buffer_layout"]
@@ -132,6 +133,8 @@ def model_header(model, kind, include_optimizer):
         "rng": None,
     }
     if kind == "model":
+        header["preprocessors"], preprocessor_arrays = encode_preprocessors(model)
+        arrays.extend(preprocessor_arrays)
         header["compile"] = model.compile_config()
         header["rng"] = spec.jsonable(model.rng.bit_generator.state)
         if include_optimizer and model.optimizer is not None:

@@ -9,8 +9,10 @@ The file is one JSON object, UTF-8 with every other character escaped
                 "oov_token": "[UNK]", "pad_token": "",
                 "vocabulary": ["", "[UNK]", "the", "cat", "sat"]}}
 
-``config`` is what ``TextVectorizer.get_config`` returns, and what a model
-file can hold. A wrapped Hugging Face tokenizer adds ``"tokenizer"`` (its
+``config`` is what ``TextVectorizer.get_config`` returns. A model file
+holds vectorizers too (``model.preprocessors``, see ``cdl.saving.format``):
+the config without its vocabulary in the header, the vocabulary as arrays,
+checked by ``check_config`` as a file is. A wrapped Hugging Face tokenizer adds ``"tokenizer"`` (its
 own JSON form, as a string) and ``"add_special_tokens"``. Nothing in the
 file is executed or imported: a split or standardize function is recorded
 as ``"callable"`` only, and is passed again when loading.

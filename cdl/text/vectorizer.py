@@ -62,7 +62,11 @@ class TextVectorizer:
 
     A config (``get_config``) and a saved file (``save``) hold the
     vocabulary as JSON; a split or standardize function cannot be stored,
-    so it is given again to ``from_config`` or ``load``.
+    so it is given again to ``from_config`` or ``load``. Kept in a model's
+    ``preprocessors`` dict (``model.preprocessors["text"] = vectorizer``),
+    a vectorizer is saved in the model file by ``model.save`` and restored
+    by ``cdl.load_model`` (functions given again as its
+    ``preprocessor_functions``).
 
     Examples
     --------

@@ -281,6 +281,30 @@ sample = cdl.text.generate(language_model, vectorizer(["MENENIUS:\n"])[0],
 print(vectorizer.decode(sample[None])[0])
 
 # %%
+# Keeping the vocabulary with the model
+# -------------------------------------
+# The model reads ids, which mean nothing without the vectorizer that made
+# them. Keep it in ``model.preprocessors``: ``model.save`` writes it into
+# the model file (its settings in the header, its vocabulary as arrays
+# beside the weights) and :func:`cdl.load_model` gives it back, checked as
+# ``TextVectorizer.load`` checks a file of its own, so one file is all a
+# program that generates text needs. (A vectorizer made with a split or
+# standardize function is loaded with
+# ``cdl.load_model(path, preprocessor_functions={"text": {"split": f}})``:
+# a model file never holds code.)
+import os
+import tempfile
+
+language_model.preprocessors["text"] = vectorizer
+with tempfile.TemporaryDirectory() as folder:
+    path = os.path.join(folder, "characters.cdl")
+    language_model.save(path)
+    restored = cdl.load_model(path)
+characters_again = restored.preprocessors["text"]
+print("same ids after loading:",
+      np.array_equal(characters_again(["MENENIUS:\n"]), vectorizer(["MENENIUS:\n"])))
+
+# %%
 # Further
 # -------
 # :class:`~cdl.layers.TransformerDecoder` adds attention to an encoder's
