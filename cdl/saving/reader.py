@@ -244,7 +244,8 @@ def _refuse_duplicate_keys(pairs):
             seen.add(key)
 
 
-def scan_json(raw):
+def scan_json(raw, max_items=spec.MAX_JSON_ITEMS, max_depth=spec.MAX_DEPTH,
+              max_digits=spec.MAX_DIGITS):
     """Count, in the JSON text ``raw``, what lies outside its strings: the
     values and keys (commas, colons and opening brackets), the object members
     (colons), the deepest nesting, the longest run of digits, and whether the
@@ -252,7 +253,10 @@ def scan_json(raw):
     them (inside a string or not, the run of backslashes and of digits, the
     depth), so that the work is linear and the memory a few chunks whatever
     the text. A quote ends or starts a string unless an odd run of
-    backslashes precedes it. Returns (items, members, depth, digits, paired)."""
+    backslashes precedes it. Counting stops early once ``max_items``,
+    ``max_depth`` or ``max_digits`` is passed (the text is then refused
+    whatever follows, and ``paired`` is meaningless). Returns (items,
+    members, depth, digits, paired)."""
     data = np.frombuffer(raw, dtype=np.uint8)
     inside = False
     backslashes = digits = depth = deepest = longest = items = members = 0
@@ -291,7 +295,7 @@ def scan_json(raw):
             runs = spot - last_other + np.where(last_other < 0, digits, 0)
             longest = max(longest, int(runs[is_digit].max(initial=0)))
             digits = int(runs[-1]) if is_digit[-1] else 0
-        if items > spec.MAX_JSON_ITEMS or deepest > spec.MAX_DEPTH or longest > spec.MAX_DIGITS:
+        if items > max_items or deepest > max_depth or longest > max_digits:
             break   # refused whatever follows
     return items, members, deepest, longest, paired and depth == 0
 

@@ -172,6 +172,11 @@ def check_vocabulary(vocabulary, pad_token, oov_token, max_tokens, fail):
         fail(f"the vocabulary must start with the padding and OOV tokens "
              f"[{_short(pad_token)}, {_short(oov_token)}], got "
              f"{_short(vocabulary[:2])}")
+    # The common, valid case in two passes of C loops; the Python loop below
+    # only names the first problem.
+    if all(type(token) is str for token in vocabulary) and \
+            len(set(vocabulary)) == len(vocabulary):
+        return list(vocabulary)
     seen = {}
     for i, token in enumerate(vocabulary):
         if type(token) is not str:
@@ -254,7 +259,7 @@ def read(path, max_bytes=MAX_BYTES):
             f"is not a vectorizer file (JSON written by TextVectorizer.save): it starts with " \
             f"{raw[:16]!r}"
         fail(f"the file {kind}")
-    items, _, depth, digits, paired = scan_json(raw)
+    items, _, depth, digits, paired = scan_json(raw, MAX_VOCABULARY + _FIELDS, _DEPTH, _DIGITS)
     if depth > _DEPTH:
         fail(f"the file nests JSON {depth} levels deep; a vectorizer file has {_DEPTH}")
     if digits > _DIGITS:

@@ -322,7 +322,7 @@ class TextVectorizer:
 
     def _set(self, vocabulary):
         self._vocabulary = vocabulary
-        self._index = {token: i for i, token in enumerate(vocabulary)}
+        self._index = dict(zip(vocabulary, range(len(vocabulary))))
 
     def _fitted(self, action):
         if self._vocabulary is None:

@@ -242,6 +242,14 @@ def test_too_many_tokens_are_refused_before_parsing(tmp_path, monkeypatch):
         TextVectorizer.load(path)
 
 
+def test_a_file_of_more_tokens_than_a_model_header_holds_loads(tmp_path):
+    """Values are counted against the vectorizer's own limit, not against the
+    model header's 2**19 (at which counting used to stop, unpaired)."""
+    tokens = [f"t{i}" for i in range(2 ** 19 + 10)]
+    TextVectorizer().set_vocabulary(tokens).save(tmp_path / "big.json")
+    assert TextVectorizer.load(tmp_path / "big.json").vocabulary()[2:] == tokens
+
+
 def test_max_tokens_and_vocabularies_beyond_the_limit_are_refused(monkeypatch):
     config = TextVectorizer().set_vocabulary([f"t{i}" for i in range(10)]).get_config()
     monkeypatch.setattr(storage, "MAX_VOCABULARY", 10)
