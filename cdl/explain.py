@@ -16,7 +16,12 @@ were.
   (input - baseline); ``completeness`` checks that the attributions sum to
   f(input) - f(baseline);
 - ``permutation_importance``: how much a score drops when one input
-  feature is shuffled across samples (Breiman 2001), seeded.
+  feature is shuffled across samples (Breiman 2001), seeded;
+- ``attention_scores``: the attention weights of every attention layer
+  (those inside Transformer blocks too) at inference;
+- ``attention_rollout``: Abnar and Zuidema (2020), the heads' weights
+  averaged, with the residual's identity, multiplied through a stack of
+  self-attention layers.
 
 The explained output is chosen with ``target``: a class (or output) index
 for every sample, one index per sample, or None for the largest output of
@@ -66,7 +71,8 @@ import numpy as np
 from cdl._validation import as_float_array, check_finite, check_number, choose
 
 __all__ = ["input_gradients", "saliency", "gradient_x_input", "integrated_gradients",
-           "completeness", "Completeness", "permutation_importance", "PermutationImportance"]
+           "completeness", "Completeness", "permutation_importance", "PermutationImportance",
+           "attention_scores", "attention_rollout"]
 
 _IG_METHODS = ("trapezoid", "riemann_left", "riemann_right", "riemann_middle")
 
@@ -783,3 +789,219 @@ def permutation_importance(model, x, y, scoring=None, n_repeats=5, seed=None, ba
                                              drops.std(axis=1).reshape(shape),
                                              drops.reshape(shape + (n_repeats,)), baseline))
     return _per_input(model, results)
+
+
+# --- attention --------------------------------------------------------------------------
+
+def _attention_layers(model):
+    """``{name: layer}`` of every MultiHeadAttention in ``model``, in the order
+    the model runs them: a top-level one under its own name, one inside a
+    layer made of layers under ``"<outer name>/<inner name>"``, the inner
+    name without the outer one's prefix (``"encoder/self_attention"`` for
+    the self-attention of a TransformerEncoder named ``"encoder"``)."""
+    from cdl.layers.attention import MultiHeadAttention
+
+    found = {}
+
+    def visit(layer, path):
+        if isinstance(layer, MultiHeadAttention):
+            found[path] = layer
+            return
+        for sub in layer.sublayers():
+            prefix = f"{layer.name}_"
+            short = sub.name[len(prefix):] if sub.name.startswith(prefix) else sub.name
+            visit(sub, f"{path}/{short}")
+
+    for layer in model.layers:
+        visit(layer, layer.name)
+    return found
+
+
+def _chosen_attention(model, layers):
+    """The attention layers of ``model`` named by ``layers`` (all if None)."""
+    _check_model(model)
+    found = _attention_layers(model)
+    if not found:
+        raise ValueError("the model has no attention layer (MultiHeadAttention, alone or "
+                         "inside a TransformerEncoder or TransformerDecoder): there are no "
+                         "attention scores to show")
+    if not _is_sequential(model):
+        from cdl.model import graph_rows
+
+        calls = {}
+        for node, _, _ in graph_rows(model):
+            calls[id(node.layer)] = calls.get(id(node.layer), 0) + 1
+        for name, layer in found.items():
+            top = name.split("/")[0]
+            owner = next(l for l in model.layers if l.name == top)
+            if calls.get(id(owner), 0) > 1:
+                raise ValueError(f"layer {top!r} is called {calls[id(owner)]} times in the "
+                                 "graph: it keeps the attention scores of its last call only, "
+                                 "so the scores of its other calls cannot be shown")
+    if layers is None:
+        return found
+    names = [layers] if isinstance(layers, str) else layers
+    if not isinstance(names, (list, tuple)) or not names or \
+            not all(isinstance(n, str) for n in names):
+        raise TypeError(f"layers must be an attention layer's name or a list of them, got "
+                        f"{layers!r}")
+    unknown = [n for n in names if n not in found]
+    if unknown:
+        raise ValueError(f"unknown attention layer(s) {', '.join(map(repr, unknown))}; the "
+                         f"model's are {', '.join(map(repr, found))}")
+    return {name: found[name] for name in found if name in names}
+
+
+def attention_scores(model, x, layers=None, batch_size=256):
+    """The attention weights of every attention layer of ``model`` on ``x``.
+
+    The softmax weights ``softmax(Q K^T / sqrt(key_dim) + masking)`` of
+    each ``MultiHeadAttention``, those inside ``TransformerEncoder`` and
+    ``TransformerDecoder`` blocks included, from an inference pass
+    (``training=False``: no dropout), ``batch_size`` samples at a time. The
+    layers need not have been made with ``return_attention_scores=True``:
+    it is switched on for the passes and restored afterwards, with each
+    layer's ``last_attention_scores``. Masked keys (padding carried from
+    ``Embedding(mask_zero=True)``, causal attention) get weight 0.
+
+    Parameters
+    ----------
+    model : cdl.Sequential or cdl.Model
+    x : array_like, list or dict
+        The inputs, as ``model.forward`` takes them.
+    layers : str or list of str, optional
+        Names of the layers to return (keys of the result); all by default.
+    batch_size : int
+        Samples per inference pass.
+
+    Returns
+    -------
+    dict of str to ndarray of shape (n_samples, num_heads, Tq, Tk)
+        Keyed by layer name, in the order the model runs them. A layer
+        inside a block is named ``"<block name>/<role>"``, such as
+        ``"encoder/self_attention"`` or ``"decoder/cross_attention"``.
+
+    Raises
+    ------
+    ValueError
+        If the model has no attention layer, ``layers`` names an unknown
+        one, or an attention layer is called more than once in a graph
+        (it keeps the scores of its last call only).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import cdl
+    >>> from cdl import explain, layers
+    >>> model = cdl.Sequential([
+    ...     layers.Embedding(20, 8, mask_zero=True),
+    ...     layers.TransformerEncoder(2, dim_feedforward=16, name="encoder"),
+    ...     layers.GlobalAvgPool1D(), layers.Dense(2)], input_shape=(4,), seed=0)
+    >>> tokens = np.array([[5, 3, 7, 0]])                 # the last one is padding
+    >>> scores = explain.attention_scores(model, tokens)
+    >>> list(scores), scores["encoder/self_attention"].shape
+    (['encoder/self_attention'], (1, 2, 4, 4))
+    >>> weights = scores["encoder/self_attention"][0, 0]  # sample 0, head 0
+    >>> bool(np.allclose(weights.sum(axis=-1), 1)), bool((weights[:, 3] == 0).all())
+    (True, True)
+    """
+    chosen = _chosen_attention(model, layers)
+    batch_size = _check_batch_size(batch_size)
+    xs = _checked_inputs(model, x)
+    saved = {name: (layer.return_attention_scores, layer.last_attention_scores)
+             for name, layer in chosen.items()}
+    parts = {name: [] for name in chosen}
+    try:
+        for layer in chosen.values():
+            layer.return_attention_scores = True
+        for start in range(0, xs[0].shape[0], batch_size):
+            batch = [a[start:start + batch_size] for a in xs]
+            model.forward(batch if len(batch) > 1 else batch[0], training=False)
+            for name, layer in chosen.items():
+                parts[name].append(np.array(layer.last_attention_scores))
+    finally:
+        for name, layer in chosen.items():
+            layer.return_attention_scores, layer.last_attention_scores = saved[name]
+    return {name: np.concatenate(p) if p else np.zeros((0,), dtype=model.dtype)
+            for name, p in parts.items()}
+
+
+_HEAD_FUSIONS = ("mean", "max", "min")
+
+
+def attention_rollout(model, x, layers=None, head_fusion="mean", batch_size=256):
+    """Attention rollout (Abnar and Zuidema 2020): how much each output
+    position draws on each input position through a stack of
+    self-attention layers.
+
+    For each layer, the weights ``W`` (``attention_scores``) are fused over
+    the heads (averaged by default), the identity is added for the residual
+    connection, and the rows are renormalised: ``A = (W + I) / rowsum``.
+    The rollout is the product through the layers, last one first:
+    ``A_L ... A_2 A_1``. Row i of a sample's matrix sums to 1; entry (i,
+    j) is the share of position j in position i of the last layer's output.
+    A key masked in every layer (padding) gets weight 0 in every other
+    position's row; causal attention gives a lower-triangular rollout.
+
+    Parameters
+    ----------
+    model : cdl.Sequential or cdl.Model
+        With self-attention layers on sequences of one length.
+    x : array_like, list or dict
+        The inputs, as ``model.forward`` takes them.
+    layers : str or list of str, optional
+        The attention layers to roll out (names as ``attention_scores``
+        gives them); all of the model's by default.
+    head_fusion : {"mean", "max", "min"}
+        How the heads' weights are combined ("mean" is the paper's).
+    batch_size : int
+        Samples per inference pass.
+
+    Returns
+    -------
+    ndarray of shape (n_samples, T, T)
+
+    Raises
+    ------
+    ValueError
+        If the model has no attention layer, one of the rolled-out layers
+        is a cross-attention (its queries and keys are different sequences,
+        such as a TransformerDecoder's attention to the memory), or the
+        layers' sequences differ in length.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import cdl
+    >>> from cdl import explain, layers
+    >>> model = cdl.Sequential([
+    ...     layers.MultiHeadAttention(2, 4, name="first"),
+    ...     layers.MultiHeadAttention(2, 4, name="second")], input_shape=(3, 8), seed=0)
+    >>> x = np.random.default_rng(0).standard_normal((1, 3, 8))
+    >>> rollout = explain.attention_rollout(model, x)
+    >>> rollout.shape, bool(np.allclose(rollout.sum(axis=-1), 1))
+    ((1, 3, 3), True)
+    """
+    if not isinstance(head_fusion, str):
+        raise TypeError(f"head_fusion must be one of {_HEAD_FUSIONS}, got {head_fusion!r}")
+    head_fusion = choose(head_fusion, _HEAD_FUSIONS, "head_fusion")
+    chosen = _chosen_attention(model, layers)
+    for name, layer in chosen.items():
+        if layer.takes_list:
+            raise ValueError(f"attention layer {name!r} is a cross-attention (called on "
+                             "[query, value] or [query, value, key]): its queries and keys "
+                             "are different sequences, so attention rollout, which follows "
+                             "one sequence through self-attention layers, cannot go "
+                             "through it")
+    scores = attention_scores(model, x, layers=list(chosen), batch_size=batch_size)
+    lengths = {name: s.shape[-1] for name, s in scores.items()}
+    if len(set(lengths.values())) > 1:
+        raise ValueError("attention rollout needs one sequence length through the layers, "
+                         "got " + ", ".join(f"{n!r}: {t}" for n, t in lengths.items()))
+    rollout = None
+    for s in scores.values():
+        fused = getattr(s, head_fusion)(axis=1)                  # (n, T, T)
+        fused = fused + np.eye(fused.shape[-1], dtype=fused.dtype)
+        fused /= fused.sum(axis=-1, keepdims=True)
+        rollout = fused if rollout is None else fused @ rollout
+    return rollout

@@ -618,6 +618,41 @@ def _projection(g, layer, kind, x):
     return y
 
 
+def _rope_nodes(g, layer, x, length, source):
+    """Rotary position embedding of ``x``, ``(batch, heads, length, key_dim)``,
+    as the layer turns it ("rotate half"): with halves x1 and x2, ``[x1 cos -
+    x2 sin, x2 cos + x1 sin]``. The cosine and sine tables are constants of
+    the exported length; on a dynamic sequence axis they are computed from
+    the length of ``source`` (the sequence ``x`` comes from) at run time, in
+    float64 as the layer computes them, then cast to the model's dtype."""
+    half = layer.key_dim // 2
+    if g.dynamic_time:
+        inverse_frequency = np.power(layer.rope_base,
+                                     -np.arange(0, layer.key_dim, 2, dtype=np.float64)
+                                     / layer.key_dim)
+        steps = g.node("Range", [g.const(np.array(0, np.int64), "zero", np.int64),
+                                 _time_size(g, source),
+                                 g.const(np.array(1, np.int64), "one", np.int64)])
+        positions = g.node("Unsqueeze", [g.node("Cast", [steps], to=g.onnx.TensorProto.DOUBLE),
+                                         g.const([1], "column_axis", np.int64)])
+        angle = g.node("Mul", [positions, g.const(inverse_frequency, "rope_frequency",
+                                                  np.float64)])      # (T, key_dim / 2)
+        to = g.onnx.helper.np_dtype_to_tensor_dtype(g.dtype)
+        cos = g.node("Cast", [g.node("Cos", [angle])], to=to)
+        sin = g.node("Cast", [g.node("Sin", [angle])], to=to)
+    else:
+        cos, sin = _attention.rope_tables(length, layer.key_dim, layer.rope_base, g.dtype)
+        cos, sin = g.const(cos, "rope_cos"), g.const(sin, "rope_sin")
+    axis = g.const([3], "rope_axis", np.int64)
+    x1 = g.node("Slice", [x, g.const([0], "rope_start", np.int64),
+                          g.const([half], "rope_half", np.int64), axis])
+    x2 = g.node("Slice", [x, g.const([half], "rope_half", np.int64),
+                          g.const([layer.key_dim], "rope_end", np.int64), axis])
+    first = g.node("Sub", [g.node("Mul", [x1, cos]), g.node("Mul", [x2, sin])])
+    second = g.node("Add", [g.node("Mul", [x2, cos]), g.node("Mul", [x1, sin])])
+    return g.node("Concat", [first, second], axis=-1)
+
+
 _FROM_INPUT_MASK = object()
 
 
@@ -626,7 +661,9 @@ def _export_attention(g, layer, x, shape, key_mask=_FROM_INPUT_MASK):
     Reshape and Transpose. Causal attention adds a constant (Tq, Tk) mask of
     0 and -inf (top-left aligned, as cdl's): it leaves the first key to every
     query, so no row is empty. Masks given to ``forward`` are not part of
-    the graph (nor of a graph model).
+    the graph (nor of a graph model). Rotary position embedding (``rope``)
+    turns the queries and keys with Slice, Mul, Sub, Add and Concat (see
+    ``_rope_nodes``).
 
     ``key_mask`` is the keys' padding mask (bool (batch, Tk) or None), by
     default the one the model carries to the keys' input. With one, the
@@ -644,7 +681,13 @@ def _export_attention(g, layer, x, shape, key_mask=_FROM_INPUT_MASK):
     projected = {kind: _projection(g, layer, kind, xs[sources[kind]])
                  for kind in _attention.PROJECTIONS}
     q = _heads(g, projected["query"], tq, h, kd, [0, 2, 1, 3])
-    k_t = _heads(g, projected["key"], tk, h, kd, [0, 2, 3, 1])
+    if layer.rope:
+        q = _rope_nodes(g, layer, q, tq, xs[0])
+        k = _rope_nodes(g, layer, _heads(g, projected["key"], tk, h, kd, [0, 2, 1, 3]), tk,
+                        xs[sources["key"]])
+        k_t = g.node("Transpose", [k], perm=[0, 1, 3, 2])
+    else:
+        k_t = _heads(g, projected["key"], tk, h, kd, [0, 2, 3, 1])
     v = _heads(g, projected["value"], tk, h, vd, [0, 2, 1, 3])
     scores = g.node("Mul", [g.node("MatMul", [q, k_t]),
                             g.scalar(1.0 / math.sqrt(kd), "attention_scale")])

@@ -1051,6 +1051,24 @@ def _attention(draw):
         output_dim=output_dim, dtype=dt))), shape
 
 
+def _rope_attention(draw):
+    heads, key_dim = draw.choice(((1, 2), (2, 4)))
+    dropout, causal = draw.choice((0.0, 0.5)), draw.boolean()
+    rope_base = draw.choice((10000.0, 7.0))
+    shape = (draw.integer(1, 4), draw.integer(1, 3))
+    return (lambda dt: _seeded(layers.MultiHeadAttention(
+        heads, key_dim, dropout=dropout, causal=causal, rope=True, rope_base=rope_base,
+        dtype=dt))), shape
+
+
+def _rope_attention_list(draw):
+    (factory, (tq, eq)), tk = _rope_attention(draw), draw.integer(1, 3)
+    shapes = [(tq, eq), (tk, draw.integer(1, 3))]
+    if draw.boolean():
+        shapes.append((tk, draw.integer(1, 3)))
+    return factory, shapes
+
+
 def _attention_list(draw):
     (factory, (tq, eq)), tk = _attention(draw), draw.integer(1, 3)
     shapes = [(tq, eq), (tk, draw.integer(1, 3))]
@@ -1088,12 +1106,14 @@ ATTENTION_LAYER_SPECS = {
     "MultiHeadAttention": _attention,
     "PositionalEmbedding": _positional,
     "TransformerEncoder": _encoder,
+    "MultiHeadAttention.rope": _rope_attention,
 }
 
 #: Attention layers on a list of sequences, fuzzed as MERGE_SPECS' layers are.
 ATTENTION_LIST_SPECS = {
     "MultiHeadAttention.list": _attention_list,
     "TransformerDecoder": _decoder,
+    "MultiHeadAttention.rope.list": _rope_attention_list,
 }
 
 

@@ -31,6 +31,68 @@ PROJECTION_SOURCES = {1: {"query": 0, "key": 0, "value": 0},
 PROJECTIONS = ("query", "key", "value")
 
 
+def rope_tables(length, width, base=10000.0, dtype=np.float64):
+    """The cosines and sines of rotary position embedding, ``(length, width // 2)`` each.
+
+    Row p, column i: ``cos(p * base^(-2i / width))`` and ``sin(...)``, the
+    angle by which position p turns the pair of features (i, i + width / 2)
+    (the "rotate half" pairing of GPT-NeoX and Hugging Face's Llama).
+    Computed in float64 and rounded to ``dtype`` once.
+
+    Examples
+    --------
+    >>> cos, sin = rope_tables(3, 4)
+    >>> cos.round(4)
+    array([[ 1.    ,  1.    ],
+           [ 0.5403,  1.    ],
+           [-0.4161,  0.9998]])
+    """
+    inverse_frequency = np.power(float(base), -np.arange(0, width, 2, dtype=np.float64) / width)
+    angle = np.arange(length, dtype=np.float64)[:, None] * inverse_frequency[None, :]
+    return (np.ascontiguousarray(np.cos(angle), dtype=dtype),
+            np.ascontiguousarray(np.sin(angle), dtype=dtype))
+
+
+def rotate(blocks, cos, sin, inverse=False):
+    """Rotate ``blocks`` in place by position ("rotate half").
+
+    ``blocks`` is ``(..., width)``, ``cos`` and ``sin`` broadcast to its
+    first half: ``(T, width // 2)`` tables for ``(n, T, width)`` blocks, or
+    the tables with an axis added, ``(T, 1, width // 2)``, for a ``(batch,
+    T, heads, width)`` view of the heads.
+
+    With ``x1, x2`` the first and second halves of each vector::
+
+        x1' = x1 cos - x2 sin,   x2' = x2 cos + x1 sin
+
+    ``inverse`` turns the other way (sin -> -sin): the rotation's transpose,
+    which is the backward pass (the rotation is orthogonal).
+
+    Examples
+    --------
+    >>> blocks = np.array([[[1.0, 0.0], [1.0, 0.0]]])    # positions 0 and 1
+    >>> rotate(blocks, *rope_tables(2, 2)).round(4)       # turned by 0 and 1 radian
+    array([[[1.    , 0.    ],
+            [0.5403, 0.8415]]])
+    >>> rotate(blocks, *rope_tables(2, 2), inverse=True).round(4)
+    array([[[1., 0.],
+            [1., 0.]]])
+    """
+    half = blocks.shape[-1] // 2
+    x1, x2 = blocks[..., :half], blocks[..., half:]
+    first = x1.copy()
+    x1 *= cos
+    if inverse:
+        x1 += x2 * sin
+        x2 *= cos
+        x2 -= first * sin
+    else:
+        x1 -= x2 * sin
+        x2 *= cos
+        x2 += first * sin
+    return blocks
+
+
 def _is_shape_list(input_shape):
     """True for a list of per-sample shapes, False for one shape."""
     return isinstance(input_shape, (list, tuple)) and bool(input_shape) and \
@@ -134,6 +196,20 @@ class MultiHeadAttention(Layer):
         ``last_attention_scores``, ``(batch, num_heads, Tq, Tk)`` (before
         dropout). This costs the (Tq, Tk) matrices the kernel otherwise
         avoids; the output is the same array either way.
+    rope : bool
+        Rotary position embedding (RoFormer, Su et al. 2021): after the
+        projections are split into heads, every head's query at position p
+        and key at position p (0 to T - 1 of the query's and of the key's
+        sequence) are rotated by angles ``p * rope_base^(-2i / key_dim)``,
+        so that their product depends on the positions' difference only. The
+        "rotate half" pairing of GPT-NeoX and Hugging Face's Llama: feature
+        i turns with feature ``i + key_dim / 2`` (``key_dim`` must be
+        even). Meta's original Llama and torchtune pair neighbours (2i,
+        2i + 1) instead: the same thing up to a permutation of the query and
+        key kernels' columns. The values are not rotated. The cosine and
+        sine tables are cached per (length, dtype); they are not weights.
+    rope_base : float > 0
+        The base of the rotary angles' frequencies (10000, as RoFormer).
     kernel_initializer, bias_initializer : str or callable
         Defaults: glorot uniform kernels, zero biases (as Keras).
 
@@ -201,7 +277,7 @@ class MultiHeadAttention(Layer):
     def __init__(self, num_heads, key_dim, value_dim=None, dropout=0.0, use_bias=True,
                  output_dim=None, causal=False, return_attention_scores=False,
                  kernel_initializer="glorot_uniform", bias_initializer="zeros", name=None,
-                 dtype=None):
+                 dtype=None, rope=False, rope_base=10000.0):
         super().__init__(name=name, dtype=dtype)
         self.num_heads = check_number(num_heads, "num_heads", low=1, integer=True)
         self.key_dim = check_number(key_dim, "key_dim", low=1, integer=True)
@@ -218,8 +294,36 @@ class MultiHeadAttention(Layer):
                                                   "return_attention_scores")
         self.kernel_initializer = initializers.get(kernel_initializer)
         self.bias_initializer = initializers.get(bias_initializer)
+        self.rope = check_bool(rope, "rope")
+        self.rope_base = float(check_number(rope_base, "rope_base", low=0.0,
+                                            low_inclusive=False))
+        if self.rope:
+            self._check_rope_width(self.key_dim)
+        self._rope_tables = {}
         self.last_attention_scores = None
         self._cache = None
+
+    def _check_rope_width(self, key_dim):
+        if key_dim % 2:
+            raise ValueError(f"{self.name} (MultiHeadAttention): rope=True rotates pairs of "
+                             f"features, so key_dim must be even, got {key_dim}")
+
+    def _rope(self, length):
+        """The (cos, sin) tables of ``length`` positions in the layer's dtype, cached."""
+        key = (length, np.dtype(self.dtype).str)
+        tables = self._rope_tables.get(key)
+        if tables is None:
+            if len(self._rope_tables) >= 32:   # many lengths: keep the cache small
+                self._rope_tables.clear()
+            tables = rope_tables(length, self.key_dim, self.rope_base, self.dtype)
+            self._rope_tables[key] = tables
+        return tables
+
+    def _rope_heads(self, length):
+        """The tables shaped (length, 1, key_dim / 2), to broadcast over the
+        heads of a (batch, length, heads, key_dim) view."""
+        cos, sin = self._rope(length)
+        return cos[:, None], sin[:, None]
 
     def get_config(self):
         config = {**super().get_config(), "num_heads": self.num_heads,
@@ -227,7 +331,8 @@ class MultiHeadAttention(Layer):
                   "value_dim": self.value_dim if self._value_dim_given else None,
                   "dropout": self.dropout, "use_bias": self.use_bias,
                   "output_dim": self.output_dim, "causal": self.causal,
-                  "return_attention_scores": self.return_attention_scores}
+                  "return_attention_scores": self.return_attention_scores,
+                  "rope": self.rope, "rope_base": self.rope_base}
         for key in ("kernel_initializer", "bias_initializer"):
             name = initializers.name_of(getattr(self, key))
             if name is not None:
@@ -239,8 +344,12 @@ class MultiHeadAttention(Layer):
         knows them only from its input)."""
         if self.built:
             raise RuntimeError(f"{self.name} is built: its head size is fixed")
-        self.key_dim = check_number(key_dim, "key_dim", low=1, integer=True)
+        key_dim = check_number(key_dim, "key_dim", low=1, integer=True)
+        if self.rope:
+            self._check_rope_width(key_dim)
+        self.key_dim = key_dim
         self.value_dim = check_number(value_dim, "value_dim", low=1, integer=True)
+        self._rope_tables = {}
 
     # --- shapes ----------------------------------------------------------------
 
@@ -403,6 +512,11 @@ class MultiHeadAttention(Layer):
         qh = heads_view(projected["query"], batch, tq, h, kd)
         kh = heads_view(projected["key"], batch, tk, h, kd)
         vh = heads_view(projected["value"], batch, tk, h, vd)
+        if self.rope:
+            # Rotated in place, in the projection (which nothing else reads):
+            # every later step, backward included, reads the rotated ones.
+            rotate(qh, *self._rope_heads(tq))
+            rotate(kh, *self._rope_heads(tk))
 
         # The heads' outputs go straight into the output projection's input.
         oc = np.empty((batch * tq, h * vd), dtype=self.dtype)
@@ -482,6 +596,10 @@ class MultiHeadAttention(Layer):
                                 c["kpad"], h)
         else:
             self._dropout_backward(doh, c, grads)
+        if self.rope:
+            # The gradients of the unrotated queries and keys: the inverse rotation.
+            rotate(grads["query"], *self._rope_heads(tq), inverse=True)
+            rotate(grads["key"], *self._rope_heads(tk), inverse=True)
 
         need = self._input_grad_needed
         dxs = []

@@ -36,8 +36,9 @@ class _TransformerBlock(Layer):
     _all = ()
 
     def __init__(self, num_heads, dim_feedforward, dropout, activation, norm_first,
-                 layer_norm_eps, causal, name, dtype):
+                 layer_norm_eps, causal, name, dtype, rope=False):
         super().__init__(name=name, dtype=dtype)
+        self.rope = check_bool(rope, "rope")
         self.num_heads = check_number(num_heads, "num_heads", low=1, integer=True)
         self.dim_feedforward = check_number(dim_feedforward, "dim_feedforward", low=1,
                                             integer=True)
@@ -59,15 +60,17 @@ class _TransformerBlock(Layer):
         self.dropout_ff = Dropout(self.dropout, name=f"{prefix}_dropout")
         self.dense2 = Dense(1, name=f"{prefix}_dense2")
 
-    def _attention(self, suffix, causal):
-        return MultiHeadAttention(self.num_heads, 1, dropout=self.dropout, causal=causal,
-                                  name=f"{self.name}_{suffix}")
+    def _attention(self, suffix, causal, rope=False):
+        # The head width is a placeholder until build (an even one for rope).
+        return MultiHeadAttention(self.num_heads, 2 if rope else 1, dropout=self.dropout,
+                                  causal=causal, rope=rope, name=f"{self.name}_{suffix}")
 
     def get_config(self):
         return {**super().get_config(), "num_heads": self.num_heads,
                 "dim_feedforward": self.dim_feedforward, "dropout": self.dropout,
                 "activation": self.activation, "norm_first": self.norm_first,
-                "layer_norm_eps": self.layer_norm_eps, "causal": self.causal}
+                "layer_norm_eps": self.layer_norm_eps, "causal": self.causal,
+                "rope": self.rope}
 
     # --- the sublayers ---------------------------------------------------------
 
@@ -92,6 +95,10 @@ class _TransformerBlock(Layer):
             raise ValueError(f"{self.name} ({type(self).__name__}): the {what}'s width "
                              f"(d_model = {d_model}) must be divisible by num_heads = "
                              f"{self.num_heads}")
+        if self.rope and (d_model // self.num_heads) % 2:
+            raise ValueError(f"{self.name} ({type(self).__name__}): rope=True needs an even "
+                             f"head width, d_model / num_heads = {d_model} / "
+                             f"{self.num_heads} = {d_model // self.num_heads}")
         return d_model
 
     def _build_feedforward(self, shape):
@@ -187,6 +194,10 @@ class TransformerEncoder(_TransformerBlock):
     causal : bool
         Causal self-attention (a language model's): position t attends to
         positions <= t. ``forward``'s ``causal`` overrides it for a call.
+    rope : bool
+        Rotary position embedding in the self-attention (see
+        ``MultiHeadAttention``'s ``rope``); ``d_model / num_heads`` must be
+        even. Not in PyTorch's block.
 
     Attributes
     ----------
@@ -230,11 +241,12 @@ class TransformerEncoder(_TransformerBlock):
             "dropout2", "norm2")
 
     def __init__(self, num_heads, dim_feedforward=2048, dropout=0.1, activation="relu",
-                 norm_first=False, layer_norm_eps=1e-5, causal=False, name=None, dtype=None):
+                 norm_first=False, layer_norm_eps=1e-5, causal=False, name=None, dtype=None,
+                 rope=False):
         super().__init__(num_heads, dim_feedforward, dropout, activation, norm_first,
-                         layer_norm_eps, causal, name, dtype)
+                         layer_norm_eps, causal, name, dtype, rope)
         prefix = self.name
-        self.self_attention = self._attention("self_attention", self.causal)
+        self.self_attention = self._attention("self_attention", self.causal, self.rope)
         self.dropout1 = Dropout(self.dropout, name=f"{prefix}_dropout1")
         self.dropout2 = Dropout(self.dropout, name=f"{prefix}_dropout2")
         self.norm1 = LayerNorm(self.layer_norm_eps, name=f"{prefix}_norm1")
@@ -337,6 +349,11 @@ class TransformerDecoder(_TransformerBlock):
     causal : bool
         Causal self-attention on the target (the default, for decoding one
         position at a time); ``forward``'s ``causal`` overrides it.
+    rope : bool
+        Rotary position embedding in the self-attention on the target (see
+        ``MultiHeadAttention``'s ``rope``); the cross-attention, whose
+        queries and keys come from different sequences, is not rotated.
+        ``d_model / num_heads`` must be even. Not in PyTorch's block.
 
     Attributes
     ----------
@@ -378,11 +395,12 @@ class TransformerDecoder(_TransformerBlock):
             "dense1", "dropout_ff", "dense2", "dropout3", "norm3")
 
     def __init__(self, num_heads, dim_feedforward=2048, dropout=0.1, activation="relu",
-                 norm_first=False, layer_norm_eps=1e-5, causal=True, name=None, dtype=None):
+                 norm_first=False, layer_norm_eps=1e-5, causal=True, name=None, dtype=None,
+                 rope=False):
         super().__init__(num_heads, dim_feedforward, dropout, activation, norm_first,
-                         layer_norm_eps, causal, name, dtype)
+                         layer_norm_eps, causal, name, dtype, rope)
         prefix = self.name
-        self.self_attention = self._attention("self_attention", self.causal)
+        self.self_attention = self._attention("self_attention", self.causal, self.rope)
         self.cross_attention = self._attention("cross_attention", False)
         for i in (1, 2, 3):
             setattr(self, f"dropout{i}", Dropout(self.dropout, name=f"{prefix}_dropout{i}"))

@@ -41,6 +41,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import cdl
+import cdl.explain
 import cdl.text
 from cdl import data, datasets, layers, optimizers
 
@@ -122,7 +123,12 @@ print("shuffling the input shuffles the output:",
 # :class:`~cdl.layers.PositionalEmbedding` adds row t of a table, learned
 # (the default) or the fixed sinusoids of "Attention is all you need"
 # (``learned=False``), drawn here. After it, the same token at two positions
-# gives two different queries, keys and values.
+# gives two different queries, keys and values. Another way, which many
+# language models use, is **rotary position embedding**
+# (``MultiHeadAttention(..., rope=True)``, or ``rope=True`` on the
+# Transformer blocks): each head's queries and keys are turned by angles
+# proportional to their positions, so that the score of a query and a key
+# depends on how far apart they stand, not on where.
 table = layers.PositionalEmbedding(max_length=32, learned=False)(np.zeros((1, 32, 16)))[0]
 fig, ax = plt.subplots(figsize=(6, 2.6))
 ax.imshow(table.T, aspect="auto", cmap="coolwarm")
@@ -206,13 +212,16 @@ for name, model, seconds in [("Transformer", transformer, seconds_transformer),
 #
 # What the heads look at
 # ----------------------
-# Switching on ``return_attention_scores`` keeps the softmax weights of the
-# next forward pass, ``(batch, heads, rows, rows)``: row i of a head's
-# matrix says how much each image row contributed to position i.
-attention = transformer.layers[2].self_attention
-attention.return_attention_scores = True
-transformer(x_test[:1])
-scores = attention.last_attention_scores[0]
+# :func:`cdl.explain.attention_scores` runs the model at inference and
+# returns the softmax weights of every attention layer, those inside
+# Transformer blocks too, keyed by name (``"<block>/self_attention"``),
+# each ``(samples, heads, rows, rows)``: row i of a head's matrix says how
+# much each image row contributed to position i. (Switching on a layer's
+# ``return_attention_scores`` keeps them in ``last_attention_scores``;
+# ``attention_scores`` does that for the passes and restores the model.)
+all_scores = cdl.explain.attention_scores(transformer, x_test[:1])
+print(list(all_scores))
+scores = next(iter(all_scores.values()))[0]
 
 fig, axes = plt.subplots(1, 5, figsize=(11, 2.6))
 axes[0].imshow(x_test[0], cmap="gray_r")
@@ -226,6 +235,18 @@ for ax in axes:
     ax.set_xticks([])
     ax.set_yticks([])
 fig.tight_layout()
+
+# %%
+# Through a stack of blocks, the weights of one layer do not say which
+# *input* rows a position draws on: each layer mixes the previous layer's
+# mixtures, and the residual connections carry every position through too.
+# **Attention rollout** (Abnar and Zuidema, 2020),
+# :func:`cdl.explain.attention_rollout`, averages the heads, adds the
+# identity for the residual, renormalises the rows and multiplies through
+# the layers. With one block it is the heads' mean, half-mixed with the
+# identity; here is row 0 of the digit's rollout:
+rollout = cdl.explain.attention_rollout(transformer, x_test[:1])
+print("rollout of row 0 over the input rows:", rollout[0, 0].round(2))
 
 # %%
 # A character-level language model
