@@ -70,9 +70,19 @@ def check_finite(x, name="x"):
         raise ValueError(f"{name} contains {bad}")
 
 
+def shape_fits(shape, expected):
+    """True if a per-sample ``shape`` matches ``expected``, where an axis of
+    size None (a free time axis) takes any size."""
+    shape, expected = tuple(shape), tuple(expected)
+    return len(shape) == len(expected) and all(
+        e is None or e == d for d, e in zip(shape, expected))
+
+
 def check_feature_shape(x, expected, name="x"):
-    """Check that ``x`` is a batch of samples of shape ``expected``."""
-    if x.ndim != len(expected) + 1 or x.shape[1:] != tuple(expected):
+    """Check that ``x`` is a batch of samples of shape ``expected`` (where an
+    axis of size None, such as a free time axis, takes any size)."""
+    if x.ndim != len(expected) + 1 or any(
+            d is not None and d != e for d, e in zip(expected, x.shape[1:])):
         raise ValueError(
             f"{name} has shape {x.shape}, expected (batch_size, "
             f"{', '.join(str(d) for d in expected)}{',' if len(expected) == 1 else ''})")
@@ -188,18 +198,22 @@ def check_number(value, name, low=None, high=None, low_inclusive=True,
     return value
 
 
-def check_shape_tuple(shape, name="input_shape"):
-    """Return ``shape`` as a tuple of positive ints, or raise."""
+def check_shape_tuple(shape, name="input_shape", allow_none=False):
+    """Return ``shape`` as a tuple of positive ints, or raise. With
+    ``allow_none``, an axis may be None (any size: a free time axis)."""
     if isinstance(shape, numbers.Integral):
         shape = (shape,)
     try:
         shape = tuple(shape)
     except TypeError:
         raise TypeError(f"{name} must be a tuple of positive ints, got {shape!r}") from None
-    for dim in shape:
+    for i, dim in enumerate(shape):
+        if dim is None and allow_none:
+            continue
         if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or dim < 1:
-            raise ValueError(f"{name} must be a tuple of positive ints, got {shape!r}")
-    return tuple(int(d) for d in shape)
+            what = "positive ints (or None for a free axis)" if allow_none else "positive ints"
+            raise ValueError(f"{name} must be a tuple of {what}, got {shape!r}")
+    return tuple(None if d is None else int(d) for d in shape)
 
 
 def choose(value, options, name):

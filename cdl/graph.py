@@ -51,7 +51,7 @@ class Graph:
             return False
         current = self.inputs[0]
         for node in self.nodes:
-            if node.layer.takes_list or node.inputs != [current]:
+            if node.layer.takes_list or node.inputs != [current] or len(node.outputs) > 1:
                 return False
             current = node.output
         return current is self.outputs[0] and len(self.layers) == len(self.nodes)
@@ -287,7 +287,9 @@ def to_config(graph):
         nodes.append({"layer": index_of[id(node.layer)],
                       "inputs": [where[t.id] for t in node.inputs],
                       "list": bool(node.layer.takes_list)})
-        where[node.output.id] = ["node", j]
+        for k, out in enumerate(node.outputs):
+            # A layer's later outputs (a recurrent layer's states): ["node", j, k].
+            where[out.id] = ["node", j] if k == 0 else ["node", j, k]
     return {
         "inputs": [{"name": name, "shape": list(t.shape),
                     "dtype": None if t.dtype is None else t.dtype.name}
@@ -310,20 +312,30 @@ def _checked_list(value, what, limit=None):
 
 
 def _ref(value, tensors, nodes_done, what):
-    """The tensor a reference ``["input", i]``/``["node", j]`` names, refusing
-    a malformed one, a dangling one, or one to a later call (a cycle)."""
-    if not (isinstance(value, list) and len(value) == 2 and value[0] in ("input", "node")
-            and isinstance(value[1], int) and not isinstance(value[1], bool)):
+    """The tensor a reference ``["input", i]``/``["node", j]`` (or ``["node",
+    j, k]``, output k of a call with several) names, refusing a malformed
+    one, a dangling one, or one to a later call (a cycle)."""
+    def is_index(v):
+        return isinstance(v, int) and not isinstance(v, bool)
+    if not (isinstance(value, list) and len(value) in (2, 3) and value[0] in ("input", "node")
+            and all(is_index(v) for v in value[1:])
+            and (len(value) == 2 or value[0] == "node")):
         raise ValueError(f"{what} is not a tensor reference ['input', i] or ['node', j]: "
                          f"{value!r}")
-    kind, index = value
+    kind, index = value[:2]
+    part = value[2] if len(value) == 3 else 0
     pool = tensors["input"] if kind == "input" else tensors["node"]
     if not 0 <= index < len(pool):
         if kind == "node" and index >= nodes_done:
             raise ValueError(f"{what} refers to call {index}, which is not made before it: "
                              "the graph would have a cycle or a dangling reference")
         raise ValueError(f"{what} refers to {kind} {index}, which does not exist")
-    return pool[index]
+    found = pool[index]
+    outs = found if isinstance(found, list) else [found]
+    if not 0 <= part < len(outs):
+        raise ValueError(f"{what} refers to output {part} of call {index}, which has "
+                         f"{len(outs)}")
+    return outs[part]
 
 
 def from_config(config, max_nodes=None, make_layer=None):

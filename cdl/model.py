@@ -292,6 +292,15 @@ class Model(TrainingMixin):
                         mask = None
                     y, masks[node.output.id] = _masked_forward(
                         runner, args if runner.takes_list else args[0], mask, training)
+                if len(node.outputs) > 1:
+                    # A layer with several outputs returns a list of arrays.
+                    if check:
+                        for part in y:
+                            _anomaly.check_forward(runner, index, part)
+                    for tensor, part in zip(node.outputs, y):
+                        values[tensor.id] = part
+                    shapes.append([part.shape for part in y])
+                    continue
                 if check:
                     _anomaly.check_forward(runner, index, y)
                 values[node.output.id] = y
@@ -354,7 +363,15 @@ class Model(TrainingMixin):
         ran = set()
         for index in range(len(self._steps) - 1, -1, -1):
             node, runner = self._steps[index]
-            g = pending.pop(node.output.id, None)
+            if len(node.outputs) > 1:
+                # One gradient per output, None for one that gets none.
+                g = [pending.pop(t.id, None) for t in node.outputs]
+                if all(part is None for part in g):
+                    if not runner.activity_penalty:
+                        continue
+                    g = [np.zeros(s, dtype=self.dtype) for s in self._call_shapes[index]]
+            else:
+                g = pending.pop(node.output.id, None)
             if g is None:
                 if not runner.activity_penalty:
                     continue   # nothing downstream of this call is trained
@@ -762,7 +779,8 @@ class Sequential(Model):
     def __init__(self, layers=None, input_shape=None, dtype="float32", seed=None,
                  name="sequential"):
         self._init_common(name, dtype, seed)
-        self.input_shape = None if input_shape is None else check_shape_tuple(input_shape)
+        self.input_shape = None if input_shape is None else check_shape_tuple(
+            input_shape, allow_none=True)
         self._layers = []
         # What add checks, so that adding a layer costs the same however many
         # there are: the layers' ids, and their names (rebuilt when a layer
@@ -857,7 +875,7 @@ class Sequential(Model):
         """Build every layer for samples of ``input_shape`` and pack the
         weights into one flat buffer (and the gradients into another)."""
         if input_shape is not None:
-            input_shape = check_shape_tuple(input_shape)
+            input_shape = check_shape_tuple(input_shape, allow_none=True)
             if self.built and input_shape != self.input_shape:
                 raise ValueError(
                     f"model was built for inputs of shape {self.input_shape}, "
@@ -875,6 +893,11 @@ class Sequential(Model):
         shape = self.input_shape
         for layer in self._layers:
             shape = layer._build(shape, self.dtype, self.rng)
+            if isinstance(shape, list):
+                raise ValueError(
+                    f"{layer.name} ({type(layer).__name__}) has several outputs (such as "
+                    "return_state=True), which a Sequential model cannot chain; use a "
+                    "graph model (cdl.Model)")
         self.output_shape = shape
         self._pack()
         self.built = True
@@ -1057,8 +1080,9 @@ class Sequential(Model):
         shape = self.input_shape
         for layer in self._layers:
             out_shape = layer.output_shape
-            flops = layer.flops_per_sample(shape)
-            memory = int(np.prod(out_shape)) * self.dtype.itemsize
+            # A free axis (None, time steps of any number) counts as one step.
+            flops = layer.flops_per_sample(tuple(1 if d is None else d for d in shape))
+            memory = int(np.prod([d or 1 for d in out_shape])) * self.dtype.itemsize
             rows.append((f"{layer.name} ({type(layer).__name__})", str((None,) + out_shape),
                          layer.count_params(), flops, memory))
             shape = out_shape
@@ -1092,7 +1116,8 @@ def graph_rows(model):
         calls[id(node.layer)] = k + 1
         label = node.layer.name if k == 0 else f"{node.layer.name}[{k}]"
         rows.append((node, label, [labels[t.id] for t in node.inputs]))
-        labels[node.output.id] = label
+        for k, tensor in enumerate(node.outputs):
+            labels[tensor.id] = label if k == 0 else f"{label}:{k}"
     return rows
 
 

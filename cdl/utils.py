@@ -79,7 +79,8 @@ def _calls(model):
         calls.append(_Call(name, "Input", [], [], tuple(tensor.shape)))
     for node, label, _ in graph_rows(model):
         sources = [where[t.id] for t in node.inputs]
-        where[node.output.id] = len(calls)
+        for tensor in node.outputs:
+            where[tensor.id] = len(calls)
         calls.append(_Call(label, type(node.layer).__name__, sources,
                            [tuple(t.shape) for t in node.inputs], tuple(node.output.shape)))
     for name, tensor in zip(model.output_names, model.outputs):

@@ -771,23 +771,6 @@ def _conv2d(draw):
     return (lambda dt: layers.Conv2D(2, 2, strides=strides, padding=padding, dtype=dt)), shape
 
 
-def _recurrent(cls):
-    def spec(draw):
-        seq, back = draw.boolean(), draw.boolean()
-        mask = draw.choice((None, 0.0))
-        shape = (draw.integer(1, 3), draw.integer(1, 2))
-        return (lambda dt: cls(2, return_sequences=seq, go_backwards=back, mask_value=mask,
-                               dtype=dt)), shape
-    return spec
-
-
-def _bidirectional(draw):
-    merge, seq = draw.choice(("concat", "sum")), draw.boolean()
-    shape = (draw.integer(1, 3), 2)
-    return (lambda dt: layers.Bidirectional(layers.GRU(2, return_sequences=seq),
-                                            merge_mode=merge, dtype=dt)), shape
-
-
 LAYER_SPECS = {
     "Dense": _dense,
     "Activation": _activation,
@@ -817,10 +800,6 @@ LAYER_SPECS = {
                                (3, 2)),
     "GlobalMaxPool2D": _simple(lambda dt: layers.GlobalMaxPool2D(dtype=dt), (2, 2, 2)),
     "GlobalAvgPool2D": _simple(lambda dt: layers.GlobalAvgPool2D(dtype=dt), (2, 3, 1)),
-    "SimpleRNN": _recurrent(layers.SimpleRNN),
-    "LSTM": _recurrent(layers.LSTM),
-    "GRU": _recurrent(layers.GRU),
-    "Bidirectional": _bidirectional,
     "Residual": _simple(lambda dt: layers.Residual([layers.Dense(3, activation="tanh")],
                                                    dtype=dt), (3,)),
     "Concatenate": _simple(lambda dt: layers.Concatenate([[layers.Dense(2)], [layers.ReLU()]],
@@ -868,6 +847,71 @@ def _output_shape(factory, sample_shape, dtype):
     layer = factory(dtype)
     layer._build(sample_shape, dtype, np.random.default_rng(0))
     return layer.output_shape
+
+
+def recurrent_entry(cls, bidirectional=False):
+    """A recurrent layer (or Bidirectional) called with any number of time
+    steps, optional ``lengths`` and ``initial_state``, and
+    ``return_state``; its states' gradients given to ``backward``."""
+    def make(draw, rng):
+        seq, back, state = draw.boolean(), draw.boolean(), draw.boolean()
+        mask = draw.choice((None, 0.0))
+        dtype = draw_dtype(draw)
+        features, units = draw.integer(1, 2), 2
+        n, steps = draw.integer(0, 3), draw.integer(0, 3)
+        built_steps = draw.integer(1, 3)
+        count = (2 if cls is layers.LSTM else 1) * (2 if bidirectional else 1)
+        x = normal(rng, (n, steps, features))
+        lengths = rng.integers(0, steps + 1, n) if draw.boolean() else None
+        initial = ([normal(rng, (n, units)) for _ in range(count)]
+                   if draw.boolean() else None)
+        grad_seed = int(rng.integers(2**31))
+
+        def factory():
+            layer = cls(units, return_sequences=seq, go_backwards=back, mask_value=mask,
+                        return_state=state, dtype=dtype)
+            return layers.Bidirectional(layer, dtype=dtype) if bidirectional else layer
+
+        def run(args):
+            layer = factory()
+            layer._build((built_steps, features), dtype, np.random.default_rng(0))
+            out = layer.forward(args["x"], initial_state=args["initial_state"],
+                                lengths=args["lengths"])
+            outs = out if state else [out]
+            g = np.random.default_rng(grad_seed)
+            grads = [g.standard_normal(o.shape).astype(o.dtype) for o in outs]
+            back_out = layer.backward(grads if state else grads[0])
+            dx = back_out[0] if args["initial_state"] is not None else back_out
+            results = _layer_results(layer, outs[0], dx)
+            results["states"] = [np.array(o) for o in outs[1:]]
+            if args["initial_state"] is not None:
+                results["dinitial"] = [np.array(d) for d in back_out[1:]]
+            return results
+
+        def compatible(args):
+            x_shape = shape_of(args["x"])
+            if len(x_shape) != 3 or x_shape[2] != features:
+                return False
+            if args["lengths"] is not None and shape_of(args["lengths"]) != x_shape[:1]:
+                return False
+            if args["initial_state"] is not None and (
+                    len(args["initial_state"]) != count or
+                    any(shape_of(s) != (x_shape[0], units) for s in args["initial_state"])):
+                return False
+            return None
+
+        slots = {"x": Slot(clean_dtype=fixed(dtype)),
+                 "lengths": Slot(kind="labels", nan="reject", optional=True,
+                                 clean_dtype=label_dtype, converts="iu"),
+                 "initial_state": Slot(kind="arrays", optional=True, paired=True,
+                                       clean_dtype=fixed(dtype))}
+        fuzzable = ["x"] + [k for k in ("lengths", "initial_state")
+                            if {"lengths": lengths, "initial_state": initial}[k] is not None]
+        fuzz = (draw.choice(tuple(fuzzable)),)
+        return Case({"x": x, "lengths": lengths, "initial_state": initial}, slots, run,
+                    compatible, f"{dtype.name} {cls.__name__} bidirectional={bidirectional} "
+                    f"seq={seq} back={back} state={state} mask={mask} steps={steps}"), fuzz
+    return make
 
 
 def layer_entry(spec):
@@ -1701,7 +1745,7 @@ def _expect(valid, call, what):
 #: for BLAS, or no axis at all, is refused when the model is built).
 INPUT_SHAPES = (((3,), True), ([2, 2], True), (4, True), ((np.int64(3),), True),
                 ((np.uint8(2), 1), True), ((), None), ((0,), False), ((-1, 2), False),
-                ((None, 3), False), ((3.0,), False), ((True,), False), ("3", False),
+                ((None, 3), True), ((3, None), True), ((3.0,), False), ((True,), False), ("3", False),
                 (None, False), ((2 ** 40,), None), ({3: 1}, False), (((3,),), False),
                 (np.array([3]), None), (np.int64(3), None), (b"3", False), (1.5, False))
 INPUT_NAMES = ((None, True), ("x", True), ("a b", True), ("\u00fc", True), ("", False),
@@ -1724,16 +1768,24 @@ def input_entry(draw, rng):
         tensor = _expect(valid, lambda: cdl.Input(shape, name=name, dtype=dtype),
                          f"Input(shape={shape!r}, name={name!r}, dtype={dtype!r})")
         sizes = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
-        if tensor.shape != tuple(int(s) for s in sizes) or \
-                not all(type(s) is int for s in tensor.shape):
+        if tensor.shape != tuple(None if s is None else int(s) for s in sizes) or \
+                not all(type(s) is int or s is None for s in tensor.shape):
             raise AssertionError(f"Input(shape={shape!r}) has shape {tensor.shape!r}")
         if name is not None and tensor.name != name:
             raise AssertionError(f"Input(name={name!r}) is named {tensor.name!r}")
         if tensor.dtype != (None if dtype is None else np.dtype(dtype)):
             raise AssertionError(f"Input(dtype={dtype!r}) has dtype {tensor.dtype!r}")
-        flat = layers.Flatten()(tensor) if len(tensor.shape) > 1 else tensor
+        if None in tensor.shape:
+            # A free axis: a recurrent layer takes any size there, on the
+            # time axis; Flatten refuses any free axis.
+            if tensor.shape[-1] is None:
+                _expect(False, lambda: layers.Flatten()(tensor), "Flatten of a free axis")
+                return {"shape": list(tensor.shape)}
+            flat = layers.GRU(2, name="rnn")(tensor)
+        else:
+            flat = layers.Flatten()(tensor) if len(tensor.shape) > 1 else tensor
         model = cdl.Model(tensor, layers.Dense(2, name="out")(flat), seed=0)
-        x = np.ones((2,) + tensor.shape)
+        x = np.ones((2,) + tuple(4 if s is None else s for s in tensor.shape))
         out = model.predict({tensor.name: x})
         if not np.array_equal(out, model.forward(x)):
             raise AssertionError("predict and forward differ")
@@ -2274,6 +2326,10 @@ def _entries():
     for name, spec in LAYER_SPECS.items():
         entries[f"layers.{name}"] = layer_entry(spec)
     entries["layers.Embedding"] = embedding_entry
+    for cls in (layers.SimpleRNN, layers.LSTM, layers.GRU):
+        entries[f"layers.{cls.__name__}"] = recurrent_entry(cls)
+    entries["layers.Bidirectional"] = recurrent_entry(layers.GRU, bidirectional=True)
+    entries["layers.Bidirectional.LSTM"] = recurrent_entry(layers.LSTM, bidirectional=True)
     for name, spec in MERGE_SPECS.items():
         entries[f"layers.{name}"] = merge_entry(spec)
     for name, spec in ATTENTION_LAYER_SPECS.items():

@@ -92,3 +92,9 @@ def test_char_language_model_learns_and_samples():
     assert before > 40 and after < 20
     sample = out.split("sample:\n", 1)[1]
     assert sample.startswith("MENENIUS:\n") and len(sample) >= 200
+
+
+def test_keyword_spotting_tells_the_words_apart():
+    out = run_example("keyword_spotting.py")
+    assert re.search(r"log-mel features: \d+ frames x 24 mel bands", out)
+    assert float(re.search(r"test accuracy: ([\d.]+)", out).group(1)) >= 0.9

@@ -231,12 +231,18 @@ def _as_input_shape(layer, input_shape):
         if layer.takes_list:
             if isinstance(input_shape, tuple) and all(isinstance(d, int) for d in input_shape):
                 raise TypeError
-            return [tuple(int(d) for d in shape) for shape in input_shape]
-        return tuple(int(d) for d in input_shape)
+            return [tuple(_axis(d) for d in shape) for shape in input_shape]
+        return tuple(_axis(d) for d in input_shape)
     except TypeError:
         what = "a list of per-sample shapes" if layer.takes_list else "a per-sample shape"
         raise TypeError(f"layer {layer.name!r} is built for {what}, got {input_shape!r}") \
             from None
+
+
+def _axis(d):
+    """A per-sample axis size: an int, or None for a free axis (time steps
+    of any number)."""
+    return None if d is None else int(d)
 
 
 def _initial_value(layer, name, shape, initializer):
@@ -430,14 +436,24 @@ class Layer:
                     f"{self.input_shape}, cannot take {input_shape}")
             return self.output_shape
         shapes = input_shape if self.takes_list else [input_shape]
-        if any(d < 1 for shape in shapes for d in shape):
+        if any(d is not None and d < 1 for shape in shapes for d in shape):
             # Weights, statistics and kernels all assume non-empty samples.
             raise ValueError(
                 f"cannot build layer {self.name!r} for samples of shape {input_shape}: "
                 "every axis of a sample needs at least one element")
-        self.build(input_shape)
+        try:
+            self.build(input_shape)
+            output_shape = self.compute_output_shape(input_shape)
+        except TypeError:
+            if not any(d is None for shape in shapes for d in shape):
+                raise
+            # Arithmetic on a free axis (None): the layer needs its size.
+            raise ValueError(f"layer {self.name!r} ({type(self).__name__}) needs every axis "
+                             f"of its input known, got samples of shape {input_shape} "
+                             "(None: a free axis)") from None
         self.input_shape = input_shape
-        self.output_shape = tuple(self.compute_output_shape(input_shape))
+        self.output_shape = (list(map(tuple, output_shape)) if isinstance(output_shape, list)
+                             else tuple(output_shape))
         self.built = True
         return self.output_shape
 

@@ -91,23 +91,33 @@ class SymbolicTensor:
 
 class Node:
     """One call of a layer in a graph: the layer, the tensors it was called
-    on (in order) and the tensor it returned.
+    on (in order) and the tensor(s) it returned.
+
+    A layer whose ``compute_output_shape`` returns a list of shapes (a
+    recurrent layer with ``return_state``) has several outputs: its call
+    returns a list of tensors, its ``forward`` a list of arrays and its
+    ``backward`` takes a list of their gradients (None for an output that
+    gets none).
 
     Attributes
     ----------
     layer : cdl.layers.Layer
     inputs : list of SymbolicTensor
     output : SymbolicTensor
+        The (first) output.
+    outputs : list of SymbolicTensor
+        Every output, ``[output]`` for most layers.
     id : int
         Creation order: every input of a node was made before it.
     """
 
-    __slots__ = ("layer", "inputs", "output", "id")
+    __slots__ = ("layer", "inputs", "output", "outputs", "id")
 
     def __init__(self, layer, inputs):
         self.layer = layer
         self.inputs = list(inputs)
         self.output = None
+        self.outputs = []
         self.id = _next_id()
 
     def __repr__(self):
@@ -120,9 +130,13 @@ def Input(shape, name=None, dtype=None):
 
     Parameters
     ----------
-    shape : tuple of int
+    shape : tuple of int or None
         The shape of one sample, without the batch axis: ``(20,)`` for
-        20 features, ``(28, 28, 1)`` for a grey image.
+        20 features, ``(28, 28, 1)`` for a grey image. None marks a free
+        axis, whose size may change from call to call: ``(None, 8)`` for
+        sequences of any number of steps of 8 features (the layers after
+        it must take any size there, as the recurrent layers, ``Embedding``
+        and ``Dense`` do; others refuse it when called).
     name : str, optional
         The key of this input when data is given as a dict. Defaults to
         ``input_<n>``.
@@ -148,9 +162,12 @@ def Input(shape, name=None, dtype=None):
         raise TypeError(f"Input's shape must be a tuple of ints, got {shape!r}")
     checked = []
     for d in shape:
+        if d is None:
+            checked.append(None)   # a free axis (time steps of any number)
+            continue
         if isinstance(d, bool) or not isinstance(d, (int, np.integer)):
-            raise TypeError(f"Input's shape must be a tuple of ints, got {tuple(shape)!r} "
-                            "(every axis a known size; the batch axis is implied)")
+            raise TypeError(f"Input's shape must be a tuple of ints (or None for a free "
+                            f"axis), got {tuple(shape)!r} (the batch axis is implied)")
         if d < 1:
             raise ValueError(f"Input's shape must have sizes >= 1, got {tuple(shape)!r}")
         checked.append(int(d))
@@ -227,18 +244,37 @@ def call_layer(layer, x):
     else:
         try:
             out_shape = layer.compute_output_shape(list(shape) if many else shape)
-            out_shape = tuple(int(d) for d in out_shape)
+            if isinstance(out_shape, list):
+                out_shape = [tuple(_axis(d) for d in s) for s in out_shape]
+            else:
+                out_shape = tuple(_axis(d) for d in out_shape)
         except (ValueError, TypeError, IndexError, KeyError, ZeroDivisionError,
                 AttributeError) as err:
             raise ValueError(f"cannot call layer {layer.name!r} ({type(layer).__name__}) on "
                              f"inputs of shape {_show(shape)}: {err}") from err
-        if any(d < 1 for d in out_shape):
+        if any(d is not None and d < 1 for s in _shapes(out_shape) for d in s):
             raise ValueError(f"layer {layer.name!r} ({type(layer).__name__}) maps inputs of "
                              f"shape {_show(shape)} to {_show(out_shape)}, which is empty")
     _first_call_shapes[layer] = shape
     node = Node(layer, tensors)
+    if isinstance(out_shape, list):
+        # Several outputs (a recurrent layer's output and final states).
+        node.outputs = [SymbolicTensor(s, layer.name if k == 0 else f"{layer.name}_state_{k}",
+                                       node) for k, s in enumerate(out_shape)]
+        node.output = node.outputs[0]
+        return list(node.outputs)
     node.output = SymbolicTensor(out_shape, layer.name, node)
+    node.outputs = [node.output]
     return node.output
+
+
+def _axis(d):
+    return None if d is None else int(d)
+
+
+def _shapes(shape):
+    """A layer's output shape, or each of its several output shapes, as a list."""
+    return shape if isinstance(shape, list) else [shape]
 
 
 def _normalise(shape):

@@ -59,11 +59,13 @@ class Checker:
             self.fail(f"{where} must be a finite number, got {value}")
         return value
 
-    def shape(self, value, where, low=0):
+    def shape(self, value, where, low=0, free=False):
+        """A shape; with ``free``, an axis may be null (a free time axis)."""
         self.expect(value, list, where)
         if len(value) > spec.MAX_NDIM:
             self.fail(f"{where} has {len(value)} axes (at most {spec.MAX_NDIM})")
-        return tuple(self.int(d, f"{where}[{i}]", low, spec.MAX_INT) for i, d in enumerate(value))
+        return tuple(None if free and d is None else self.int(d, f"{where}[{i}]", low, spec.MAX_INT)
+                     for i, d in enumerate(value))
 
     def class_name(self, value, where):
         """A class name for a registry lookup: an identifier, never a path."""
@@ -142,7 +144,8 @@ def model_config(check, header):
                        "model has no graph; only a Sequential is saved as a list of layers")
         input_shape = config.get("input_shape")
         if input_shape is not None:
-            input_shape = check.shape(input_shape, "model config input_shape", low=1)
+            input_shape = check.shape(input_shape, "model config input_shape", low=1,
+                                      free=True)
         layer_specs = _layer_specs(check, check.key(config, "layers", list, where), "layer")
     else:
         class_name = check.class_name(config.get("class_name", "Model"),
@@ -205,7 +208,8 @@ def _check_graph(check, graph):
         if name in names:
             check.fail(f"two graph inputs are named {short(name)!r}")
         names.add(name)
-        if not check.shape(check.key(entry, "shape", list, at), f"{at}.shape", low=1):
+        if not check.shape(check.key(entry, "shape", list, at), f"{at}.shape", low=1,
+                           free=True):
             check.fail(f"{at}.shape is []: a sample has at least one axis")
         dtype = entry.get("dtype")
         if dtype is not None and dtype not in INPUT_DTYPES:
@@ -230,6 +234,8 @@ def _check_graph(check, graph):
                 called.add(layer)
                 continue
         _check_node(check, node, j, n_inputs, n_specs)
+        # Valid after all (a reference to a later output of a call).
+        called.add(node["layer"])
     if len(called) != len(specs):
         unused = min(set(range(len(specs))) - called)
         check.fail(f"graph layer {unused} is called by no call of the graph")
@@ -274,12 +280,17 @@ def _check_node(check, node, j, n_inputs, n_specs):
 
 def _check_ref(check, ref, n_inputs, n_before, where):
     """A tensor reference: ``["input", i]`` with ``i < n_inputs`` or
-    ``["node", j]`` with ``j < n_before`` (a call made before)."""
-    if not (type(ref) is list and len(ref) == 2 and ref[0] in ("input", "node")):
+    ``["node", j]`` with ``j < n_before`` (a call made before), or ``["node",
+    j, k]``, output ``k`` of a call with several (a recurrent layer's
+    returned state; the graph checks ``k`` against the layer)."""
+    if not (type(ref) is list and (len(ref) == 2 and ref[0] in ("input", "node") or
+                                   len(ref) == 3 and ref[0] == "node")):
         check.fail(f"{where} is {short(ref)}, not a tensor reference ['input', i] or "
                    "['node', j]")
-    kind, index = ref
+    kind, index = ref[:2]
     check.int(index, f"{where} index")
+    if len(ref) == 3:
+        check.int(ref[2], f"{where} output")
     if kind == "input" and index >= n_inputs:
         check.fail(f"{where} refers to input {size_text(index)}, but the graph has "
                    f"{n_inputs} inputs (a dangling reference)")

@@ -18,7 +18,8 @@ import warnings
 import numpy as np
 
 from cdl import losses as _losses
-from cdl._validation import as_float_array, as_real_array, check_finite, check_number, choose
+from cdl._validation import (
+    as_float_array, as_real_array, check_finite, check_number, choose, shape_fits)
 
 __all__ = ["is_streamed", "is_batch_iterable", "refuse_batch_iterable", "Inputs", "Targets",
            "MultiInputs", "MultiTargets", "inputs_for", "targets_for", "weights_for",
@@ -122,7 +123,7 @@ class Inputs:
         if x is None:
             raise ValueError(f"{name} is required")
         if isinstance(x, np.ndarray) and x.ndim >= 2 and input_shape is not None \
-                and x.shape[1:] != input_shape:
+                and not shape_fits(x.shape[1:], input_shape):
             # Refused before the conversion below copies it (a broadcast view
             # can be far larger than its memory).
             as_real_array(x, name)
@@ -141,7 +142,7 @@ class Inputs:
             self.streamed = False
         if self.data.ndim < 2:
             raise ValueError(f"{name} has shape {self.data.shape}; expected (n_samples, features...)")
-        if input_shape is not None and self.data.shape[1:] != input_shape:
+        if input_shape is not None and not shape_fits(self.data.shape[1:], input_shape):
             raise ValueError(f"{name} has samples of shape {self.data.shape[1:]}, "
                              f"the model expects {input_shape}")
         self.name = name

@@ -953,6 +953,22 @@ class TrainingMixin:
         batch_size = check_number(batch_size, "batch_size", low=1, integer=True)
         inputs = adapters.inputs_for(self, x)
         n = len(inputs)
+        shapes = self.output_shape if len(self.output_names) > 1 else [self.output_shape]
+        if any(d is None for shape in shapes for d in shape):
+            # A free (time) axis: its size is that of the data, the same in
+            # every batch of one call; the outputs are made after the first.
+            outs = None
+            for index in adapters.batch_indices(n, batch_size, False, None):
+                parts = self.forward_checked(inputs.batch(index), False)
+                parts = parts if len(self.output_names) > 1 else [parts]
+                if outs is None:
+                    outs = [np.empty((n,) + p.shape[1:], dtype=self.dtype) for p in parts]
+                for out, part in zip(outs, parts):
+                    out[index] = part
+            if outs is None:
+                outs = [np.empty((n,) + tuple(d or 0 for d in shape), dtype=self.dtype)
+                        for shape in shapes]
+            return outs if len(self.output_names) > 1 else outs[0]
         if len(self.output_names) > 1:
             outs = [np.empty((n,) + tuple(shape), dtype=self.dtype)
                     for shape in self.output_shape]
