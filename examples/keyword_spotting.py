@@ -100,7 +100,7 @@ model = cdl.Sequential([
     layers.Dense(len(CLASSES)),
 ], input_shape=(frames, N_MELS), seed=0, name="keywords")
 model.compile(optimizers.Adam(lr=3e-3), "cross_entropy", metrics=["accuracy"])
-model.fit(x_train, y_train, epochs=12, batch_size=64, verbose=0)
+model.fit(x_train, y_train, epochs=8, batch_size=64, verbose=0)
 accuracy = model.evaluate(x_test, y_test)["accuracy"]
 print(f"log-mel features: {frames} frames x {N_MELS} mel bands per clip")
 print(f"test accuracy: {accuracy:.4f} on {len(CLASSES)} classes ({', '.join(CLASSES)})")

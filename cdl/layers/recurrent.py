@@ -172,10 +172,6 @@ class _Recurrent(Layer):
         """Build on first use; then any number of time steps, the built
         number of features."""
         if not self.built:
-            if isinstance(x, np.ndarray) and x.ndim != 3:
-                raise ValueError(
-                    f"{type(self).__name__} {self.name!r} expects 3-D inputs (batch, time "
-                    f"steps, features), got an input of shape {x.shape}")
             return super()._check_input(x)
         what = f"input of {self.name}"
         if isinstance(x, np.ndarray):
@@ -252,9 +248,10 @@ class _Recurrent(Layer):
 
         Parameters
         ----------
-        x : array_like of shape (batch, time steps, features), or a list
-            ``[x, h0]`` (``[x, h0, c0]`` for the LSTM): the input with its
-            initial state, the form a graph model calls it with.
+        x : array_like of shape (batch, time steps, features), or, once
+            the layer was called with an initial state in a graph model
+            (``takes_list``), a list ``[x, h0]`` (``[x, h0, c0]`` for the
+            LSTM): the input with its initial state.
         training : bool
             Unused (no dropout).
         initial_state : list of array_like of shape (batch, units), optional
@@ -269,7 +266,9 @@ class _Recurrent(Layer):
         ndarray, or with ``return_state`` a list ``[output, h]`` (``[output,
         h, c]`` for the LSTM) with the final states of shape (batch, units).
         """
-        if isinstance(x, (list, tuple)):
+        if self.takes_list and isinstance(x, (list, tuple)):
+            # The form of a graph call with an initial state (else a list is
+            # the input's values, as for any layer).
             if initial_state is not None:
                 raise TypeError(f"{self.name} got its initial state twice: in the list "
                                 "[x, h0, ...] and as initial_state")
@@ -413,9 +412,13 @@ def _lengths_mask(lengths, n, steps, name):
     if isinstance(lengths, (str, bytes)) or not hasattr(lengths, "__len__"):
         raise TypeError(f"lengths of {name} must be an array of ints of shape ({n},), got "
                         f"{type(lengths).__name__}")
-    lengths = np.asarray(lengths)
-    if lengths.size and (lengths.dtype == np.bool_ or
-                         not np.issubdtype(lengths.dtype, np.integer)):
+    try:
+        lengths = np.asarray(lengths)
+    except (ValueError, TypeError):
+        raise TypeError(f"lengths of {name} must be an array of ints of shape ({n},), got "
+                        "a ragged sequence") from None
+    # An empty list makes a float array: no value to be a non-integer.
+    if lengths.dtype.kind not in "iu" and not (lengths.size == 0 and lengths.dtype.kind == "f"):
         raise TypeError(f"lengths of {name} must be integers, got dtype {lengths.dtype}")
     if lengths.shape != (n,):
         raise ValueError(f"lengths of {name} has shape {lengths.shape}, expected ({n},) "
@@ -710,7 +713,7 @@ class Bidirectional(Layer):
         ndarray, or with ``return_state`` a list ``[output, forward
         states..., backward states...]``.
         """
-        if isinstance(x, (list, tuple)):
+        if self.takes_list and isinstance(x, (list, tuple)):
             if initial_state is not None:
                 raise TypeError(f"{self.name} got its initial state twice: in the list "
                                 "[x, h0, ...] and as initial_state")

@@ -444,7 +444,8 @@ def test_bad_input_shapes_raise(cls):
     layer.forward(np.ones((3, 5, 4)))
     with pytest.raises(ValueError, match=r"3-D inputs .*shape \(3, 4\)"):
         layer.forward(np.ones((3, 4)))
-    with pytest.raises(ValueError, match=r"shape \(3, 5, 3\), expected \(batch_size, 5, 4\)"):
+    with pytest.raises(ValueError, match=r"\(batch, time steps, 4\), got an input of shape "
+                                         r"\(3, 5, 3\)"):
         layer.forward(np.ones((3, 5, 3)))
     with pytest.raises(ValueError, match="gradient"):
         layer.backward(np.ones((3, 5, 2)))
