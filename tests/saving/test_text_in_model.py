@@ -266,6 +266,21 @@ def test_a_wrapped_tokenizer_is_stored_as_its_json(tmp_path, monkeypatch):
         cdl.load_model(tmp_path / "m.cdl")
 
 
+def test_a_stored_tokenizer_that_is_not_utf8_is_refused(tmp_path):
+    model = sequential(10)
+    model.preprocessors["text"] = TextVectorizer.from_tokenizer(Letters(), oov_token="#")
+    model.save(tmp_path / "m.cdl")
+    header, data = _split(tmp_path / "m.cdl")
+    data = bytearray(data)
+    _arrays(header, data)["preprocessors/0/tokenizer_json"][1][3] = 0xC3
+    with pytest.raises(io.ModelFileError, match="preprocessor 'text''s tokenizer JSON is not "
+                                                "valid UTF-8"):
+        cdl.load_model(_forge(tmp_path / "forged.cdl", header, data))
+    header["preprocessors"][0]["tokenizer_json"] = None
+    with pytest.raises(io.ModelFileError, match="has no tokenizer_json array"):
+        cdl.load_model(_forge(tmp_path / "forged.cdl", header, data))
+
+
 @pytest.mark.parametrize("make", [sequential, graph])
 def test_a_real_tokenizer_round_trips(tmp_path, make):
     tokenizers = pytest.importorskip("tokenizers", reason="needs tokenizers "
@@ -443,6 +458,10 @@ def _not_a_list(h, d):
     h["preprocessors"] = {"text": h["preprocessors"][0]}
 
 
+def _no_bytes_array(h, d):
+    h["preprocessors"][0]["token_bytes"] = None
+
+
 def _tokenizer_without_split(h, d):
     h["preprocessors"][0]["tokenizer_json"] = "preprocessors/0/token_bytes"
 
@@ -473,6 +492,7 @@ HOSTILE = [
     (_two_with_one_name, "two preprocessors are named 'text'"),
     (_not_a_list, "preprocessors must be list, got dict"),
     (_tokenizer_without_split, "tokenizer_json array but split 'whitespace'"),
+    (_no_bytes_array, "preprocessor 'text' has no token_bytes array"),
 ]
 
 
