@@ -51,13 +51,17 @@ cdl), the Transformer blocks (target and memory masks) and global 1-D
 pooling (real steps only). A Transformer block's LayerNorms are ONNX
 LayerNormalization nodes and its dropout the identity.
 
-A recurrent layer's ``mask_value`` becomes its op's ``sequence_lens``,
-which is exact when every sample's padding comes after its real steps;
-ONNX's ops cannot skip steps between real ones, so a sample padded
-elsewhere gets NaN outputs rather than a different answer. A learned
-initial state is an initializer broadcast over the batch. ``go_backwards``
-is the op's reverse direction, its sequence put back in the order the
-steps are taken, as cdl returns it.
+A recurrent layer's padding (``mask_value``, and the padding mask a model
+carries to it) becomes its op's ``sequence_lens``, which is exact when
+every sample's padding comes after its real steps; ONNX's ops cannot skip
+steps between real ones, so a sample padded elsewhere gets NaN outputs
+rather than a different answer. A learned initial state is an initializer
+broadcast over the batch, an initial state from the graph (``rnn(x,
+initial_state=[h0])``) the op's ``initial_h``; with ``return_state`` the
+final states are outputs too. ``go_backwards`` is the op's reverse
+direction, its sequence put back in the order the steps are taken, as cdl
+returns it. A free time axis (``cdl.Input(shape=(None, features))``) is a
+dynamic axis of the graph.
 
 ONNX attributes are float32: in a float64 model, a leaky ReLU slope that
 float32 does not hold exactly is stored as a double constant instead.
