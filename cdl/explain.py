@@ -68,7 +68,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from cdl._validation import as_float_array, check_finite, check_number, choose
+from cdl._validation import as_float_array, check_finite, check_number, choose, shape_fits
 
 __all__ = ["input_gradients", "saliency", "gradient_x_input", "integrated_gradients",
            "completeness", "Completeness", "permutation_importance", "PermutationImportance",
@@ -107,7 +107,7 @@ def _checked_inputs(model, x, name="x"):
         else:
             model.build()
     x = as_float_array(x, model.dtype, name)
-    if x.ndim < 2 or x.shape[1:] != tuple(model.input_shape):
+    if x.ndim < 2 or not shape_fits(x.shape[1:], model.input_shape):
         raise ValueError(f"{name} has shape {x.shape}; the model expects "
                          f"(n_samples, {', '.join(map(str, model.input_shape))})")
     check_finite(x, name)

@@ -36,7 +36,8 @@ import math
 
 import numpy as np
 
-from cdl._validation import as_float_array, check_bool, check_finite, check_number, choose
+from cdl._validation import (
+    as_float_array, check_bool, check_finite, check_number, choose, shape_fits)
 from cdl.layers import iter_layers
 from cdl.layers.normalization import BatchNorm
 from cdl.training.callbacks import Callback
@@ -85,7 +86,7 @@ def update_batch_norm(model, x, batch_size=256):
     if not norms:
         return 0
     x = as_float_array(x, model.dtype, "x")
-    if x.ndim < 2 or x.shape[1:] != tuple(model.input_shape):
+    if x.ndim < 2 or not shape_fits(x.shape[1:], model.input_shape):
         raise ValueError(f"x has shape {x.shape}; the model expects samples of shape "
                          f"{model.input_shape}")
     check_finite(x, "x")

@@ -252,6 +252,20 @@ def test_embedding_mask_equals_lengths(cls, bidirectional):
     assert_allclose(p, means)
 
 
+def test_a_convolution_drops_the_padding_mask():
+    """Conv1D mixes real and padded steps, so no mask follows it (as Keras):
+    the pooling after it averages every step."""
+    tokens = np.array([[3, 1, 0, 0], [2, 5, 6, 0]])
+    ids = cdl.Input(shape=(4,))
+    conv = layers.Conv1D(2, 3, padding="same", name="conv")(
+        layers.Embedding(7, 3, mask_zero=True, name="emb")(ids))
+    pooled = layers.GlobalAvgPool1D()(layers.GRU(2, return_sequences=True, name="gru")(conv))
+    model = cdl.Model(ids, pooled, dtype="float64", seed=0)
+    gru, conv_layer, emb = (model.get_layer(n) for n in ("gru", "conv", "emb"))
+    expected = gru.forward(conv_layer.forward(emb.forward(tokens))).mean(axis=1)
+    assert_allclose(model.predict(tokens), expected)
+
+
 def test_mask_value_starts_a_mask_for_the_layers_after():
     x = random_array((2, 4, 3), seed=7)
     x[0, 2:] = 0.0
