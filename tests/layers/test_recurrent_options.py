@@ -250,6 +250,8 @@ def test_embedding_mask_equals_lengths(cls, bidirectional):
     # The padding mask reached the pooling: the mean over real steps only.
     means = np.stack([expected[i, :lengths[i]].mean(axis=0) for i in range(3)])
     assert_allclose(p, means)
+    # Every weight's gradient through the masked recurrence and pooling.
+    cdl.gradcheck(model, tokens)
 
 
 def test_a_convolution_drops_the_padding_mask():
