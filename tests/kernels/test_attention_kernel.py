@@ -99,7 +99,7 @@ def assert_close(actual, expected, tol):
 TOL = {np.float32: 2e-5, np.float64: 1e-12}
 
 # (batch, heads, Tq, Tk, d, dv): small blocks, the tiled path's ragged last
-# tiles (Tq, Tk not multiples of 128 and 256), and Tq != Tk either way.
+# tiles (Tq, Tk not multiples of the 256 x 256 tiles), and Tq != Tk either way.
 SHAPES = [(2, 1, 5, 7, 4, 3), (1, 3, 9, 9, 8, 8), (2, 2, 131, 300, 6, 5),
           (1, 2, 300, 140, 5, 7)]
 
