@@ -1,8 +1,8 @@
-"""Which inputs a model's prediction depends on: gradient attributions and
-permutation importance.
+"""Which inputs a model's prediction depends on: gradient attributions,
+permutation importance, and the weights of attention layers.
 
 Every function takes a model (a ``cdl.Sequential`` or a graph
-``cdl.Model``) and a batch of inputs and returns one attribution per input
+``cdl.Model``) and a batch of inputs; the attributions are one per input
 element, in the shape of the inputs. Gradients come from the model's own
 backward pass, in inference mode (dropout off, BatchNorm on its running
 statistics); the model's weights and its gradient buffer are left as they

@@ -417,7 +417,8 @@ class MultiHeadAttention(Layer):
         projections = sum(2 * shapes[sources[kind]][0] * shapes[sources[kind]][1] * h * d
                           for kind, d in (("query", kd), ("key", kd), ("value", vd)))
         scores = 2 * h * tq * tk * (kd + vd) + h * tq * tk   # products and the softmax
-        return int(projections + scores + 2 * tq * h * vd * out)
+        rotations = 3 * (tq + tk) * h * kd if self.rope else 0   # 2 products, 1 sum each
+        return int(projections + scores + rotations + 2 * tq * h * vd * out)
 
     # --- computing -------------------------------------------------------------
 

@@ -176,7 +176,8 @@ EPOCHS = 20
 transformer = cdl.Sequential([
     layers.Dense(32),
     layers.PositionalEmbedding(max_length=8),
-    layers.TransformerEncoder(num_heads=4, dim_feedforward=64, dropout=0.0, norm_first=True),
+    layers.TransformerEncoder(num_heads=4, dim_feedforward=64, dropout=0.0, norm_first=True,
+                              name="encoder"),
     layers.GlobalAvgPool1D(),
     layers.Dense(10),
 ], input_shape=(8, 8), seed=0, name="digit_rows")
@@ -221,7 +222,7 @@ for name, model, seconds in [("Transformer", transformer, seconds_transformer),
 # ``attention_scores`` does that for the passes and restores the model.)
 all_scores = cdl.explain.attention_scores(transformer, x_test[:1])
 print(list(all_scores))
-scores = next(iter(all_scores.values()))[0]
+scores = all_scores["encoder/self_attention"][0]       # sample 0: (heads, rows, rows)
 
 fig, axes = plt.subplots(1, 5, figsize=(11, 2.6))
 axes[0].imshow(x_test[0], cmap="gray_r")

@@ -384,3 +384,11 @@ def test_a_causal_character_language_model_with_rope_learns():
     before, after = model.forward(x[:3]), model.forward(changed)
     np.testing.assert_array_equal(before[:, :-1], after[:, :-1])
     assert not np.allclose(before[:, -1], after[:, -1])
+
+
+def test_flops_count_the_rotations():
+    plain = layers.MultiHeadAttention(2, 4)
+    rope = layers.MultiHeadAttention(2, 4, rope=True)
+    shapes = [(TQ, E), (TK, 6)]
+    assert rope.flops_per_sample(shapes) - plain.flops_per_sample(shapes) == \
+        3 * (TQ + TK) * 2 * 4
