@@ -392,3 +392,17 @@ def test_flops_count_the_rotations():
     shapes = [(TQ, E), (TK, 6)]
     assert rope.flops_per_sample(shapes) - plain.flops_per_sample(shapes) == \
         3 * (TQ + TK) * 2 * 4
+
+
+def test_a_free_time_axis_takes_tables_for_every_length():
+    free = cdl.Sequential([layers.MultiHeadAttention(2, 4, rope=True, causal=True),
+                           layers.TransformerEncoder(2, 8, rope=True)],
+                          input_shape=(None, E), seed=0, dtype="float64")
+    for steps in (3, 7):
+        fixed = cdl.Sequential([layers.MultiHeadAttention(2, 4, rope=True, causal=True),
+                                layers.TransformerEncoder(2, 8, rope=True)],
+                               input_shape=(steps, E), seed=1, dtype="float64")
+        fixed.param_buffer[...] = free.param_buffer
+        x = data((B, steps, E), seed=steps)
+        np.testing.assert_array_equal(free.forward(x), fixed.forward(x))
+    assert sorted(length for length, _ in free.layers[0]._rope_tables) == [3, 7]

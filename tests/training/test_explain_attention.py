@@ -161,3 +161,15 @@ def test_errors_name_what_is_wrong():
     twice = cdl.Model([a, b], layers.Add()([shared(a), shared(b)]), seed=0)
     with pytest.raises(ValueError, match="'shared' is called 2 times"):
         explain.attention_scores(twice, [x_of(2), x_of(2)])
+
+
+def test_a_free_time_axis_gives_scores_of_the_inputs_length():
+    model = cdl.Sequential([layers.MultiHeadAttention(2, 3, name="att", rope=True),
+                            layers.TransformerEncoder(2, 8, name="enc")],
+                           input_shape=(None, 6), dtype="float64", seed=0)
+    for steps in (2, 6):
+        x = x_of(3, steps)
+        scores = explain.attention_scores(model, x)
+        assert scores["att"].shape == (3, 2, steps, steps)
+        assert scores["enc/self_attention"].shape == (3, 2, steps, steps)
+        assert explain.attention_rollout(model, x).shape == (3, steps, steps)
