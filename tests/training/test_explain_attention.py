@@ -164,7 +164,7 @@ def test_errors_name_what_is_wrong():
 
 
 def test_a_free_time_axis_gives_scores_of_the_inputs_length():
-    model = cdl.Sequential([layers.MultiHeadAttention(2, 3, name="att", rope=True),
+    model = cdl.Sequential([layers.MultiHeadAttention(2, 4, name="att", rope=True),
                             layers.TransformerEncoder(2, 8, name="enc")],
                            input_shape=(None, 6), dtype="float64", seed=0)
     for steps in (2, 6):
