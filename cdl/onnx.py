@@ -439,29 +439,51 @@ def _export_embedding(g, layer, x, shape):
 # --- layers without weights -------------------------------------------------------------
 
 
-def _pool_pads(size, pool, stride, padding):
-    """(before, after) padding of one axis, as cdl's pooling computes it."""
-    if padding == "valid":
-        return 0, 0
-    out = -(-size // stride)
-    total = max((out - 1) * stride + pool - size, 0)
-    return total // 2, total - total // 2
+def _pool_pads(layer, shape):
+    """Per spatial axis of ``shape`` (channels last), the (before, after)
+    padding and the output length of a window pool, as cdl computes them;
+    refuses ceil_mode when it changes an output length (ONNX's ceil_mode
+    lacks PyTorch's rule for a last window in the padding)."""
+    rank = layer._rank
+    pads, outs = [], []
+    for axis, size in enumerate(shape[:-1]):
+        k = 2 - rank + axis
+        padding = layer.padding if layer._pads is None else layer._pads[k]
+        args = (size, layer._pool[k], layer._strides[k], layer._dilation[k], padding)
+        out, pad = _pooling._axis(*args, layer.ceil_mode)
+        if layer.ceil_mode and out != _pooling._axis(*args, False)[0]:
+            raise ValueError(f"cdl.onnx cannot export layer {layer.name!r} "
+                             f"({type(layer).__name__} with ceil_mode=True on input shape "
+                             f"{tuple(shape)}): ONNX's ceil_mode keeps a last window that "
+                             "PyTorch's rule drops")
+        pads.append(pad)
+        outs.append(out)
+    return pads
 
 
 def _export_window_pool(g, layer, x, shape):
     rank = layer._rank
     pool, strides = layer._pool[2 - rank:], layer._strides[2 - rank:]
+    if layer.ceil_mode:
+        _fixed_length_only(g, layer, "whether ceil_mode adds a window depends on the length")
     _length_dependent_padding(g, layer, strides)
-    pads = [_pool_pads(size, p, s, layer.padding)
-            for size, p, s in zip(shape[:-1], pool, strides)]
+    pads = _pool_pads(layer, shape)
     attributes = dict(kernel_shape=list(pool), strides=list(strides),
                       pads=[p[0] for p in pads] + [p[1] for p in pads])
     if layer._max:
+        dilation = layer._dilation[2 - rank:]
+        if any(d != 1 for d in dilation):
+            attributes["dilations"] = list(dilation)
         y = g.node("MaxPool", [_channels_first(g, x, len(shape))], **attributes)
     else:
-        # Padded positions are not counted in the averages (Keras' "same").
-        y = g.node("AveragePool", [_channels_first(g, x, len(shape))], count_include_pad=0,
-                   **attributes)
+        if layer.divisor_override is not None:
+            raise ValueError(f"cdl.onnx cannot export layer {layer.name!r} "
+                             f"({type(layer).__name__} with divisor_override): ONNX's "
+                             "AveragePool has no divisor override")
+        # Padded positions count in the averages only with count_include_pad
+        # (by default: explicit padding, not Keras' "same").
+        y = g.node("AveragePool", [_channels_first(g, x, len(shape))],
+                   count_include_pad=int(layer._include_pad), **attributes)
     return _channels_last(g, y, len(shape))
 
 
@@ -1051,13 +1073,28 @@ for _name in _activation.__all__:
         _CONVERTERS[_cls] = _export_activation_layer
 for _name in _pooling.__all__:   # Global*: a reduction over whole axes; others: windows
     _cls = getattr(_pooling, _name)
-    _CONVERTERS[_cls] = _export_global_pool if _name.startswith("Global") \
-        else _export_window_pool
+    if issubclass(_cls, (_pooling._GlobalPool, _pooling._WindowPool)):
+        _CONVERTERS[_cls] = _export_global_pool if _name.startswith("Global") \
+            else _export_window_pool
 del _name, _cls
 
 #: The public layers that ``export`` refuses, by class name, with the reason.
 #: Every other layer of ``cdl.layers`` has a converter (a test checks both).
 NOT_EXPORTABLE = {
+    "AdaptiveMaxPool1D": "no converter yet (ONNX has no adaptive pooling op; fixed bins "
+                         "would need one MaxPool per bin)",
+    "AdaptiveAvgPool1D": "no converter yet (ONNX has no adaptive pooling op; fixed bins "
+                         "would need one AveragePool per bin)",
+    "AdaptiveMaxPool2D": "no converter yet (ONNX has no adaptive pooling op; fixed bins "
+                         "would need one MaxPool per bin)",
+    "AdaptiveAvgPool2D": "no converter yet (ONNX has no adaptive pooling op; fixed bins "
+                         "would need one AveragePool per bin)",
+    "ZeroPadding1D": "no converter yet (ONNX Pad)",
+    "ZeroPadding2D": "no converter yet (ONNX Pad)",
+    "Cropping1D": "no converter yet (ONNX Slice)",
+    "Cropping2D": "no converter yet (ONNX Slice)",
+    "UpSampling1D": "no converter yet (ONNX Resize, nearest)",
+    "UpSampling2D": "no converter yet (ONNX Resize with PyTorch's coordinate modes)",
 }
 
 

@@ -771,6 +771,44 @@ def _conv2d(draw):
     return (lambda dt: layers.Conv2D(2, 2, strides=strides, padding=padding, dtype=dt)), shape
 
 
+def _window_pool(cls, rank):
+    def spec(draw):
+        kwargs = {}
+        padding = draw.choice(("valid", "same", 1, "asymmetric"))
+        if padding == "asymmetric":
+            padding = (1, 0) if rank == 1 else ((1, 0), (0, 1))
+        if padding != "same":
+            kwargs["ceil_mode"] = draw.boolean()
+        if cls in (layers.MaxPool1D, layers.MaxPool2D):
+            kwargs["dilation"] = draw.choice((1, 2))
+        else:
+            kwargs["count_include_pad"] = draw.choice((None, True, False))
+            kwargs["divisor_override"] = draw.choice((None, 3))
+        strides = draw.choice((1, 2))
+        shape = (draw.integer(3, 6),) * rank + (draw.integer(1, 2),)
+        return (lambda dt: cls(2, strides=strides, padding=padding, dtype=dt,
+                               **kwargs)), shape
+    return spec
+
+
+def _adaptive_pool(cls, rank):
+    def spec(draw):
+        size = draw.choice((1, 2, 5) if rank == 1 else (1, 3, (2, None), (4, 2)))
+        shape = (draw.integer(1, 4),) * rank + (draw.integer(1, 2),)
+        return (lambda dt: cls(size, dtype=dt)), shape
+    return spec
+
+
+def _upsampling2d(draw):
+    size = draw.choice((2, (1, 3)))
+    mode = draw.choice(("nearest", "bilinear", "corners"))
+    corners = mode == "corners"
+    mode = "bilinear" if corners else mode
+    shape = (draw.integer(1, 3), draw.integer(1, 3), draw.integer(1, 2))
+    return (lambda dt: layers.UpSampling2D(size, interpolation=mode, align_corners=corners,
+                                           dtype=dt)), shape
+
+
 LAYER_SPECS = {
     "Dense": _dense,
     "Activation": _activation,
@@ -791,10 +829,22 @@ LAYER_SPECS = {
     "Conv2D": _conv2d,
     "Conv2DTranspose": _simple(lambda dt: layers.Conv2DTranspose(2, 2, strides=2, dtype=dt),
                                (2, 2, 1), (1, 3, 2)),
-    "MaxPool1D": _simple(lambda dt: layers.MaxPool1D(2, dtype=dt), (4, 2), (3, 1)),
-    "AvgPool1D": _simple(lambda dt: layers.AvgPool1D(2, padding="same", dtype=dt), (3, 2)),
-    "MaxPool2D": _simple(lambda dt: layers.MaxPool2D(2, padding="same", dtype=dt), (3, 3, 1)),
-    "AvgPool2D": _simple(lambda dt: layers.AvgPool2D(2, dtype=dt), (2, 4, 2)),
+    "MaxPool1D": _window_pool(layers.MaxPool1D, 1),
+    "AvgPool1D": _window_pool(layers.AvgPool1D, 1),
+    "MaxPool2D": _window_pool(layers.MaxPool2D, 2),
+    "AvgPool2D": _window_pool(layers.AvgPool2D, 2),
+    "AdaptiveMaxPool1D": _adaptive_pool(layers.AdaptiveMaxPool1D, 1),
+    "AdaptiveAvgPool1D": _adaptive_pool(layers.AdaptiveAvgPool1D, 1),
+    "AdaptiveMaxPool2D": _adaptive_pool(layers.AdaptiveMaxPool2D, 2),
+    "AdaptiveAvgPool2D": _adaptive_pool(layers.AdaptiveAvgPool2D, 2),
+    "ZeroPadding1D": _simple(lambda dt: layers.ZeroPadding1D((1, 2), dtype=dt), (3, 2)),
+    "ZeroPadding2D": _simple(lambda dt: layers.ZeroPadding2D(((1, 0), (2, 1)), dtype=dt),
+                             (2, 3, 1)),
+    "Cropping1D": _simple(lambda dt: layers.Cropping1D((1, 0), dtype=dt), (3, 2)),
+    "Cropping2D": _simple(lambda dt: layers.Cropping2D(((0, 1), (1, 1)), dtype=dt),
+                          (3, 4, 1)),
+    "UpSampling1D": _simple(lambda dt: layers.UpSampling1D(2, dtype=dt), (3, 2)),
+    "UpSampling2D": _upsampling2d,
     "GlobalMaxPool1D": _simple(lambda dt: layers.GlobalMaxPool1D(dtype=dt), (3, 2)),
     "GlobalAvgPool1D": _simple(lambda dt: layers.GlobalAvgPool1D(keepdims=True, dtype=dt),
                                (3, 2)),

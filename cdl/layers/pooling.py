@@ -10,7 +10,8 @@ from cdl._validation import check_bool, choose
 from cdl.layers.base import Layer
 
 __all__ = ["MaxPool1D", "AvgPool1D", "MaxPool2D", "AvgPool2D",
-           "GlobalMaxPool1D", "GlobalAvgPool1D", "GlobalMaxPool2D", "GlobalAvgPool2D"]
+           "GlobalMaxPool1D", "GlobalAvgPool1D", "GlobalMaxPool2D", "GlobalAvgPool2D",
+           "AdaptiveMaxPool1D", "AdaptiveAvgPool1D", "AdaptiveMaxPool2D", "AdaptiveAvgPool2D"]
 
 
 def _int_tuple(value, rank, name):
@@ -29,20 +30,84 @@ def _int_tuple(value, rank, name):
     return tuple(int(v) for v in items)
 
 
-def _axis(size, pool, stride, padding):
-    """Output length, padding before the first element, and the number of
-    input elements read (summed over the windows) along one axis."""
-    if padding == "valid":
-        out = (size - pool) // stride + 1
-        before = 0
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _pair_or_int(value):
+    """``value`` as a (before, after) pair if it is an int or a pair of
+    ints, else None."""
+    if _is_int(value):
+        return int(value), int(value)
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(map(_is_int, value)):
+        return int(value[0]), int(value[1])
+    return None
+
+
+def parse_padding(padding, rank, name="padding", keras_pairs=True):
+    """Explicit padding as ``rank`` (before, after) pairs of ints >= 0, and
+    its canonical form for ``get_config``.
+
+    Accepted forms: an int (every side); for one axis a (before, after)
+    pair; for two axes a pair of items, each an int (both sides of that
+    axis) or a (before, after) pair -- Keras' ``((top, bottom), (left,
+    right))``. The canonical form is the shortest of: an int, per-axis
+    ints (two axes), the pairs.
+    """
+    if rank == 1:
+        forms = "an int or a (left, right) pair of ints"
+        pairs = None
+        if _pair_or_int(padding) is not None:
+            pairs = (_pair_or_int(padding),)
+        elif isinstance(padding, (tuple, list)) and len(padding) == 1:
+            one = _pair_or_int(padding[0])
+            pairs = None if one is None else (one,)
     else:
+        forms = ("an int, a pair of ints (rows, columns) or a pair of pairs "
+                 "((top, bottom), (left, right))")
+        pairs = None
+        if _is_int(padding):
+            pairs = ((int(padding),) * 2,) * 2
+        elif isinstance(padding, (tuple, list)) and len(padding) == 2:
+            items = tuple(_pair_or_int(v) for v in padding)
+            pairs = None if None in items else items
+    if pairs is None:
+        raise TypeError(f"{name} must be {forms}, got {padding!r}")
+    if any(v < 0 for pair in pairs for v in pair):
+        raise ValueError(f"{name} must be >= 0, got {padding!r}")
+    flat = {v for pair in pairs for v in pair}
+    if len(flat) == 1:
+        canonical = flat.pop()
+    elif rank == 2 and all(b == a for b, a in pairs):
+        canonical = tuple(b for b, _ in pairs)
+    else:
+        canonical = pairs[0] if rank == 1 else pairs
+    return pairs, canonical
+
+
+def _axis(size, pool, stride, dilation, padding, ceil_mode):
+    """Output length and the (before, after) padding along one axis.
+
+    ``padding`` is "valid", "same" or a (before, after) pair; None as the
+    output length when no window fits.
+    """
+    span = (pool - 1) * dilation + 1
+    if padding == "same":
         # Keras / TensorFlow "same": ceil(size / stride) outputs, the padding
         # split evenly with any odd element at the end.
         out = -(-size // stride)
-        before = max((out - 1) * stride + pool - size, 0) // 2
-    read = sum(min(o * stride - before + pool, size) - max(o * stride - before, 0)
-               for o in range(out))
-    return out, before, read
+        total = max((out - 1) * stride + span - size, 0)
+        return out, (total // 2, total - total // 2)
+    before, after = (0, 0) if padding == "valid" else padding
+    room = size + before + after - span
+    if room < 0:
+        return None, (before, after)
+    out = (room + (stride - 1 if ceil_mode else 0)) // stride + 1
+    # PyTorch's rule: the last window starts inside the input or its left
+    # padding, never in the right padding alone.
+    if ceil_mode and (out - 1) * stride >= size + before:
+        out -= 1
+    return out, (before, after)
 
 
 def _sample_shape_error(layer, input_shape, axes):
@@ -51,16 +116,56 @@ def _sample_shape_error(layer, input_shape, axes):
         f"got input shape {tuple(input_shape)}")
 
 
+def _check_spatial(layer, input_shape):
+    """The (H, W) kernel view of a sample's spatial axes (1-D: H = 1)."""
+    if len(input_shape) != layer._rank + 1:
+        raise _sample_shape_error(
+            layer, input_shape, "steps, channels" if layer._rank == 1
+            else "height, width, channels")
+    spatial = (1,) * (2 - layer._rank) + tuple(input_shape[:-1])
+    if min(spatial) < 1:
+        raise ValueError(f"{layer.name}: input shape {tuple(input_shape)} has an "
+                         "empty spatial axis")
+    return spatial
+
+
+class _Geometry(tuple):
+    """What a pooling layer computes for one input shape: ``spatial`` (H, W)
+    and ``out`` (OH, OW) as the kernel sees them, ``args`` after the arrays
+    for its kernel, and ``out_shape`` per sample. Nothing in it grows with
+    the input: a forged saved model cannot make building allocate."""
+
+    __slots__ = ()
+    spatial = property(lambda self: self[0])
+    out = property(lambda self: self[1])
+    args = property(lambda self: self[2])
+    out_shape = property(lambda self: self[3])
+
+
+def _reads_padding_only(size, out, pool, stride, dilation, before):
+    """Whether a window along one axis reads no input element. Only windows
+    that start in the left padding can (a window starting inside the input
+    reads its first element), so at most ``pool`` windows are looked at."""
+    for o in range(out):
+        start = o * stride - before
+        if start >= 0:
+            break
+        first = (-start + dilation - 1) // dilation     # its first index >= 0
+        if first >= pool or start + first * dilation >= size:
+            return True
+    return False
+
+
 class _Pool(Layer):
     """Shared forward and backward of the pooling layers.
 
-    Subclasses implement ``_geometry(input_shape)``, which returns the
-    kernel's view of a sample -- the (H, W) of the input and output, the
-    pool, strides and padding as pairs -- the per-sample output shape and
-    the number of input elements the windows read.
+    Subclasses implement ``_geometry(input_shape)``, which returns a
+    ``_Geometry``; ``_adaptive`` layers call the kernels' adaptive entry
+    points, the others the window ones.
     """
 
     _max = False
+    _adaptive = False
 
     def __init__(self, name=None, dtype=None):
         super().__init__(name=name, dtype=dtype)
@@ -75,18 +180,22 @@ class _Pool(Layer):
         self._geom = self._geometry(input_shape)
 
     def compute_output_shape(self, input_shape):
-        return self._geometry(tuple(input_shape))[5]
+        return self._geometry(tuple(input_shape)).out_shape
+
+    def _read(self, geom):
+        """Input elements read per channel, over all windows."""
+        return math.prod(geom.spatial)
 
     def flops_per_sample(self, input_shape):
         geom = self._geometry(tuple(input_shape))
-        channels, out_elements, read = input_shape[-1], math.prod(geom[5]), geom[6]
+        channels, out_elements = input_shape[-1], math.prod(geom.out_shape[:-1])
         # A comparison per element read, or an add per element read and a
         # multiply per output.
-        return int(read * channels + (0 if self._max else out_elements))
+        return int(self._read(geom) * channels + (0 if self._max else out_elements * channels))
 
     def forward(self, x, training=False):
         x = self._check_input(x)
-        (h, w), (oh, ow), pool, strides, pads, out_shape, _ = self._geom
+        (h, w), (oh, ow), args, out_shape = self._geom
         n, c = x.shape[0], x.shape[-1]
         x4 = x.reshape(n, h, w, c)
         y = np.empty((n, oh, ow, c), dtype=self.dtype)
@@ -98,10 +207,16 @@ class _Pool(Layer):
             argmax = self._argmax
             if argmax is None or argmax.shape != y.shape:
                 argmax = self._argmax = np.empty(y.shape, dtype=np.int64)
-            _pool.max_forward(x4, y, argmax, pool, strides, pads)
+            if self._adaptive:
+                _pool.adaptive_max_forward(x4, y, argmax)
+            else:
+                _pool.max_forward(x4, y, argmax, *args)
         else:
             argmax = None
-            _pool.avg_forward(x4, y, pool, strides, pads)
+            if self._adaptive:
+                _pool.adaptive_avg_forward(x4, y)
+            else:
+                _pool.avg_forward(x4, y, *args)
         self._cache = (x.shape, argmax)
         return y.reshape((n,) + out_shape)
 
@@ -109,14 +224,16 @@ class _Pool(Layer):
         if self._cache is None:
             raise RuntimeError(f"{self.name}: backward called before forward")
         x_shape, argmax = self._cache
-        (h, w), (oh, ow), pool, strides, pads, out_shape, _ = self._geom
+        (h, w), (oh, ow), args, out_shape = self._geom
         n, c = x_shape[0], x_shape[-1]
         dy = self._check_grad(grad, (n,) + out_shape).reshape(n, oh, ow, c)
         dx = np.empty((n, h, w, c), dtype=self.dtype)
         if self._max:
             _pool.max_backward(dy, argmax, dx)
+        elif self._adaptive:
+            _pool.adaptive_avg_backward(dy, dx)
         else:
-            _pool.avg_backward(dy, dx, pool, strides, pads)
+            _pool.avg_backward(dy, dx, *args)
         return dx.reshape(x_shape)
 
 
@@ -125,43 +242,96 @@ class _WindowPool(_Pool):
 
     _rank = 2
 
-    def __init__(self, pool_size, strides=None, padding="valid", name=None, dtype=None):
+    def __init__(self, pool_size, strides=None, padding="valid", ceil_mode=False,
+                 dilation=1, count_include_pad=None, divisor_override=None, name=None,
+                 dtype=None):
         super().__init__(name=name, dtype=dtype)
         pool = _int_tuple(pool_size, self._rank, "pool_size")
         stride = pool if strides is None else _int_tuple(strides, self._rank, "strides")
+        dilation = _int_tuple(dilation, self._rank, "dilation")
+        self.ceil_mode = check_bool(ceil_mode, "ceil_mode")
         if isinstance(padding, str):
-            padding = padding.lower()
-        self.padding = choose(padding, ("valid", "same"), "padding")
+            self.padding = choose(padding.lower(), ("valid", "same"), "padding")
+            pads = None
+        else:
+            pads, self.padding = parse_padding(padding, self._rank)
+            # PyTorch's check: at most half the pool on each side.
+            if any(v > p // 2 for pair, p in zip(pads, pool) for v in pair):
+                raise ValueError(
+                    f"padding {padding!r} must be at most half of pool_size {pool_size!r} "
+                    "on each side (PyTorch's rule)")
+        if self.ceil_mode and self.padding == "same":
+            raise ValueError("ceil_mode=True has no effect with padding='same' (which sets "
+                             "the output length itself); use 'valid' or explicit padding")
+        if count_include_pad is not None:
+            count_include_pad = check_bool(count_include_pad, "count_include_pad")
+        if divisor_override is not None and (not _is_int(divisor_override)
+                                             or divisor_override < 1):
+            raise ValueError(f"divisor_override must be None or an int >= 1, "
+                             f"got {divisor_override!r}")
+        self.count_include_pad = count_include_pad
+        self.divisor_override = None if divisor_override is None else int(divisor_override)
         # 1-D layers keep plain ints, as they are given.
         self.pool_size = pool[0] if self._rank == 1 else pool
         self.strides = stride[0] if self._rank == 1 else stride
+        self.dilation = dilation[0] if self._rank == 1 else dilation
         self._pool = (1,) * (2 - self._rank) + pool
         self._strides = (1,) * (2 - self._rank) + stride
+        self._dilation = (1,) * (2 - self._rank) + dilation
+        self._pads = None if pads is None else ((0, 0),) * (2 - self._rank) + pads
+
+    @property
+    def _include_pad(self):
+        """count_include_pad as used: by default True for explicit padding
+        (PyTorch's default), False for "valid" and "same" (Keras')."""
+        if self.count_include_pad is None:
+            return self._pads is not None
+        return self.count_include_pad
 
     def get_config(self):
-        return {**super().get_config(), "pool_size": self.pool_size,
-                "strides": self.strides, "padding": self.padding}
+        config = {**super().get_config(), "pool_size": self.pool_size,
+                  "strides": self.strides, "padding": self.padding,
+                  "ceil_mode": self.ceil_mode}
+        if self._max:
+            config["dilation"] = self.dilation
+        else:
+            config["count_include_pad"] = self.count_include_pad
+            config["divisor_override"] = self.divisor_override
+        return config
 
     def _geometry(self, input_shape):
-        if len(input_shape) != self._rank + 1:
-            raise _sample_shape_error(
-                self, input_shape, "steps, channels" if self._rank == 1
-                else "height, width, channels")
-        spatial = (1,) * (2 - self._rank) + tuple(input_shape[:-1])
-        if min(spatial) < 1:
-            raise ValueError(f"{self.name}: input shape {tuple(input_shape)} has an "
-                             "empty spatial axis")
-        if self.padding == "valid" and any(s < p for s, p in zip(spatial, self._pool)):
-            raise ValueError(
-                f"{self.name}: pool_size {self.pool_size} is larger than the input "
-                f"shape {tuple(input_shape)} (channels last) with padding='valid'; "
-                "use a smaller pool or padding='same'")
-        (oh, pad_h, read_h), (ow, pad_w, read_w) = (
-            _axis(s, p, st, self.padding)
-            for s, p, st in zip(spatial, self._pool, self._strides))
+        spatial = _check_spatial(self, input_shape)
+        axes = []
+        for axis, (size, p, st, d) in enumerate(zip(spatial, self._pool, self._strides,
+                                                    self._dilation)):
+            padding = self.padding if self._pads is None else self._pads[axis]
+            out, pads = _axis(size, p, st, d, padding, self.ceil_mode)
+            if out is None:
+                raise ValueError(
+                    f"{self.name}: pool_size {self.pool_size} is larger than the input "
+                    f"shape {tuple(input_shape)} (channels last) with padding="
+                    f"{self.padding!r}; use a smaller pool or padding='same'")
+            if _reads_padding_only(size, out, p, st, d, pads[0]):
+                raise ValueError(
+                    f"{self.name}: with pool_size {self.pool_size}, dilation "
+                    f"{self.dilation} and padding {self.padding!r}, a window over input "
+                    f"shape {tuple(input_shape)} reads padding only")
+            axes.append((out, pads))
+        (oh, (bh, ah)), (ow, (bw, aw)) = axes
+        if self._max:
+            args = (self._pool, self._strides, (bh, bw), self._dilation)
+        else:
+            args = (self._pool, self._strides, (bh, bw), (ah, aw), self._include_pad,
+                    self.divisor_override or 0)
         out_shape = (ow,) if self._rank == 1 else (oh, ow)
-        return (spatial, (oh, ow), self._pool, self._strides, (pad_h, pad_w),
-                out_shape + (input_shape[-1],), read_h * read_w)
+        return _Geometry((spatial, (oh, ow), args, out_shape + (input_shape[-1],)))
+
+    def _read(self, geom):
+        return math.prod(
+            int(_pool._window_table(size, out, p, st, before, 0, d, False)[1].sum())
+            for size, out, p, st, d, before in zip(geom.spatial, geom.out, self._pool,
+                                                   self._strides, self._dilation,
+                                                   geom.args[2]))
 
 
 class _GlobalPool(_Pool):
@@ -177,17 +347,52 @@ class _GlobalPool(_Pool):
         return {**super().get_config(), "keepdims": self.keepdims}
 
     def _geometry(self, input_shape):
-        if len(input_shape) != self._rank + 1:
-            raise _sample_shape_error(
-                self, input_shape, "steps, channels" if self._rank == 1
-                else "height, width, channels")
-        spatial = (1,) * (2 - self._rank) + tuple(input_shape[:-1])
-        if min(spatial) < 1:
-            raise ValueError(f"{self.name}: input shape {tuple(input_shape)} has an "
-                             "empty spatial axis")
+        spatial = _check_spatial(self, input_shape)
         channels = input_shape[-1]
         out_shape = (1,) * self._rank + (channels,) if self.keepdims else (channels,)
-        return (spatial, (1, 1), spatial, (1, 1), (0, 0), out_shape, math.prod(spatial))
+        args = (spatial, (1, 1), (0, 0)) + (((1, 1),) if self._max else ())
+        return _Geometry((spatial, (1, 1), args, out_shape))
+
+
+def _output_size(value, rank):
+    """``output_size`` as ``rank`` entries, each an int >= 1 or None."""
+    what = "an int" if rank == 1 else f"an int or a tuple of {rank} ints or None"
+    items = (value,) * rank if _is_int(value) else value
+    try:
+        items = tuple(items)
+    except TypeError:
+        raise TypeError(f"output_size must be {what}, got {value!r}") from None
+    if len(items) != rank or any(v is not None and not _is_int(v) for v in items):
+        raise TypeError(f"output_size must be {what}, got {value!r}")
+    if any(v is not None and v < 1 for v in items):
+        raise ValueError(f"output_size must be >= 1, got {value!r}")
+    return tuple(None if v is None else int(v) for v in items)
+
+
+class _AdaptivePool(_Pool):
+    """Pooling into a fixed output size with PyTorch's adaptive bins."""
+
+    _rank = 2
+    _adaptive = True
+
+    def __init__(self, output_size, name=None, dtype=None):
+        super().__init__(name=name, dtype=dtype)
+        sizes = _output_size(output_size, self._rank)
+        self.output_size = sizes[0] if self._rank == 1 else sizes
+        self._sizes = (1,) * (2 - self._rank) + sizes
+
+    def get_config(self):
+        return {**super().get_config(), "output_size": self.output_size}
+
+    def _geometry(self, input_shape):
+        spatial = _check_spatial(self, input_shape)
+        out = tuple(s if o is None else o for s, o in zip(spatial, self._sizes))
+        out_shape = out[2 - self._rank:] + (input_shape[-1],)
+        return _Geometry((spatial, out, (), out_shape))
+
+    def _read(self, geom):
+        return math.prod(int(_pool._adaptive_table(s, o)[1].sum())
+                         for s, o in zip(geom.spatial, geom.out))
 
 
 class MaxPool1D(_WindowPool):
@@ -201,10 +406,20 @@ class MaxPool1D(_WindowPool):
         Window length.
     strides : int or None
         Step between windows; defaults to ``pool_size``.
-    padding : {"valid", "same"}
+    padding : {"valid", "same"}, int, or explicit padding
         "valid" keeps only windows inside the input; "same" gives
-        ceil(steps / strides) outputs, padding as Keras (evenly, any odd
-        element at the end). Padding never wins.
+        ceil(size / strides) outputs per axis, padding as Keras (evenly, any
+        odd element at the end). An int pads every side by that many
+        elements, as PyTorch's ``padding``; a (left, right) pair pads
+        the two ends as given.
+        Explicit padding is at most half the pool on each side (PyTorch's
+        check). Padding never wins.
+    ceil_mode : bool
+        Round the output length up, not down (PyTorch's ``ceil_mode``): a
+        last, partial window is kept if it starts inside the input or its
+        left padding. Not with "same".
+    dilation : int
+        Step between the elements a window reads (PyTorch's ``dilation``).
 
     Notes
     -----
@@ -223,8 +438,10 @@ class MaxPool1D(_WindowPool):
     _rank = 1
     _max = True
 
-    def __init__(self, pool_size=2, strides=None, padding="valid", name=None, dtype=None):
-        super().__init__(pool_size, strides, padding, name=name, dtype=dtype)
+    def __init__(self, pool_size=2, strides=None, padding="valid", ceil_mode=False,
+                 dilation=1, name=None, dtype=None):
+        super().__init__(pool_size, strides, padding, ceil_mode=ceil_mode, dilation=dilation,
+                         name=name, dtype=dtype)
 
 
 class AvgPool1D(_WindowPool):
@@ -239,9 +456,20 @@ class AvgPool1D(_WindowPool):
         Window length.
     strides : int or None
         Step between windows; defaults to ``pool_size``.
-    padding : {"valid", "same"}
-        As in ``MaxPool1D``. With "same", each output averages only the
-        real (unpadded) elements of its window, as Keras.
+    padding : {"valid", "same"}, int, or explicit padding
+        As in ``MaxPool1D``.
+    ceil_mode : bool
+        As in ``MaxPool1D``.
+    count_include_pad : bool or None
+        Divide by the window's size including its padded elements (clipped
+        to the padded input, as PyTorch) rather than by its number of real
+        elements. None (default): True with explicit padding (PyTorch's
+        default), False with "valid" and "same" (Keras: padding is not
+        averaged). Given True with "same", each window divides by the whole
+        pool, as PyTorch with that padding written out.
+    divisor_override : int or None
+        If given, every window's sum is divided by it (PyTorch's
+        ``divisor_override``).
 
     Examples
     --------
@@ -252,12 +480,17 @@ class AvgPool1D(_WindowPool):
     array([3. , 1. , 3.5])
     >>> layers.AvgPool1D(4, strides=4, padding="same")(x).ravel()   # padding is not averaged
     array([2.66666667, 2.33333333])
+    >>> layers.AvgPool1D(2, padding=1)(x).ravel()   # PyTorch: padding counts
+    array([0.5, 3.5, 1.5, 2. ])
     """
 
     _rank = 1
 
-    def __init__(self, pool_size=2, strides=None, padding="valid", name=None, dtype=None):
-        super().__init__(pool_size, strides, padding, name=name, dtype=dtype)
+    def __init__(self, pool_size=2, strides=None, padding="valid", ceil_mode=False,
+                 count_include_pad=None, divisor_override=None, name=None, dtype=None):
+        super().__init__(pool_size, strides, padding, ceil_mode=ceil_mode,
+                         count_include_pad=count_include_pad,
+                         divisor_override=divisor_override, name=name, dtype=dtype)
 
 
 class MaxPool2D(_WindowPool):
@@ -272,10 +505,21 @@ class MaxPool2D(_WindowPool):
         Window (rows, columns); an int is used for both.
     strides : int, pair of ints or None
         Step between windows; defaults to ``pool_size``.
-    padding : {"valid", "same"}
+    padding : {"valid", "same"}, int, or explicit padding
         "valid" keeps only windows inside the input; "same" gives
-        ceil(size / stride) outputs per axis, padding as Keras (evenly, any
-        odd row or column at the end). Padding never wins.
+        ceil(size / strides) outputs per axis, padding as Keras (evenly, any
+        odd element at the end). An int pads every side by that many
+        elements, as PyTorch's ``padding``; a pair (rows, columns) pads
+        each axis on both sides; Keras' ``((top, bottom), (left, right))``
+        pads each side as given.
+        Explicit padding is at most half the pool on each side (PyTorch's
+        check). Padding never wins.
+    ceil_mode : bool
+        Round the output length up, not down (PyTorch's ``ceil_mode``): a
+        last, partial window is kept if it starts inside the input or its
+        left padding. Not with "same".
+    dilation : int or pair of ints
+        Step between the elements a window reads (PyTorch's ``dilation``).
 
     Notes
     -----
@@ -294,9 +538,10 @@ class MaxPool2D(_WindowPool):
 
     _max = True
 
-    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", name=None,
-                 dtype=None):
-        super().__init__(pool_size, strides, padding, name=name, dtype=dtype)
+    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", ceil_mode=False,
+                 dilation=1, name=None, dtype=None):
+        super().__init__(pool_size, strides, padding, ceil_mode=ceil_mode, dilation=dilation,
+                         name=name, dtype=dtype)
 
 
 class AvgPool2D(_WindowPool):
@@ -312,9 +557,20 @@ class AvgPool2D(_WindowPool):
         Window (rows, columns); an int is used for both.
     strides : int, pair of ints or None
         Step between windows; defaults to ``pool_size``.
-    padding : {"valid", "same"}
-        As in ``MaxPool2D``. With "same", each output averages only the
-        real (unpadded) elements of its window, as Keras.
+    padding : {"valid", "same"}, int, or explicit padding
+        As in ``MaxPool2D``.
+    ceil_mode : bool
+        As in ``MaxPool2D``.
+    count_include_pad : bool or None
+        Divide by the window's size including its padded elements (clipped
+        to the padded input, as PyTorch) rather than by its number of real
+        elements. None (default): True with explicit padding (PyTorch's
+        default), False with "valid" and "same" (Keras: padding is not
+        averaged). Given True with "same", each window divides by the whole
+        pool, as PyTorch with that padding written out.
+    divisor_override : int or None
+        If given, every window's sum is divided by it (PyTorch's
+        ``divisor_override``).
 
     Examples
     --------
@@ -326,9 +582,11 @@ class AvgPool2D(_WindowPool):
            [10.5, 12.5]])
     """
 
-    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", name=None,
-                 dtype=None):
-        super().__init__(pool_size, strides, padding, name=name, dtype=dtype)
+    def __init__(self, pool_size=(2, 2), strides=None, padding="valid", ceil_mode=False,
+                 count_include_pad=None, divisor_override=None, name=None, dtype=None):
+        super().__init__(pool_size, strides, padding, ceil_mode=ceil_mode,
+                         count_include_pad=count_include_pad,
+                         divisor_override=divisor_override, name=name, dtype=dtype)
 
 
 def _padding_mask(layer, x):
@@ -362,14 +620,14 @@ class _MaskedGlobalPool1D(_GlobalPool):
         mask = _padding_mask(self, x)
         y, self._masked = self._masked_forward(x, mask)
         self._cache = (x.shape, None)
-        return y.reshape((x.shape[0],) + self._geom[5])
+        return y.reshape((x.shape[0],) + self._geom.out_shape)
 
     def backward(self, grad):
         if self._masked is None:
             return super().backward(grad)
         x_shape, _ = self._cache
         n, c = x_shape[0], x_shape[-1]
-        dy = self._check_grad(grad, (n,) + self._geom[5]).reshape(n, c)
+        dy = self._check_grad(grad, (n,) + self._geom.out_shape).reshape(n, c)
         return self._masked_backward(dy, x_shape)
 
 
@@ -494,3 +752,129 @@ class GlobalAvgPool2D(_GlobalPool):
     >>> layers.GlobalAvgPool2D()(x)
     array([[3., 4.]])
     """
+
+
+class AdaptiveMaxPool1D(_AdaptivePool):
+    """Max pooling into a fixed number of steps (PyTorch's AdaptiveMaxPool1d),
+    channels last.
+
+    Input (batch, steps, channels); output (batch, output_size, channels).
+    Ties and NaN as ``MaxPool1D``.
+
+    Parameters
+    ----------
+    output_size : int or None
+        Output steps; None keeps the input's.
+
+    Notes
+    -----
+    Output step i of an input of L steps pools steps floor(i * L / out) to
+    ceil((i + 1) * L / out) - 1, as PyTorch (bins overlap when L is not a
+    multiple of out, and repeat when out > L).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl import layers
+    >>> x = np.array([1.0, 5.0, 2.0, 0.0, 3.0]).reshape(1, 5, 1)
+    >>> layers.AdaptiveMaxPool1D(2)(x).ravel()      # bins [0, 3) and [2, 5)
+    array([5., 3.])
+    """
+
+    _rank = 1
+    _max = True
+
+    def __init__(self, output_size, name=None, dtype=None):
+        super().__init__(output_size, name=name, dtype=dtype)
+
+
+class AdaptiveAvgPool1D(_AdaptivePool):
+    """Average pooling into a fixed number of steps (PyTorch's
+    AdaptiveAvgPool1d), channels last.
+
+    Input (batch, steps, channels); output (batch, output_size, channels).
+
+    Parameters
+    ----------
+    output_size : int or None
+        Output steps; None keeps the input's.
+
+    Notes
+    -----
+    Bins as ``AdaptiveMaxPool1D``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl import layers
+    >>> x = np.array([1.0, 5.0, 2.0, 0.0, 3.0]).reshape(1, 5, 1)
+    >>> layers.AdaptiveAvgPool1D(2)(x).ravel()
+    array([2.66666667, 1.66666667])
+    """
+
+    _rank = 1
+
+    def __init__(self, output_size, name=None, dtype=None):
+        super().__init__(output_size, name=name, dtype=dtype)
+
+
+class AdaptiveMaxPool2D(_AdaptivePool):
+    """Max pooling into a fixed (height, width) (PyTorch's AdaptiveMaxPool2d),
+    channels last.
+
+    Input (batch, height, width, channels); output (batch, out_height,
+    out_width, channels). Ties and NaN as ``MaxPool2D``.
+
+    Parameters
+    ----------
+    output_size : int or pair of (int or None)
+        Output (height, width); an int is used for both, None keeps that
+        axis of the input.
+
+    Notes
+    -----
+    Bins along each axis as ``AdaptiveMaxPool1D``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl import layers
+    >>> x = np.arange(16.0).reshape(1, 4, 4, 1)
+    >>> layers.AdaptiveMaxPool2D((1, 2))(x)[0, :, :, 0]
+    array([[13., 15.]])
+    """
+
+    _max = True
+
+    def __init__(self, output_size, name=None, dtype=None):
+        super().__init__(output_size, name=name, dtype=dtype)
+
+
+class AdaptiveAvgPool2D(_AdaptivePool):
+    """Average pooling into a fixed (height, width) (PyTorch's
+    AdaptiveAvgPool2d), channels last.
+
+    Input (batch, height, width, channels); output (batch, out_height,
+    out_width, channels).
+
+    Parameters
+    ----------
+    output_size : int or pair of (int or None)
+        Output (height, width); an int is used for both, None keeps that
+        axis of the input.
+
+    Notes
+    -----
+    Bins along each axis as ``AdaptiveMaxPool1D``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from cdl import layers
+    >>> x = np.arange(16.0).reshape(1, 4, 4, 1)
+    >>> layers.AdaptiveAvgPool2D(1)(x)[0, :, :, 0]
+    array([[7.5]])
+    """
+
+    def __init__(self, output_size, name=None, dtype=None):
+        super().__init__(output_size, name=name, dtype=dtype)

@@ -357,7 +357,8 @@ def test_layer_contract(case, dtype):
 def test_config_round_trip_and_defaults():
     layer = layers.MaxPool2D(3, padding="SAME", name="p")
     assert layer.get_config() == {"name": "p", "pool_size": (3, 3), "strides": (3, 3),
-                                  "padding": "same"}
+                                  "padding": "same", "ceil_mode": False,
+                                  "dilation": (1, 1)}
     one = layers.AvgPool1D(strides=1)
     assert (one.pool_size, one.strides, one.padding) == (2, 1, "valid")
     assert layers.AvgPool1D.from_config(one.get_config()).get_config() == one.get_config()
@@ -426,7 +427,7 @@ def test_empty_batch(dtype):
     ({"pool_size": 2, "strides": 0}, ValueError),
     ({"pool_size": 2, "strides": (1,)}, TypeError),
     ({"pool_size": 2, "padding": "full"}, ValueError),
-    ({"pool_size": 2, "padding": None}, ValueError),
+    ({"pool_size": 2, "padding": None}, TypeError),
 ])
 def test_bad_arguments(kwargs, error):
     with pytest.raises(error, match="pool_size|strides|padding"):

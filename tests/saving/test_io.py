@@ -48,6 +48,17 @@ LAYER_CASES = {
     "activation": (lambda: [layers.Dense(4), layers.Activation("tanh")], (5,)),
     "dropout": (lambda: [layers.Dense(4), layers.Dropout(0.4), layers.Dense(2)], (5,)),
     "flatten": (lambda: [layers.Flatten(), layers.Dense(3)], (2, 3)),
+    "pool_options": (lambda: [layers.ZeroPadding2D(((1, 0), (0, 1))),
+                              layers.MaxPool2D(3, 2, padding=1, ceil_mode=True, dilation=(1, 2)),
+                              layers.AvgPool2D(2, 1, padding=((1, 0), (0, 1)),
+                                               divisor_override=3),
+                              layers.UpSampling2D(2, interpolation="bilinear",
+                                                  align_corners=True),
+                              layers.Cropping2D((1, 0)), layers.AdaptiveMaxPool2D((2, None)),
+                              layers.Flatten()], (6, 5, 2)),
+    "pool_options_1d": (lambda: [layers.ZeroPadding1D(1), layers.AvgPool1D(2, padding=1),
+                                 layers.UpSampling1D(2), layers.Cropping1D((0, 1)),
+                                 layers.AdaptiveAvgPool1D(3), layers.Flatten()], (5, 2)),
 }
 
 
