@@ -35,8 +35,15 @@ computes it); MultiHeadAttention in its three call forms, PositionalEmbedding
 (learned or sinusoidal), TransformerEncoder and TransformerDecoder;
 SimpleRNN, LSTM and GRU (ONNX's RNN, LSTM and GRU ops, their gate blocks
 reordered from PyTorch's to ONNX's, GRU with ``linear_before_reset=1``)
-and Bidirectional (one op per direction, then the merge). User layers
-raise ``ValueError``.
+and Bidirectional (one op per direction, then the merge); window pools
+with explicit, asymmetric padding, dilation and ``ceil_mode`` (extra end
+padding that the pools leave out, as PyTorch's rule does), adaptive pools
+(one reduction per bin, PyTorch's bin edges), ZeroPadding (Pad), Cropping
+(Slice) and UpSampling (nearest: Tile; bilinear: Resize with PyTorch's
+coordinates). User layers raise ``ValueError``; so do an AvgPool's
+``divisor_override`` and a ``ceil_mode`` average counting padding whose
+last window ``ceil_mode`` adds (ONNX's AveragePool cannot divide as
+PyTorch's does there).
 
 Attention becomes MatMul and Softmax nodes, its heads split and joined by
 Reshape and Transpose; a causal attention (``causal=True`` at construction)
@@ -227,9 +234,13 @@ def _fixed_length_only(g, layer, why):
 
 
 def _length_dependent_padding(g, layer, strides):
-    # TensorFlow's "same" padding depends on the length when a stride is > 1.
-    if layer.padding == "same" and any(s > 1 for s in strides):
+    # TensorFlow's "same" padding depends on the length when a stride is > 1,
+    # and so does PyTorch's ceil_mode.
+    if isinstance(layer.padding, str) and layer.padding == "same" and \
+            any(s > 1 for s in strides):
         _fixed_length_only(g, layer, '"same" padding with strides > 1 depends on the length')
+    if getattr(layer, "ceil_mode", False):
+        _fixed_length_only(g, layer, "ceil_mode's output length depends on the length")
 
 
 # --- activations ---------------------------------------------------------------------
@@ -441,23 +452,29 @@ def _export_embedding(g, layer, x, shape):
 
 def _pool_pads(layer, shape):
     """Per spatial axis of ``shape`` (channels last), the (before, after)
-    padding and the output length of a window pool, as cdl computes them;
-    refuses ceil_mode when it changes an output length (ONNX's ceil_mode
-    lacks PyTorch's rule for a last window in the padding)."""
+    padding of a window pool, as cdl computes it. With ``ceil_mode``, the
+    windows past the input that PyTorch's rule keeps are made by extra
+    padding at the end, which ONNX's MaxPool and AveragePool (without
+    count_include_pad) leave out of every window; an average that counts
+    padding would count it, so that case is refused."""
     rank = layer._rank
-    pads, outs = [], []
+    pads = []
     for axis, size in enumerate(shape[:-1]):
         k = 2 - rank + axis
         padding = layer.padding if layer._pads is None else layer._pads[k]
         args = (size, layer._pool[k], layer._strides[k], layer._dilation[k], padding)
-        out, pad = _pooling._axis(*args, layer.ceil_mode)
-        if layer.ceil_mode and out != _pooling._axis(*args, False)[0]:
-            raise ValueError(f"cdl.onnx cannot export layer {layer.name!r} "
-                             f"({type(layer).__name__} with ceil_mode=True on input shape "
-                             f"{tuple(shape)}): ONNX's ceil_mode keeps a last window that "
-                             "PyTorch's rule drops")
-        pads.append(pad)
-        outs.append(out)
+        out, (before, after) = _pooling._axis(*args, layer.ceil_mode)
+        floor_out = _pooling._axis(*args, False)[0]
+        if layer.ceil_mode and out != floor_out:
+            if not layer._max and layer._include_pad:
+                raise ValueError(
+                    f"cdl.onnx cannot export layer {layer.name!r} ({type(layer).__name__} "
+                    f"with ceil_mode=True and count_include_pad on input shape "
+                    f"{tuple(shape)}): ONNX's AveragePool would count the windows' part "
+                    "past the padding, which PyTorch's does not")
+            span = (layer._pool[k] - 1) * layer._dilation[k] + 1
+            after += (out - 1) * layer._strides[k] + span - (size + before + after)
+        pads.append((before, after))
     return pads
 
 
@@ -517,6 +534,72 @@ def _masked_global_pool(g, layer, x, mask):
     if layer.keepdims:
         return y
     return g.node("Squeeze", [y, g.const([1], "time_axis", np.int64)])
+
+
+def _adaptive_bins(size, out):
+    """PyTorch's adaptive pooling bins of an axis: [floor(i size / out),
+    ceil((i + 1) size / out)) for each output i."""
+    return [(i * size // out, -(-(i + 1) * size // out)) for i in range(out)]
+
+
+def _export_adaptive_pool(g, layer, x, shape):
+    """One Slice and reduction per bin and axis, concatenated: a bin's mean
+    (maximum) over a rectangle is the mean (maximum) over its rows of the
+    means (maxima) over its columns, every row of a bin having one width."""
+    _fixed_length_only(g, layer, "its bins are computed for the export's length")
+    rank = layer._rank
+    op = "ReduceMax" if layer._max else "ReduceMean"
+    y = x
+    for axis, (size, out) in enumerate(zip(shape[:rank], layer._sizes[2 - rank:])):
+        out = size if out is None else int(out)
+        if out == size:
+            continue          # one step per bin: the axis as it is
+        parts = [g.node(op, [g.node("Slice", [y, g.const([start], "start", np.int64),
+                                              g.const([end], "end", np.int64),
+                                              g.const([axis + 1], "axis", np.int64)])],
+                        axes=[axis + 1], keepdims=1)
+                 for start, end in _adaptive_bins(size, out)]
+        y = parts[0] if len(parts) == 1 else g.node("Concat", parts, axis=axis + 1)
+    return y if y != x else g.node("Identity", [x])
+
+
+def _export_zero_padding(g, layer, x, shape):
+    begins = [0] + [int(b) for b, _ in layer._pads] + [0]
+    ends = [0] + [int(a) for _, a in layer._pads] + [0]
+    return g.node("Pad", [x, g.const(begins + ends, "pads", np.int64)])
+
+
+def _export_cropping(g, layer, x, shape):
+    # Ends counted from the end, so that a dynamic length keeps its crop.
+    crops = layer._crops
+    starts = [int(b) for b, _ in crops]
+    ends = [-int(a) if a else np.iinfo(np.int64).max for _, a in crops]
+    return g.node("Slice", [x, g.const(starts, "crop_starts", np.int64),
+                            g.const(ends, "crop_ends", np.int64),
+                            g.const(list(range(1, len(crops) + 1)), "crop_axes", np.int64)])
+
+
+def _export_upsampling(g, layer, x, shape):
+    """Nearest: every step repeated (Unsqueeze, Tile, Reshape, exact).
+    Bilinear: ONNX's Resize, channels first, with PyTorch's source
+    coordinates (align_corners, or half-pixel ones clamped at the edges)."""
+    rank = layer._rank
+    sizes = [layer.size] if rank == 1 else list(layer.size)
+    if getattr(layer, "interpolation", "nearest") == "bilinear":
+        mode = "align_corners" if layer.align_corners else "pytorch_half_pixel"
+        scales = g.const([1.0, 1.0] + [float(f) for f in sizes], "scales", np.float32)
+        y = g.node("Resize", [_channels_first(g, x, len(shape)), "", scales], mode="linear",
+                   coordinate_transformation_mode=mode)
+        return _channels_last(g, y, len(shape))
+    # (N, s1, s2, C) -> (N, s1, 1, s2, 1, C) -> tiled -> (N, s1 f1, s2 f2, C).
+    axes = [2 + 2 * a for a in range(rank)]
+    y = g.node("Unsqueeze", [x, g.const(axes, "repeat_axes", np.int64)])
+    repeats = [1] * (2 * rank + 2)
+    for a, f in zip(axes, sizes):
+        repeats[a] = f
+    y = g.node("Tile", [y, g.const(repeats, "repeats", np.int64)])
+    target = [0, -1] + [int(s * f) for s, f in zip(shape[1:rank], sizes[1:])] + [shape[-1]]
+    return g.node("Reshape", [y, g.const(target, "upsampled_shape", np.int64)])
 
 
 def _export_identity(g, layer, x, shape):
@@ -1053,6 +1136,12 @@ _CONVERTERS = {
     _core.Flatten: _export_flatten,
     _reshaping.Reshape: _export_reshape,
     _reshaping.Permute: _export_permute,
+    _reshaping.ZeroPadding1D: _export_zero_padding,
+    _reshaping.ZeroPadding2D: _export_zero_padding,
+    _reshaping.Cropping1D: _export_cropping,
+    _reshaping.Cropping2D: _export_cropping,
+    _reshaping.UpSampling1D: _export_upsampling,
+    _reshaping.UpSampling2D: _export_upsampling,
     _composite.Residual: _export_residual,
     _composite.Concatenate: _export_concatenate,
     _merge.Add: _export_add,
@@ -1073,7 +1162,9 @@ for _name in _activation.__all__:
         _CONVERTERS[_cls] = _export_activation_layer
 for _name in _pooling.__all__:   # Global*: a reduction over whole axes; others: windows
     _cls = getattr(_pooling, _name)
-    if issubclass(_cls, (_pooling._GlobalPool, _pooling._WindowPool)):
+    if _name.startswith("Adaptive"):
+        _CONVERTERS[_cls] = _export_adaptive_pool
+    elif issubclass(_cls, (_pooling._GlobalPool, _pooling._WindowPool)):
         _CONVERTERS[_cls] = _export_global_pool if _name.startswith("Global") \
             else _export_window_pool
 del _name, _cls
@@ -1081,20 +1172,6 @@ del _name, _cls
 #: The public layers that ``export`` refuses, by class name, with the reason.
 #: Every other layer of ``cdl.layers`` has a converter (a test checks both).
 NOT_EXPORTABLE = {
-    "AdaptiveMaxPool1D": "no converter yet (ONNX has no adaptive pooling op; fixed bins "
-                         "would need one MaxPool per bin)",
-    "AdaptiveAvgPool1D": "no converter yet (ONNX has no adaptive pooling op; fixed bins "
-                         "would need one AveragePool per bin)",
-    "AdaptiveMaxPool2D": "no converter yet (ONNX has no adaptive pooling op; fixed bins "
-                         "would need one MaxPool per bin)",
-    "AdaptiveAvgPool2D": "no converter yet (ONNX has no adaptive pooling op; fixed bins "
-                         "would need one AveragePool per bin)",
-    "ZeroPadding1D": "no converter yet (ONNX Pad)",
-    "ZeroPadding2D": "no converter yet (ONNX Pad)",
-    "Cropping1D": "no converter yet (ONNX Slice)",
-    "Cropping2D": "no converter yet (ONNX Slice)",
-    "UpSampling1D": "no converter yet (ONNX Resize, nearest)",
-    "UpSampling2D": "no converter yet (ONNX Resize with PyTorch's coordinate modes)",
 }
 
 

@@ -73,3 +73,106 @@ def test_normalisation_options(cls, kwargs, shape, dtype, tmp_path):
                                      input_shape=shape, seed=0, dtype=dtype))
     for n in (2, 5):
         assert_agrees(model, data((n,) + shape, dtype, seed=n), tmp_path / "m.onnx")
+
+
+def layer_or_skip(name):
+    if not hasattr(layers, name):
+        pytest.skip(f"no layers.{name} in this version")
+    return getattr(layers, name)
+
+
+#: (id, [(layer name, keywords)], per-sample input shape).
+NEW_LAYER_CASES = [
+    ("conv2d_groups", [("Conv2D", dict(filters=6, kernel_size=3, groups=3, padding="same",
+                                       activation="relu"))], (6, 5, 6)),
+    ("conv1d_groups_asymmetric", [("Conv1D", dict(filters=4, kernel_size=3, groups=2,
+                                                  padding=(0, 2), strides=2))], (9, 4)),
+    ("conv2d_asymmetric", [("Conv2D", dict(filters=4, kernel_size=(2, 3),
+                                           padding=((2, 0), (1, 3)),
+                                           dilation_rate=(1, 2)))], (6, 6, 3)),
+    ("depthwise1d", [("DepthwiseConv1D", dict(kernel_size=3, depth_multiplier=2,
+                                              padding="same"))], (8, 3)),
+    ("depthwise2d", [("DepthwiseConv2D", dict(kernel_size=(3, 2), depth_multiplier=3,
+                                              strides=2, activation="tanh"))], (7, 6, 2)),
+    ("separable1d", [("SeparableConv1D", dict(filters=5, kernel_size=3,
+                                              padding="causal"))], (8, 3)),
+    ("separable2d", [("SeparableConv2D", dict(filters=4, kernel_size=3, depth_multiplier=2,
+                                              padding="same", activation="relu"))],
+     (6, 5, 3)),
+    ("conv1d_transpose", [("Conv1DTranspose", dict(filters=3, kernel_size=3, strides=2,
+                                                   padding=1, output_padding=1))], (5, 2)),
+    ("conv2d_transpose_output_padding", [("Conv2DTranspose", dict(
+        filters=3, kernel_size=3, strides=2, padding=1, output_padding=1))], (4, 5, 2)),
+    ("max_pool_int_padding", [("MaxPool2D", dict(pool_size=3, strides=2, padding=1))],
+     (7, 6, 2)),
+    ("avg_pool_count_pad", [("AvgPool1D", dict(pool_size=3, strides=2, padding=1,
+                                               count_include_pad=True))], (7, 2)),
+    ("adaptive_avg1d", [("AdaptiveAvgPool1D", dict(output_size=3))], (7, 2)),
+    ("adaptive_max1d", [("AdaptiveMaxPool1D", dict(output_size=4))], (10, 2)),
+    ("adaptive_avg2d", [("AdaptiveAvgPool2D", dict(output_size=(2, 3)))], (5, 7, 2)),
+    ("adaptive_max2d", [("AdaptiveMaxPool2D", dict(output_size=(3, 2)))], (7, 5, 2)),
+    ("zero_padding1d", [("ZeroPadding1D", dict(padding=(1, 2)))], (4, 2)),
+    ("zero_padding2d", [("ZeroPadding2D", dict(padding=((1, 0), (2, 1))))], (3, 4, 2)),
+    ("cropping1d", [("Cropping1D", dict(cropping=(1, 0)))], (5, 2)),
+    ("cropping2d", [("Cropping2D", dict(cropping=((0, 1), (1, 1))))], (4, 5, 2)),
+    ("upsampling1d", [("UpSampling1D", dict(size=3))], (4, 2)),
+    ("upsampling2d_nearest", [("UpSampling2D", dict(size=(2, 3)))], (3, 4, 2)),
+    ("upsampling2d_bilinear", [("UpSampling2D", dict(size=(2, 3),
+                                                     interpolation="bilinear"))], (3, 4, 2)),
+    ("upsampling2d_bilinear_corners", [("UpSampling2D", dict(
+        size=2, interpolation="bilinear", align_corners=True))], (3, 4, 2)),
+]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("stack, shape", [c[1:] for c in NEW_LAYER_CASES],
+                         ids=[c[0] for c in NEW_LAYER_CASES])
+def test_new_layers_agree(stack, shape, dtype, tmp_path):
+    built = []
+    for name, kwargs in stack:
+        cls = layer_or_skip(name)
+        try:
+            built.append(cls(**kwargs))
+        except (TypeError, ValueError) as err:   # an option this version lacks
+            pytest.skip(f"{name}({kwargs}) is refused in this version: {err}")
+    model = randomise(cdl.Sequential(built, input_shape=shape, seed=0, dtype=dtype))
+    assert_agrees(model, data((5,) + shape, dtype, seed=3), tmp_path / "m.onnx")
+
+
+def test_every_new_layer_is_exportable():
+    for name, *_ in [case[1][0] for case in NEW_LAYER_CASES]:
+        if hasattr(layers, name):
+            assert getattr(layers, name) in cdl.onnx.exportable_layers()
+            assert name not in cdl.onnx.NOT_EXPORTABLE
+
+
+CEIL_CASES = [
+    ("max1d", "MaxPool1D", dict(pool_size=3, strides=2, ceil_mode=True), (8, 2)),
+    ("max2d_padding", "MaxPool2D", dict(pool_size=3, strides=2, padding=1, ceil_mode=True),
+     (6, 7, 2)),
+    ("avg1d", "AvgPool1D", dict(pool_size=3, strides=2, ceil_mode=True), (8, 2)),
+    ("avg2d_padding", "AvgPool2D", dict(pool_size=3, strides=2, padding=1, ceil_mode=True,
+                                        count_include_pad=False), (6, 5, 2)),
+]
+
+
+@pytest.mark.parametrize("name, kwargs, shape", [c[1:] for c in CEIL_CASES],
+                         ids=[c[0] for c in CEIL_CASES])
+def test_ceil_mode_pools_agree(name, kwargs, shape, tmp_path):
+    cls = layer_or_skip(name)
+    if not has_option(cls, "ceil_mode"):
+        pytest.skip(f"{name} has no ceil_mode in this version")
+    model = cdl.Sequential([cls(**kwargs)], input_shape=shape, seed=0)
+    assert model.output_shape[0] > (shape[0] - kwargs["pool_size"]
+                                    + 2 * kwargs.get("padding", 0)) // kwargs["strides"] + 1
+    assert_agrees(model, data((3,) + shape, "float32", seed=4), tmp_path / "m.onnx")
+
+
+def test_ceil_mode_averages_that_count_padding_are_refused():
+    cls = layer_or_skip("AvgPool1D")
+    if not has_option(cls, "ceil_mode"):
+        pytest.skip("AvgPool1D has no ceil_mode in this version")
+    model = cdl.Sequential([cls(3, 2, padding=1, ceil_mode=True, count_include_pad=True)],
+                           input_shape=(8, 2), seed=0)
+    with pytest.raises(ValueError, match="ceil_mode=True and count_include_pad"):
+        cdl.onnx.to_onnx(model)
