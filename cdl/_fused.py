@@ -30,10 +30,12 @@ class Plan:
 
 
 def _loss_code(loss):
+    if getattr(loss, "reduction", "mean") != "mean":
+        return None, None  # the fused step computes means
     if type(loss) is losses.CrossEntropy and loss.label_smoothing == 0.0 \
             and loss.weight is None:  # the fused step knows no class weights
         return _k.LOSS_CROSS_ENTROPY, 1.0
-    if type(loss) is losses.BinaryCrossEntropy:
+    if type(loss) is losses.BinaryCrossEntropy and loss.pos_weight is None:
         return _k.LOSS_BINARY_CROSS_ENTROPY, 1.0
     if type(loss) in (losses.MSE, losses.MAE, losses.Huber):
         return loss._kind, loss._delta()
@@ -74,13 +76,18 @@ def build_plan(model, batch_size, training=True):
     if not steps or steps[0][0] != _k.DENSE:
         return None
     plan = _k.TrainPlan(steps, batch_size, model.dtype, code, delta)
-    return Plan(plan, widths, code == _k.LOSS_CROSS_ENTROPY, steps[-1][2])
+    plan = Plan(plan, widths, code == _k.LOSS_CROSS_ENTROPY, steps[-1][2])
+    plan.ignore_index = getattr(model.loss, "ignore_index", None) if training else None
+    return plan
 
 
 def plan_targets(plan, y, n):
     """Targets in the form the plan takes, or None to use the layer-by-layer
     path (which also reports any problem with them)."""
     if plan.label_targets:
+        ignore = getattr(plan, "ignore_index", None)
+        if ignore is not None and y.dtype == np.int64 and (y == ignore).any():
+            return None  # the layer path leaves the ignored labels out
         if y.dtype == np.int64 and y.shape == (n,):
             return y
         return None

@@ -1294,12 +1294,39 @@ LOSS_SPECS = {
     "Poisson_rates": (lambda: losses.Poisson(log_input=False), "counts", "positive"),
     "CosineSimilarity": (losses.CosineSimilarity, "real", "matrix"),
     "Hinge": (losses.Hinge, "signs", "any"),
+    # Reductions and options as PyTorch's.
+    "MSE_sum": (lambda: losses.MSE(reduction="sum"), "real", "any"),
+    "Huber_none": (lambda: losses.Huber(delta=0.5, reduction="none"), "real", "any"),
+    "BinaryCrossEntropy_pos_weight": (
+        lambda: losses.BinaryCrossEntropy(pos_weight=2.0, reduction="none"), "unit", "any"),
+    "CrossEntropy_ignore_sum": (lambda: losses.CrossEntropy(ignore_index=0, reduction="sum"),
+                                "labels", "matrix"),
+    "CrossEntropy_ignore_none": (
+        lambda: losses.CrossEntropy(weight=[1.0, 2.0, 0.5], ignore_index=1, label_smoothing=0.1,
+                                    reduction="none"), "labels", "matrix3"),
+    "NLL_ignore_none": (lambda: losses.NLL(ignore_index=1, reduction="none"), "labels",
+                        "logmatrix"),
+    "KLDivergence_none": (lambda: losses.KLDivergence(reduction="none"), "probs", "logmatrix"),
+    "Poisson_sum": (lambda: losses.Poisson(reduction="sum"), "counts", "any"),
+    "CosineSimilarity_none": (lambda: losses.CosineSimilarity(reduction="none"), "real",
+                              "matrix"),
+    "Hinge_none": (lambda: losses.Hinge(reduction="none"), "signs", "any"),
+    "TripletMarginLoss": (lambda: losses.TripletMarginLoss(swap=True), "unused", "triple"),
+    "TripletMarginLoss_none": (lambda: losses.TripletMarginLoss(p=1, reduction="none"),
+                               "unused", "triple"),
+    "MarginRankingLoss": (lambda: losses.MarginRankingLoss(margin=0.1), "rank", "pair"),
+    "MarginRankingLoss_none": (lambda: losses.MarginRankingLoss(reduction="none"), "rank",
+                               "pair"),
 }
 
 
 def _loss_pred_shape(draw, kind, n):
     if kind in ("matrix3", "logmatrix3"):
         return (n, 3)
+    if kind == "triple":  # three embeddings side by side
+        return (n, 3 * draw.integer(1, 3))
+    if kind == "pair":  # two scores side by side
+        return (n, 2)
     classes = draw.integer(1, 4)
     if kind in ("matrix", "logmatrix"):
         return (n, classes)
@@ -1320,6 +1347,10 @@ def _loss_target(rng, kind, shape):
         return rng.integers(0, 4, size=shape).astype(np.float64)
     if kind == "signs":
         return rng.choice([-1.0, 1.0], size=shape)
+    if kind == "unused":
+        return np.zeros(n)
+    if kind == "rank":
+        return rng.choice([-1.0, 1.0], size=n)
     return rng.standard_normal(shape)
 
 
@@ -1331,7 +1362,15 @@ def _loss_compatible(target_kind, takes_labels):
     def compatible(args):
         pred, target = shape_of(args["pred"]), shape_of(args["target"])
         as_labels = len(pred) >= 2 and target in (pred[:-1], pred[:-1] + (1,))
-        if target_kind == "labels" or (takes_labels and as_labels):
+        if target_kind in ("unused", "rank"):
+            # (n, 3 * d) embeddings or (n, 2) scores side by side; one target per row.
+            if len(pred) != 2 or not pred[1] or pred[1] % (3 if target_kind == "unused" else 2):
+                return False
+            if target_kind == "unused" and (not target or target[0] != pred[0]):
+                return False
+            if target_kind == "rank" and target not in ((pred[0],), (pred[0], 1)):
+                return False
+        elif target_kind == "labels" or (takes_labels and as_labels):
             if not as_labels:
                 return False
         elif target != pred and not (len(pred) >= 1 and pred[-1] == 1
@@ -1362,6 +1401,11 @@ def loss_entry(name):
         def run(args):
             loss = factory()
             value = loss.forward(args["pred"], args["target"], args["sample_weight"])
+            if loss.reduction == "none":
+                if not isinstance(value, np.ndarray):
+                    raise AssertionError(f"the loss returned {type(value).__name__}, not an "
+                                         "array")
+                return {"loss": value, "grad": np.array(loss.backward(np.ones(value.shape)))}
             if not isinstance(value, float):
                 raise AssertionError(f"the loss returned {type(value).__name__}, not float")
             return {"loss": value, "grad": np.array(loss.backward())}
@@ -1374,7 +1418,8 @@ def loss_entry(name):
         slots = {"pred": Slot(clean_dtype=float_like),
                  "target": Slot(kind="labels" if target_kind == "labels" else "float",
                                 nan="allow" if target_kind == "logprobs" else "reject",
-                                clean_dtype=target_dtype, converts=converts),
+                                clean_dtype=target_dtype, converts=converts,
+                                optional=target_kind == "unused"),  # checked, not used
                  "sample_weight": Slot(nan="reject", clean_dtype=fixed(np.float64),
                                        optional=True)}
         names = ("pred", "target") + (("sample_weight",) if weight is not None else ())

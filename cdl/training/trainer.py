@@ -253,8 +253,8 @@ class TrainingMixin:
         >>> model = cdl.Sequential([layers.Dense(8, activation="tanh"), layers.Dense(2)],
         ...                        input_shape=(2,), seed=0)
         >>> model.compile(optimizers.Adam(lr=0.05), "cross_entropy", metrics=["accuracy"])
-        >>> type(model.optimizer).__name__, model.loss
-        ('Adam', CrossEntropy(weight=None, label_smoothing=0.0))
+        >>> type(model.optimizer).__name__, model.loss.reduction
+        ('Adam', 'mean')
         """
         from cdl import metrics as _metrics
 
@@ -273,6 +273,15 @@ class TrainingMixin:
             self.loss = _losses.get(loss)
             self.metrics = [_metrics.get(m, loss=self.loss) for m in (metrics or [])]
             specs = list(metrics or [])
+        parts = self.loss.losses if isinstance(getattr(self.loss, "losses", None), list) \
+            else [self.loss]
+        for part in parts:
+            if getattr(part, "reduction", "mean") == "none":
+                # Training follows one number; "none" leaves the reduction to the caller.
+                raise ValueError(
+                    f"compile needs a loss that returns one number, but {part!r} returns "
+                    "the loss of every sample (reduction='none'): use reduction='mean' "
+                    "or 'sum'")
         names = [m.name for m in self.metrics]
         if len(set(names)) != len(names) or "loss" in names:
             raise ValueError(f"metric names must be unique and not 'loss', got {names}")
