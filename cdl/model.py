@@ -717,7 +717,7 @@ class Model(TrainingMixin):
         >>> model.save("model.cdl")
         >>> restored = cdl.load_model("model.cdl")
         >>> restored.compile_config()["loss"]
-        {'class_name': 'MSE', 'config': {}}
+        {'class_name': 'MSE', 'config': {'reduction': 'mean'}}
         """
         if self.built:
             self.ensure_built()   # a graph model takes back weights another model holds

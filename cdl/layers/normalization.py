@@ -145,9 +145,10 @@ class BatchNorm(Layer):
                     f"{self.name}: BatchNorm(track_running_stats=False) normalises with the "
                     f"batch's statistics, which need more than one value per channel; got "
                     f"an input of shape {x.shape}")
-        elif training and momentum is None:
-            self.num_batches_tracked += 1
-            momentum = 1.0 / float(self.num_batches_tracked[0])
+        elif momentum is None:
+            if training:
+                self.num_batches_tracked += 1
+            momentum = 1.0 / float(self.num_batches_tracked[0]) if training else 0.0
         _norm.batchnorm_forward(x2, self.gamma if self.scale else None,
                                 self.beta if self.center else None,
                                 running_mean, running_var, mean, invstd, y,

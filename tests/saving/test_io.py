@@ -59,6 +59,12 @@ LAYER_CASES = {
     "pool_options_1d": (lambda: [layers.ZeroPadding1D(1), layers.AvgPool1D(2, padding=1),
                                  layers.UpSampling1D(2), layers.Cropping1D((0, 1)),
                                  layers.AdaptiveAvgPool1D(3), layers.Flatten()], (5, 2)),
+    "layer_norm_axes": (lambda: [layers.LayerNorm(axis=(-2, -1), bias=False)], (2, 3)),
+    "norms_without_affine": (lambda: [layers.LayerNorm(elementwise_affine=False),
+                                      layers.GroupNorm(3, affine=False),
+                                      layers.RMSNorm(affine=False)], (2, 3)),
+    "batch_norm_options": (lambda: [layers.BatchNorm(momentum=None),
+                                    layers.BatchNorm(track_running_stats=False)], (2, 3)),
 }
 
 
