@@ -221,7 +221,7 @@ def test_bad_options():
         losses.BinaryCrossEntropy(pos_weight=[-1.0])
     with pytest.raises(ValueError, match="pos_weight has 2 weights but pred has 3"):
         losses.BinaryCrossEntropy(pos_weight=[1.0, 2.0])(np.zeros((2, 3)), np.zeros((2, 3)))
-    with pytest.raises(ValueError, match="takes 3 arrays"):
+    with pytest.raises(ValueError, match="takes a list of 3 arrays"):
         losses.TripletMarginLoss()(np.zeros((2, 4)), None)
     with pytest.raises(ValueError, match="takes 3 arrays"):
         losses.TripletMarginLoss()([np.zeros((2, 4))] * 2, None)

@@ -57,6 +57,7 @@ ARGUMENTS = {
     "cdl.layers.GRU": lambda tmp: ((2,), {}),
     "cdl.layers.Dot": lambda tmp: ((1,), {}),
     "cdl.layers.Embedding": lambda tmp: ((5, 2), {}),
+    "cdl.layers.GroupNorm": lambda tmp: ((2,), {}),
     "cdl.layers.MultiHeadAttention": lambda tmp: ((2, 4), {}),
     "cdl.layers.PositionalEmbedding": lambda tmp: ((4,), {}),
     "cdl.layers.TransformerEncoder": lambda tmp: ((2,), {}),
