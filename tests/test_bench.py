@@ -136,12 +136,28 @@ def test_report_columns_roofline_and_bandwidth():
         "bandwidth_gbps": 15.0, "digits": None,
     }
     report = bench.format_report(results)
-    assert "| workload | cdl | cdl/torch | cdl/jax | cdl/numpy | cdl GFLOP/s | % of sgemm |" \
+    assert "| workload | cdl | cdl/torch | cdl/jax | cdl/numpy | cdl GFLOP/s | % of sgemm " \
+           "| cdl MiB | MiB cdl/torch |" in report
+    assert "| train step tiny/sgd | 1.000 ms | 0.50 | - | 0.25 | 50.0 | 50% | - | - |" \
         in report
-    assert "| train step tiny/sgd | 1.000 ms | 0.50 | - | 0.25 | 50.0 | 50% |" in report
-    assert "| train step lstm-32x16-64/adam | 2.000 ms | - | 2.00 | - |  |  |" in report
+    assert "| train step lstm-32x16-64/adam | 2.000 ms | - | 2.00 | - |  |  | - | - |" \
+        in report
     assert "| relu forward | 8 | 10.000 ms | 10.0 | 1.50 | 0.50 |" in report
     assert "Transformer" not in report
+
+
+def test_report_gives_memory_per_workload_its_ratio_and_the_import_baselines():
+    results = {
+        "date": "2026-01-01", "threads": 2, "rounds": 3, "frameworks": ["cdl", "torch"],
+        "sgemm_gflops": 100.0, "conv": {}, "predict": {}, "digits": None,
+        "train": {"tiny/sgd": {"cdl": {"seconds": 1e-3, "work_peak_mib": [3.0, 2.0, 4.0],
+                                       "baseline_mib": [60.0, 62.0, 61.0]},
+                               "torch": {"seconds": 2e-3, "work_peak_mib": [6.0],
+                                         "baseline_mib": [300.0]}, "gflops": 50.0}},
+    }
+    report = bench.format_report(results)
+    assert "| train step tiny/sgd | 1.000 ms | 0.50 | 50.0 | 50% | 3.0 | 0.50 |" in report
+    assert "before any task: cdl 61 MiB, torch 300 MiB." in report
 
 
 def test_transformer_table_has_its_own_peak_memory_columns():
@@ -173,6 +189,41 @@ def test_transformer_flop_counts():
     backward = 2 * rows * (4 * 8 * 8 + 2 * 8 * 6) + 2 * rows * (8 * 8 + 2 * 8 * 6) \
         + 4 * 2 * 2 * 25 * 8
     assert bench.workloads.encoder_flops(c) == forward + backward
+
+
+def _worker_peak(task, harness_ballast_mib=0):
+    """The work peak (MiB) of ``task`` run by a fresh worker, started from a
+    harness process that first holds ``harness_ballast_mib`` MiB."""
+    code = ("import json, sys\nimport numpy\n"
+            f"ballast = numpy.ones({harness_ballast_mib} << 20, numpy.uint8)\n"
+            "from cdl import bench\n"
+            "print(json.dumps(bench.run_worker(json.loads(sys.argv[1]))))\n")
+    result = subprocess.run([sys.executable, "-c", code, json.dumps(task)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    res = json.loads(result.stdout.strip().splitlines()[-1])
+    assert res["baseline_mib"] > 0
+    return res["work_peak_mib"]
+
+
+def test_memory_differs_by_workload_and_not_by_what_the_harness_loaded():
+    """The peak a worker reports is its task's: a wide MLP step and a tiny
+    one differ, and a harness grown large first (as it is once PyTorch is
+    loaded in it) does not change the figure. On Linux, ``ru_maxrss``
+    starts at the parent's size after fork; the VmHWM reset does not."""
+    if bench.workloads._proc_status_kib("VmHWM") is None:
+        pytest.skip("no /proc/self/status (not Linux)")
+    tiny = {"framework": "cdl", "threads": 1, "kind": "train", "sizes": [32, 64, 64, 10],
+            "batch": 32, "optimizer": "adam", "steps": 5, "min_seconds": 0.0}
+    wide = {**tiny, "sizes": [1024, 2048, 2048, 10], "batch": 256}
+    tiny_peak = _worker_peak(tiny)
+    wide_peak = _worker_peak(wide)
+    # The wide MLP's weights alone: (1024*2048 + 2048*2048) float32 = 24 MiB,
+    # with gradients and two Adam moments four times that.
+    assert wide_peak > 60 and tiny_peak < 20 and wide_peak > 4 * tiny_peak
+    # Started from a harness holding 300 MiB, the figure is the same.
+    harnessed = _worker_peak(wide, harness_ballast_mib=300)
+    assert abs(harnessed - wide_peak) <= 0.1 * wide_peak + 2
 
 
 def test_peak_growth_sees_the_work_not_the_process():

@@ -124,10 +124,11 @@ def measure_cases(cases, rounds, threads):
     fresh worker process all the cases it takes part in, one after the
     other; frameworks alternate, who goes first rotating between rounds.
     Returns, per case and framework, the median over rounds of each round's
-    median time (per kernel when a task times several), the largest peak
-    memory of the workers (their whole processes) and, for tasks that
-    measure it, each round's growth of the peak over the work alone
-    (``work_peak_mib``, a list).
+    median time (per kernel when a task times several) and, where the
+    worker can measure memory (Linux), each round's resident memory of the
+    worker after its framework's import (``baseline_mib``, a list) and the
+    task's own growth of the peak resident memory over the worker's size
+    before it (``work_peak_mib``, a list).
     """
     names = []
     for fws, _ in cases.values():
@@ -143,7 +144,8 @@ def measure_cases(cases, rounds, threads):
             for case, result in zip(mine, run_worker(batch)["results"]):
                 per_round[case][fw].append(_median_times(result["times"]))
                 slot = extra[case][fw]
-                slot["peak_rss_mib"] = max(slot.get("peak_rss_mib", 0), result["peak_rss_mib"])
+                if result.get("baseline_mib") is not None:
+                    slot.setdefault("baseline_mib", []).append(result["baseline_mib"])
                 if result.get("work_peak_mib") is not None:
                     slot.setdefault("work_peak_mib", []).append(result["work_peak_mib"])
                 if "accuracy" in result:
@@ -350,8 +352,9 @@ def format_report(results):
     lines = [f"Measured {results['date']}, {threads}, median of "
              f"{results['rounds']} rounds; cdl/x = cdl time / x time (below 1: cdl faster); "
              f"% of sgemm = cdl GFLOP/s / sgemm GFLOP/s.", ""]
+    has_torch = "torch" in others
     header = ["workload", "cdl"] + [f"cdl/{LABELS[f]}" for f in others] \
-        + ["cdl GFLOP/s", "% of sgemm"]
+        + ["cdl GFLOP/s", "% of sgemm", "cdl MiB"] + (["MiB cdl/torch"] if has_torch else [])
     if results["train"] or results.get("conv") or results["predict"]:
         lines += ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
 
@@ -362,6 +365,9 @@ def format_report(results):
             cells += ["", ""]
         else:
             cells += [f"{gflops:.1f}", f"{100 * gflops / sgemm:.0f}%"]
+        cells.append(_peak(res["cdl"]))
+        if has_torch:
+            cells.append(_memory_ratio(res, "torch"))
         return "| " + " | ".join(cells) + " |"
 
     for name, res in results["train"].items():
@@ -372,6 +378,15 @@ def format_report(results):
         lines.append(row(name, res))
     if lines[-1]:
         lines.append("")
+    baselines = _baselines(results)
+    if baselines:
+        lines += ["Memory: cdl MiB is how far a task raised its worker's peak resident memory "
+                  "(model, data, optimizer state and the work's own buffers; `VmHWM`, reset "
+                  "before the task) above the worker's size before it; MiB cdl/torch divides "
+                  "it by PyTorch's. The workers' resident memory after importing their "
+                  "framework, before any task: " + ", ".join(
+                      f"{LABELS.get(fw, fw)} {mib:.0f} MiB" for fw, mib in baselines.items())
+                  + ".", ""]
     if results.get("transformer"):
         lines += _transformer_table(results, sgemm) + [""]
     lines.append(f"sgemm roofline (the BLAS cdl calls, 2048^3): {sgemm:.1f} GFLOP/s")
@@ -420,6 +435,25 @@ def _peak(res):
     return f"{statistics.median(values):.1f}" if values else "-"
 
 
+def _memory_ratio(res, fw):
+    """cdl's median peak growth over ``fw``'s, or "-" where one is missing or 0."""
+    mine, theirs = (res.get(name, {}).get("work_peak_mib") for name in ("cdl", fw))
+    if not mine or not theirs or statistics.median(theirs) <= 0:
+        return "-"
+    return f"{statistics.median(mine) / statistics.median(theirs):.2f}"
+
+
+def _baselines(results):
+    """Per framework, the median resident memory of its workers after import (MiB)."""
+    values = {}
+    for group in ("train", "conv", "predict", "transformer"):
+        for res in (results.get(group) or {}).values():
+            for fw, r in res.items():
+                if isinstance(r, dict) and r.get("baseline_mib"):
+                    values.setdefault(fw, []).extend(r["baseline_mib"])
+    return {fw: statistics.median(v) for fw, v in values.items()}
+
+
 def _transformer_table(results, sgemm):
     """The transformer group's table: times, the ratio to PyTorch, the
     roofline columns and each framework's peak memory growth over the work."""
@@ -432,7 +466,9 @@ def _transformer_table(results, sgemm):
              "batch_first=True)`, and attention's forward and backward (batch 1, "
              f"{ATTENTION_HEADS} heads, d = {ATTENTION_DIM}, no mask) against "
              "`F.scaled_dot_product_attention`; peak = growth of the process's peak "
-             "resident memory over one pass (outputs and gradients included), in MiB.", "",
+             "resident memory in MiB, over one pass for attention (outputs and gradients "
+             "included), over the whole task for the encoder (model, data, optimizer state "
+             "and the steps' buffers).", "",
              "| workload | cdl | " + ("cdl/torch | " if has_torch else "")
              + "cdl GFLOP/s | % of sgemm | cdl peak (MiB) |"
              + (" torch peak (MiB) |" if has_torch else ""),

@@ -14,7 +14,6 @@ user's OpenMP environment, and cdl's kernels run only in cdl's workers.
 """
 import json
 import os
-import resource
 import sys
 
 
@@ -36,6 +35,8 @@ def _limit_jax_threads(threads):
 
 
 _LIMITED = set()
+#: Per framework, the resident memory (MiB) after its import, before any task.
+_BASELINE = {}
 
 
 def _limit_threads(framework, threads):
@@ -78,9 +79,24 @@ def _table(framework, **functions):
 
 
 def run(task):
-    framework, kind = task["framework"], task["kind"]
-    _limit_threads(framework, task["threads"])
+    """Run one task; its result: times (and what the kind adds), the
+    process's resident memory after the framework's import and before the
+    task (``baseline_mib``) and the task's own growth of the peak resident
+    memory above that (``work_peak_mib``; attention reports one pass's)."""
+    _limit_threads(task["framework"], task["threads"])
     w = _workloads()
+    # Once per process, before any task: later tasks find earlier ones' residue.
+    baseline = _BASELINE.setdefault(task["framework"], w.resident_mib())
+    if task["kind"] == "sgemm":
+        return {**_run_kind(task, w), "baseline_mib": baseline}
+    result, peak = w.call_with_peak(lambda: _run_kind(task, w))
+    result.setdefault("work_peak_mib", peak)
+    result["baseline_mib"] = baseline
+    return result
+
+
+def _run_kind(task, w):
+    framework, kind = task["framework"], task["kind"]
     result = {}
     seconds = task.get("min_seconds", 0.3)
     if kind == "train":
@@ -127,10 +143,6 @@ def run(task):
         result["gflops"] = w.sgemm_gflops(task.get("n", 2048), seconds)
     else:
         raise ValueError(f"unknown task kind {kind!r}")
-    # ru_maxrss is in KiB on Linux. It is the worker's lifetime peak, mostly
-    # its interpreter and framework: workloads whose memory matters report
-    # their own growth of the peak as "work_peak_mib".
-    result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return result
 
 

@@ -904,18 +904,27 @@ def _trim_heap():
         pass
 
 
-def peak_growth_mib(run):
-    """Call ``run()``; return how far it raised the process's peak resident
-    memory above its resident memory before the call, in MiB (None off Linux).
+def resident_mib():
+    """The process's resident memory now (``VmRSS``), in MiB, or None off Linux."""
+    kib = _proc_status_kib("VmRSS")
+    return None if kib is None else kib / 1024
+
+
+def call_with_peak(run):
+    """Call ``run()``; return its result and how far it raised the process's
+    peak resident memory above its resident memory before the call, in MiB
+    (None off Linux).
 
     The process's lifetime peak (``ru_maxrss``, ``VmHWM``) is mostly the
-    worker's own size and earlier tasks'; so the peak is reset first
-    (writing 5 to ``/proc/self/clear_refs``, Linux 4.0 and later) and the
-    growth read from ``VmHWM`` after the call. Where the reset is refused,
-    the growth over the peak so far is reported, a lower bound. Memory that
-    earlier tasks freed but the C allocator kept would be reused without
-    raising the resident size, hiding the call's allocations: it is given
-    back to the system first (glibc's ``malloc_trim``, where there is one).
+    interpreter, the framework and earlier tasks; on Linux ``ru_maxrss``
+    even starts, after ``fork``, at the parent's resident size. So the
+    peak is reset first (writing 5 to ``/proc/self/clear_refs``, Linux 4.0
+    and later) and the growth read from ``VmHWM`` after the call. Where the
+    reset is refused, the growth over the peak so far is reported, a lower
+    bound. Memory that earlier tasks freed but the C allocator kept would be
+    reused without raising the resident size, hiding the call's
+    allocations: it is given back to the system first (glibc's
+    ``malloc_trim``, where there is one).
     """
     _trim_heap()
     try:
@@ -924,11 +933,16 @@ def peak_growth_mib(run):
         before = _proc_status_kib("VmRSS")
     except OSError:
         before = _proc_status_kib("VmHWM")
-    run()
+    value = run()
     after = _proc_status_kib("VmHWM")
     if before is None or after is None:
-        return None
-    return max(after - before, 0) / 1024
+        return value, None
+    return value, max(after - before, 0) / 1024
+
+
+def peak_growth_mib(run):
+    """``call_with_peak(run)``'s growth of the peak alone, in MiB (None off Linux)."""
+    return call_with_peak(run)[1]
 
 
 def _attention_inputs(tokens, heads, dim):
