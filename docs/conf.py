@@ -12,16 +12,20 @@ import importlib
 import os
 import pathlib
 import shutil
+import sys
 
 import cdl
 
 HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE / "_ext"))
 
 # API stubs are regenerated from each module's ``__all__`` and the tutorials
 # run again on every build; stale pages (of removed names or tutorials)
 # would otherwise linger.
 shutil.rmtree(HERE / "api" / "generated", ignore_errors=True)
 shutil.rmtree(HERE / "tutorials", ignore_errors=True)
+# Written by builds that timed the tutorials; its page loads scripts from CDNs.
+(HERE / "sg_execution_times.rst").unlink(missing_ok=True)
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
@@ -33,7 +37,7 @@ version = release = cdl.__version__
 extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
-    "sphinx.ext.mathjax",
+    "mathml",
     "numpydoc",
     "myst_parser",
     "sphinx_gallery.gen_gallery",
@@ -81,6 +85,16 @@ numpydoc_xref_param_type = False
 numpydoc_use_plots = False
 add_module_names = False
 
+# --- Maths -------------------------------------------------------------------------
+# Formulas are typeset when the pages are built, as MathML (docs/_ext/mathml.py,
+# through latex2mathml), which browsers draw themselves, rather than by MathJax
+# in the reader's browser. MathJax from its CDN needs a network to show any
+# formula; shipping it with the site would add its scripts and web fonts (a few
+# MiB, more than the rest of the site's assets) to every build for a rendering
+# modern browsers do natively. Build-time MathML adds only the markup of each
+# formula and well under a second to the build, and works offline.
+html_math_renderer = "mathml"
+
 # --- Markdown pages ------------------------------------------------------------
 myst_enable_extensions = ["colon_fence", "deflist"]
 myst_heading_anchors = 3
@@ -97,6 +111,8 @@ sphinx_gallery_conf = {
     "image_scrapers": ("matplotlib",),
     "reset_modules": ("matplotlib",),
     "show_memory": False,
+    # The execution-times page loads jQuery and DataTables from CDNs.
+    "write_computation_times": False,
     "show_signature": False,
     "min_reported_time": 1,
     "capture_repr": ("_repr_html_",),
