@@ -340,8 +340,11 @@ def _export_conv(g, layer, x, shape):
     inputs = [_channels_first(g, x, len(shape)), g.const(weight, "conv_kernel")]
     if layer.use_bias:
         inputs.append(g.const(layer.bias, "conv_bias"))
+    # ONNX's pads are (begin..., end...) per side, so asymmetric padding
+    # carries over; its group splits channels as cdl's groups do.
     y = g.node("Conv", inputs, kernel_shape=list(weight.shape[2:]), strides=list(strides),
-               dilations=list(dilation), pads=[int(p) for p in onnx_pads])
+               dilations=list(dilation), pads=[int(p) for p in onnx_pads],
+               group=int(layer.groups))
     y = _channels_last(g, y, len(shape))
     return _activation_nodes(g, y, layer.activation, layer._param)
 
@@ -349,6 +352,9 @@ def _export_conv(g, layer, x, shape):
 def _export_conv_transpose(g, layer, x, shape):
     _fixed_length_only(g, layer, "its output size is computed for the export's input size")
     strides, dilation, pads, out = layer._geom
+    # The padding after the image is negative where output_padding exceeds
+    # padding; ONNX takes pads >= 0, the rest going to its output_padding.
+    pads = tuple(max(int(p), 0) for p in pads)
     output_padding = []
     for axis in range(2):
         span = (layer.kernel_size[axis] - 1) * dilation[axis] + 1
@@ -1172,6 +1178,11 @@ del _name, _cls
 #: The public layers that ``export`` refuses, by class name, with the reason.
 #: Every other layer of ``cdl.layers`` has a converter (a test checks both).
 NOT_EXPORTABLE = {
+    "DepthwiseConv1D": "no converter yet (an ONNX Conv with group = channels)",
+    "DepthwiseConv2D": "no converter yet (an ONNX Conv with group = channels)",
+    "SeparableConv1D": "no converter yet (two ONNX Convs: depthwise, then 1x1)",
+    "SeparableConv2D": "no converter yet (two ONNX Convs: depthwise, then 1x1)",
+    "Conv1DTranspose": "no converter yet (an ONNX ConvTranspose of one spatial axis)",
 }
 
 

@@ -765,10 +765,43 @@ def _conv1d(draw):
 
 
 def _conv2d(draw):
-    padding = draw.choice(("valid", "same"))
+    padding = draw.choice(("valid", "same", ((1, 0), (0, 1))))
     strides = draw.choice((1, 2))
-    shape = (draw.integer(2, 4), draw.integer(2, 4), draw.integer(1, 2))
-    return (lambda dt: layers.Conv2D(2, 2, strides=strides, padding=padding, dtype=dt)), shape
+    groups = draw.choice((1, 2))
+    shape = (draw.integer(2, 4), draw.integer(2, 4), draw.choice((1, 2) if groups == 1
+                                                                  else (2, 4)))
+    return (lambda dt: layers.Conv2D(2, 2, strides=strides, padding=padding, groups=groups,
+                                     dtype=dt)), shape
+
+
+def _conv1d_transpose(draw):
+    strides = draw.choice((1, 2))
+    padding, output_padding = draw.choice((("valid", None), ("same", None), (1, 0),
+                                           (1, strides - 1)))
+    shape = (draw.integer(1, 4), draw.integer(1, 2))
+    return (lambda dt: layers.Conv1DTranspose(2, 3, strides=strides, padding=padding,
+                                              output_padding=output_padding,
+                                              dtype=dt)), shape
+
+
+def _depthwise(cls):
+    def spec(draw):
+        rank = 1 if cls is layers.DepthwiseConv1D else 2
+        multiplier, padding = draw.choice((1, 2)), draw.choice(("valid", "same", 1))
+        act = draw.choice((None, "relu"))
+        shape = tuple(draw.integer(2, 4) for _ in range(rank)) + (draw.integer(1, 3),)
+        return (lambda dt: cls(2, depth_multiplier=multiplier, padding=padding,
+                               activation=act, dtype=dt)), shape
+    return spec
+
+
+def _separable(cls):
+    def spec(draw):
+        rank = 1 if cls is layers.SeparableConv1D else 2
+        strides, padding = draw.choice((1, 2)), draw.choice(("valid", "same"))
+        shape = tuple(draw.integer(2, 4) for _ in range(rank)) + (draw.integer(1, 3),)
+        return (lambda dt: cls(2, 2, strides=strides, padding=padding, dtype=dt)), shape
+    return spec
 
 
 def _window_pool(cls, rank):
@@ -839,6 +872,11 @@ LAYER_SPECS = {
     "Conv2D": _conv2d,
     "Conv2DTranspose": _simple(lambda dt: layers.Conv2DTranspose(2, 2, strides=2, dtype=dt),
                                (2, 2, 1), (1, 3, 2)),
+    "Conv1DTranspose": _conv1d_transpose,
+    "DepthwiseConv1D": _depthwise(layers.DepthwiseConv1D),
+    "DepthwiseConv2D": _depthwise(layers.DepthwiseConv2D),
+    "SeparableConv1D": _separable(layers.SeparableConv1D),
+    "SeparableConv2D": _separable(layers.SeparableConv2D),
     "MaxPool1D": _window_pool(layers.MaxPool1D, 1),
     "AvgPool1D": _window_pool(layers.AvgPool1D, 1),
     "MaxPool2D": _window_pool(layers.MaxPool2D, 2),

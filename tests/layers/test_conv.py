@@ -672,7 +672,7 @@ def test_sequential_cnn_trains():
     (lambda: layers.Conv2D(2, 3, padding=-1), ValueError, "padding"),
     (lambda: layers.Conv2D(2, 3, padding=True), TypeError, "padding"),
     (lambda: layers.Conv1D(2, (3, 3)), ValueError, "kernel_size"),
-    (lambda: layers.Conv2DTranspose(2, 3, padding=1), TypeError, "padding"),
+    (lambda: layers.Conv2DTranspose(2, 3, padding=1.5), TypeError, "padding"),
     (lambda: layers.Conv2D(2, 3, activation="no_such_thing"), ValueError, "activation"),
 ])
 def test_bad_arguments_are_refused(make, error, match):
