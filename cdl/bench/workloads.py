@@ -518,9 +518,10 @@ def torch_cnn_train(case, steps, min_seconds):
     return [t / steps for t in _timed_epochs(epoch, min_seconds)]
 
 
-def _jax_conv(jax, x, w, b):
+def _jax_conv(jax, x, w, b, groups=1):
     y = jax.lax.conv_general_dilated(x, w, (1, 1), "SAME",
-                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                     feature_group_count=groups)
     return jax.nn.relu(y + b)
 
 
@@ -549,11 +550,13 @@ def jax_cnn_train(case, steps, min_seconds):
 
 # --- one convolution layer, forward and backward ----------------------------------
 
-#: name -> input (height, width, channels) and filters of a 3x3 "same"
-#: convolution with ReLU, batch 64: the second convolution of each CNN.
+#: name -> input (height, width, channels), filters and groups (default 1)
+#: of a 3x3 "same" convolution with ReLU, batch 64: the second convolution
+#: of each CNN, and a depthwise convolution of a MobileNet-like block.
 CONV_CASES = {
     "conv 14x14x16->32": {"shape": (14, 14, 16), "filters": 32, "batch": 64},
     "conv 16x16x32->64": {"shape": (16, 16, 32), "filters": 64, "batch": 64},
+    "depthwise 28x28x64": {"shape": (28, 28, 64), "filters": 64, "batch": 64, "groups": 64},
 }
 
 
@@ -561,7 +564,7 @@ def conv_flops(case):
     """FLOPs of the forward and backward pass (input and weight gradients)
     of a convolution of ``CONV_CASES``: three products of the same size."""
     h, w, c = case["shape"]
-    return 3 * 2 * case["batch"] * h * w * 9 * c * case["filters"]
+    return 3 * 2 * case["batch"] * h * w * 9 * (c // case.get("groups", 1)) * case["filters"]
 
 
 def _conv_data(case):
@@ -574,7 +577,8 @@ def _conv_data(case):
 
 def cdl_conv(case, min_seconds):
     from cdl import layers
-    layer = layers.Conv2D(case["filters"], 3, padding="same", activation="relu")
+    layer = layers.Conv2D(case["filters"], 3, padding="same", activation="relu",
+                          groups=case.get("groups", 1))
     x, dy = _conv_data(case)
 
     def run():
@@ -586,7 +590,8 @@ def cdl_conv(case, min_seconds):
 
 def torch_conv(case, min_seconds):
     import torch
-    conv = torch.nn.Conv2d(case["shape"][2], case["filters"], 3, padding=1)
+    conv = torch.nn.Conv2d(case["shape"][2], case["filters"], 3, padding=1,
+                           groups=case.get("groups", 1))
     x, dy = _conv_data(case)
     x = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))).requires_grad_()
     dy = torch.from_numpy(np.ascontiguousarray(dy.transpose(0, 3, 1, 2)))
@@ -601,7 +606,8 @@ def torch_conv(case, min_seconds):
 
 def jax_conv(case, min_seconds):
     jax, jnp, _ = _jax()
-    c, f = case["shape"][2], case["filters"]
+    groups = case.get("groups", 1)
+    c, f = case["shape"][2] // groups, case["filters"]
     rng = np.random.default_rng(0)
     w = jnp.asarray(_glorot(rng, 9 * c, 9 * f, (3, 3, c, f)))
     b = jnp.zeros(f, jnp.float32)
@@ -609,7 +615,7 @@ def jax_conv(case, min_seconds):
 
     @jax.jit
     def forward_backward(x, w, b, dy):
-        _, pullback = jax.vjp(lambda x, w, b: _jax_conv(jax, x, w, b), x, w, b)
+        _, pullback = jax.vjp(lambda x, w, b: _jax_conv(jax, x, w, b, groups), x, w, b)
         return pullback(dy)
 
     def run():

@@ -65,6 +65,13 @@ LAYER_CASES = {
                                       layers.RMSNorm(affine=False)], (2, 3)),
     "batch_norm_options": (lambda: [layers.BatchNorm(momentum=None),
                                     layers.BatchNorm(track_running_stats=False)], (2, 3)),
+    "conv2d_groups_asymmetric_padding": (
+        lambda: [layers.Conv2D(4, 3, groups=2, padding=((1, 0), (0, 2)))], (4, 4, 2)),
+    "depthwise_conv2d": (lambda: [layers.DepthwiseConv2D(3, depth_multiplier=2,
+                                                         padding="same")], (4, 4, 2)),
+    "separable_conv1d": (lambda: [layers.SeparableConv1D(3, 2, padding="causal")], (5, 2)),
+    "conv1d_transpose": (lambda: [layers.Conv1DTranspose(2, 3, strides=2, padding=1,
+                                                         output_padding=1)], (4, 2)),
 }
 
 
