@@ -24,7 +24,10 @@ channels-first: the exporter wraps them in Transpose nodes (which ONNX
 Runtime's optimiser merges across consecutive layers).
 
 Exported layers: Dense; every activation (by name in Dense/Conv and as a
-layer, PReLU included); Conv1D, Conv2D, Conv2DTranspose; Max/AvgPool1D/2D,
+layer, PReLU included); Conv1D, Conv2D (with groups and explicit,
+asymmetric padding), DepthwiseConv1D/2D (ONNX Conv groups), SeparableConv1D/2D
+(a depthwise then a 1x1 Conv), Conv1DTranspose, Conv2DTranspose
+(output_padding); Max/AvgPool1D/2D,
 GlobalMax/AvgPool1D/2D; BatchNorm (its running statistics), LayerNorm,
 RMSNorm, GroupNorm; Dropout, SpatialDropout1D/2D and GaussianNoise (the
 identity at inference); Flatten, Reshape, Permute; Embedding; Residual and
@@ -326,50 +329,70 @@ def _channels_last(g, x, rank):
     return g.node("Transpose", [x], perm=[0] + list(range(2, rank + 1)) + [1])
 
 
+def _conv_geometry(layer):
+    """The layer's strides, dilations and ONNX pads (begins, then ends) over
+    its own spatial axes (cdl keeps every convolution in a 2-D form)."""
+    strides, dilation, pads, out = layer._geom
+    axes = range(2 - layer._rank, 2)
+    return ([int(strides[a]) for a in axes], [int(dilation[a]) for a in axes],
+            [int(pads[2 * a]) for a in axes], [int(pads[2 * a + 1]) for a in axes], out)
+
+
+def _onnx_kernel(kernel, rank):
+    """``(*kernel_size, a, b)`` -> ``(b, a, *kernel_size)``, ONNX's layout."""
+    return kernel.transpose([rank + 1, rank] + list(range(rank)))
+
+
 def _export_conv(g, layer, x, shape):
+    """A Conv node, channels first. Grouped and depthwise convolutions are
+    its ``group`` (a depthwise kernel ``(*k, C, M)`` is ``(*k, 1, C * M)``
+    in memory, as the layer reads it); a separable one is the depthwise Conv
+    then a 1x1 Conv. ONNX's pads are (begins, ends), so asymmetric padding
+    carries over."""
     rank = layer._rank
-    strides, dilation, pads, _ = layer._geom
     _length_dependent_padding(g, layer, layer.strides)
-    if rank == 1:
-        weight = layer.kernel.transpose(2, 1, 0)        # (k, C, F) -> (F, C, k)
-        onnx_pads = [pads[2], pads[3]]
-        strides, dilation = strides[1:], dilation[1:]
+    strides, dilation, begins, ends, _ = _conv_geometry(layer)
+    depthwise = hasattr(layer, "depthwise_kernel")
+    separable = hasattr(layer, "pointwise_kernel")
+    if depthwise:
+        kernel = layer.depthwise_kernel.reshape(tuple(layer.kernel_size) + (1, -1))
     else:
-        weight = layer.kernel.transpose(3, 2, 0, 1)     # (kh, kw, C, F) -> (F, C, kh, kw)
-        onnx_pads = [pads[0], pads[2], pads[1], pads[3]]
+        kernel = layer.kernel
+    weight = _onnx_kernel(kernel, rank)
     inputs = [_channels_first(g, x, len(shape)), g.const(weight, "conv_kernel")]
-    if layer.use_bias:
+    if layer.use_bias and not separable:
         inputs.append(g.const(layer.bias, "conv_bias"))
-    # ONNX's pads are (begin..., end...) per side, so asymmetric padding
-    # carries over; its group splits channels as cdl's groups do.
-    y = g.node("Conv", inputs, kernel_shape=list(weight.shape[2:]), strides=list(strides),
-               dilations=list(dilation), pads=[int(p) for p in onnx_pads],
-               group=int(layer.groups))
+    y = g.node("Conv", inputs, kernel_shape=list(weight.shape[2:]), strides=strides,
+               dilations=dilation, pads=begins + ends, group=int(getattr(layer, "groups", 1)))
+    if separable:
+        pointwise = [y, g.const(_onnx_kernel(layer.pointwise_kernel, rank), "pointwise_kernel")]
+        if layer.use_bias:
+            pointwise.append(g.const(layer.bias, "conv_bias"))
+        y = g.node("Conv", pointwise, kernel_shape=[1] * rank)
     y = _channels_last(g, y, len(shape))
     return _activation_nodes(g, y, layer.activation, layer._param)
 
 
 def _export_conv_transpose(g, layer, x, shape):
     _fixed_length_only(g, layer, "its output size is computed for the export's input size")
-    strides, dilation, pads, out = layer._geom
+    rank = layer._rank
+    strides, dilation, begins, ends, out = _conv_geometry(layer)
     # The padding after the image is negative where output_padding exceeds
     # padding; ONNX takes pads >= 0, the rest going to its output_padding.
-    pads = tuple(max(int(p), 0) for p in pads)
+    begins, ends = [max(p, 0) for p in begins], [max(p, 0) for p in ends]
     output_padding = []
-    for axis in range(2):
+    for axis in range(rank):
         span = (layer.kernel_size[axis] - 1) * dilation[axis] + 1
-        onnx_size = (strides[axis] * (shape[axis] - 1) + span
-                     - pads[2 * axis] - pads[2 * axis + 1])
+        onnx_size = strides[axis] * (shape[axis] - 1) + span - begins[axis] - ends[axis]
         output_padding.append(int(out[axis] - onnx_size))
-    weight = layer.kernel.transpose(3, 2, 0, 1)         # (kh, kw, F, C) -> (C, F, kh, kw)
-    inputs = [_channels_first(g, x, 3), g.const(weight, "deconv_kernel")]
+    weight = _onnx_kernel(layer.kernel, rank)          # (*k, F, C) -> (C, F, *k)
+    inputs = [_channels_first(g, x, len(shape)), g.const(weight, "deconv_kernel")]
     if layer.use_bias:
         inputs.append(g.const(layer.bias, "deconv_bias"))
     y = g.node("ConvTranspose", inputs, kernel_shape=list(layer.kernel_size),
-               strides=list(strides), dilations=list(dilation),
-               pads=[int(pads[0]), int(pads[2]), int(pads[1]), int(pads[3])],
+               strides=strides, dilations=dilation, pads=begins + ends,
                output_padding=output_padding)
-    y = _channels_last(g, y, 3)
+    y = _channels_last(g, y, len(shape))
     return _activation_nodes(g, y, layer.activation, layer._param)
 
 
@@ -1130,6 +1153,11 @@ _CONVERTERS = {
     _conv.Conv1D: _export_conv,
     _conv.Conv2D: _export_conv,
     _conv.Conv2DTranspose: _export_conv_transpose,
+    _conv.Conv1DTranspose: _export_conv_transpose,
+    _conv.DepthwiseConv1D: _export_conv,
+    _conv.DepthwiseConv2D: _export_conv,
+    _conv.SeparableConv1D: _export_conv,
+    _conv.SeparableConv2D: _export_conv,
     _norm.BatchNorm: _export_batch_norm,
     _norm.LayerNorm: _export_layer_norm,
     _norm.RMSNorm: _export_rms_norm,
@@ -1178,11 +1206,6 @@ del _name, _cls
 #: The public layers that ``export`` refuses, by class name, with the reason.
 #: Every other layer of ``cdl.layers`` has a converter (a test checks both).
 NOT_EXPORTABLE = {
-    "DepthwiseConv1D": "no converter yet (an ONNX Conv with group = channels)",
-    "DepthwiseConv2D": "no converter yet (an ONNX Conv with group = channels)",
-    "SeparableConv1D": "no converter yet (two ONNX Convs: depthwise, then 1x1)",
-    "SeparableConv2D": "no converter yet (two ONNX Convs: depthwise, then 1x1)",
-    "Conv1DTranspose": "no converter yet (an ONNX ConvTranspose of one spatial axis)",
 }
 
 
