@@ -189,46 +189,97 @@ def _find(folder, prefix, what):
         f"no MNIST {what} file in {folder}; looked for {', '.join(tried)}")
 
 
-def load_mnist(path, kind="train"):
-    """Load MNIST (or Fashion-MNIST, KMNIST, ...) from IDX files you already have.
+def load_mnist(path=None, kind=None, *, data_home=None, download=True, mirror=None):
+    """Load MNIST: downloaded on first use, or from IDX files you already have.
 
-    Nothing is downloaded: ``path`` is a folder holding the standard files
-    ``train-images-idx3-ubyte`` and ``train-labels-idx1-ubyte`` (for
-    ``kind="train"``) or ``t10k-images-idx3-ubyte`` and
+    ``load_mnist()`` returns ``(x_train, y_train), (x_test, y_test)`` as
+    Keras' ``mnist.load_data()``: the four IDX files of the standard release
+    (11 MB) are fetched once, checked against pinned SHA-256 hashes and kept
+    in a cache folder, then read from there with no network access.
+
+    ``load_mnist(path)`` reads a folder you already have instead, holding the
+    standard files ``train-images-idx3-ubyte`` and ``train-labels-idx1-ubyte``
+    (for ``kind="train"``) or ``t10k-images-idx3-ubyte`` and
     ``t10k-labels-idx1-ubyte`` (for ``kind="test"``), each optionally
-    gzip-compressed with a ``.gz`` suffix. The ``train-images.idx3-ubyte``
-    spelling (a dot before ``idx``) is accepted too.
+    gzip-compressed with a ``.gz`` suffix (the ``train-images.idx3-ubyte``
+    spelling is accepted too), of any size: MNIST, Fashion-MNIST, KMNIST...
+    Nothing is downloaded then.
 
     Parameters
     ----------
-    path : str or os.PathLike
-        The folder.
-    kind : {'train', 'test'}, default 'train'
+    path : str or os.PathLike, optional
+        A folder of IDX files to read; None downloads (or reuses the cache).
+    kind : {'train', 'test'}, optional
+        With ``path``: the part to read (default 'train'). Without: return
+        only that part, ``(x, y)``, instead of both.
+    data_home : str or os.PathLike, optional
+        The cache folder, without ``path``: default the environment variable
+        ``CDL_DATA``, else ``~/.cache/cdl``. Each data set has a sub-folder
+        (``<data_home>/mnist/``).
+    download : bool, default True
+        Download missing files, or files whose hash is wrong (damaged or
+        tampered with); False raises ``FileNotFoundError`` instead.
+    mirror : str, optional
+        Base URL of a mirror, serving ``<mirror>/mnist/<file name>``: default
+        the environment variable ``CDL_DATASETS_URL``, else the official
+        address (Google's copy of the MNIST files).
 
     Returns
     -------
-    images : ndarray of uint8, shape (n, rows, cols)
-        The header's dimensions: (60000, 28, 28) / (10000, 28, 28) for MNIST.
-        Divide by 255 for values in [0, 1].
-    labels : ndarray of int64, shape (n,)
+    (x_train, y_train), (x_test, y_test)
+        Without ``path`` and ``kind``: images as uint8 arrays of shape
+        (n, 28, 28) (60,000 and 10,000 of them), labels as int64 arrays of
+        shape (n,). Divide the images by 255 for values in [0, 1].
+    images, labels
+        With ``path`` or ``kind``: one part, of the header's dimensions.
 
     Raises
     ------
     FileNotFoundError
-        If the folder or a file is missing (naming the names tried).
+        If ``path`` or a file in it is missing (naming the names tried); or,
+        with ``download=False``, if a file is not in the cache.
     ValueError
         Naming the file, if it is not a valid IDX file, is not an unsigned
         byte array of the right number of dimensions (3 for images, 1 for
-        labels), or if the images and labels counts differ.
+        labels), if the images and labels counts differ, or if a downloaded
+        file's hash is not the pinned one.
+    ImportError
+        If a download is needed and ``pooch`` is not installed
+        (``pip install 'cdl[datasets]'``).
+    ConnectionError
+        If a download fails (no network, server down), naming the URL, where
+        to put the file by hand and how to set a mirror.
+
+    Notes
+    -----
+    Data: Y. LeCun, C. Cortes and C. J. C. Burges, The MNIST database of
+    handwritten digits; the files are fetched from
+    https://storage.googleapis.com/cvdf-datasets/mnist/. See the "Data
+    sets" page of the documentation for sources, sizes and hashes.
 
     Examples
     --------
     >>> from cdl import datasets
-    >>> datasets.load_mnist("no-such-folder")             # nothing is downloaded
+    >>> (x_train, y_train), (x_test, y_test) = datasets.load_mnist()  # doctest: +SKIP
+    >>> x_train.shape, x_train.dtype, y_train.dtype                  # doctest: +SKIP
+    ((60000, 28, 28), dtype('uint8'), dtype('int64'))
+    >>> datasets.load_mnist("no-such-folder")             # a folder: nothing is downloaded
     Traceback (most recent call last):
         ...
     FileNotFoundError: MNIST folder not found (or not a folder): no-such-folder
     """
+    if path is None:
+        from cdl.datasets._remote import _load_idx_dataset, _load_idx_split
+
+        if kind is None:
+            return _load_idx_dataset("mnist", data_home, download, mirror)
+        kind = choose(kind, tuple(_KINDS), "kind")
+        return _load_idx_split("mnist", kind, data_home, download, mirror)
+    if data_home is not None or mirror is not None or download is not True:
+        raise ValueError("data_home, download and mirror apply to the downloaded MNIST; "
+                         "with a path, the files are read from that folder only")
+    if kind is None:
+        kind = "train"
     kind = choose(kind, tuple(_KINDS), "kind")
     folder = os.fspath(path)
     if not os.path.isdir(folder):
