@@ -183,13 +183,12 @@ def fetch(name, filename, data_home_=None, download=True, mirror=None):
     except ImportError:
         pass
     os.makedirs(folder, exist_ok=True)
-    if os.path.isfile(target):
-        # A damaged copy goes before the download, so that a failed one
-        # does not leave it beside the cache's verified files.
-        os.remove(target)
     try:
         # pooch writes to a temporary file in `folder`, checks the hash and
-        # only then renames it to `target`: a failure leaves no file there.
+        # only then renames it over `target`: a failure leaves no new file
+        # there, and a damaged copy is replaced in one step (not deleted
+        # first, which would pull the file from under another process that
+        # has just put a good copy in place).
         path = pooch.retrieve(url, known_hash=f"sha256:{sha}", fname=filename, path=folder,
                               progressbar=progressbar)
     except requests.exceptions.RequestException as err:
