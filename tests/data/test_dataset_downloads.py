@@ -370,6 +370,14 @@ def test_without_pooch_a_download_names_the_extra(served, monkeypatch):
         datasets.load_mnist(data_home=cache, mirror=server.url)
 
 
+def test_without_pooch_cached_files_still_load(served, monkeypatch):
+    server, expected, cache = served
+    datasets.load_mnist(data_home=cache, mirror=server.url)
+    monkeypatch.setitem(__import__("sys").modules, "pooch", None)
+    server.stop()
+    check_idx(datasets.load_mnist(data_home=cache, mirror=server.url), expected["mnist"])
+
+
 @pytest.mark.parametrize("damage", ["drop", "size"])
 def test_a_cifar_archive_without_the_right_batches_is_refused(served, monkeypatch, damage):
     server, _, cache = served
