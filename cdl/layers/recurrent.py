@@ -248,9 +248,10 @@ class _Recurrent(Layer):
 
         Parameters
         ----------
-        x : array_like of shape (batch, time steps, features), or, once
-            the layer was called with an initial state in a graph model
-            (``takes_list``), a list ``[x, h0]`` (``[x, h0, c0]`` for the
+        x : array_like or list
+            The input, of shape (batch, time steps, features); once the
+            layer was called with an initial state in a graph model
+            (``takes_list``), the list ``[x, h0]`` (``[x, h0, c0]`` for the
             LSTM): the input with its initial state.
         training : bool
             Unused (no dropout).
@@ -263,8 +264,10 @@ class _Recurrent(Layer):
 
         Returns
         -------
-        ndarray, or with ``return_state`` a list ``[output, h]`` (``[output,
-        h, c]`` for the LSTM) with the final states of shape (batch, units).
+        ndarray or list of ndarray
+            The output; with ``return_state``, the list ``[output, h]``
+            (``[output, h, c]`` for the LSTM) with the final states of shape
+            (batch, units).
         """
         if self.takes_list and isinstance(x, (list, tuple)):
             # The form of a graph call with an initial state (else a list is
@@ -710,8 +713,9 @@ class Bidirectional(Layer):
 
         Returns
         -------
-        ndarray, or with ``return_state`` a list ``[output, forward
-        states..., backward states...]``.
+        ndarray or list of ndarray
+            The merged output; with ``return_state``, the list ``[output,
+            forward states..., backward states...]``.
         """
         if self.takes_list and isinstance(x, (list, tuple)):
             if initial_state is not None:
