@@ -5,7 +5,8 @@ from cdl.training import callbacks as _callbacks
 from cdl.training.averaging import ExponentialMovingAverage, StochasticWeightAveraging
 from cdl.training.callbacks import (
     Callback, CallbackList, CSVLogger, EarlyStopping, History, LambdaCallback,
-    LearningRateScheduler, LossThreshold, ProgbarLogger, ReduceLROnPlateau, TerminateOnNaN)
+    LearningRateScheduler, LossThreshold, ProgbarLogger, ReduceLROnPlateau, TensorBoard,
+    TerminateOnNaN)
 from cdl.training.checkpoint import BackupAndRestore, ModelCheckpoint
 
 __doc__ = _callbacks.__doc__
@@ -14,7 +15,7 @@ __all__ = [
     "Callback", "CallbackList", "History", "ProgbarLogger", "EarlyStopping",
     "ModelCheckpoint", "ReduceLROnPlateau", "LearningRateScheduler", "TerminateOnNaN",
     "CSVLogger", "LambdaCallback", "LossThreshold", "BackupAndRestore",
-    "ExponentialMovingAverage", "StochasticWeightAveraging",
+    "ExponentialMovingAverage", "StochasticWeightAveraging", "TensorBoard",
 ]
 
 # Shown and documented under this public path; the averaging callbacks keep

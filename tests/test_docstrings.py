@@ -54,6 +54,7 @@ OPTIONAL_PACKAGES = {
     "onnx": "pip install 'cdl[onnx]'",
     "pydot": "pip install 'cdl[plot]'",
     "sklearn": "pip install 'cdl[sklearn]'",
+    "tensorboardX": "pip install 'cdl[tensorboard]'",
     "mpi4py": "pip install 'cdl[mpi]'",
     "onnxruntime": "pip install onnxruntime",
     "matplotlib": "pip install matplotlib",

@@ -38,7 +38,7 @@ from cdl.training import schedules as _schedules
 __all__ = [
     "Callback", "CallbackList", "History", "ProgbarLogger", "EarlyStopping",
     "ReduceLROnPlateau", "LearningRateScheduler", "TerminateOnNaN", "CSVLogger",
-    "LambdaCallback", "LossThreshold",
+    "LambdaCallback", "LossThreshold", "TensorBoard",
 ]
 
 _BATCH_HOOKS = ("on_train_batch_begin", "on_train_batch_end")
@@ -844,3 +844,202 @@ class LambdaCallback(Callback):
                 if not callable(fn):
                     raise TypeError(f"{name} must be callable")
                 setattr(self, name, fn)
+
+
+def _summary_writer_class():
+    """tensorboardX's ``SummaryWriter``, or an ImportError saying how to get it."""
+    try:
+        from tensorboardX import SummaryWriter
+    except ImportError as error:
+        raise ImportError("callbacks.TensorBoard writes its event files with the tensorboardX "
+                          "package, which is not installed: pip install 'cdl[tensorboard]' "
+                          "(or pip install tensorboardX)") from error
+    return SummaryWriter
+
+
+class TensorBoard(Callback):
+    """Write what training does to event files that TensorBoard shows
+    (``tensorboard --logdir <log_dir>``), in Keras' layout: run folders
+    ``log_dir/train`` and ``log_dir/validation``, the scalars of each epoch
+    tagged ``epoch_<key>`` at step ``epoch`` (``epoch_loss``,
+    ``epoch_accuracy``, ..., with the validation results, ``val_`` removed,
+    in the validation run) and the learning rate as ``epoch_learning_rate``.
+
+    The files are written by ``tensorboardX`` (the optional extra:
+    ``pip install 'cdl[tensorboard]'``), imported when the callback is made.
+    Only the process of rank 0 writes under ``distributed=True``.
+
+    Parameters
+    ----------
+    log_dir : str or path-like
+        The folder of the run (created when needed). A later ``fit`` with
+        the same folder adds new event files beside the earlier ones.
+    update_freq : "epoch" or int, default "epoch"
+        ``"epoch"``: scalars once per epoch. An integer ``n``: also the
+        batch loss and learning rate every ``n`` optimizer steps, tagged
+        ``batch_loss`` and ``batch_learning_rate`` at step ``k``, the number
+        of optimizer steps of the run so far (1 after the first batch).
+    histogram_freq : int, default 0
+        Every ``histogram_freq`` epochs (epochs 0, ``histogram_freq``, ...),
+        histograms of every weight, tagged ``<layer>/<weight>``, and of its
+        gradient in the last batch of the epoch, ``<layer>/<weight>/gradient``
+        (in the train run, at step ``epoch``). 0: none.
+    write_graph : bool, default False
+        Write the model's ``summary()`` (its layers, output shapes,
+        parameter counts and, for a graph ``Model``, which layer feeds
+        which) as the text ``model_summary`` of the train run, at step 0.
+        This is cdl's graph: cdl runs compiled kernels, not a traced
+        computation, so there is no operation graph for TensorBoard's
+        "Graphs" tab.
+
+    Raises
+    ------
+    ImportError
+        If tensorboardX is not installed.
+
+    Notes
+    -----
+    A run resumed by ``BackupAndRestore`` continues the step numbers of the
+    interrupted one: the epochs are numbered from the restored epoch and
+    the batch steps from the restored optimizer step count. The batches
+    run again after the last backup are written again, so TensorBoard may
+    show two points at those steps. tensorboardX writes the events from a
+    thread; they reach the files within a second, and the files are closed
+    at the end of training (or, if ``fit`` raised, when Python exits).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import cdl
+    >>> from cdl import callbacks, layers
+    >>> x = np.linspace(-1, 1, 64).reshape(-1, 1)
+    >>> y = 3 * x
+    >>> model = cdl.Sequential([layers.Dense(1)], input_shape=(1,), seed=0)
+    >>> model.compile(cdl.optimizers.SGD(lr=0.1), "mse")
+    >>> board = callbacks.TensorBoard("logs", update_freq=2, histogram_freq=1)
+    >>> history = model.fit(x, y, epochs=3, batch_size=16, validation_split=0.25,
+    ...                     verbose=0, callbacks=[board])
+    >>> import os
+    >>> sorted(os.listdir("logs"))
+    ['train', 'validation']
+    """
+
+    rank_zero_only = True
+    _files_made = 0   # makes event file names unique within a process
+
+    def __init__(self, log_dir="logs", update_freq="epoch", histogram_freq=0,
+                 write_graph=False):
+        super().__init__()
+        if isinstance(log_dir, (bytes, bool)) or log_dir is None:
+            raise TypeError(f"log_dir must be a path, got {log_dir!r}")
+        self.log_dir = os.fspath(log_dir)
+        if isinstance(update_freq, str):
+            choose(update_freq, ("epoch",), "update_freq")
+        else:
+            update_freq = check_number(update_freq, "update_freq", low=1, integer=True)
+        self.update_freq = update_freq
+        self.histogram_freq = check_number(histogram_freq, "histogram_freq", low=0,
+                                           integer=True)
+        self.write_graph = check_bool(write_graph, "write_graph")
+        self._writer_class = _summary_writer_class()
+        self._writers = {}
+        self._batch_lr = None
+        if update_freq != "epoch":
+            # Only then does this callback need the per-batch hooks (which
+            # cost a call per batch, and a vote per step when distributed).
+            self.on_train_batch_begin = self._batch_begin
+            self.on_train_batch_end = self._batch_end
+
+    def _writer(self, run):
+        """The writer of run folder ``run`` ("train" or "validation"), made on first use."""
+        writer = self._writers.get(run)
+        if writer is None:
+            # tensorboardX names a file by the second and host; the suffix
+            # keeps two writers of one second (a quick resume) apart.
+            TensorBoard._files_made += 1
+            suffix = f".{os.getpid()}.{TensorBoard._files_made}"
+            # tensorboardX writes from a thread and flushes to disk every
+            # flush_secs (2 minutes by default): within a second, so that
+            # TensorBoard follows the run and a killed process loses at most
+            # the last second (at a normal exit, tensorboardX closes its files).
+            writer = self._writers[run] = self._writer_class(
+                os.path.join(self.log_dir, run), filename_suffix=suffix, flush_secs=1)
+        return writer
+
+    def _close(self):
+        for writer in self._writers.values():
+            writer.close()
+        self._writers = {}
+
+    def on_train_begin(self, logs=None):
+        self._close()   # a writer left open by a fit that raised
+        writer = self._writer("train")
+        if self.write_graph:
+            lines = []
+            self.model.summary(print_fn=lines.append)
+            # Indented: TensorBoard renders text as Markdown, and this keeps
+            # the table's columns (a code block, in a fixed-width font).
+            writer.add_text("model_summary", "\n".join("    " + line for line in lines), 0)
+
+    def _batch_begin(self, batch, logs=None):
+        # The rate this batch uses: a per-batch schedule may change it
+        # before this callback's on_train_batch_end.
+        self._batch_lr = self.model.optimizer.lr
+
+    def _batch_end(self, batch, logs=None):
+        step = self.model.fit_progress.total_steps
+        if step % self.update_freq:
+            return
+        writer = self._writer("train")
+        loss = (logs or {}).get("loss")
+        if _is_number(loss):
+            writer.add_scalar("batch_loss", float(loss), step)
+        if self._batch_lr is not None:
+            writer.add_scalar("batch_learning_rate", float(self._batch_lr), step)
+
+    def on_epoch_end(self, epoch, logs=None):
+        train, validation = {}, {}
+        for key, value in (logs or {}).items():
+            if not _is_number(value):
+                continue
+            if key.startswith("val_"):
+                validation[key[4:]] = value
+            else:
+                train["learning_rate" if key == "lr" else key] = value
+        for run, values in (("train", train), ("validation", validation)):
+            if values:
+                writer = self._writer(run)
+                for key, value in values.items():
+                    writer.add_scalar("epoch_" + key, float(value), epoch)
+        if self.histogram_freq and epoch % self.histogram_freq == 0:
+            self._write_histograms(epoch)
+        for writer in self._writers.values():
+            writer.flush()
+
+    def _write_histograms(self, epoch):
+        writer = self._writer("train")
+        used = set()
+        for layer, name in _weight_owners(self.model):
+            tag = f"{layer.name}/{name}"
+            # Sublayers of two composite layers may share a name.
+            tag = next(f"{tag}_{k}" if k else tag for k in range(len(used) + 1)
+                       if (f"{tag}_{k}" if k else tag) not in used)
+            used.add(tag)
+            for suffix, values in (("", getattr(layer, name)),
+                                   ("/gradient", getattr(layer, name + "_grad"))):
+                values = np.asarray(values).ravel()
+                values = values[np.isfinite(values)]   # a histogram needs finite values
+                if values.size:
+                    writer.add_histogram(tag + suffix, values, epoch)
+
+    def on_train_end(self, logs=None):
+        self._close()
+
+
+def _is_number(value):
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def _weight_owners(model):
+    """``(layer, weight name)`` of every weight of ``model``, in its order."""
+    return [owner for layer in model.layers for owner in layer.weight_owners()]
