@@ -355,6 +355,18 @@ def scenario_callbacks(out_dir):
     _save(out_dir, "resumed", rank, *resumed.params, **_history_arrays(history))
 
 
+def scenario_tensorboard(out_dir):
+    """TensorBoard event files from rank 0 only (each rank is given its own folder)."""
+    rank = cdl.distributed.rank()
+    x, y = classification_data(n=120)
+    model = dense_model(OPTIMIZERS["adam"]())
+    board = callbacks.TensorBoard(os.path.join(out_dir, f"tb-{rank}"), update_freq=1,
+                                  histogram_freq=1, write_graph=True)
+    history = model.fit(x, y, epochs=2, batch_size=16, verbose=0, validation_split=0.25,
+                        distributed=True, callbacks=[board])
+    _save(out_dir, "tensorboard", rank, *model.params, **_history_arrays(history))
+
+
 def scenario_bad_part(out_dir):
     """NaN in the rows that only rank 1 reads of a memory-mapped file."""
     rank = cdl.distributed.rank()

@@ -7,7 +7,8 @@ import pytest
 
 import cdl
 from cdl import callbacks, layers, optimizers, schedules
-from helpers import BATCH, EPOCHS, SAMPLES, Interrupted, StopBefore, dataset, same_run, train
+from helpers import BATCH, EPOCHS, SAMPLES, Interrupted, StopBefore, same_run, train
+from test_distributed import load, needs_mpi, run_mpi
 
 STEPS = -(-SAMPLES // BATCH)   # batches per epoch of helpers.dataset
 
@@ -216,6 +217,22 @@ def test_only_rank_zero_writes(board, tmp_path):
     hooks.on_epoch_end(0, {"loss": 1.0, "lr": 0.1})
     hooks.on_train_end({})
     assert not (tmp_path / "logs").exists()
+
+
+@needs_mpi
+def test_only_rank_zero_writes_under_mpi(board, tmp_path):
+    accumulator(tmp_path)   # skips without the tensorboard package, before starting MPI
+    run_mpi(2, "tensorboard", tmp_path)
+    assert not (tmp_path / "tb-1").exists()
+    _, history, _ = load(tmp_path, "tensorboard", 0)
+    train_run = accumulator(tmp_path / "tb-0" / "train")
+    for key in ("loss", "lr"):
+        tag = "epoch_learning_rate" if key == "lr" else "epoch_" + key
+        assert scalars(train_run, tag) == ([0, 1], float32(history[key]))
+    assert scalars(accumulator(tmp_path / "tb-0" / "validation"), "epoch_loss") == \
+        ([0, 1], float32(history["val_loss"]))
+    assert [e.step for e in train_run.Scalars("batch_loss")] == list(range(1, 2 * 6 + 1))
+    assert train_run.Tags()["histograms"] and train_run.Tags()["tensors"]
 
 
 def test_per_epoch_logging_adds_no_batch_hooks(board, tmp_path):
