@@ -43,6 +43,10 @@ EXPECTED = {
                                 r"LSTM: \{'loss': [\d.]+, 'accuracy': 0\.9[5-9]",
                                 r"^Transformer\s+\d+ weights",
                                 r"validation perplexity: 1\d\.\d", r"^MENENIUS:$"],
+    "plot_11_watching_training.py": [r"^\['train', 'validation'\]$",
+                                     r"^validation \['epoch_accuracy', 'epoch_loss'\]$",
+                                     r"same losses as History: True",
+                                     r"hidden \(Dense\)"],
 }
 
 
@@ -55,6 +59,11 @@ def test_every_tutorial_has_expectations():
 def test_tutorial_runs(script, tmp_path):
     if "matplotlib" in script.read_text() and importlib.util.find_spec("matplotlib") is None:
         pytest.skip("matplotlib is not installed")
+    if "callbacks.TensorBoard(" in script.read_text():
+        for package in ("tensorboardX", "tensorboard"):
+            if importlib.util.find_spec(package) is None:
+                pytest.skip(f"{package} is not installed (pip install 'cdl[tensorboard]' "
+                            "tensorboard)")
     env = dict(os.environ, MPLBACKEND="Agg")
     result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=300)

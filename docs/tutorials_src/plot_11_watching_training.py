@@ -66,7 +66,7 @@ for run in ("train", "validation"):
     print(run, sorted(runs[run].Tags()["scalars"]))
 
 losses = [e.value for e in runs["train"].Scalars("epoch_loss")]
-print(np.allclose(losses, history.history["loss"], rtol=1e-6))
+print("same losses as History:", np.allclose(losses, history.history["loss"], rtol=1e-6))
 
 # %%
 # The scalars, as TensorBoard's "Scalars" tab plots them
