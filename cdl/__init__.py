@@ -34,12 +34,12 @@ from cdl.model import Model, Sequential
 
 # Loaded on first use, to keep ``import cdl`` fast: scripts that only train
 # never pay for the data sets, metrics or file format code.
-# cdl.sklearn, cdl.onnx and cdl.distributed need optional packages: importable on
+# cdl.sklearn, cdl.onnx, cdl.convert and cdl.distributed need optional packages: importable on
 # demand, not in __all__.
 _LAZY_MODULES = ("callbacks", "data", "datasets", "metrics", "regularizers", "schedules", "io",
                  "utils",
                  "bench", "explain", "tuning", "averaging", "sklearn", "onnx", "distributed",
-                 "text")
+                 "text", "convert")
 
 
 def __getattr__(name):
