@@ -32,6 +32,8 @@ PyTorch layer (with ``Dropout`` between them for PyTorch's ``dropout``);
 Anything without an exact counterpart is refused with a ``ValueError``
 naming the module's position in the Sequential, its class and the option.
 """
+import warnings
+
 import numpy as np
 
 __all__ = ["from_torch", "to_torch", "recurrent_output"]
@@ -337,7 +339,8 @@ def _torch_shapes(torch, modules, input_shape, dtype):
                         else torch.float32)
     modes = {id(m): m.training for _, top in modules for m in top.modules()}
     try:
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")      # PyTorch's performance notes
             for path, module in modules:
                 shapes[path] = tuple(x.shape[1:])
                 for m in module.modules():
