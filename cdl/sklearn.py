@@ -42,6 +42,9 @@ import tempfile
 import warnings
 
 import numpy as np
+import scipy.optimize
+import scipy.sparse
+from scipy.special import xlogy
 
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
@@ -51,7 +54,8 @@ try:
     from sklearn.utils import check_random_state
     from sklearn.utils.metaestimators import available_if
     from sklearn.utils.multiclass import (
-        _check_partial_fit_first_call, check_classification_targets, unique_labels)
+        _check_partial_fit_first_call, check_classification_targets, type_of_target,
+        unique_labels)
     from sklearn.utils.validation import (
         _check_sample_weight, check_is_fitted, column_or_1d, validate_data)
 except ImportError as _err:  # pragma: no cover - depends on the environment
@@ -74,6 +78,8 @@ __all__ = ["MLPClassifier", "MLPRegressor"]
 _SKLEARN_ACTIVATIONS = {"identity": None, "logistic": "sigmoid"}
 _SOLVERS = ("adam", "sgd", "adamw", "nadam", "radam", "adamax", "rmsprop", "adagrad")
 _LEARNING_RATES = ("constant", "invscaling", "adaptive")
+#: The losses solver="lbfgs" minimises (scikit-learn's, with their exact objective).
+_LBFGS_LOSSES = ("log_loss", "squared_error", "poisson")
 #: The smallest rate "adaptive" divides down to before it stops (scikit-learn's).
 _MIN_ADAPTIVE_LR = 1e-6
 #: Rows per matrix product in predictions (see ``_BaseMLP._outputs``).
@@ -157,10 +163,14 @@ class _EpochRules(Callback):
         est.t_ += self.n_train
         est.loss_ = loss
         est.loss_curve_.append(loss)
+        if est.verbose:
+            print("Iteration %d, loss = %.8f" % (est.n_iter_, loss))
         if self.validation is not None:
             score = est._score_outputs(model.predict(self.validation[0]),
                                        self.validation[1], self.validation[2])
             est.validation_scores_.append(score)
+            if est.verbose:
+                print("Validation score: %f" % score)
             if score < est.best_validation_score_ + est.tol:
                 est._no_improvement_count += 1
             else:
@@ -201,6 +211,29 @@ def _check_network(model, n_features, n_outputs):
         raise ValueError(f"the network takes samples of shape {tuple(model.input_shape)} and "
                          f"gives {tuple(model.output_shape)}; X has {n_features} features and "
                          f"the estimator needs {n_outputs} outputs per sample")
+
+
+def _dense(X, dtype):
+    """``X`` as a C-ordered array of ``dtype``; a scipy.sparse matrix is densified
+    (cdl's kernels take dense rows)."""
+    if scipy.sparse.issparse(X):
+        return np.ascontiguousarray(X.toarray(), dtype=dtype)
+    return np.asarray(X, dtype=dtype, order="C")
+
+
+def _sigmoid(z):
+    return np.exp(_log_sigmoid(z))
+
+
+def _log_sigmoid(z):
+    """log(sigmoid(z)) without overflow."""
+    return -np.logaddexp(0.0, -z)
+
+
+def _check_finite_weights(model):
+    if not np.isfinite(model.param_buffer).all():
+        raise ValueError("Solver produced non-finite parameter weights. The input data may "
+                         "contain large values and need to be preprocessed.")
 
 
 def _snapshot(model):
@@ -249,10 +282,14 @@ class _BaseMLP(BaseEstimator):
         if isinstance(self.solver, _optimizers.Optimizer):
             pass
         elif self.solver == "lbfgs":
-            raise ValueError("solver='lbfgs' is not supported: cdl trains with stochastic "
-                             f"solvers, one of {', '.join(_SOLVERS)}")
+            if self.loss not in _LBFGS_LOSSES:
+                raise ValueError(f"solver='lbfgs' trains the losses {', '.join(_LBFGS_LOSSES)}"
+                                 f", not loss={self.loss!r}: use a stochastic solver")
+            if any(rate > 0 for rate in settings["dropout"]):
+                raise ValueError("solver='lbfgs' needs a deterministic objective: it does "
+                                 "not train with dropout > 0")
         elif self.solver not in _SOLVERS:
-            raise ValueError(f"solver must be one of {', '.join(_SOLVERS)} or a "
+            raise ValueError(f"solver must be one of {', '.join(_SOLVERS + ('lbfgs',))} or a "
                              f"cdl.optimizers.Optimizer, got {self.solver!r}")
         if self.learning_rate not in _LEARNING_RATES:
             raise ValueError(f"learning_rate must be one of {_LEARNING_RATES}, "
@@ -269,7 +306,12 @@ class _BaseMLP(BaseEstimator):
         check_number(self.beta_1, "beta_1", 0.0, 1.0, high_inclusive=False)
         check_number(self.beta_2, "beta_2", 0.0, 1.0, high_inclusive=False)
         check_number(self.epsilon, "epsilon", low=0.0, low_inclusive=False)
-        check_number(self.n_iter_no_change, "n_iter_no_change", low=1, integer=True)
+        # np.inf, as in scikit-learn, never stops on a lack of improvement.
+        if not (isinstance(self.n_iter_no_change, numbers.Real)
+                and not isinstance(self.n_iter_no_change, (bool, np.bool_))
+                and self.n_iter_no_change == np.inf):
+            check_number(self.n_iter_no_change, "n_iter_no_change", low=1, integer=True)
+        check_number(self.max_fun, "max_fun", low=1, integer=True)
         if not (isinstance(self.batch_size, str) and self.batch_size == "auto"):
             check_number(self.batch_size, "batch_size", low=1, integer=True)
         return settings
@@ -280,6 +322,9 @@ class _BaseMLP(BaseEstimator):
             return _optimizers.from_config({"class_name": type(self.solver).__name__,
                                             "config": self.solver.get_config()})
         lr = self.learning_rate_init
+        if self.solver == "lbfgs":
+            # The model is compiled with one; L-BFGS steps come from scipy.
+            return _optimizers.SGD(lr=lr)
         if self.solver == "sgd":
             return _optimizers.SGD(lr=lr, momentum=self.momentum,
                                    nesterov=bool(self.nesterovs_momentum and self.momentum > 0))
@@ -336,8 +381,12 @@ class _BaseMLP(BaseEstimator):
         stack.append(_layers.Dense(n_outputs, kernel_regularizer=penalty))
         model = Sequential(stack, input_shape=(n_features,), dtype=settings["dtype"],
                            seed=seed, name=type(self).__name__.lower())
-        model.compile(self._make_optimizer(), self._LOSSES[self.loss]())
+        model.compile(self._make_optimizer(), self._make_loss())
         return model
+
+    def _make_loss(self):
+        """The cdl loss the network trains with."""
+        return self._LOSSES[self.loss]()
 
     # --- fitting ---------------------------------------------------------------
 
@@ -364,13 +413,15 @@ class _BaseMLP(BaseEstimator):
         X, targets = self._validate_input(X, y, incremental, reset=first_pass)
         n_samples = X.shape[0]
         dtype = np.dtype(settings["dtype"])
-        X = np.asarray(X, dtype=dtype, order="C")
+        X = _dense(X, dtype)
         weights, weight_mean = self._weights(sample_weight, X, targets)
         if first_pass:
             self._random_state = check_random_state(self.random_state)
             seed = int(self._random_state.randint(np.iinfo(np.int32).max))
             n_outputs = self._n_model_outputs(targets)
-            self._fit_batch_size = self._batch_size(n_samples)
+            # L-BFGS takes the whole data set as one batch.
+            self._fit_batch_size = (n_samples if self.solver == "lbfgs"
+                                    else self._batch_size(n_samples))
             # The penalty is divided by the total weight of a batch, as in
             # scikit-learn: batch_size samples of the mean weight.
             model = self._build_model(settings, X.shape[1], n_outputs,
@@ -382,13 +433,17 @@ class _BaseMLP(BaseEstimator):
             self.t_ = 0
             self.loss_curve_ = []
             self._no_improvement_count = 0
-            self.best_loss_ = np.inf
+            self.best_loss_ = None if self.early_stopping else np.inf
             self.validation_scores_ = [] if self.early_stopping else None
             self.best_validation_score_ = -np.inf if self.early_stopping else None
         model = self.model_
+        if self.solver == "lbfgs":
+            self._fit_lbfgs(model, X, targets, weights)
+            return self
         validation = None
         if self.early_stopping:
-            stratify = targets if self._is_classifier() else None
+            # Not stratified for multilabel targets, as in scikit-learn.
+            stratify = targets if self._is_classifier() and targets.ndim == 1 else None
             parts = train_test_split(
                 X, targets, *([] if weights is None else [weights]),
                 random_state=self._random_state, test_size=self.validation_fraction,
@@ -398,8 +453,8 @@ class _BaseMLP(BaseEstimator):
             if weights is not None:
                 weights, w_val = parts[4], parts[5]
             if X_val.shape[0] < 2:
-                raise ValueError("the validation set is too small: increase "
-                                 "validation_fraction or the number of samples")
+                raise ValueError("The validation set is too small (fewer than 2 samples): "
+                                 "increase validation_fraction or the number of samples")
             validation = (X_val, t_val, w_val)
             self._best_state = _snapshot(model)
         batch_size = self._batch_size(X.shape[0]) if incremental else min(
@@ -409,18 +464,71 @@ class _BaseMLP(BaseEstimator):
         self.n_iter_ = 0
         rules = _EpochRules(self, X.shape[0], validation, incremental)
         model.fit(X, self._fit_targets(targets), epochs=1 if incremental else self.max_iter,
-                  batch_size=batch_size, verbose=2 if self.verbose else 0, callbacks=[rules],
+                  batch_size=batch_size, verbose=0, callbacks=[rules],
                   shuffle=self.shuffle, sample_weight=weights)
         if self.early_stopping:
             _restore(model, self._best_state)
             del self._best_state  # a copy of the weights, not needed any more
-        if not np.isfinite(model.param_buffer).all():
-            raise ValueError("training produced non-finite weights; the input data may hold "
-                             "large values and need scaling (e.g. a StandardScaler)")
+        _check_finite_weights(model)
         if not incremental and not rules.converged and self.n_iter_ == self.max_iter:
-            warnings.warn(f"{type(self).__name__}: max_iter ({self.max_iter}) reached and "
-                          "the optimization has not converged yet", ConvergenceWarning)
+            warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
+                          "reached and the optimization hasn't converged yet.",
+                          ConvergenceWarning)
         return self
+
+    def _fit_lbfgs(self, model, X, targets, weights):
+        """Minimise scikit-learn's full-batch objective with scipy's L-BFGS-B
+        over the model's flat parameter buffer, gradients from cdl's backward."""
+        params = model.param_buffer
+        objective = self._lbfgs_objective(model, X, self._fit_targets(targets), weights)
+        result = scipy.optimize.minimize(
+            objective, params.astype(np.float64), method="L-BFGS-B", jac=True,
+            options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol})
+        params[...] = result.x
+        self.n_iter_ = min(int(result.nit), self.max_iter)
+        self.loss_ = float(result.fun)
+        self.t_ += X.shape[0]
+        if not result.success:
+            message = result.message
+            if isinstance(message, bytes):
+                message = message.decode("latin1")
+            warnings.warn(f"lbfgs failed to converge after {self.n_iter_} iteration(s) "
+                          f"(status={result.status}): {message}; increase max_iter or "
+                          "max_fun, or scale the data", ConvergenceWarning)
+        _check_finite_weights(model)
+
+    def _lbfgs_objective(self, model, X, targets, weights):
+        """The function of the flat parameters that L-BFGS minimises: it sets
+        them in the model and returns (loss, gradient) in float64."""
+        params = model.param_buffer
+        dtype = params.dtype
+        total = float(X.shape[0] if weights is None else weights.sum())
+        scale = (np.full((X.shape[0], 1), 1.0 / total) if weights is None
+                 else (weights.astype(np.float64) / total).reshape(-1, 1))
+
+        def objective(theta):
+            params[...] = theta
+            outputs = model.forward(X, training=True).astype(np.float64)
+            loss, grad = self._lbfgs_loss(outputs, targets, scale)
+            model.backward(grad.astype(dtype))
+            if model.has_regularization():
+                # scikit-learn's 0.5 * alpha * ||W||^2 / total weight (see _build_model)
+                loss += float(model.regularization_loss())
+                model.add_regularization_gradients()
+            return loss, model.grad_buffer.astype(np.float64)
+
+        return objective
+
+    def _lbfgs_loss(self, outputs, targets, scale):
+        """scikit-learn's loss of the outputs and its gradient with respect to
+        them; ``scale`` holds each sample's weight over the total weight."""
+        t = targets.reshape(outputs.shape)
+        if self.loss == "poisson":
+            rates = np.exp(outputs)
+            loss = float(np.sum(scale * (xlogy(t, t) - t * outputs - t + rates)))
+            return loss, scale * (rates - t)
+        diff = outputs - t
+        return 0.5 * float(np.sum(scale * diff * diff)), scale * diff
 
     def _weights(self, sample_weight, X, targets):
         """Per-sample weights scaled to mean 1 (times class weights) or None,
@@ -470,6 +578,28 @@ class _BaseMLP(BaseEstimator):
         """
         return self._fit(X, y, sample_weight=sample_weight, incremental=False)
 
+    @property
+    def coefs_(self):
+        """The kernels of the network's Dense layers, views of shape
+        (n_in, n_out) into its weights (scikit-learn's ``coefs_``)."""
+        return [layer.kernel for layer in self._dense_layers()]
+
+    @property
+    def intercepts_(self):
+        """The biases of the network's Dense layers, views of shape (n_out,)
+        (scikit-learn's ``intercepts_``; a layer without bias has none)."""
+        return [layer.bias for layer in self._dense_layers() if layer.use_bias]
+
+    def _dense_layers(self):
+        model = self.__dict__.get("model_")
+        if model is None:
+            raise AttributeError(f"{type(self).__name__} is not fitted: it has no coefs_ "
+                                 "or intercepts_ yet")
+        return [layer for layer in model.layers if isinstance(layer, _layers.Dense)]
+
+    def _stochastic(self):
+        return self.solver != "lbfgs"
+
     # --- predicting --------------------------------------------------------------
 
     def _outputs(self, X):
@@ -481,7 +611,9 @@ class _BaseMLP(BaseEstimator):
         padded) makes each sample's prediction independent of the rest of
         ``X``, as scikit-learn expects."""
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32))
+        X = validate_data(self, X, reset=False, dtype=(np.float64, np.float32),
+                          accept_sparse=("csr", "csc", "coo"))
+        X = _dense(X, self.model_.dtype)
         n = X.shape[0]
         padded = -(-n // _PREDICT_BLOCK) * _PREDICT_BLOCK
         rows = np.zeros((padded, X.shape[1]), dtype=self.model_.dtype)
@@ -508,7 +640,7 @@ class _BaseMLP(BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = False
+        tags.input_tags.sparse = True
         tags.input_tags.allow_nan = False
         return tags
 
@@ -525,7 +657,11 @@ _COMMON_PARAMS_DOC = """
     solver : str or cdl.optimizers.Optimizer, default "adam"
         "adam", "sgd", "adamw", "nadam", "radam", "adamax", "rmsprop",
         "adagrad", or an optimizer instance (copied at each fit; its own
-        ``lr`` is used). "lbfgs" is not supported.
+        ``lr`` is used); or "lbfgs": scipy's L-BFGS-B on the full-batch
+        objective (losses "log_loss", "squared_error", "poisson"; no
+        dropout, no ``partial_fit``), up to ``max_iter`` iterations and
+        ``max_fun`` loss evaluations, stopping when the gradient is below
+        ``tol``.
     alpha : float >= 0, default 1e-4
         L2 penalty on the weights (not the biases), scikit-learn's scaling:
         ``0.5 * alpha * sum(W ** 2) / batch_size`` is added to each batch's loss.
@@ -567,8 +703,11 @@ _COMMON_PARAMS_DOC = """
         Moment decay rates of the Adam family.
     epsilon : float > 0, default 1e-8
         Adam's epsilon.
-    n_iter_no_change : int >= 1, default 10
-        Epochs without improvement (by ``tol``) before stopping.
+    n_iter_no_change : int >= 1 or np.inf, default 10
+        Epochs without improvement (by ``tol``) before stopping; ``np.inf``
+        never stops early.
+    max_fun : int >= 1, default 15000
+        Most loss evaluations of ``solver="lbfgs"``.
     dropout : float or list of float in [0, 1), default 0
         Dropout rate after each hidden layer, shared or one per layer.
     batch_norm : bool, default False
@@ -583,7 +722,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     """Multi-layer perceptron classifier trained by cdl, scikit-learn's API.
 
     A softmax output over the classes (for two classes too), trained with
-    cross-entropy or hinge loss.
+    cross-entropy or hinge loss; for multilabel targets (an indicator
+    matrix) a logistic output per label, trained with binary
+    cross-entropy.
     {params}
     loss : {{"log_loss", "hinge"}}, default "log_loss"
         Softmax cross-entropy, or the hinge loss on one-hot targets (no
@@ -617,6 +758,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     n_layers_ : int
         Layers counted as scikit-learn does (input, hidden, output).
     n_outputs_ : int
+    coefs_, intercepts_ : list of ndarray
+        Views of the Dense layers' kernels, shaped (n_in, n_out), and
+        biases (n_out,). A binary classifier has two output columns.
 
     Examples
     --------
@@ -633,13 +777,16 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     """
 
     _LOSSES = {"log_loss": _losses.CrossEntropy, "hinge": _losses.Hinge}
+    #: Set by fit: y was a label indicator matrix (one logistic output per label).
+    _multilabel = False
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
                  alpha=1e-4, batch_size="auto", learning_rate="constant",
                  learning_rate_init=1e-3, power_t=0.5, max_iter=200, shuffle=True,
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, dropout=0.0,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 dropout=0.0,
                  batch_norm=False, loss="log_loss", class_weight=None, dtype="float64"):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -663,6 +810,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         self.beta_2 = beta_2
         self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
         self.dropout = dropout
         self.batch_norm = batch_norm
         self.loss = loss
@@ -675,28 +823,73 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(self, X, y, reset=reset, dtype=(np.float64, np.float32),
-                             y_numeric=False)
-        y = column_or_1d(y, warn=True)
+                             y_numeric=False, multi_output=True,
+                             accept_sparse=("csr", "csc", "coo"))
+        multilabel = type_of_target(y) == "multilabel-indicator"
+        if not multilabel:
+            y = column_or_1d(y, warn=True)
         check_classification_targets(y)
-        if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
-            self.classes_ = unique_labels(y)
+        fresh = not hasattr(self, "classes_") or (not self.warm_start and not incremental)
+        if not fresh and hasattr(self, "model_") and multilabel != self._multilabel:
+            raise ValueError("y is multilabel (an indicator matrix) in one call and not in "
+                             "the other; refit from scratch to change the kind of targets")
+        self._multilabel = multilabel
+        present = unique_labels(y)
+        if fresh:
+            self.classes_ = present
+        elif self.warm_start and not incremental:
+            if not np.array_equal(present, self.classes_):
+                raise ValueError(
+                    "warm_start can only be used where `y` has the same classes as in the "
+                    f"previous call to fit. Previously got {self.classes_}, `y` has {present}")
         else:
-            unknown = np.setdiff1d(unique_labels(y), self.classes_)
+            unknown = np.setdiff1d(present, self.classes_)
             if unknown.size:
                 raise ValueError(f"y has classes {unknown.tolist()} that are not in "
                                  f"classes_ {self.classes_.tolist()}")
+        if multilabel:
+            if y.shape[1] != len(self.classes_):
+                raise ValueError(f"y has {y.shape[1]} labels per sample, expected "
+                                 f"{len(self.classes_)}")
+            if self.loss != "log_loss":
+                raise ValueError("multilabel targets train with loss='log_loss' (a "
+                                 f"logistic output per label), not loss={self.loss!r}")
+            return X, np.asarray(y, dtype=np.float64)
         if len(self.classes_) < 2:
             raise ValueError(f"{type(self).__name__} needs samples of at least 2 classes; "
                              f"got 1 class ({self.classes_[0]!r})")
         return X, np.searchsorted(self.classes_, y).astype(np.int64)
 
+    def _make_loss(self):
+        if getattr(self, "_multilabel", False):
+            # One logistic output per label, as scikit-learn's multilabel MLP.
+            return _losses.BinaryCrossEntropy()
+        return super()._make_loss()
+
+    def _lbfgs_loss(self, outputs, targets, scale):
+        if self._multilabel:
+            # sum over labels of the binary cross-entropy, weighted mean over samples
+            probs = _sigmoid(outputs)
+            loss = -float(np.sum(scale * (targets * _log_sigmoid(outputs)
+                                          + (1.0 - targets) * _log_sigmoid(-outputs))))
+            return loss, scale * (probs - targets)
+        shifted = outputs - outputs.max(axis=1, keepdims=True)
+        log_probs = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        rows = np.arange(outputs.shape[0])
+        loss = -float(np.sum(scale[:, 0] * log_probs[rows, targets]))
+        grad = np.exp(log_probs)
+        grad[rows, targets] -= 1.0
+        return loss, scale * grad
+
     def _n_model_outputs(self, targets):
         return len(self.classes_)
 
     def _n_outputs(self, targets):
-        return 1
+        return len(self.classes_) if self._multilabel else 1
 
     def _fit_targets(self, labels):
+        if self._multilabel:
+            return np.ascontiguousarray(labels, dtype=self.model_.dtype)
         if self.loss == "hinge":
             one_hot = np.zeros((labels.size, len(self.classes_)), dtype=self.model_.dtype)
             one_hot[np.arange(labels.size), labels] = 1.0
@@ -706,6 +899,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def _class_weights(self, labels):
         if self.class_weight is None:
             return None
+        if self._multilabel:
+            raise ValueError("class_weight is not supported with multilabel targets")
         if isinstance(self.class_weight, str):
             if self.class_weight != "balanced":
                 raise ValueError(f"class_weight must be a dict, 'balanced' or None, "
@@ -730,8 +925,11 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def _score_outputs(self, outputs, labels, weights):
         if not np.isfinite(outputs).all():
             return np.nan
+        if self._multilabel:
+            return accuracy_score(labels, (outputs > 0).astype(int), sample_weight=weights)
         return accuracy_score(labels, outputs.argmax(axis=1), sample_weight=weights)
 
+    @available_if(_BaseMLP._stochastic)
     def partial_fit(self, X, y, sample_weight=None, classes=None):
         """One epoch over (X, y), continuing from earlier calls.
 
@@ -763,6 +961,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         ndarray of shape (n_samples,)
         """
         outputs = self._outputs(X)
+        if self._multilabel:
+            return (outputs > 0).astype(int)
         return self.classes_[outputs.argmax(axis=1)]
 
     def _has_probabilities(self):
@@ -788,6 +988,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             (``hasattr(clf, "predict_proba")`` is False then).
         """
         logits = self._outputs(X).astype(np.float64)
+        if self._multilabel:
+            return _sigmoid(logits)
         logits -= logits.max(axis=1, keepdims=True)
         np.exp(logits, out=logits)
         logits /= logits.sum(axis=1, keepdims=True)
@@ -806,6 +1008,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         ndarray of shape (n_samples, n_classes)
         """
         logits = self._outputs(X).astype(np.float64)
+        if self._multilabel:
+            # The log of predict_proba (as scikit-learn's), whose ties it keeps.
+            return np.log(_sigmoid(logits))
         logits -= logits.max(axis=1, keepdims=True)
         logits -= np.log(np.exp(logits).sum(axis=1, keepdims=True))
         return logits
@@ -838,6 +1043,9 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     best_validation_score_ : float or None
     n_layers_ : int
     n_outputs_ : int
+    coefs_, intercepts_ : list of ndarray
+        Views of the Dense layers' kernels, shaped (n_in, n_out), and
+        biases (n_out,).
 
     Examples
     --------
@@ -860,7 +1068,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
                  learning_rate_init=1e-3, power_t=0.5, max_iter=200, shuffle=True,
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
-                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, dropout=0.0,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 dropout=0.0,
                  batch_norm=False, loss="squared_error", dtype="float64"):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -884,6 +1093,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         self.beta_2 = beta_2
         self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
         self.dropout = dropout
         self.batch_norm = batch_norm
         self.loss = loss
@@ -895,7 +1105,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     def _validate_input(self, X, y, incremental, reset):
         X, y = validate_data(self, X, y, reset=reset, dtype=(np.float64, np.float32),
-                             multi_output=True, y_numeric=True)
+                             multi_output=True, y_numeric=True,
+                             accept_sparse=("csr", "csc", "coo"))
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         y = np.asarray(y, dtype=np.float64)
@@ -930,6 +1141,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             return np.nan
         return r2_score(targets, values.reshape(targets.shape), sample_weight=weights)
 
+    @available_if(_BaseMLP._stochastic)
     def partial_fit(self, X, y, sample_weight=None):
         """One epoch over (X, y), continuing from earlier calls.
 
