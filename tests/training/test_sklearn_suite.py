@@ -24,8 +24,8 @@ SKIP_REASON = ("scikit-learn with its test modules is not installed here; "
 #: test id -> why it fails with cdl's estimators.
 EXPECTED_FAILURES = {
     "test_fit": "sets scikit-learn's private solver state (_coef_grads, _coef_velocity, "
-                "out_activation_ ...) and assigns coefs_, which are read-only views of "
-                "the cdl network here",
+                "out_activation_ ...) and assigns coefs_, which are properties (views of "
+                "the cdl network's weights) here",
     "test_gradient": "calls scikit-learn's private _loss_grad_lbfgs",
     "test_adaptive_learning_rate": "reads scikit-learn's private _optimizer.learning_rate",
     "test_learning_rate_warmstart": "reads scikit-learn's private _optimizer.learning_rate",
