@@ -401,3 +401,50 @@ def test_imports_without_torch():
             "except ImportError as e:\n    assert 'torch' in str(e); print('ok')\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_embedding_padding_idx_is_copied():
+    net = _seeded(lambda: nn.Sequential(nn.Embedding(11, 4, padding_idx=0)))
+    model = from_torch(net, (7,))
+    x = _inputs((7,), np.float32, ints=11)
+    np.testing.assert_array_equal(model.predict(x), net(torch.from_numpy(x)).detach().numpy())
+
+
+def test_free_time_axis():
+    net = _seeded(lambda: nn.Sequential(recurrent_output(nn.GRU(5, 4, batch_first=True)),
+                                        nn.Linear(4, 2)))
+    model = from_torch(net, (None, 5))
+    for steps in (3, 8):
+        x = _inputs((steps, 5), np.float32)
+        np.testing.assert_allclose(model.predict(x),
+                                   net(torch.from_numpy(x)).detach().numpy(),
+                                   rtol=1e-5, atol=1e-5)
+
+
+def test_to_torch_strided_same_padding():
+    # Even padding at both ends: explicit padding in PyTorch; uneven: refused.
+    x = _inputs((7, 7, 2), np.float64)
+    model = cdl.Sequential([layers.Conv2D(3, 3, strides=2, padding="same")],
+                           input_shape=(7, 7, 2), seed=0, dtype="float64")
+    net = to_torch(model)
+    with torch.no_grad():
+        y = net(torch.from_numpy(np.moveaxis(x, -1, 1).copy())).numpy()
+    np.testing.assert_allclose(np.moveaxis(y, 1, -1), model.predict(x), rtol=1e-10,
+                               atol=1e-10)
+    uneven = cdl.Sequential([layers.Conv2D(3, 3, strides=2, padding="same")],
+                            input_shape=(8, 8, 2), seed=0)
+    with pytest.raises(ValueError, match="padding='same'"):
+        to_torch(uneven)
+
+
+def test_to_torch_fused_activations_and_leaky_slopes():
+    model = cdl.Sequential([layers.Dense(5, activation="elu"), layers.LeakyReLU(0.3),
+                            layers.Softplus(beta=2.0, threshold=4.0), layers.Dense(2)],
+                           input_shape=(3,), seed=0, dtype="float64")
+    net = to_torch(model)
+    assert [type(m).__name__ for m in net] == ["Linear", "ELU", "LeakyReLU", "Softplus",
+                                               "Linear"]
+    x = _inputs((3,), np.float64)
+    with torch.no_grad():
+        np.testing.assert_allclose(net(torch.from_numpy(x)).numpy(), model.predict(x),
+                                   rtol=1e-10, atol=1e-10)
