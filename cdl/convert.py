@@ -123,10 +123,6 @@ def recurrent_output(rnn, return_sequences=False):
 # --- from PyTorch -------------------------------------------------------------------------
 
 
-class _Refused(ValueError):
-    pass
-
-
 def _refuse(path, module, why):
     raise ValueError(f"cdl.convert.from_torch cannot convert module {path!r} "
                      f"({type(module).__name__}): {why}")
@@ -402,6 +398,10 @@ def _convert_module(path, module, spatial, shape, dtype, layers, torch):
             _refuse(path, module, f"dim={module.dim} (cdl's {kind} is over the features: the "
                     "last axis, or dim=1 on channels-first data)")
         return [layers.Softmax() if kind == "Softmax" else layers.LogSoftmax()], None
+    if kind in ("PReLU", "BatchNorm1d", "GroupNorm") and not spatial and shape is not None \
+            and len(shape) > 1 and not (kind == "PReLU" and module.num_parameters == 1):
+        _refuse(path, module, f"an input of shape {shape} that is not channels-first image "
+                "or signal data: PyTorch takes axis 1 as the channels, cdl the last axis")
     if kind == "PReLU":
         count = module.num_parameters
         if count == 1:
@@ -759,10 +759,7 @@ def to_torch(model):
             spatial = False
         elif permuted:
             pending = None
-        elif pending is not None and kind not in ("Dropout", "Activation", "BatchNorm", "ReLU", "LeakyReLU",
-                                                  "Sigmoid", "Tanh", "GELU", "ELU", "SELU",
-                                                  "SiLU", "Mish", "Softplus", "Softsign",
-                                                  "HardSigmoid", "HardSwish", "ReLU6"):
+        elif pending is not None and kind not in _PASS_PERMUTATION:
             _refuse_layer(layer, "it follows a Flatten of convolution features, whose order "
                           "only a Dense (or a BatchNorm before it) can take on")
         elif kind in ("Dense", "Embedding", "LSTM", "GRU", "SimpleRNN", "Bidirectional",
@@ -773,6 +770,10 @@ def to_torch(model):
     return net
 
 
+# Layers between a Flatten and the Dense that takes on its permutation.
+_PASS_PERMUTATION = ("Dropout", "Activation", "BatchNorm", "ReLU", "LeakyReLU", "Sigmoid",
+                     "Tanh", "GELU", "ELU", "SELU", "SiLU", "Mish", "Softplus", "Softsign",
+                     "HardSigmoid", "HardSwish", "ReLU6")
 _SPATIAL_LAYERS = ("Conv1D", "Conv2D", "Conv2DTranspose", "MaxPool1D", "MaxPool2D",
                    "AvgPool1D", "AvgPool2D", "AdaptiveAvgPool1D", "AdaptiveAvgPool2D",
                    "AdaptiveMaxPool1D", "AdaptiveMaxPool2D", "SpatialDropout1D",
@@ -793,10 +794,6 @@ def _is_spatial_start(model_layers, layers):
     return False
 
 
-def _t(torch, array):
-    return torch.nn.Parameter(torch.from_numpy(np.array(array, copy=True)))
-
-
 def _set_param(torch, module, name, array):
     getattr(module, name).data = torch.from_numpy(np.array(array, copy=True))
 
@@ -809,12 +806,16 @@ def _layer_to_torch(layer, spatial, pending, torch, layers):
     if kind in ("Dense", "Conv1D", "Conv2D", "Conv2DTranspose"):
         act = _torch_activation(layer.activation, layer._param, layer, nn)
         fused = [] if act is None else [act]
+    if kind in ("PReLU", "BatchNorm", "GroupNorm") and not spatial \
+            and len(layer.input_shape) > 1 and not (kind == "PReLU"
+                                                     and np.size(layer.alpha) == 1):
+        _refuse_layer(layer, f"samples of shape {tuple(layer.input_shape)} that are not "
+                      "convolution features: PyTorch's module would take axis 1 as the "
+                      "channels")
     if kind == "Dense":
         if spatial:
             _refuse_layer(layer, "a Dense on channels-last convolution features has no "
                           "PyTorch Linear on channels-first data")
-        if len(layer.input_shape) != 1 and pending is None:
-            pass      # a Linear over the last axis: the same in both libraries
         units_in = layer.kernel.shape[0]
         module = nn.Linear(units_in, layer.units, bias=layer.use_bias)
         _set_param(torch, module, "weight", _hwc_to_chw_columns(layer.kernel.T, pending))

@@ -448,3 +448,17 @@ def test_to_torch_fused_activations_and_leaky_slopes():
     with torch.no_grad():
         np.testing.assert_allclose(net(torch.from_numpy(x)).numpy(), model.predict(x),
                                    rtol=1e-10, atol=1e-10)
+
+
+def test_channel_modules_on_sequences_are_refused():
+    # After a recurrent layer, (N, T, H): PyTorch's BatchNorm1d, GroupNorm and
+    # PReLU(H) take axis 1 (time) as the channels, cdl's layers the last axis.
+    for module in (nn.BatchNorm1d(4), nn.GroupNorm(2, 4), nn.PReLU(4)):
+        net = nn.Sequential(recurrent_output(nn.GRU(3, 4, batch_first=True), True), module)
+        with pytest.raises(ValueError, match=rf"'1' \({type(module).__name__}\).*axis 1"):
+            from_torch(net, (4, 3))
+    for layer in (layers.BatchNorm(), layers.GroupNorm(2), layers.PReLU()):
+        model = cdl.Sequential([layers.GRU(4, return_sequences=True), layer],
+                               input_shape=(5, 3), seed=0)
+        with pytest.raises(ValueError, match="axis 1"):
+            to_torch(model)
