@@ -766,7 +766,7 @@ class CrossEntropy(_LabelRows, _ClassWeights, Loss):
             loss = _k.cross_entropy_labels_weighted(
                 logits, labels, probs, class_weights, self.label_smoothing, weights)
             self._cache = (logits, probs, labels, None, weights, class_weights)
-            self._den = _k._class_weight_total(class_weights, labels)
+            self._den = _k.labels_class_weight(class_weights, labels)
             return loss
         self._den = float(n)
         if labels is not None and self.label_smoothing == 0.0:
@@ -1023,7 +1023,7 @@ class NLL(_LabelRows, _ClassWeights, Loss):
             return 0.0
         loss = _kx.nll_loss(log_probs, labels, class_weights, weights)
         self._cache = (log_probs, labels, class_weights, weights)
-        self._den = _k._class_weight_total(class_weights, labels)
+        self._den = _k.labels_class_weight(class_weights, labels)
         return loss
 
     def _grad(self, weights):

@@ -492,8 +492,8 @@ def _pool_pads(layer, shape):
         k = 2 - rank + axis
         padding = layer.padding if layer._pads is None else layer._pads[k]
         args = (size, layer._pool[k], layer._strides[k], layer._dilation[k], padding)
-        out, (before, after) = _pooling._axis(*args, layer.ceil_mode)
-        floor_out = _pooling._axis(*args, False)[0]
+        out, (before, after) = _pooling.pool_axis(*args, layer.ceil_mode)
+        floor_out = _pooling.pool_axis(*args, False)[0]
         if layer.ceil_mode and out != floor_out:
             if not layer._max and layer._include_pad:
                 raise ValueError(
@@ -1198,7 +1198,7 @@ for _name in _pooling.__all__:   # Global*: a reduction over whole axes; others:
     _cls = getattr(_pooling, _name)
     if _name.startswith("Adaptive"):
         _CONVERTERS[_cls] = _export_adaptive_pool
-    elif issubclass(_cls, (_pooling._GlobalPool, _pooling._WindowPool)):
+    elif _name.endswith(("Pool1D", "Pool2D")):
         _CONVERTERS[_cls] = _export_global_pool if _name.startswith("Global") \
             else _export_window_pool
 del _name, _cls

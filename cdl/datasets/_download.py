@@ -1,6 +1,6 @@
 """Fetching the standard data sets' files into a local cache, verified.
 
-Every file's SHA-256 and size are pinned in :data:`_REGISTRY`. A file is
+Every file's SHA-256 and size are pinned in :data:`REGISTRY`. A file is
 downloaded with ``pooch`` (the optional extra ``datasets``): into a
 temporary file in the cache folder, hashed, and only then renamed to its
 final name, so that a killed or failed download never leaves a file that
@@ -17,7 +17,7 @@ Where the files are looked for:
   holds the files under the data set's name:
   ``<mirror>/<data set>/<file name>``, the layout of the cache folder.
 
-:data:`_REGISTRY` is also the hook the tests use: they replace its entries
+:data:`REGISTRY` is also the hook the tests use: they replace its entries
 (with ``monkeypatch.setitem``) by small files of their own, with those
 files' hashes. It is not a public API.
 """
@@ -32,7 +32,7 @@ __all__ = []
 #: (tensorflow_datasets/url_checksums/<name>.txt in
 #: https://github.com/tensorflow/datasets), which list the URL, size and
 #: SHA-256 of each file as downloaded from these same addresses.
-_REGISTRY = {
+REGISTRY = {
     # MNIST (LeCun, Cortes and Burges), the copy on Google's CVDF mirror that
     # TensorFlow Datasets uses (yann.lecun.com no longer serves the files).
     # Hashes: tensorflow_datasets/url_checksums/mnist.txt.
@@ -109,7 +109,7 @@ def _base_url(name, mirror):
     if mirror is None:
         mirror = os.environ.get("CDL_DATASETS_URL") or None
     if mirror is None:
-        return _REGISTRY[name]["url"]
+        return REGISTRY[name]["url"]
     if not isinstance(mirror, str):
         raise TypeError(f"mirror must be a URL (str) or None, got {type(mirror).__name__}")
     if not mirror.startswith(("http://", "https://", "ftp://")):
@@ -154,7 +154,7 @@ def fetch(name, filename, data_home_=None, download=True, mirror=None):
     from cdl._validation import check_bool
 
     download = check_bool(download, "download")
-    sha, size = _REGISTRY[name]["files"][filename]
+    sha, size = REGISTRY[name]["files"][filename]
     folder = os.path.join(data_home(data_home_), name)
     target = os.path.join(folder, filename)
     url = _base_url(name, mirror) + filename

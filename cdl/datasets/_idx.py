@@ -14,6 +14,7 @@ import zlib
 import numpy as np
 
 from cdl._validation import choose
+from cdl.datasets._download import REGISTRY, fetch
 
 __all__ = ["read_idx", "load_mnist"]
 
@@ -176,6 +177,38 @@ def read_idx(path, mmap_mode=None):
 _KINDS = {"train": "train", "test": "t10k"}
 
 
+_IDX_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+              "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
+
+
+def load_idx_split(name, kind, data_home, download, mirror):
+    """``(images, labels)`` of split ``kind`` ("train" or "test") of the IDX
+    data set ``name`` (MNIST-shaped: 28x28 unsigned bytes, labels 0..9),
+    fetched through the cache and checked against its registered counts."""
+    images_file, labels_file = _IDX_FILES[kind]
+    images_path = fetch(name, images_file, data_home, download, mirror)
+    labels_path = fetch(name, labels_file, data_home, download, mirror)
+    count = REGISTRY[name]["counts"][kind]
+    code, images = _read(images_path)
+    if code != 0x08 or images.shape != (count, 28, 28):
+        raise ValueError(f"{images_path}: expected {count} unsigned-byte images of 28x28, got "
+                         f"{images.dtype} data of shape {images.shape}")
+    code, labels = _read(labels_path)
+    if code != 0x08 or labels.shape != (count,):
+        raise ValueError(f"{labels_path}: expected {count} unsigned-byte labels, got "
+                         f"{labels.dtype} data of shape {labels.shape}")
+    if labels.size and labels.max() > 9:
+        raise ValueError(f"{labels_path}: labels must be 0..9, found {int(labels.max())}")
+    return images, labels.astype(np.int64)
+
+
+def load_idx_dataset(name, data_home, download, mirror):
+    """``(train, test)``, each ``load_idx_split``'s pair, of data set ``name``."""
+    train = load_idx_split(name, "train", data_home, download, mirror)
+    test = load_idx_split(name, "test", data_home, download, mirror)
+    return train, test
+
+
 def _find(folder, prefix, what):
     tried = []
     for stem in (f"{prefix}-{what}-idx", f"{prefix}-{what}.idx"):
@@ -269,12 +302,11 @@ def load_mnist(path=None, kind=None, *, data_home=None, download=True, mirror=No
     FileNotFoundError: MNIST folder not found (or not a folder): no-such-folder
     """
     if path is None:
-        from cdl.datasets._remote import _load_idx_dataset, _load_idx_split
 
         if kind is None:
-            return _load_idx_dataset("mnist", data_home, download, mirror)
+            return load_idx_dataset("mnist", data_home, download, mirror)
         kind = choose(kind, tuple(_KINDS), "kind")
-        return _load_idx_split("mnist", kind, data_home, download, mirror)
+        return load_idx_split("mnist", kind, data_home, download, mirror)
     if data_home is not None or mirror is not None or download is not True:
         raise ValueError("data_home, download and mirror apply to the downloaded MNIST; "
                          "with a path, the files are read from that folder only")

@@ -14,39 +14,10 @@ from collections import Counter
 import numpy as np
 
 from cdl._validation import check_number
-from cdl.datasets._download import _REGISTRY, fetch
+from cdl.datasets._download import REGISTRY, fetch
+from cdl.datasets._idx import load_idx_dataset
 
 __all__ = ["load_fashion_mnist", "load_cifar10", "load_imdb", "load_imdb_word_index"]
-
-_IDX_FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
-              "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
-
-
-def _load_idx_split(name, kind, data_home, download, mirror):
-    from cdl.datasets._idx import _read
-
-    images_file, labels_file = _IDX_FILES[kind]
-    images_path = fetch(name, images_file, data_home, download, mirror)
-    labels_path = fetch(name, labels_file, data_home, download, mirror)
-    count = _REGISTRY[name]["counts"][kind]
-    code, images = _read(images_path)
-    if code != 0x08 or images.shape != (count, 28, 28):
-        raise ValueError(f"{images_path}: expected {count} unsigned-byte images of 28x28, got "
-                         f"{images.dtype} data of shape {images.shape}")
-    code, labels = _read(labels_path)
-    if code != 0x08 or labels.shape != (count,):
-        raise ValueError(f"{labels_path}: expected {count} unsigned-byte labels, got "
-                         f"{labels.dtype} data of shape {labels.shape}")
-    if labels.size and labels.max() > 9:
-        raise ValueError(f"{labels_path}: labels must be 0..9, found {int(labels.max())}")
-    return images, labels.astype(np.int64)
-
-
-def _load_idx_dataset(name, data_home, download, mirror):
-    train = _load_idx_split(name, "train", data_home, download, mirror)
-    test = _load_idx_split(name, "test", data_home, download, mirror)
-    return train, test
-
 
 def load_fashion_mnist(data_home=None, download=True, mirror=None):
     """Load Fashion-MNIST, downloading it on first use.
@@ -99,7 +70,7 @@ def load_fashion_mnist(data_home=None, download=True, mirror=None):
     >>> x_train.shape, x_train.dtype, y_train.dtype                          # doctest: +SKIP
     ((60000, 28, 28), dtype('uint8'), dtype('int64'))
     """
-    return _load_idx_dataset("fashion_mnist", data_home, download, mirror)
+    return load_idx_dataset("fashion_mnist", data_home, download, mirror)
 
 
 # --- CIFAR-10 ------------------------------------------------------------------
@@ -122,7 +93,7 @@ def _read_member(archive, member, size, path):
 
 
 def _cifar_batches(path):
-    per_batch = _REGISTRY["cifar10"]["counts"]["batch"]
+    per_batch = REGISTRY["cifar10"]["counts"]["batch"]
     size = per_batch * _CIFAR_RECORD
     wanted = set(_CIFAR_TRAIN) | {_CIFAR_TEST}
     found = {}
@@ -227,7 +198,7 @@ _BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
 
 def _imdb_reviews(path):
     """{split: (texts, labels)}, each split sorted by (label, review id)."""
-    per_label = _REGISTRY["imdb"]["counts"]["per_label"]
+    per_label = REGISTRY["imdb"]["counts"]["per_label"]
     found = {(split, label): {} for split in ("train", "test") for label in ("neg", "pos")}
     try:
         with tarfile.open(path, mode="r|gz") as archive:

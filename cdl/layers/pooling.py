@@ -14,7 +14,7 @@ __all__ = ["MaxPool1D", "AvgPool1D", "MaxPool2D", "AvgPool2D",
            "AdaptiveMaxPool1D", "AdaptiveAvgPool1D", "AdaptiveMaxPool2D", "AdaptiveAvgPool2D"]
 
 
-def _int_tuple(value, rank, name):
+def int_tuple(value, rank, name):
     """``value`` (an int, or ``rank`` ints) as a tuple of ``rank`` ints >= 1."""
     what = "an int" if rank == 1 else f"an int or a tuple of {rank} ints"
     items = (value,) * rank if isinstance(value, numbers.Integral) else value
@@ -85,7 +85,7 @@ def parse_padding(padding, rank, name="padding", keras_pairs=True):
     return pairs, canonical
 
 
-def _axis(size, pool, stride, dilation, padding, ceil_mode):
+def pool_axis(size, pool, stride, dilation, padding, ceil_mode):
     """Output length and the (before, after) padding along one axis.
 
     ``padding`` is "valid", "same" or a (before, after) pair; None as the
@@ -116,7 +116,7 @@ def _sample_shape_error(layer, input_shape, axes):
         f"got input shape {tuple(input_shape)}")
 
 
-def _check_spatial(layer, input_shape):
+def check_spatial(layer, input_shape):
     """The (H, W) kernel view of a sample's spatial axes (1-D: H = 1)."""
     if len(input_shape) != layer._rank + 1:
         raise _sample_shape_error(
@@ -246,9 +246,9 @@ class _WindowPool(_Pool):
                  dilation=1, count_include_pad=None, divisor_override=None, name=None,
                  dtype=None):
         super().__init__(name=name, dtype=dtype)
-        pool = _int_tuple(pool_size, self._rank, "pool_size")
-        stride = pool if strides is None else _int_tuple(strides, self._rank, "strides")
-        dilation = _int_tuple(dilation, self._rank, "dilation")
+        pool = int_tuple(pool_size, self._rank, "pool_size")
+        stride = pool if strides is None else int_tuple(strides, self._rank, "strides")
+        dilation = int_tuple(dilation, self._rank, "dilation")
         self.ceil_mode = check_bool(ceil_mode, "ceil_mode")
         if isinstance(padding, str):
             self.padding = choose(padding.lower(), ("valid", "same"), "padding")
@@ -300,12 +300,12 @@ class _WindowPool(_Pool):
         return config
 
     def _geometry(self, input_shape):
-        spatial = _check_spatial(self, input_shape)
+        spatial = check_spatial(self, input_shape)
         axes = []
         for axis, (size, p, st, d) in enumerate(zip(spatial, self._pool, self._strides,
                                                     self._dilation)):
             padding = self.padding if self._pads is None else self._pads[axis]
-            out, pads = _axis(size, p, st, d, padding, self.ceil_mode)
+            out, pads = pool_axis(size, p, st, d, padding, self.ceil_mode)
             if out is None:
                 raise ValueError(
                     f"{self.name}: pool_size {self.pool_size} is larger than the input "
@@ -328,7 +328,7 @@ class _WindowPool(_Pool):
 
     def _read(self, geom):
         return math.prod(
-            int(_pool._window_table(size, out, p, st, before, 0, d, False)[1].sum())
+            int(_pool.window_table(size, out, p, st, before, 0, d, False)[1].sum())
             for size, out, p, st, d, before in zip(geom.spatial, geom.out, self._pool,
                                                    self._strides, self._dilation,
                                                    geom.args[2]))
@@ -347,7 +347,7 @@ class _GlobalPool(_Pool):
         return {**super().get_config(), "keepdims": self.keepdims}
 
     def _geometry(self, input_shape):
-        spatial = _check_spatial(self, input_shape)
+        spatial = check_spatial(self, input_shape)
         channels = input_shape[-1]
         out_shape = (1,) * self._rank + (channels,) if self.keepdims else (channels,)
         args = (spatial, (1, 1), (0, 0)) + (((1, 1),) if self._max else ())
@@ -385,13 +385,13 @@ class _AdaptivePool(_Pool):
         return {**super().get_config(), "output_size": self.output_size}
 
     def _geometry(self, input_shape):
-        spatial = _check_spatial(self, input_shape)
+        spatial = check_spatial(self, input_shape)
         out = tuple(s if o is None else o for s, o in zip(spatial, self._sizes))
         out_shape = out[2 - self._rank:] + (input_shape[-1],)
         return _Geometry((spatial, out, (), out_shape))
 
     def _read(self, geom):
-        return math.prod(int(_pool._adaptive_table(s, o)[1].sum())
+        return math.prod(int(_pool.adaptive_table(s, o)[1].sum())
                          for s, o in zip(geom.spatial, geom.out))
 
 

@@ -8,7 +8,7 @@ import numpy as np
 from cdl._kernels import pooling as _pool
 from cdl._validation import check_bool, choose
 from cdl.layers.base import Layer
-from cdl.layers.pooling import _check_spatial, _int_tuple, parse_padding
+from cdl.layers.pooling import check_spatial, int_tuple, parse_padding
 
 __all__ = ["Reshape", "Permute", "ZeroPadding1D", "ZeroPadding2D", "Cropping1D",
            "Cropping2D", "UpSampling1D", "UpSampling2D"]
@@ -163,7 +163,7 @@ class _Spatial(Layer):
         raise NotImplementedError
 
     def compute_output_shape(self, input_shape):
-        spatial = _check_spatial(self, tuple(input_shape))[2 - self._rank:]
+        spatial = check_spatial(self, tuple(input_shape))[2 - self._rank:]
         return tuple(self._spatial_out(spatial, input_shape)) + (input_shape[-1],)
 
     def build(self, input_shape):
@@ -359,7 +359,7 @@ class UpSampling1D(_Spatial):
 
     def __init__(self, size=2, name=None, dtype=None):
         super().__init__(name=name, dtype=dtype)
-        self.size = _int_tuple(size, 1, "size")[0]
+        self.size = int_tuple(size, 1, "size")[0]
 
     def get_config(self):
         return {**super().get_config(), "size": self.size}
@@ -419,7 +419,7 @@ class UpSampling2D(_Spatial):
     def __init__(self, size=(2, 2), interpolation="nearest", align_corners=False, name=None,
                  dtype=None):
         super().__init__(name=name, dtype=dtype)
-        self.size = _int_tuple(size, 2, "size")
+        self.size = int_tuple(size, 2, "size")
         if isinstance(interpolation, str):
             interpolation = interpolation.lower()
         self.interpolation = choose(interpolation, ("nearest", "bilinear"), "interpolation")

@@ -19,7 +19,7 @@ as ``"callable"`` only, and is passed again when loading.
 
 Reading is bounded before any JSON is parsed: the file's size (at most
 ``max_bytes``), and then, counted on the raw bytes by
-``cdl.saving.reader.scan_json``, the number of JSON values (at most
+``cdl.saving.jsonscan.scan_json``, the number of JSON values (at most
 ``MAX_VOCABULARY`` tokens and a few fields), the nesting (three levels) and
 the digits of any number. A file whose fields have the wrong types, repeat a
 key, repeat a token, leave the padding and OOV tokens out of their places,
@@ -31,7 +31,7 @@ import os
 
 from cdl._validation import BLAS_INT_MAX
 from cdl.saving.atomic import atomic_write
-from cdl.saving.reader import scan_json
+from cdl.saving.jsonscan import scan_json
 
 __all__ = ["FORMAT", "VERSION", "MAX_VOCABULARY", "MAX_BYTES", "SPLITS", "STANDARDIZERS",
            "check_config", "check_vocabulary", "write", "read"]

@@ -3,7 +3,7 @@
 A loopback HTTP server started here (127.0.0.1, a port the OS picks) serves
 small files written here in the real formats (IDX, CIFAR-10's binary tar,
 the aclImdb tar); the pinned hashes are replaced by theirs through
-``cdl.datasets._download._REGISTRY``. No test touches the internet.
+``cdl.datasets._download.REGISTRY``. No test touches the internet.
 """
 import gzip
 import hashlib
@@ -159,10 +159,10 @@ def sha256(data):
 
 def pin(monkeypatch, name, files, counts):
     """Replace the pinned files of data set ``name`` by ``files``' hashes."""
-    entry = dict(_download._REGISTRY[name])
+    entry = dict(_download.REGISTRY[name])
     entry["files"] = {fname: (sha256(data), len(data)) for fname, data in files.items()}
     entry["counts"] = counts
-    monkeypatch.setitem(_download._REGISTRY, name, entry)
+    monkeypatch.setitem(_download.REGISTRY, name, entry)
 
 
 @pytest.fixture
@@ -207,9 +207,9 @@ def cache_listing(folder):
 def test_first_download_then_cache_hit_with_the_server_stopped(served):
     server, expected, cache = served
     check_idx(datasets.load_mnist(data_home=cache, mirror=server.url), expected["mnist"])
-    assert sorted(server.requests) == sorted(f"mnist/{f}" for f in _download._REGISTRY["mnist"]
+    assert sorted(server.requests) == sorted(f"mnist/{f}" for f in _download.REGISTRY["mnist"]
                                              ["files"])
-    assert cache_listing(cache / "mnist") == sorted(_download._REGISTRY["mnist"]["files"])
+    assert cache_listing(cache / "mnist") == sorted(_download.REGISTRY["mnist"]["files"])
     server.stop()
     check_idx(datasets.load_mnist(data_home=cache, mirror=server.url), expected["mnist"])
     check_idx(datasets.load_mnist(data_home=cache, download=False), expected["mnist"])
@@ -337,7 +337,7 @@ def test_an_interrupted_download_is_restarted(served):
     (folder / "t10k-images-idx3-ubyte.gz").write_bytes(data[:100])
     check_idx(datasets.load_fashion_mnist(data_home=cache, mirror=server.url),
               expected["fashion_mnist"])
-    assert cache_listing(folder) == sorted(_download._REGISTRY["fashion_mnist"]["files"])
+    assert cache_listing(folder) == sorted(_download.REGISTRY["fashion_mnist"]["files"])
 
 
 def test_server_down_gives_a_clear_error(served):
@@ -408,7 +408,7 @@ def _load_in_child(args):
     from cdl import datasets as child_datasets
     from cdl.datasets import _download as child_download
 
-    child_download._REGISTRY.update(registry)
+    child_download.REGISTRY.update(registry)
     (x_train, y_train), (x_test, y_test) = child_datasets.load_mnist(data_home=cache, mirror=url)
     return x_train.tobytes() + y_train.tobytes() + x_test.tobytes() + y_test.tobytes()
 
@@ -419,8 +419,8 @@ def test_two_processes_loading_at_once_both_get_the_data(served):
                                                      expected["mnist"]["test"])
     want = (images.astype(np.uint8).tobytes() + labels.astype(np.int64).tobytes()
             + test_images.astype(np.uint8).tobytes() + test_labels.astype(np.int64).tobytes())
-    registry = {"mnist": _download._REGISTRY["mnist"]}
+    registry = {"mnist": _download.REGISTRY["mnist"]}
     with multiprocessing.get_context("spawn").Pool(2) as pool:
         results = pool.map(_load_in_child, [(str(cache), server.url, registry)] * 2)
     assert results == [want, want]
-    assert cache_listing(cache / "mnist") == sorted(_download._REGISTRY["mnist"]["files"])
+    assert cache_listing(cache / "mnist") == sorted(_download.REGISTRY["mnist"]["files"])
