@@ -259,7 +259,7 @@ import numpy as np
 __all__ = ["ModelFileError", "MAGIC", "FORMAT_VERSION", "FORMAT_NAME", "PREFIX", "DIGEST_SIZE",
            "ALIGN", "DTYPES", "MAX_NDIM", "MAX_HEADER", "MAX_DEPTH", "MAX_JSON_ITEMS",
            "MAX_DIGITS", "MAX_INT", "MAX_RNG_LIST", "BIT_GENERATORS", "TRAINING_PREFIX",
-           "PREPROCESSOR_PREFIX",
+           "PREPROCESSOR_PREFIX", "short",
            "MAX_LAYERS", "COPY_WEIGHT", "too_many_layers", "too_many_calls", "jsonable", "pad"]
 
 #: The 8 bytes every model and weights file starts with.
@@ -438,3 +438,12 @@ def pad(n):
     (44, 0)
     """
     return -n % ALIGN
+
+
+def short(value, limit=300):
+    """``str(value)`` cut to ``limit`` characters: messages may quote file content."""
+    try:
+        text = str(value)
+    except Exception:  # noqa: BLE001 - e.g. RecursionError on a deeply nested value
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[:limit] + "..."

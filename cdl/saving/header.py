@@ -9,7 +9,8 @@ those of the format's specification, ``cdl.saving.format``.
 import math
 
 from cdl.saving import format as spec
-from cdl.saving.format import ModelFileError
+from cdl.saving.format import ModelFileError, short
+from cdl.saving.preprocessors import check_preprocessors
 from cdl.saving.training_state import check_training_state
 
 __all__ = ["Checker", "check_header", "model_config", "size_text", "short"]
@@ -105,8 +106,6 @@ def check_header(check, file):
     _check_compile_config(check, header.get("compile"))
     used |= _check_optimizer_section(check, header.get("optimizer"), file.arrays)
     _check_rng(check, header.get("rng"))
-    # Imported here: the preprocessors' module uses this one's helpers.
-    from cdl.saving.preprocessors import check_preprocessors
     used |= check_preprocessors(check, header, file.arrays)
     training = None
     if header.get("training_state") is not None:
@@ -451,11 +450,3 @@ def _check_rng_value(check, value, where):
         i = next(i for i, v in enumerate(value) if type(v) is not int)
         check.expect(value[i], int, f"{where}[{i}]")
 
-
-def short(value, limit=300):
-    """``str(value)`` cut to ``limit`` characters: messages may quote file content."""
-    try:
-        text = str(value)
-    except Exception:  # noqa: BLE001 - e.g. RecursionError on a deeply nested value
-        text = f"<{type(value).__name__}>"
-    return text if len(text) <= limit else text[:limit] + "..."

@@ -9,7 +9,10 @@ import numpy as np
 
 from cdl.saving import format as spec
 
-__all__ = ["scan_json"]
+__all__ = ["scan_json", "SCAN_CHUNK"]
+
+#: Header bytes scanned at a time before parsing (one NumPy pass each).
+SCAN_CHUNK = 2 ** 18
 
 
 def scan_json(raw, max_items=spec.MAX_JSON_ITEMS, max_depth=spec.MAX_DEPTH,

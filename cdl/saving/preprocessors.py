@@ -14,7 +14,7 @@ file is verified and makes the vectorizers. The layout is specified in
 import numpy as np
 
 from cdl.saving import format as spec
-from cdl.saving.header import short
+from cdl.saving.format import short
 
 __all__ = ["CLASS_NAME", "FUNCTION_NAMES", "encode_preprocessors", "check_preprocessors",
            "check_functions", "restore_preprocessors"]

@@ -24,7 +24,7 @@ from cdl.saving import format as spec
 from cdl.saving import sniff
 from cdl.saving.format import ModelFileError
 from cdl.saving.header import Checker, check_header, short, size_text
-from cdl.saving.jsonscan import scan_json
+from cdl.saving.jsonscan import SCAN_CHUNK, scan_json
 
 __all__ = ["read", "SavedFile", "scan_json", "parse_header", "CHUNK", "SCAN_CHUNK",
            "HASH_ON_ERROR"]
@@ -34,8 +34,6 @@ CHUNK = 2 ** 20
 #: Data sections of at most this many bytes are hashed when their header
 #: fails its checks, to tell corruption from a bad header.
 HASH_ON_ERROR = 64 * 2 ** 20
-#: Header bytes scanned at a time before parsing.
-SCAN_CHUNK = 2 ** 18
 
 
 class SavedFile:
