@@ -310,7 +310,8 @@ class Loss:
             return mean
         if self.reduction == "sum":
             return float(mean * self._den)
-        return self._values()
+        # An array also for a single value (a 0-d input), as "none" promises.
+        return np.asarray(self._values())
 
     def backward(self, grad_output=None):
         """Return d loss / d pred for the last ``forward``, shaped like pred.
