@@ -649,6 +649,21 @@ class _LabelRows:
         return self.weight is None and self.reduction == "mean"
 
 
+def _rows_backward(loss, grad_output, weights, dtype):
+    """The gradient of CrossEntropy's or NLL's per-position values, given
+    ``grad_output`` (their gradient): the positions ``ignore_index`` kept,
+    each row's incoming gradient (times its sample weight) passed to the
+    mean's kernel as a row weight, and the mean's divisor undone."""
+    g = grad_output.reshape(-1)
+    if loss._keep is not None:
+        g = g[loss._keep]
+    if weights is not None:
+        g = g * weights
+    grad = loss._grad(np.ascontiguousarray(g, dtype=dtype))
+    grad *= grad.dtype.type(loss._den)
+    return loss._full_grad(grad)
+
+
 class CrossEntropy(_LabelRows, _ClassWeights, Loss):
     """Softmax cross-entropy from logits, averaged over the batch.
 
@@ -838,14 +853,7 @@ class CrossEntropy(_LabelRows, _ClassWeights, Loss):
         logits, probs, _, _, weights, _ = self._cache
         if probs is None:
             return np.zeros(self._shape, logits.dtype)
-        g = grad_output.reshape(-1)
-        if self._keep is not None:
-            g = g[self._keep]
-        if weights is not None:
-            g = g * weights
-        grad = self._grad(np.ascontiguousarray(g, dtype=logits.dtype))
-        grad *= grad.dtype.type(self._den)
-        return self._full_grad(grad)
+        return _rows_backward(self, grad_output, weights, logits.dtype)
 
 
 def _as_pos_weight(pos_weight):
@@ -1058,14 +1066,7 @@ class NLL(_LabelRows, _ClassWeights, Loss):
         log_probs, labels, _, weights = self._cache
         if labels is None:
             return np.zeros(self._shape, log_probs.dtype)
-        g = grad_output.reshape(-1)
-        if self._keep is not None:
-            g = g[self._keep]
-        if weights is not None:
-            g = g * weights
-        grad = self._grad(np.ascontiguousarray(g, dtype=log_probs.dtype))
-        grad *= grad.dtype.type(self._den)
-        return self._full_grad(grad)
+        return _rows_backward(self, grad_output, weights, log_probs.dtype)
 
 
 class KLDivergence(_ElementwiseLoss):
