@@ -191,22 +191,23 @@ def test_transformer_flop_counts():
     assert bench.workloads.encoder_flops(c) == forward + backward
 
 
-def _worker_peak(task, harness_ballast_mib=0):
+def _worker_peak(task, cwd, harness_ballast_mib=0):
     """The work peak (MiB) of ``task`` run by a fresh worker, started from a
-    harness process that first holds ``harness_ballast_mib`` MiB."""
+    harness process (in ``cwd``, outside the source tree) that first holds
+    ``harness_ballast_mib`` MiB."""
     code = ("import json, sys\nimport numpy\n"
             f"ballast = numpy.ones({harness_ballast_mib} << 20, numpy.uint8)\n"
             "from cdl import bench\n"
             "print(json.dumps(bench.run_worker(json.loads(sys.argv[1]))))\n")
     result = subprocess.run([sys.executable, "-c", code, json.dumps(task)],
-                            capture_output=True, text=True, timeout=300)
+                            capture_output=True, text=True, timeout=300, cwd=cwd)
     assert result.returncode == 0, result.stderr
     res = json.loads(result.stdout.strip().splitlines()[-1])
     assert res["baseline_mib"] > 0
     return res["work_peak_mib"]
 
 
-def test_memory_differs_by_workload_and_not_by_what_the_harness_loaded():
+def test_memory_differs_by_workload_and_not_by_what_the_harness_loaded(tmp_path):
     """The peak a worker reports is its task's: a wide MLP step and a tiny
     one differ, and a harness grown large first (as it is once PyTorch is
     loaded in it) does not change the figure. On Linux, ``ru_maxrss``
@@ -216,13 +217,13 @@ def test_memory_differs_by_workload_and_not_by_what_the_harness_loaded():
     tiny = {"framework": "cdl", "threads": 1, "kind": "train", "sizes": [32, 64, 64, 10],
             "batch": 32, "optimizer": "adam", "steps": 5, "min_seconds": 0.0}
     wide = {**tiny, "sizes": [1024, 2048, 2048, 10], "batch": 256}
-    tiny_peak = _worker_peak(tiny)
-    wide_peak = _worker_peak(wide)
+    tiny_peak = _worker_peak(tiny, tmp_path)
+    wide_peak = _worker_peak(wide, tmp_path)
     # The wide MLP's weights alone: (1024*2048 + 2048*2048) float32 = 24 MiB,
     # with gradients and two Adam moments four times that.
     assert wide_peak > 60 and tiny_peak < 20 and wide_peak > 4 * tiny_peak
     # Started from a harness holding 300 MiB, the figure is the same.
-    harnessed = _worker_peak(wide, harness_ballast_mib=300)
+    harnessed = _worker_peak(wide, tmp_path, harness_ballast_mib=300)
     assert abs(harnessed - wide_peak) <= 0.1 * wide_peak + 2
 
 

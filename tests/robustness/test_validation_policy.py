@@ -103,7 +103,8 @@ ARGUMENTS = {
 #: exception they then raise after checking their arguments.
 #: Callables that fail for want of something a test machine lacks, once
 #: their flags were accepted: the exceptions and a word of the message.
-UNAVAILABLE = {"cdl.distributed.init": (ImportError, "mpi4py")}
+UNAVAILABLE = {"cdl.distributed.init": (ImportError, "mpi4py"),
+               "cdl.callbacks.TensorBoard": (ImportError, "cdl\\[tensorboard\\]")}
 #: The standard data sets: with download=True they would fetch; their mirror
 #: is a closed port of this machine, so they fail at once (or lack pooch).
 _DATASETS_OFFLINE = ((ConnectionError, ImportError), "127.0.0.1:9|cdl\\[datasets\\]")
