@@ -392,14 +392,16 @@ def test_to_torch_refusals(layer, words):
         assert word in str(info.value)
 
 
-def test_imports_without_torch():
+def test_imports_without_torch(tmp_path):
     # cdl and cdl.convert import with torch unavailable; the functions then
-    # raise an ImportError naming torch.
+    # raise an ImportError naming torch. Run outside the source tree, so the
+    # installed cdl is the one imported.
     code = ("import sys; sys.modules['torch'] = None\n"
             "import cdl, cdl.convert\n"
             "try:\n    cdl.convert.from_torch(None, (2,))\n"
             "except ImportError as e:\n    assert 'torch' in str(e); print('ok')\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=tmp_path)
     assert out.stdout.strip() == "ok", out.stderr
 
 
