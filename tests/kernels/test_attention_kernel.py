@@ -343,7 +343,10 @@ def test_4096_tokens_run_without_a_token_by_token_matrix(tmp_path):
                          timeout=600, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     grown = int(out.stdout.split()[-1])
-    assert grown < 4096 * 4096 * 4 / 16, grown  # < 4 MiB, against 64 MiB per (T, T) matrix
+    # Under 8 MiB, against 64 MiB per (T, T) matrix: each thread's tiles (two
+    # 256 x 256 float32 score blocks in the backward pass, the Q, K, V tiles)
+    # and, in the sanitizer build, the allocator's redzones and quarantine.
+    assert grown < 4096 * 4096 * 4 / 8, grown
 
 
 # --- threads ----------------------------------------------------------------------
